@@ -1,0 +1,76 @@
+//! Shared set-up for the criterion benches: a server, a runtime, and a driver that runs one
+//! operation from N concurrent tasks.
+//!
+//! Every bench group measures the crate's operation next to a raw redis-rs baseline doing the same
+//! round trips on the same server in the same run, so results read as ratios.
+#![allow(missing_docs)]
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use redis_test_support::TestServer;
+use tokio::runtime::Runtime;
+
+/// The server a bench talks to: `REDIS_URL` when set (by `cargo xtask bench`), else a private
+/// `redis-server` that lives as long as this value.
+#[derive(Debug)]
+pub struct BenchServer {
+    _server: Option<TestServer>,
+    pub url: String,
+}
+
+impl BenchServer {
+    pub fn start() -> Self {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => Self { _server: None, url },
+            _ => {
+                let server = TestServer::spawn();
+                let url = server.url();
+                Self {
+                    _server: Some(server),
+                    url,
+                }
+            }
+        }
+    }
+}
+
+/// A multi-threaded runtime with as many workers as cores.
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `op` `iters` times in total, split over `tasks` concurrent tasks, and returns the wall time.
+/// Use inside `Bencher::iter_custom` with `Throughput::Elements(1)` to read operations per second.
+pub fn run_concurrent<F, Fut>(rt: &Runtime, tasks: usize, iters: u64, op: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let op = Arc::new(op);
+    rt.block_on(async move {
+        let per_task = iters.div_ceil(tasks as u64);
+        let start = std::time::Instant::now();
+        let handles: Vec<_> = (0..tasks as u64)
+            .map(|t| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    let first = t * per_task;
+                    let last = ((t + 1) * per_task).min(iters);
+                    for i in first..last {
+                        op(i).await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("bench task panicked");
+        }
+        start.elapsed()
+    })
+}
+
+/// The concurrency levels every bench reports.
+pub const CONCURRENCY: [usize; 2] = [1, 50];

@@ -1,0 +1,239 @@
+//! Connections: the [`Backend`] trait and the [`Redis`] handle every pattern crate takes.
+//!
+//! # Design
+//!
+//! Pattern crates hold a [`Redis`]: a cheap-to-clone handle around an `Arc<dyn Backend>`. The trait
+//! is **dyn-compatible** (object safe: yes) so that `RateLimiter`, `Cache`, `Lock`... carry no
+//! connection type parameter and a deployment can be chosen at run time from configuration. The
+//! price is one virtual call and one boxed future per command, which redis-rs pays anyway (its
+//! `ConnectionLike` returns boxed futures) and which is lost in the noise of a network round trip;
+//! `benches/benches/core.rs` measures it against a raw redis-rs connection.
+//!
+//! Every command of the hot path goes over one **shared multiplexed connection** per backend:
+//! concurrent callers are pipelined on the socket. Work that must own a connection (blocking reads,
+//! `WATCH`/`MULTI`, `CLIENT` state) takes a [`DedicatedConnection`] from a bounded bb8 pool.
+//!
+//! [`Redis`] implements [`redis::aio::ConnectionLike`], so every redis-rs command, pipeline and
+//! script works on it directly:
+//!
+//! ```no_run
+//! use redis::AsyncCommands;
+//! use redis_core::Redis;
+//!
+//! # async fn demo() -> redis_core::Result<()> {
+//! let redis = Redis::open("redis://127.0.0.1:6379").await?;
+//! let mut conn = redis.clone(); // an Arc clone; shares the multiplexed connection
+//! let _: () = conn.set_ex("greeting", "hello", 60).await?;
+//! let value: Option<String> = conn.get("greeting").await?;
+//! # Ok(()) }
+//! ```
+
+mod cluster;
+mod pool;
+mod sentinel;
+mod standalone;
+
+use std::{fmt, sync::Arc};
+
+use futures_util::future::BoxFuture;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value, aio::ConnectionLike};
+
+use crate::{
+    config::{Config, Topology, TopologyKind},
+    error::Result,
+};
+
+pub use pool::DedicatedConnection;
+
+/// A deployment that can run commands: one server, a cluster, a Sentinel-managed master, or
+/// anything a user plugs in (a proxy, a test double of their own).
+///
+/// Object safe: yes; held as `Arc<dyn Backend>` by [`Redis`]. Three required methods; the rest have defaults.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Sends one packed command over the shared connection and returns its reply.
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value>;
+
+    /// Sends `count` replies' worth of a pipeline over the shared connection, skipping `offset`
+    /// replies (the contract of [`ConnectionLike::req_packed_commands`]).
+    fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>>;
+
+    /// A connection owned by the caller until dropped.
+    fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>>;
+
+    /// What kind of deployment this is. Defaults to [`TopologyKind::Custom`].
+    fn topology(&self) -> TopologyKind {
+        TopologyKind::Custom
+    }
+
+    /// The database index the shared connection uses. Defaults to 0.
+    fn db(&self) -> i64 {
+        0
+    }
+
+    /// Clients for work that needs its own kind of connection (pub/sub, RESP3 push streams).
+    /// Behind Sentinel this resolves the current master. Defaults to [`crate::Error::Unsupported`].
+    fn endpoint(&self) -> BoxFuture<'_, Result<Endpoint>> {
+        Box::pin(async { Err(crate::Error::Unsupported("endpoint")) })
+    }
+}
+
+/// How to open connections of one's own to a deployment (see [`Backend::endpoint`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// One server (standalone, or the current master behind Sentinel).
+    Single(redis::Client),
+    /// A cluster.
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// The handle every pattern takes: a shared multiplexed connection plus a pool of dedicated ones.
+///
+/// Clone it freely; clones share everything. It implements [`ConnectionLike`], so redis-rs
+/// commands run on it directly (`cmd.query_async(&mut redis.clone())`).
+#[derive(Clone)]
+pub struct Redis {
+    backend: Arc<dyn Backend>,
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Redis").field(&self.backend).finish()
+    }
+}
+
+impl Redis {
+    /// Connects as `config` says and checks the server answers (credentials included).
+    ///
+    /// # Errors
+    /// [`crate::Error::Authentication`] for rejected credentials, [`crate::Error::Redis`] when the
+    /// server cannot be reached within the connect time-out, [`crate::Error::InvalidConfig`] when
+    /// redis-rs rejects a setting.
+    #[tracing::instrument(level = "debug", skip_all, fields(topology = ?config.topology().kind()))]
+    pub async fn connect(config: &Config) -> Result<Self> {
+        let backend: Arc<dyn Backend> = match &config.topology {
+            Topology::Standalone(info) => {
+                Arc::new(standalone::Standalone::connect(config, info).await?)
+            }
+            Topology::Cluster(nodes) => Arc::new(cluster::Cluster::connect(config, nodes).await?),
+            Topology::Sentinel {
+                sentinels,
+                service,
+                master,
+            } => Arc::new(sentinel::Sentinel::connect(config, sentinels, service, master).await?),
+        };
+        // Connecting does not authenticate when no password is configured, and a server that
+        // requires one only says so on the first command: ask now so `connect` reports it.
+        backend.send(&redis::cmd("PING")).await?.extract_error()?;
+        Ok(Self { backend })
+    }
+
+    /// Connects to one server at `url` with default settings.
+    ///
+    /// # Errors
+    /// As [`Config::from_url`] and [`Redis::connect`].
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(&Config::from_url(url)?).await
+    }
+
+    /// Wraps a backend of one's own.
+    pub fn from_backend(backend: impl Backend) -> Self {
+        Self {
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// What kind of deployment this is.
+    pub fn topology(&self) -> TopologyKind {
+        self.backend.topology()
+    }
+
+    /// The backend behind this handle.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Runs one command on the shared connection.
+    ///
+    /// # Errors
+    /// The command's failure, converted into [`crate::Error`].
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let value = self.backend.send(cmd).await?.extract_error()?;
+        Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
+    }
+
+    /// Runs a pipeline (or a `MULTI`/`EXEC` transaction built with [`redis::pipe`]`().atomic()`) on
+    /// the shared connection.
+    ///
+    /// # Errors
+    /// The pipeline's failure, converted into [`crate::Error`].
+    pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
+        let mut conn = self.clone();
+        Ok(pipeline.query_async(&mut conn).await?)
+    }
+
+    /// Takes a connection for exclusive use (blocking commands, `WATCH`/`MULTI`). It returns to the
+    /// pool when dropped.
+    ///
+    /// # Errors
+    /// [`crate::Error::PoolTimeout`] when the pool stays exhausted for its connection time-out;
+    /// connection errors when a new connection cannot be opened.
+    pub async fn dedicated(&self) -> Result<DedicatedConnection> {
+        self.backend.dedicated().await
+    }
+
+    /// Clients for connections of one's own (pub/sub). See [`Backend::endpoint`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Unsupported`] on backends without one; Sentinel look-up failures.
+    pub async fn endpoint(&self) -> Result<Endpoint> {
+        self.backend.endpoint().await
+    }
+
+    /// The server's clock (`TIME`), as time since the Unix epoch.
+    ///
+    /// # Errors
+    /// As [`crate::server_time`].
+    pub async fn server_time(&self) -> Result<std::time::Duration> {
+        crate::time::server_time(&mut self.clone()).await
+    }
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.backend.send(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.backend.send_pipeline(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.backend.db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handle_and_trait_objects_are_thread_safe() {
+        assert_send_sync::<Redis>();
+        assert_send_sync::<Arc<dyn Backend>>();
+        assert_send_sync::<DedicatedConnection>();
+        fn _object_safe(_: &dyn Backend) {}
+    }
+}

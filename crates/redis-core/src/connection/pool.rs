@@ -1,0 +1,193 @@
+//! The bounded pool of dedicated connections (bb8) and the connection type it hands out.
+
+use std::{fmt, time::Duration};
+
+use futures_util::future::BoxFuture;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value, aio::ConnectionLike};
+
+use crate::{
+    config::PoolConfig,
+    error::{Error, Result},
+};
+
+type Connect = dyn Fn() -> BoxFuture<'static, RedisResult<Box<dyn ConnectionLike + Send + Sync>>>
+    + Send
+    + Sync;
+
+/// Opens connections for the pool and tells bb8 which ones are dead.
+pub(crate) struct PoolManager {
+    connect: Box<Connect>,
+}
+
+impl PoolManager {
+    pub(crate) fn new<F, Fut, C>(connect: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = RedisResult<C>> + Send + 'static,
+        C: ConnectionLike + Send + Sync + 'static,
+    {
+        Self {
+            connect: Box::new(move || {
+                let fut = connect();
+                Box::pin(async move {
+                    let conn = fut.await?;
+                    Ok(Box::new(conn) as Box<dyn ConnectionLike + Send + Sync>)
+                })
+            }),
+        }
+    }
+
+    pub(crate) fn into_pool(self, config: &PoolConfig) -> bb8::Pool<Self> {
+        bb8::Pool::builder()
+            .max_size(config.max_size)
+            .min_idle(config.min_idle)
+            .connection_timeout(config.connection_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .test_on_check_out(config.test_on_check_out)
+            // Report a failed connect (refused, bad password) at once instead of retrying until
+            // the checkout times out and losing the cause.
+            .retry_connection(false)
+            .build_unchecked(self)
+    }
+}
+
+impl fmt::Debug for PoolManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolManager").finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection plus what we learned about its health while using it.
+pub(crate) struct Tracked {
+    conn: Box<dyn ConnectionLike + Send + Sync>,
+    broken: bool,
+}
+
+impl Tracked {
+    fn note(&mut self, err: &RedisError) {
+        if err.is_unrecoverable_error() || crate::error::is_connection_error(err) {
+            self.broken = true;
+        }
+    }
+}
+
+impl bb8::ManageConnection for PoolManager {
+    type Connection = Tracked;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Tracked, RedisError> {
+        Ok(Tracked {
+            conn: (self.connect)().await?,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Tracked) -> Result<(), RedisError> {
+        let ping = redis::cmd("PING");
+        match conn.conn.req_packed_command(&ping).await? {
+            Value::SimpleString(pong) if pong == "PONG" => Ok(()),
+            other => Err((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected PING reply",
+                format!("{other:?}"),
+            )
+                .into()),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Tracked) -> bool {
+        conn.broken
+    }
+}
+
+pub(crate) async fn checkout(
+    pool: &bb8::Pool<PoolManager>,
+    timeout: Duration,
+) -> Result<DedicatedConnection> {
+    match pool.get_owned().await {
+        Ok(conn) => Ok(DedicatedConnection {
+            inner: Inner::Pooled(conn),
+        }),
+        Err(bb8::RunError::TimedOut) => Err(Error::PoolTimeout(timeout)),
+        Err(bb8::RunError::User(e)) => Err(e.into()),
+    }
+}
+
+/// A connection owned by one caller until dropped (then it returns to its pool, or is closed if a
+/// command showed it to be broken). Implements [`ConnectionLike`].
+pub struct DedicatedConnection {
+    inner: Inner,
+}
+
+enum Inner {
+    Pooled(bb8::PooledConnection<'static, PoolManager>),
+    Owned(Tracked),
+}
+
+impl DedicatedConnection {
+    /// Wraps a connection that is not pooled (for custom [`crate::Backend`]s).
+    pub fn new(conn: impl ConnectionLike + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Inner::Owned(Tracked {
+                conn: Box::new(conn),
+                broken: false,
+            }),
+        }
+    }
+
+    fn tracked(&mut self) -> &mut Tracked {
+        match &mut self.inner {
+            Inner::Pooled(conn) => conn,
+            Inner::Owned(conn) => conn,
+        }
+    }
+}
+
+impl fmt::Debug for DedicatedConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pooled = matches!(self.inner, Inner::Pooled(_));
+        f.debug_struct("DedicatedConnection")
+            .field("pooled", &pooled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionLike for DedicatedConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let tracked = self.tracked();
+        Box::pin(async move {
+            let result = tracked.conn.req_packed_command(cmd).await;
+            if let Err(e) = &result {
+                tracked.note(e);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let tracked = self.tracked();
+        Box::pin(async move {
+            let result = tracked
+                .conn
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            if let Err(e) = &result {
+                tracked.note(e);
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.inner {
+            Inner::Pooled(conn) => conn.conn.get_db(),
+            Inner::Owned(conn) => conn.conn.get_db(),
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Key spaces: every key a pattern writes is `<prefix>:<pattern>:{<name>}`.
+//!
+//! The part in braces is the cluster *hash tag*: Redis Cluster hashes only that part, so a key and
+//! all its [companions](Key::companion) (`<prefix>:<pattern>:{<name>}:<suffix>`) live on one slot and
+//! a multi-key script over them is cluster-safe by construction.
+//!
+//! Names are arbitrary strings. The characters `{`, `}` and `%` in a name are percent-encoded so a
+//! name can never change where the hash tag ends.
+//!
+//! ```
+//! use redis_core::KeySpace;
+//!
+//! let limits = KeySpace::new("myapp")?.pattern("ratelimit")?;
+//! let key = limits.key("user:42")?;
+//! assert_eq!(key.as_str(), "myapp:ratelimit:{user:42}");
+//! assert_eq!(key.companion("seq").as_str(), "myapp:ratelimit:{user:42}:seq");
+//! assert_eq!(key.slot(), key.companion("seq").slot());
+//!
+//! // Braces in a name cannot break the hash tag.
+//! assert_eq!(limits.key("a}b")?.as_str(), "myapp:ratelimit:{a%7Db}");
+//! assert!(limits.key("").is_err());
+//! # Ok::<(), redis_core::Error>(())
+//! ```
+
+use std::{borrow::Cow, fmt, sync::Arc};
+
+use crate::error::{KeyError, Result};
+
+/// Default maximum key length in bytes. Redis allows far longer keys, but long keys cost memory
+/// on every access and usually mean a value was put into a key by mistake.
+pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
+
+/// Number of hash slots in a Redis Cluster.
+pub const CLUSTER_SLOTS: u16 = 16384;
+
+/// A namespace for keys: a prefix of one or more `:`-separated segments.
+///
+/// Cheap to clone. Segments must be non-empty and may not contain `{`, `}`, `:` or whitespace.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: Arc<str>,
+    max_key_len: usize,
+}
+
+impl fmt::Debug for KeySpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySpace")
+            .field("prefix", &self.prefix)
+            .field("max_key_len", &self.max_key_len)
+            .finish()
+    }
+}
+
+impl KeySpace {
+    /// A key space with one prefix segment, usually the application's name.
+    ///
+    /// # Errors
+    /// [`KeyError::Empty`] or [`KeyError::ForbiddenChar`] when `prefix` is not a valid segment.
+    pub fn new(prefix: &str) -> Result<Self> {
+        validate_segment(prefix)?;
+        Ok(Self {
+            prefix: prefix.into(),
+            max_key_len: DEFAULT_MAX_KEY_LEN,
+        })
+    }
+
+    /// A narrower key space: `<prefix>:<pattern>`. Pattern crates call this with their name.
+    ///
+    /// # Errors
+    /// [`KeyError::Empty`] or [`KeyError::ForbiddenChar`] when `pattern` is not a valid segment.
+    pub fn pattern(&self, pattern: &str) -> Result<Self> {
+        validate_segment(pattern)?;
+        Ok(Self {
+            prefix: format!("{}:{pattern}", self.prefix).into(),
+            max_key_len: self.max_key_len,
+        })
+    }
+
+    /// Sets the largest key (in bytes) this space will build. Defaults to [`DEFAULT_MAX_KEY_LEN`].
+    #[must_use]
+    pub fn with_max_key_len(mut self, max: usize) -> Self {
+        self.max_key_len = max;
+        self
+    }
+
+    /// The prefix, without a trailing `:`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The largest key this space builds, in bytes.
+    pub fn max_key_len(&self) -> usize {
+        self.max_key_len
+    }
+
+    /// `<prefix>:{<name>}`: the key of `name`, hash-tagged by the name itself.
+    ///
+    /// # Errors
+    /// [`KeyError::Empty`] for an empty name, [`KeyError::TooLong`] past the limit.
+    pub fn key(&self, name: &str) -> Result<Key> {
+        if name.is_empty() {
+            return Err(KeyError::Empty("key name").into());
+        }
+        let name = escape(name);
+        let key = format!("{}:{{{name}}}", self.prefix);
+        self.checked(key, self.prefix.len() + 2 + name.len())
+    }
+
+    /// `<prefix>:{<tag>}:<name>`: a key that shares the slot of every other key with the same tag,
+    /// for example all sessions of one user.
+    ///
+    /// # Errors
+    /// [`KeyError::Empty`] for an empty tag or name, [`KeyError::TooLong`] past the limit.
+    pub fn tagged(&self, tag: &str, name: &str) -> Result<Key> {
+        if tag.is_empty() {
+            return Err(KeyError::Empty("hash tag").into());
+        }
+        if name.is_empty() {
+            return Err(KeyError::Empty("key name").into());
+        }
+        let tag = escape(tag);
+        let tag_end = self.prefix.len() + 2 + tag.len();
+        let key = format!("{}:{{{tag}}}:{name}", self.prefix);
+        self.checked(key, tag_end)
+    }
+
+    /// A glob (for `SCAN MATCH`) that matches every key of this space.
+    pub fn scan_pattern(&self) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 2);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str(":*");
+        out
+    }
+
+    fn checked(&self, key: String, tag_end: usize) -> Result<Key> {
+        if key.len() > self.max_key_len {
+            return Err(KeyError::TooLong {
+                len: key.len(),
+                max: self.max_key_len,
+            }
+            .into());
+        }
+        Ok(Key {
+            full: key.into(),
+            tag_end,
+        })
+    }
+}
+
+/// A finished key: `<prefix>:{<tag>}[:<rest>]`. Cheap to clone; use it wherever redis-rs takes a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    full: Arc<str>,
+    /// Byte index just past the closing `}` of the hash tag.
+    tag_end: usize,
+}
+
+impl Key {
+    /// The key as Redis sees it.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// `<this key>:<suffix>`: a companion key on the same cluster slot.
+    ///
+    /// Suffixes are chosen by pattern crates (`seq`, `fence`, `idx`, ...), so they are not checked
+    /// against the length limit.
+    pub fn companion(&self, suffix: &str) -> Self {
+        Self {
+            full: format!("{}:{suffix}", self.full).into(),
+            tag_end: self.tag_end,
+        }
+    }
+
+    /// The key up to and including its hash tag: `<prefix>:{<tag>}`.
+    pub fn tag_root(&self) -> &str {
+        &self.full[..self.tag_end]
+    }
+
+    /// The cluster slot (0..16384) of this key.
+    pub fn slot(&self) -> u16 {
+        slot(self.full.as_bytes())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.full, f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.full
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        self.full.as_bytes()
+    }
+}
+
+impl redis::ToRedisArgs for Key {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg(self.full.as_bytes());
+    }
+}
+
+impl redis::ToSingleRedisArg for Key {}
+
+fn validate_segment(segment: &str) -> Result<(), KeyError> {
+    if segment.is_empty() {
+        return Err(KeyError::Empty("key space segment"));
+    }
+    if let Some(found) = segment
+        .chars()
+        .find(|c| matches!(c, '{' | '}' | ':') || c.is_whitespace())
+    {
+        return Err(KeyError::ForbiddenChar {
+            segment: segment.to_owned(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn escape(name: &str) -> Cow<'_, str> {
+    if !name.contains(['{', '}', '%']) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The cluster slot of any key, following the Redis Cluster spec (CRC16/XMODEM of the hash tag
+/// when the key has a non-empty one, of the whole key otherwise, modulo 16384).
+///
+/// ```
+/// assert_eq!(redis_core::keys::slot(b"123456789"), 0x31C3 % 16384);
+/// assert_eq!(redis_core::keys::slot(b"{user1000}.following"), redis_core::keys::slot(b"{user1000}.followers"));
+/// ```
+pub fn slot(key: &[u8]) -> u16 {
+    crc16_xmodem(hash_tag(key)) % CLUSTER_SLOTS
+}
+
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_the_cluster_spec() {
+        // Values from `CLUSTER KEYSLOT` on a real server.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"bar"), 5061);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    }
+
+    #[test]
+    fn companions_share_the_slot_of_their_key() {
+        let ks = KeySpace::new("app").unwrap().pattern("lock").unwrap();
+        for name in ["a", "b}c", "{x}", "%7D", "x:y:z", "ünïcødé"] {
+            let key = ks.key(name).unwrap();
+            assert_eq!(key.slot(), key.companion("fence").slot(), "{name}");
+            assert_eq!(slot(key.tag_root().as_bytes()), key.slot());
+        }
+    }
+
+    #[test]
+    fn escaping_is_injective() {
+        let ks = KeySpace::new("app").unwrap();
+        let a = ks.key("%7D").unwrap();
+        let b = ks.key("}").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn tagged_keys_share_the_tag_slot() {
+        let ks = KeySpace::new("app").unwrap().pattern("session").unwrap();
+        let a = ks.tagged("user:1", "s1").unwrap();
+        let b = ks.tagged("user:1", "index").unwrap();
+        assert_eq!(a.as_str(), "app:session:{user:1}:s1");
+        assert_eq!(a.slot(), b.slot());
+        assert_eq!(a.slot(), ks.key("user:1").unwrap().slot());
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        assert!(matches!(
+            KeySpace::new(""),
+            Err(crate::Error::InvalidKey(KeyError::Empty(_)))
+        ));
+        assert!(matches!(
+            KeySpace::new("a{b"),
+            Err(crate::Error::InvalidKey(KeyError::ForbiddenChar {
+                found: '{',
+                ..
+            }))
+        ));
+        assert!(KeySpace::new("a b").is_err());
+        let ks = KeySpace::new("app").unwrap().with_max_key_len(16);
+        assert!(matches!(
+            ks.key("0123456789abcdef"),
+            Err(crate::Error::InvalidKey(KeyError::TooLong { max: 16, .. }))
+        ));
+        assert!(ks.tagged("", "x").is_err());
+        assert!(ks.tagged("x", "").is_err());
+    }
+
+    #[test]
+    fn scan_pattern_escapes_glob_characters() {
+        let ks = KeySpace::new("a*b").unwrap().pattern("c?").unwrap();
+        assert_eq!(ks.scan_pattern(), "a\\*b:c\\?:*");
+    }
+}

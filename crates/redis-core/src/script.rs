@@ -1,0 +1,166 @@
+//! Lua scripts: EVALSHA with load-on-`NOSCRIPT`, cluster routing by key, and a slot check.
+//!
+//! Built on [`redis::Script`], which sends `EVALSHA` and, when the server answers `NOSCRIPT`
+//! (after a restart, a failover or `SCRIPT FLUSH`), loads the script and retries. On a cluster the
+//! call is routed by its first key. Before anything is sent, [`ScriptCall::invoke`] checks that all
+//! keys hash to one slot, so a script that would fail on a cluster fails the same way on a laptop.
+//!
+//! ```no_run
+//! use redis_core::{KeySpace, Redis, Script};
+//!
+//! static INCR_BOTH: Script = Script::new("incr_both", "
+//!     redis.call('INCR', KEYS[1])
+//!     return redis.call('INCRBY', KEYS[2], ARGV[1])
+//! ");
+//!
+//! # async fn demo(redis: Redis) -> redis_core::Result<()> {
+//! let key = KeySpace::new("app")?.pattern("demo")?.key("counter")?;
+//! let total: i64 = INCR_BOTH
+//!     .call()
+//!     .key(&key)
+//!     .key(&key.companion("total"))
+//!     .arg(5)
+//!     .invoke(&redis)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::OnceLock;
+
+use redis::{FromRedisValue, ToRedisArgs, aio::ConnectionLike};
+
+use crate::{
+    Redis,
+    error::{Error, Result},
+    keys::slot,
+};
+
+/// A named Lua script. `const`-constructible, so it can live in a `static`; the SHA1 is computed
+/// once, on first use.
+pub struct Script {
+    name: &'static str,
+    source: &'static str,
+    compiled: OnceLock<redis::Script>,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script").field("name", &self.name).finish()
+    }
+}
+
+impl Script {
+    /// Declares a script. `name` shows up in traces and errors.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The script's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Lua source.
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// The SHA1 the server knows the script by.
+    pub fn sha1(&self) -> &str {
+        self.inner().get_hash()
+    }
+
+    /// Starts a call: add keys and arguments, then [`invoke`](ScriptCall::invoke).
+    pub fn call(&self) -> ScriptCall<'_> {
+        ScriptCall {
+            script: self,
+            invocation: self.inner().prepare_invoke(),
+            first: None,
+            cross: None,
+        }
+    }
+
+    /// The underlying redis-rs script.
+    pub fn inner(&self) -> &redis::Script {
+        self.compiled
+            .get_or_init(|| redis::Script::new(self.source))
+    }
+}
+
+/// A script call being built. Keys must all hash to one cluster slot.
+pub struct ScriptCall<'a> {
+    script: &'a Script,
+    invocation: redis::ScriptInvocation<'a>,
+    first: Option<(u16, String)>,
+    cross: Option<String>,
+}
+
+impl std::fmt::Debug for ScriptCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptCall")
+            .field("script", &self.script.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ScriptCall<'a> {
+    /// Adds a key (`KEYS[n]`). Use [`crate::Key`]s from one [`crate::KeySpace`] name and its companions.
+    #[must_use]
+    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
+        let bytes = key.as_ref();
+        let key_slot = slot(bytes);
+        match &self.first {
+            None => self.first = Some((key_slot, String::from_utf8_lossy(bytes).into_owned())),
+            Some((first_slot, first_key)) if *first_slot != key_slot && self.cross.is_none() => {
+                self.cross = Some(format!(
+                    "{first_key:?} (slot {first_slot}) and {:?} (slot {key_slot}) in script {}",
+                    String::from_utf8_lossy(bytes),
+                    self.script.name
+                ));
+            }
+            Some(_) => {}
+        }
+        self.invocation.key(bytes);
+        self
+    }
+
+    /// Adds an argument (`ARGV[n]`).
+    #[must_use]
+    pub fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.invocation.arg(arg);
+        self
+    }
+
+    /// Runs the script on the shared connection of `redis`.
+    ///
+    /// # Errors
+    /// [`Error::CrossSlot`] before sending when keys span slots; otherwise whatever the server or
+    /// the connection reports, converted into [`Error`].
+    pub async fn invoke<T: FromRedisValue>(self, redis: &Redis) -> Result<T> {
+        let mut conn = redis.clone();
+        self.invoke_on(&mut conn).await
+    }
+
+    /// Runs the script on any redis-rs async connection (a dedicated one, a raw multiplexed one).
+    ///
+    /// # Errors
+    /// As [`invoke`](Self::invoke).
+    pub async fn invoke_on<T, C>(self, conn: &mut C) -> Result<T>
+    where
+        T: FromRedisValue,
+        C: ConnectionLike + Send,
+    {
+        if let Some(detail) = self.cross {
+            return Err(Error::CrossSlot(detail));
+        }
+        let result = self.invocation.invoke_async(conn).await;
+        result.map_err(|e| {
+            tracing::debug!(script = self.script.name, error = %e, "script failed");
+            Error::from(e)
+        })
+    }
+}

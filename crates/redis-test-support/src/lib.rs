@@ -1,0 +1,31 @@
+//! Real Redis servers for tests, never mocks.
+//!
+//! - [`TestServer`]: one `redis-server` on a free loopback port; kill, restart, read its log.
+//! - [`TestCluster`]: a formed Redis Cluster (3 masters by default in tests, replicas optional).
+//! - [`TestMasters`]: independent masters (Redlock).
+//! - [`TestSentinel`]: master + replica + 3 sentinels.
+//! - [`TestContext`]: a [`redis_core::Redis`] and a unique key prefix per test; uses `REDIS_URL`
+//!   when set (cleaning only its own keys), else a private server.
+//! - [`FaultProxy`]: latency, blackhole, refused and reset connections between client and server.
+//! - [`wait_until`] / [`wait_for`]: wait for a condition with a deadline instead of sleeping.
+//!
+//! Every process is a child of the test and is killed when its handle drops. Servers come from
+//! `redis-server` on `PATH` (or `REDIS_SERVER_BIN`); when it is missing, tests fail with a message
+//! saying what to install. No test skips silently.
+#![deny(missing_docs)]
+
+mod cluster;
+mod context;
+mod proxy;
+mod sentinel;
+mod server;
+mod wait;
+
+pub use cluster::TestCluster;
+pub use context::{REDIS_URL_ENV, TestContext};
+pub use proxy::FaultProxy;
+pub use sentinel::{SERVICE as SENTINEL_SERVICE, TestSentinel};
+pub use server::{
+    SERVER_BIN_ENV, TestMasters, TestServer, TestServerBuilder, free_port, server_bin,
+};
+pub use wait::{wait_for, wait_until};
