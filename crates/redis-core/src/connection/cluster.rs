@@ -28,7 +28,7 @@ pub(crate) struct Cluster {
     shared: ClusterConnection,
     pool: bb8::Pool<PoolManager>,
     pool_timeout: std::time::Duration,
-    nodes: usize,
+    nodes: Vec<ConnectionInfo>,
 }
 
 impl Cluster {
@@ -56,7 +56,7 @@ impl Cluster {
             shared,
             pool,
             pool_timeout: config.pool.connection_timeout,
-            nodes: nodes.len(),
+            nodes: nodes.to_vec(),
         })
     }
 }
@@ -64,7 +64,7 @@ impl Cluster {
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster")
-            .field("seed_nodes", &self.nodes)
+            .field("seed_nodes", &self.nodes.len())
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +94,10 @@ impl Backend for Cluster {
     }
 
     fn endpoint(&self) -> BoxFuture<'_, Result<Endpoint>> {
-        let client = self.client.clone();
-        Box::pin(async move { Ok(Endpoint::Cluster(Box::new(client))) })
+        let endpoint = Endpoint::Cluster {
+            client: Box::new(self.client.clone()),
+            nodes: self.nodes.clone(),
+        };
+        Box::pin(async move { Ok(endpoint) })
     }
 }

@@ -88,8 +88,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 pub enum Endpoint {
     /// One server (standalone, or the current master behind Sentinel).
     Single(redis::Client),
-    /// A cluster.
-    Cluster(Box<redis::cluster::ClusterClient>),
+    /// A cluster: the client core uses (RESP2) and the seed nodes, to build a client of one's
+    /// own (RESP3 push connections for sharded pub/sub).
+    Cluster {
+        /// The cluster client of this backend.
+        client: Box<redis::cluster::ClusterClient>,
+        /// The seed nodes it was built from (with credentials).
+        nodes: Vec<redis::ConnectionInfo>,
+    },
 }
 
 /// The handle every pattern takes: a shared multiplexed connection plus a pool of dedicated ones.
