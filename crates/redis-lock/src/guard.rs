@@ -1,0 +1,453 @@
+//! The guard every primitive hands out, its "lost" signal, the lease watchdog and the shared
+//! acquire loop.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures_util::future::BoxFuture;
+use tokio::{sync::watch, task::AbortHandle, time::Instant};
+
+use crate::{
+    error::{Error, Result},
+    options::{LeaseConfig, backoff, drift, validity},
+};
+
+/// What a primitive does on the server for a lease it handed out. Object safe: yes.
+pub(crate) trait Lease: Send + Sync + fmt::Debug + 'static {
+    /// Renews the lease to `ttl`. `Ok(false)` when it is no longer ours.
+    fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+    /// Gives the lease back. `Ok(false)` when it was no longer ours.
+    fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Held,
+    Lost,
+    Released,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct State {
+    status: Status,
+    /// Local deadline past which the lease cannot be trusted (`start + ttl - drift`).
+    valid_until: Instant,
+}
+
+struct Shared {
+    resource: Arc<str>,
+    token: String,
+    fence: u64,
+    acquired_at: Instant,
+    lease: Box<dyn Lease>,
+    state: watch::Sender<State>,
+}
+
+impl Shared {
+    fn mark(&self, status: Status) {
+        self.state.send_if_modified(|s| {
+            if s.status == Status::Held {
+                s.status = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Renews to `ttl`; on success moves the local deadline. `Ok(false)` marks the lease lost.
+    async fn extend(&self, ttl: Duration) -> Result<bool> {
+        let start = Instant::now();
+        let kept = self.lease.extend(&self.token, ttl).await?;
+        let valid = kept.then(|| validity(ttl, start.elapsed())).flatten();
+        match valid {
+            Some(_) => {
+                let until = start + ttl - drift(ttl);
+                self.state.send_if_modified(|s| {
+                    if s.status == Status::Held && until > s.valid_until {
+                        s.valid_until = until;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                Ok(true)
+            }
+            None => {
+                self.mark(Status::Lost);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Proof of holding a lease: a lock, a Redlock, or a semaphore permit.
+///
+/// - [`fence`](Self::fence): the fencing token, strictly increasing per resource. Pass it to the
+///   resource you protect and have it refuse writes carrying a smaller token than it has seen.
+/// - [`lost`](Self::lost) / [`is_lost`](Self::is_lost): the lease could not be kept (it expired,
+///   the watchdog failed to renew it, someone else took the resource, or the hold cap was reached).
+/// - [`release`](Self::release) gives it back now. A guard dropped without `release` gives it back
+///   in the background when a Tokio runtime is around; otherwise the lease simply expires.
+#[must_use = "dropping the guard releases the lease"]
+pub struct LockGuard {
+    shared: Arc<Shared>,
+    watchdog: Option<AbortHandle>,
+    done: bool,
+}
+
+/// A semaphore permit is the same guard as a lock.
+pub type Permit = LockGuard;
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("resource", &self.shared.resource)
+            .field("fence", &self.shared.fence)
+            .field("state", &*self.shared.state.borrow())
+            .field("watchdog", &self.watchdog.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("resource", &self.resource)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockGuard {
+    /// Wraps a lease just taken. `start` is when the acquiring request was sent.
+    pub(crate) fn new(
+        resource: &str,
+        token: String,
+        fence: u64,
+        start: Instant,
+        config: &LeaseConfig,
+        lease: Box<dyn Lease>,
+    ) -> Self {
+        let (state, _) = watch::channel(State {
+            status: Status::Held,
+            valid_until: start + config.ttl - drift(config.ttl),
+        });
+        let shared = Arc::new(Shared {
+            resource: resource.into(),
+            token,
+            fence,
+            acquired_at: start,
+            lease,
+            state,
+        });
+        let watchdog = config.auto_extend.then(|| {
+            tokio::spawn(watchdog(
+                Arc::clone(&shared),
+                config.ttl,
+                config.max_hold,
+            ))
+            .abort_handle()
+        });
+        Self {
+            shared,
+            watchdog,
+            done: false,
+        }
+    }
+
+    /// The resource (lock name or semaphore name) this lease is on.
+    pub fn resource(&self) -> &str {
+        &self.shared.resource
+    }
+
+    /// The fencing token: strictly greater than every token handed out before for this resource.
+    pub fn fence(&self) -> u64 {
+        self.shared.fence
+    }
+
+    /// The random owner token (128 bits, hex) stored in Redis while the lease is held.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// How much longer the lease can be trusted by the local clock (zero once lost).
+    pub fn remaining(&self) -> Duration {
+        remaining(&self.shared.state.borrow())
+    }
+
+    /// True once the lease cannot be counted on: it expired, renewal failed, or it was taken over.
+    pub fn is_lost(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// Resolves when the lease is lost (see [`is_lost`](Self::is_lost)) or given back. Owns what it
+    /// needs, so it can be moved into another task or a `select!`.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        lost(self.shared.state.subscribe())
+    }
+
+    /// A cheap, cloneable view of this lease (fence and "lost" signal) to hand to the work it protects.
+    pub fn handle(&self) -> LeaseHandle {
+        LeaseHandle {
+            resource: Arc::clone(&self.shared.resource),
+            fence: self.shared.fence,
+            state: self.shared.state.subscribe(),
+        }
+    }
+
+    /// Renews the lease to `ttl` now.
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when the lease is no longer ours (it expired or was taken over); the
+    /// guard then reports [`is_lost`](Self::is_lost). [`Error::InvalidConfig`] for a `ttl` below
+    /// [`MIN_TTL`](crate::MIN_TTL). Connection errors as [`Error::Core`]; the lease stays valid
+    /// until its deadline.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        crate::options::validate_ttl(ttl)?;
+        if self.shared.state.borrow().status != Status::Held {
+            return Err(Error::lost(&self.shared.resource));
+        }
+        if self.shared.extend(ttl).await? {
+            Ok(())
+        } else {
+            Err(Error::lost(&self.shared.resource))
+        }
+    }
+
+    /// Gives the lease back (compare-and-delete: only if it is still ours).
+    ///
+    /// # Errors
+    /// [`Error::Lost`] when the lease was no longer ours, so the protected work may have
+    /// overlapped with another owner; connection errors as [`Error::Core`] (the lease then expires
+    /// after its TTL).
+    pub async fn release(mut self) -> Result<()> {
+        self.done = true;
+        self.stop_watchdog();
+        let shared = Arc::clone(&self.shared);
+        let result = shared.lease.release(&shared.token).await;
+        shared.mark(Status::Released);
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::lost(&shared.resource)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lets go of the guard without giving the lease back: it expires after its TTL, as if this
+    /// process had crashed. Stops the watchdog.
+    pub fn detach(mut self) {
+        self.done = true;
+        self.stop_watchdog();
+    }
+
+    fn stop_watchdog(&mut self) {
+        if let Some(handle) = self.watchdog.take() {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.stop_watchdog();
+        let shared = Arc::clone(&self.shared);
+        shared.mark(Status::Released);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = shared.lease.release(&shared.token).await {
+                        tracing::debug!(resource = %shared.resource, error = %e, "background release failed; the lease will expire");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::debug!(resource = %shared.resource, "guard dropped outside a runtime; the lease will expire");
+            }
+        }
+    }
+}
+
+/// A cloneable view of a lease: its fence and its "lost" signal. Hand it to the work the lease
+/// protects (this is what [`Lock::with_lock`](crate::Lock::with_lock) passes to its closure).
+#[derive(Debug, Clone)]
+pub struct LeaseHandle {
+    resource: Arc<str>,
+    fence: u64,
+    state: watch::Receiver<State>,
+}
+
+impl LeaseHandle {
+    /// The resource the lease is on.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The fencing token of the lease.
+    pub fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    /// How much longer the lease can be trusted (zero once lost or released).
+    pub fn remaining(&self) -> Duration {
+        if self.state.has_changed().is_err() {
+            return Duration::ZERO; // the guard is gone
+        }
+        remaining(&self.state.borrow())
+    }
+
+    /// True once the lease cannot be counted on (lost, expired, or released).
+    pub fn is_lost(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// Resolves when the lease is lost or released.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        lost(self.state.clone())
+    }
+}
+
+fn remaining(state: &State) -> Duration {
+    if state.status != Status::Held {
+        return Duration::ZERO;
+    }
+    state.valid_until.saturating_duration_since(Instant::now())
+}
+
+async fn lost(mut rx: watch::Receiver<State>) {
+    loop {
+        let state = *rx.borrow_and_update();
+        if state.status != Status::Held {
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return; // guard and watchdog are gone: released
+                }
+            }
+            () = tokio::time::sleep_until(state.valid_until) => {
+                // The deadline may have moved while we slept; only a deadline still in force counts.
+                if rx.borrow().valid_until <= Instant::now() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Renews the lease about every `ttl / 3` until the guard goes, the lease is lost, or `max_hold`
+/// (from acquisition) is reached; the lease then runs out on its own.
+async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>) {
+    let period = (ttl / 3).max(Duration::from_millis(1));
+    let hold_until = max_hold.map(|m| shared.acquired_at + m);
+    let mut next = shared.acquired_at + period;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let state = *shared.state.borrow();
+        if state.status != Status::Held {
+            return;
+        }
+        let now = Instant::now();
+        let lease = match hold_until {
+            Some(end) if end <= now => return,
+            Some(end) => ttl.min(end - now),
+            None => ttl,
+        };
+        if lease < crate::options::MIN_TTL {
+            return;
+        }
+        match shared.extend(lease).await {
+            Ok(true) => next = now + period,
+            Ok(false) => {
+                tracing::warn!(resource = %shared.resource, "lease lost: renewal refused");
+                return;
+            }
+            Err(e) => {
+                if Instant::now() >= shared.state.borrow().valid_until {
+                    tracing::warn!(resource = %shared.resource, error = %e, "lease lost: renewal failed until expiry");
+                    shared.mark(Status::Lost);
+                    return;
+                }
+                tracing::debug!(resource = %shared.resource, error = %e, "lease renewal failed; retrying");
+                next = Instant::now() + (period / 4).max(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// One attempt's outcome.
+pub(crate) enum Attempt {
+    Acquired(LockGuard),
+    /// Held by someone else; the hint is how long until the holder's lease runs out, if known.
+    Held(Option<Duration>),
+}
+
+/// Repeats `attempt` with jittered exponential backoff until it succeeds or `config.wait` passes.
+/// Retryable errors are retried; at the deadline the last error (or [`Error::Timeout`]) is returned.
+pub(crate) async fn acquire_loop<F, Fut>(config: &LeaseConfig, mut attempt: F) -> Result<LockGuard>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt>>,
+{
+    let started = Instant::now();
+    let deadline = started + config.wait;
+    let mut tries = 0u32;
+    loop {
+        let last_error = match attempt().await {
+            Ok(Attempt::Acquired(guard)) => return Ok(guard),
+            Ok(Attempt::Held(hint)) => Err(hint),
+            Err(e) if e.is_retryable() => Ok(e),
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(match last_error {
+                Ok(e) => e,
+                Err(_) => Error::Timeout(now - started),
+            });
+        }
+        let mut delay = backoff(
+            tries,
+            config.retry_min,
+            config.retry_max,
+            rand::random::<f64>(),
+        );
+        if let Err(Some(hint)) = last_error {
+            // The holder's lease ends soon: look again right after it does.
+            delay = delay.min(hint + Duration::from_millis(1));
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        tries = tries.saturating_add(1);
+    }
+}
+
+/// Runs `work` under `guard`: cancels it (drops its future) when the lease is lost, releases the
+/// lease when it finishes.
+pub(crate) async fn run_guarded<F, Fut, T>(guard: LockGuard, work: F) -> Result<T>
+where
+    F: FnOnce(LeaseHandle) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let lost = guard.lost();
+    let resource = guard.resource().to_owned();
+    let work = work(guard.handle());
+    tokio::select! {
+        biased;
+        () = lost => {
+            drop(guard);
+            Err(Error::lost(&resource))
+        }
+        out = work => {
+            guard.release().await?;
+            Ok(out)
+        }
+    }
+}

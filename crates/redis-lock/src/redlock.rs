@@ -1,0 +1,366 @@
+//! Redlock: one lock over N independent masters, granted by a majority.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use futures_util::future::{BoxFuture, join_all};
+use redis_core::{Key, KeySpace, Redis, Script};
+use tokio::time::{Instant, timeout};
+
+use crate::{
+    error::{Error, Result},
+    guard::{Attempt, LeaseHandle, Lease, LockGuard, acquire_loop, run_guarded},
+    lock::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, lease_setters},
+    options::{AcquireOptions, LeaseConfig, millis, new_token, validity},
+};
+
+static RAISE_FENCE: Script = Script::new("lock_raise_fence", include_str!("scripts/raise_fence.lua"));
+
+/// Default time one instance may take to answer: 100 ms.
+pub const DEFAULT_INSTANCE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// A lock over N independent Redis masters (the Redlock algorithm), with the same guard API as
+/// [`Lock`](crate::Lock).
+///
+/// An attempt sends the acquire script to every instance in parallel (each bounded by the
+/// instance time-out) and succeeds when a majority (`N/2 + 1`) granted it and the lease is still
+/// valid: `ttl - elapsed - drift` with `drift = ttl/100 + 2 ms`. A failed attempt releases
+/// everywhere. Fencing tokens take a second round: the largest counter among the granting
+/// instances is written back to a majority, so tokens keep increasing across any two majorities.
+///
+/// ```no_run
+/// use redis_core::{KeySpace, Redis};
+/// use redis_lock::Redlock;
+///
+/// # async fn demo() -> redis_lock::Result<()> {
+/// let mut masters = Vec::new();
+/// for port in [7001, 7002, 7003] {
+///     masters.push(Redis::open(&format!("redis://127.0.0.1:{port}")).await?);
+/// }
+/// let redlock = Redlock::builder(masters, &KeySpace::new("myapp")?).build()?;
+/// if let Some(guard) = redlock.try_acquire("report:daily").await? {
+///     // ... at most one process runs this while the lease is valid
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Redlock {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    instances: Vec<Redis>,
+    keys: KeySpace,
+    lease: LeaseConfig,
+    instance_timeout: Duration,
+}
+
+impl Inner {
+    fn quorum(&self) -> usize {
+        self.instances.len() / 2 + 1
+    }
+}
+
+/// Builds a [`Redlock`]; see [`Redlock::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedlockBuilder {
+    instances: Vec<Redis>,
+    keys: KeySpace,
+    lease: LeaseConfig,
+    instance_timeout: Duration,
+}
+
+impl RedlockBuilder {
+    lease_setters!();
+
+    /// How long one instance may take to answer before it counts as failed. Keep it small next to
+    /// the TTL so a dead master cannot eat the lease. Defaults to 100 ms.
+    pub fn instance_timeout(mut self, timeout: Duration) -> Self {
+        self.instance_timeout = timeout;
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for no instances, a zero instance time-out or one not shorter than
+    /// the TTL, and everything [`LockBuilder::build`](crate::LockBuilder::build) rejects.
+    pub fn build(self) -> Result<Redlock> {
+        self.lease.validate()?;
+        if self.instances.is_empty() {
+            return Err(Error::InvalidConfig("redlock needs at least one instance".into()));
+        }
+        if self.instance_timeout.is_zero() || self.instance_timeout >= self.lease.ttl {
+            return Err(Error::InvalidConfig(format!(
+                "instance time-out {:?} must be above zero and below the lease {:?}",
+                self.instance_timeout, self.lease.ttl
+            )));
+        }
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                keys: self.keys.pattern("lock")?,
+                instances: self.instances,
+                lease: self.lease,
+                instance_timeout: self.instance_timeout,
+            }),
+        })
+    }
+}
+
+impl Redlock {
+    /// Starts building a Redlock over `instances` (independent masters, not replicas of each other
+    /// and not one cluster), with keys under `keys`.
+    pub fn builder(instances: Vec<Redis>, keys: &KeySpace) -> RedlockBuilder {
+        RedlockBuilder {
+            instances,
+            keys: keys.clone(),
+            lease: LeaseConfig::default(),
+            instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
+        }
+    }
+
+    /// How many instances must agree: `N/2 + 1`.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum()
+    }
+
+    /// One attempt: the guard, or `None` when a majority of instances has it held by someone else.
+    ///
+    /// # Errors
+    /// [`Error::NoQuorum`] when failing instances kept the attempt from reaching a majority;
+    /// [`Error::Core`] for a bad resource name.
+    pub async fn try_acquire(&self, resource: &str) -> Result<Option<LockGuard>> {
+        self.try_acquire_with_options(resource, &AcquireOptions::new())
+            .await
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with per-call overrides.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire), plus [`Error::InvalidConfig`] for bad options.
+    pub async fn try_acquire_with_options(
+        &self,
+        resource: &str,
+        options: &AcquireOptions,
+    ) -> Result<Option<LockGuard>> {
+        let config = self.inner.lease.with(options)?;
+        let key = self.inner.keys.key(resource)?;
+        match self.attempt(resource, &key, &config).await? {
+            Attempt::Acquired(guard) => Ok(Some(guard)),
+            Attempt::Held(_) => Ok(None),
+        }
+    }
+
+    /// Waits for `resource`, retrying after a random delay.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the wait ran out with the resource held; [`Error::NoQuorum`] when
+    /// too few instances answered until then.
+    pub async fn acquire(&self, resource: &str) -> Result<LockGuard> {
+        self.acquire_with_options(resource, &AcquireOptions::new())
+            .await
+    }
+
+    /// [`acquire`](Self::acquire) with per-call overrides.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), plus [`Error::InvalidConfig`] for bad options.
+    pub async fn acquire_with_options(
+        &self,
+        resource: &str,
+        options: &AcquireOptions,
+    ) -> Result<LockGuard> {
+        let config = self.inner.lease.with(options)?;
+        let key = self.inner.keys.key(resource)?;
+        acquire_loop(&config, || self.attempt(resource, &key, &config)).await
+    }
+
+    /// Runs `work` under the lock with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); [`Error::Lost`] when the lease was lost while `work` ran.
+    pub async fn with_lock<F, Fut, T>(&self, resource: &str, work: F) -> Result<T>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let options = AcquireOptions::new().auto_extend(true);
+        let guard = self.acquire_with_options(resource, &options).await?;
+        run_guarded(guard, work).await
+    }
+
+    async fn attempt(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
+        let inner = &self.inner;
+        let token = new_token();
+        let fence_key = key.companion(FENCE_SUFFIX);
+        let ttl_ms = millis(config.ttl);
+        let start = Instant::now();
+        let replies = join_all(inner.instances.iter().map(|redis| {
+            bounded(inner.instance_timeout, async {
+                let reply: (i64, i64) = ACQUIRE
+                    .call()
+                    .key(key)
+                    .key(&fence_key)
+                    .arg(&token)
+                    .arg(ttl_ms)
+                    .invoke(redis)
+                    .await?;
+                Ok(reply)
+            })
+        }))
+        .await;
+
+        let mut granted = Vec::new();
+        let mut held = 0usize;
+        let mut failed = 0usize;
+        let mut shortest_hold: Option<u64> = None;
+        for (i, reply) in replies.into_iter().enumerate() {
+            match reply {
+                Ok((1, fence)) => granted.push((i, u64::try_from(fence).unwrap_or(0))),
+                Ok((_, pttl)) => {
+                    held += 1;
+                    if let Ok(pttl) = u64::try_from(pttl) {
+                        shortest_hold = Some(shortest_hold.map_or(pttl, |s| s.min(pttl)));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(instance = i, error = %e, "redlock instance failed");
+                    failed += 1;
+                }
+            }
+        }
+
+        let quorum = inner.quorum();
+        if granted.len() >= quorum {
+            let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
+            let (token_ref, fence_key) = (&token, &fence_key);
+            let raised = join_all(granted.iter().map(|&(i, _)| {
+                bounded(inner.instance_timeout, async move {
+                    let ok: i64 = RAISE_FENCE
+                        .call()
+                        .key(key)
+                        .key(fence_key)
+                        .arg(token_ref)
+                        .arg(fence)
+                        .invoke(&inner.instances[i])
+                        .await?;
+                    Ok(ok == 1)
+                })
+            }))
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(true)))
+            .count();
+            if raised >= quorum && validity(config.ttl, start.elapsed()).is_some() {
+                let lease = RedlockLease {
+                    inner: Arc::clone(inner),
+                    key: key.clone(),
+                };
+                return Ok(Attempt::Acquired(LockGuard::new(
+                    resource,
+                    token,
+                    fence,
+                    start,
+                    config,
+                    Box::new(lease),
+                )));
+            }
+        }
+
+        // Not enough: undo what we got, everywhere (an instance that timed out may have set it).
+        release_everywhere(inner, key, &token).await;
+        if granted.len() >= quorum || failed == 0 || held >= quorum {
+            // Contention, or a grant that came too late to be useful: try again later.
+            return Ok(Attempt::Held(shortest_hold.map(Duration::from_millis)));
+        }
+        Err(Error::NoQuorum {
+            granted: granted.len(),
+            failed,
+            needed: quorum,
+        })
+    }
+}
+
+/// Runs `op` with a deadline; a time-out becomes a core time-out error.
+async fn bounded<T>(limit: Duration, op: impl Future<Output = Result<T>>) -> Result<T> {
+    match timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Core(redis_core::Error::Timeout(limit))),
+    }
+}
+
+/// Releases on every instance; returns how many still held our token.
+async fn release_everywhere(inner: &Inner, key: &Key, token: &str) -> (usize, Option<Error>) {
+    let results = join_all(inner.instances.iter().map(|redis| {
+        bounded(inner.instance_timeout, async move {
+            let n: i64 = RELEASE.call().key(key).arg(token).invoke(redis).await?;
+            Ok(n == 1)
+        })
+    }))
+    .await;
+    let mut released = 0;
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(true) => released += 1,
+            Ok(false) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (released, first_error)
+}
+
+#[derive(Debug)]
+struct RedlockLease {
+    inner: Arc<Inner>,
+    key: Key,
+}
+
+impl Lease for RedlockLease {
+    fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let ttl_ms = millis(ttl);
+            let results = join_all(inner.instances.iter().map(|redis| {
+                bounded(inner.instance_timeout, async move {
+                    let n: i64 = EXTEND
+                        .call()
+                        .key(&self.key)
+                        .arg(token)
+                        .arg(ttl_ms)
+                        .invoke(redis)
+                        .await?;
+                    Ok(n == 1)
+                })
+            }))
+            .await;
+            let kept = results.iter().filter(|r| matches!(r, Ok(true))).count();
+            let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
+            if kept >= inner.quorum() {
+                return Ok(true);
+            }
+            if refused > inner.instances.len() - inner.quorum() {
+                return Ok(false); // a majority no longer knows us: lost for good
+            }
+            Err(Error::NoQuorum {
+                granted: kept,
+                failed: inner.instances.len() - kept - refused,
+                needed: inner.quorum(),
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let (released, error) = release_everywhere(&self.inner, &self.key, token).await;
+            match error {
+                Some(e) if released < self.inner.quorum() => Err(e),
+                _ => Ok(released >= self.inner.quorum()),
+            }
+        })
+    }
+}

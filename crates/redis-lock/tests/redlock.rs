@@ -1,0 +1,175 @@
+//! Redlock over independent real masters: quorum, failures, fencing.
+
+use std::{sync::Arc, time::Duration};
+
+use redis_core::{KeySpace, Redis, redis};
+use redis_lock::{AcquireOptions, Error, Redlock};
+use redis_test_support::{TestMasters, wait_for};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn connect(masters: &TestMasters) -> Vec<Redis> {
+    let mut out = Vec::new();
+    for url in masters.urls() {
+        out.push(Redis::open(&url).await.unwrap());
+    }
+    out
+}
+
+fn keys() -> KeySpace {
+    KeySpace::new(&format!("rl{}", std::process::id())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_keeps_granting_with_two_of_five_masters_killed_and_refuses_with_three() {
+    let mut masters = TestMasters::spawn(5);
+    let redlock = Redlock::builder(connect(&masters).await, &keys())
+        .ttl(Duration::from_secs(10))
+        .instance_timeout(ms(500))
+        .retry_delay(ms(5), ms(50))
+        .wait(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    assert_eq!(redlock.quorum(), 3);
+
+    let all = redlock.try_acquire("ledger").await.unwrap().expect("free");
+    assert!(redlock.try_acquire("ledger").await.unwrap().is_none());
+    let mut last = all.fence();
+    all.release().await.unwrap();
+
+    masters.servers()[0].kill();
+    masters.servers()[3].kill();
+    for _ in 0..5 {
+        let guard = redlock.acquire("ledger").await.unwrap();
+        assert!(guard.fence() > last, "{} > {last}", guard.fence());
+        last = guard.fence();
+        assert!(redlock.try_acquire("ledger").await.unwrap().is_none());
+        guard.extend(Duration::from_secs(10)).await.unwrap();
+        guard.release().await.unwrap();
+    }
+
+    masters.servers()[1].kill();
+    let err = redlock.try_acquire("ledger").await.unwrap_err();
+    assert!(
+        matches!(err, Error::NoQuorum { granted: 2, needed: 3, failed: 3 }),
+        "{err}"
+    );
+    let err = redlock
+        .acquire_with_options("ledger", &AcquireOptions::new().wait(ms(1000)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err}");
+    // The two survivors were cleaned up after the refused attempts.
+    for i in [2, 4] {
+        let key = format!("{}:lock:{{ledger}}", keys().prefix());
+        let exists: i64 = masters.servers()[i]
+            .cmd(redis::cmd("EXISTS").arg(&key))
+            .unwrap();
+        assert_eq!(exists, 0, "instance {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redlock_excludes_concurrent_holders_and_fences_increase_across_majorities() {
+    let masters = TestMasters::spawn(3);
+    let redis = connect(&masters).await;
+    let redlock = Arc::new(
+        Redlock::builder(redis.clone(), &keys())
+            .ttl(Duration::from_secs(10))
+            .instance_timeout(ms(2000))
+            .retry_delay(ms(1), ms(10))
+            .wait(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let counter = keys().key("rl-counter").unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let redlock = redlock.clone();
+            let store = redis[0].clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..40 {
+                    let guard = redlock.acquire("shared").await.unwrap();
+                    let v: Option<u64> = store.query(redis::cmd("GET").arg(&counter)).await.unwrap();
+                    let v = v.unwrap_or(0);
+                    let _: () = store
+                        .query(redis::cmd("SET").arg(&counter).arg(v + 1))
+                        .await
+                        .unwrap();
+                    seen.push((guard.fence(), v));
+                    guard.release().await.unwrap();
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    for (i, &(fence, v)) in all.iter().enumerate() {
+        assert_eq!(v, i as u64, "fence {fence}");
+    }
+    all.dedup_by_key(|x| x.0);
+    assert_eq!(all.len(), 320, "fences are unique");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_fences_keep_increasing_when_the_majority_changes() {
+    let mut masters = TestMasters::spawn(3);
+    let redlock = Redlock::builder(connect(&masters).await, &keys())
+        .ttl(Duration::from_secs(10))
+        .instance_timeout(ms(1000))
+        .build()
+        .unwrap();
+    // Inflate one instance's counter, as if it had served many more acquisitions.
+    let fence_key = format!("{}:lock:{{audit}}:fence", keys().prefix());
+    let _: () = masters.servers()[0]
+        .cmd(redis::cmd("SET").arg(&fence_key).arg(1000))
+        .unwrap();
+    let first = redlock.try_acquire("audit").await.unwrap().unwrap();
+    assert!(first.fence() > 1000, "takes the largest counter: {}", first.fence());
+    first.release().await.unwrap();
+    // Without the inflated instance, the other two must still hand out a larger token.
+    masters.servers()[0].kill();
+    let second = redlock.try_acquire("audit").await.unwrap().unwrap();
+    assert!(second.fence() > 1000, "{}", second.fence());
+    second.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_redlock_lease_is_lost_and_taken_over() {
+    let masters = TestMasters::spawn(3);
+    let redlock = Redlock::builder(connect(&masters).await, &keys())
+        .ttl(ms(300))
+        .instance_timeout(ms(200))
+        .build()
+        .unwrap();
+    let first = redlock.try_acquire("batch").await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), first.lost())
+        .await
+        .unwrap();
+    let second = wait_for("the redlock lease to expire", Duration::from_secs(20), || async {
+        redlock
+            .try_acquire_with_options("batch", &AcquireOptions::new().ttl(Duration::from_secs(10)))
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(first.extend(Duration::from_secs(1)).await.unwrap_err().is_lost());
+    assert!(first.release().await.unwrap_err().is_lost());
+    second.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn redlock_rejects_bad_settings() {
+    assert!(matches!(
+        Redlock::builder(Vec::new(), &keys()).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+}

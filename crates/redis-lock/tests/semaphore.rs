@@ -1,0 +1,133 @@
+//! The counting semaphore against a real Redis.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use redis_lock::{AcquireOptions, Error, Semaphore};
+use redis_test_support::{TestContext, wait_for};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_semaphore_never_has_more_than_n_holders() {
+    const PERMITS: usize = 3;
+    let ctx = TestContext::new().await;
+    let sem = Arc::new(
+        Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
+            .retry_delay(ms(1), ms(5))
+            .wait(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (sem, inside, peak) = (sem.clone(), inside.clone(), peak.clone());
+            tokio::spawn(async move {
+                let mut fences = Vec::new();
+                for _ in 0..60 {
+                    let permit = sem.acquire("exports").await.unwrap();
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    assert!(now <= PERMITS, "{now} holders");
+                    tokio::task::yield_now().await;
+                    fences.push(permit.fence());
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    permit.release().await.unwrap();
+                }
+                fences
+            })
+        })
+        .collect();
+    let mut fences = Vec::new();
+    for t in tasks {
+        fences.extend(t.await.unwrap());
+    }
+    assert!(peak.load(Ordering::SeqCst) <= PERMITS);
+    assert!(peak.load(Ordering::SeqCst) >= 2, "permits were shared");
+    fences.sort_unstable();
+    fences.dedup();
+    assert_eq!(fences.len(), 16 * 60, "fences are unique");
+    assert_eq!(sem.holders("exports").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_crashed_holders_permit_expires() {
+    let ctx = TestContext::new().await;
+    let sem = Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 2)
+        .build()
+        .unwrap();
+    let short = AcquireOptions::new().ttl(ms(300));
+    let a = sem.try_acquire_with_options("jobs", &short).await.unwrap().unwrap();
+    let b = sem.try_acquire("jobs").await.unwrap().unwrap();
+    assert!(sem.try_acquire("jobs").await.unwrap().is_none());
+    assert_eq!(sem.holders("jobs").await.unwrap(), 2);
+    a.detach(); // crash: never released
+    let c = wait_for("the crashed permit to expire", Duration::from_secs(20), || async {
+        sem.try_acquire("jobs").await.unwrap()
+    })
+    .await;
+    assert!(c.fence() > b.fence());
+    assert!(sem.try_acquire("jobs").await.unwrap().is_none());
+    b.release().await.unwrap();
+    c.release().await.unwrap();
+    assert_eq!(sem.holders("jobs").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_permit_cannot_be_extended_or_released() {
+    let ctx = TestContext::new().await;
+    let sem = Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 1)
+        .build()
+        .unwrap();
+    let permit = sem
+        .try_acquire_with_options("one", &AcquireOptions::new().ttl(ms(200)))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), permit.lost())
+        .await
+        .unwrap();
+    let next = wait_for("the permit to expire", Duration::from_secs(20), || async {
+        sem.try_acquire("one").await.unwrap()
+    })
+    .await;
+    assert!(permit.extend(Duration::from_secs(5)).await.unwrap_err().is_lost());
+    assert!(permit.release().await.unwrap_err().is_lost());
+    next.extend(Duration::from_secs(5)).await.unwrap();
+    next.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_permit_runs_the_work_under_a_permit() {
+    let ctx = TestContext::new().await;
+    let sem = Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 1)
+        .build()
+        .unwrap();
+    let sem2 = sem.clone();
+    let held_inside = sem
+        .with_permit("solo", |_lease| async move {
+            sem2.try_acquire("solo").await.unwrap().is_none()
+        })
+        .await
+        .unwrap();
+    assert!(held_inside);
+    assert_eq!(sem.holders("solo").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn zero_permits_are_rejected() {
+    let ctx = TestContext::new().await;
+    assert!(matches!(
+        Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 0).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+}
