@@ -1,0 +1,236 @@
+//! Pub/sub against real servers: typed messages, patterns, bad payloads, and subscriptions that
+//! survive `CLIENT KILL` and a server restart with a visible gap.
+
+use std::time::Duration;
+
+use redis_messaging::{Error, Event, Gap, Message, Publisher, Subscriber, Subscription};
+use redis_test_support::{TestContext, wait_for, wait_until};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Price {
+    sku: String,
+    cents: u64,
+}
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Publishes until someone is listening on `channel` (a subscription becomes active
+/// asynchronously), then returns.
+async fn publish_until_heard(publisher: &Publisher, channel: &str, price: &Price) {
+    wait_until("a subscriber on the channel", DEADLINE, || async {
+        publisher.publish(channel, price).await.unwrap() >= 1
+    })
+    .await;
+}
+
+/// The next message, skipping the ones published while waiting for the subscription.
+async fn next_event<T: serde::de::DeserializeOwned>(sub: &mut Subscription<T>) -> Event<T> {
+    tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("an event in time")
+        .expect("subscription alive")
+}
+
+async fn next_gap<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    sub: &mut Subscription<T>,
+) -> Gap {
+    loop {
+        match next_event(sub).await {
+            Event::Gap(gap) => return gap,
+            Event::Message(_) => continue,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+async fn next_message<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    sub: &mut Subscription<T>,
+) -> Message<T> {
+    loop {
+        match next_event(sub).await {
+            Event::Message(m) => return m,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn typed_messages_arrive_on_channels_and_patterns() {
+    let ctx = TestContext::new().await;
+    let p = ctx.prefix();
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(ctx.redis().clone())
+        .channel(format!("{p}:prices"))
+        .pattern(format!("{p}:alerts:*"))
+        .subscribe::<Price>()
+        .await
+        .unwrap();
+
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1999,
+    };
+    publish_until_heard(&publisher, &format!("{p}:prices"), &lamp).await;
+    let m = next_message(&mut sub).await;
+    assert_eq!(m.channel, format!("{p}:prices"));
+    assert_eq!(m.pattern, None);
+    assert_eq!(m.payload, lamp);
+    // Drain the extra copies published while the subscription was coming up.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {}
+
+    let alert = Price {
+        sku: "desk".into(),
+        cents: 1,
+    };
+    let heard = publisher
+        .publish(&format!("{p}:alerts:desk"), &alert)
+        .await
+        .unwrap();
+    assert_eq!(heard, 1);
+    let m = next_message(&mut sub).await;
+    assert_eq!(m.channel, format!("{p}:alerts:desk"));
+    assert_eq!(m.pattern.as_deref(), Some(&*format!("{p}:alerts:*")));
+    assert_eq!(m.payload, alert);
+
+    // A payload written by something else is an event, not a panic or a dead subscription.
+    let _: i64 = ctx
+        .redis()
+        .query(
+            redis::cmd("PUBLISH")
+                .arg(format!("{p}:prices"))
+                .arg("{not json"),
+        )
+        .await
+        .unwrap();
+    match next_event(&mut sub).await {
+        Event::Undecodable(bad) => {
+            assert_eq!(bad.payload, b"{not json");
+            assert!(bad.error.is_decode_error());
+        }
+        other => panic!("expected an undecodable event, got {other:?}"),
+    }
+    publisher
+        .publish(&format!("{p}:prices"), &lamp)
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, lamp);
+}
+
+#[tokio::test]
+async fn bad_subscriptions_are_rejected() {
+    let ctx = TestContext::new().await;
+    let empty = Subscriber::builder(ctx.redis().clone())
+        .subscribe::<Price>()
+        .await;
+    assert!(matches!(empty, Err(Error::InvalidConfig(_))));
+    let blank = Subscriber::builder(ctx.redis().clone())
+        .channel("")
+        .subscribe::<Price>()
+        .await;
+    assert!(matches!(blank, Err(Error::InvalidConfig(_))));
+    let backoff = Subscriber::builder(ctx.redis().clone())
+        .channel("x")
+        .reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1))
+        .subscribe::<Price>()
+        .await;
+    assert!(matches!(backoff, Err(Error::InvalidConfig(_))));
+    let sharded = Subscriber::builder(ctx.redis().clone())
+        .sharded_channel("x")
+        .subscribe::<Price>()
+        .await;
+    assert!(matches!(sharded, Err(Error::Unsupported(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_survives_client_kill_and_reports_a_gap() {
+    let ctx = TestContext::private().await;
+    let p = ctx.prefix().to_owned();
+    let channel = format!("{p}:prices");
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(ctx.redis().clone())
+        .channel(&channel)
+        .pattern(format!("{p}:p*"))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(500))
+        .subscribe::<Price>()
+        .await
+        .unwrap();
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1,
+    };
+    publish_until_heard(&publisher, &channel, &lamp).await;
+    next_message(&mut sub).await;
+
+    // Kill every connection with subscriptions (only ours on this private server).
+    let killed: i64 = ctx
+        .redis()
+        .query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+        .await
+        .unwrap();
+    assert!(killed >= 1, "killed {killed}");
+
+    let gap = next_gap(&mut sub).await;
+    assert!(gap.attempts >= 1);
+    assert!(gap.reason.contains("closed"), "{gap}");
+
+    // Resubscribed to both the channel and the pattern.
+    let after = Price {
+        sku: "after-kill".into(),
+        cents: 2,
+    };
+    let heard = wait_for("the channel and the pattern resubscribed", DEADLINE, || {
+        let publisher = publisher.clone();
+        let channel = channel.clone();
+        let after = after.clone();
+        async move {
+            let n = publisher.publish(&channel, &after).await.unwrap();
+            (n >= 1).then_some(n)
+        }
+    })
+    .await;
+    // One connection with a channel and a matching pattern counts as two receivers.
+    assert_eq!(heard, 2);
+    let m = next_message(&mut sub).await;
+    assert_eq!(m.payload, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_survives_a_server_restart_and_reports_a_gap() {
+    let mut ctx = TestContext::private().await;
+    let channel = format!("{}:prices", ctx.prefix());
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(ctx.redis().clone())
+        .channel(&channel)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .health_check_interval(Duration::from_millis(500))
+        .subscribe::<Price>()
+        .await
+        .unwrap();
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1,
+    };
+    publish_until_heard(&publisher, &channel, &lamp).await;
+    next_message(&mut sub).await;
+
+    // Crash the server, keep it down a moment (reconnects fail meanwhile), bring it back.
+    let server = ctx.server().unwrap();
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the outage itself, not a wait for a result
+    server.restart();
+
+    let gap = next_gap(&mut sub).await;
+    assert!(gap.duration >= Duration::from_millis(200), "{gap}");
+    assert!(gap.attempts >= 2, "reconnects failed while the server was down: {gap}");
+
+    let after = Price {
+        sku: "after-restart".into(),
+        cents: 3,
+    };
+    wait_until("the subscription is back", DEADLINE, || async {
+        publisher.publish(&channel, &after).await.is_ok_and(|n| n >= 1)
+    })
+    .await;
+    assert_eq!(next_message(&mut sub).await.payload, after);
+}
