@@ -262,3 +262,49 @@ async fn an_unresponsive_server_times_out_instead_of_hanging() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn acl_user_password_and_db_index_from_the_url_are_used() {
+    let server = TestServer::spawn();
+    let _: () = server
+        .cmd(
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("app")
+                .arg("on")
+                .arg(">s3cret")
+                .arg("~*")
+                .arg("+@all"),
+        )
+        .unwrap();
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/3", server.port());
+    let redis = Redis::open(&url).await.unwrap();
+    let whoami: String = redis
+        .query(&redis::cmd("ACL").arg("WHOAMI").to_owned())
+        .await
+        .unwrap();
+    assert_eq!(whoami, "app");
+    let _: () = redis
+        .query(redis::cmd("SET").arg("in-db-3").arg(1))
+        .await
+        .unwrap();
+    let in_db_3: i64 = server
+        .cmd(
+            redis::cmd("EVAL")
+                .arg("redis.call('SELECT', 3) return redis.call('EXISTS', 'in-db-3')")
+                .arg(0),
+        )
+        .unwrap();
+    assert_eq!(in_db_3, 1);
+    // The pool uses the same settings.
+    let mut dedicated = redis.dedicated().await.unwrap();
+    let db_key_exists: i64 = redis::cmd("EXISTS")
+        .arg("in-db-3")
+        .query_async(&mut dedicated)
+        .await
+        .unwrap();
+    assert_eq!(db_key_exists, 1);
+
+    let wrong = format!("redis://app:nope@127.0.0.1:{}/3", server.port());
+    assert!(Redis::open(&wrong).await.unwrap_err().is_auth_error());
+}
