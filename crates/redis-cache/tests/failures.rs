@@ -1,0 +1,117 @@
+//! Corrupt payloads and an unreachable Redis under each failure policy.
+
+use redis_core::redis;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use redis_cache::{Cache, FailurePolicy};
+use redis_test_support::{TestContext, wait_until};
+
+#[tokio::test]
+async fn a_corrupt_payload_is_a_miss_and_is_removed() {
+    let ctx = TestContext::new().await;
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .build()
+        .unwrap();
+    let key = cache.key("p").unwrap();
+    let garbage: &[&[u8]] = &[
+        b"\xff\x00garbage",
+        b"{\"plain\":\"json\"}",
+        b"",
+        // A valid envelope whose payload is not JSON.
+        b"\xca\x01\x00\x00\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x01\x00\x00{not json",
+    ];
+    for bytes in garbage {
+        let _: () = ctx
+            .redis()
+            .query(redis::cmd("SET").arg(&key).arg(*bytes).arg("EX").arg(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get::<Vec<u32>>("p").await.unwrap(), None);
+        let exists: i64 = ctx.redis().query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+        assert_eq!(exists, 0, "corrupt entry {bytes:?} was not removed");
+    }
+
+    // get_or_load treats it as a miss and replaces it.
+    let _: () = ctx
+        .redis()
+        .query(redis::cmd("SET").arg(&key).arg("junk").arg("EX").arg(60))
+        .await
+        .unwrap();
+    let got = cache
+        .get_or_load("p", || async { Ok::<_, std::io::Error>(Some(vec![1u32])) })
+        .await
+        .unwrap();
+    assert_eq!(got, Some(vec![1]));
+    assert_eq!(cache.get::<Vec<u32>>("p").await.unwrap(), Some(vec![1]));
+
+    // A value of another type decodes as corrupt too: a miss, not a panic.
+    assert_eq!(cache.get::<String>("p").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_killed_server_fails_open_or_closed_as_configured() {
+    let mut ctx = TestContext::private().await;
+    let open = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .failure_policy(FailurePolicy::FailOpen)
+        .build()
+        .unwrap();
+    let closed = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .failure_policy(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    open.set("warm", &1u32).await.unwrap();
+    assert_eq!(closed.get::<u32>("warm").await.unwrap(), Some(1));
+
+    ctx.server().unwrap().kill();
+    let loads = AtomicUsize::new(0);
+
+    // Fail open: the loader answers, reads are misses.
+    let got = open
+        .get_or_load("k", || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Some(7u32))
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, Some(7));
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(open.get::<u32>("warm").await.unwrap(), None);
+
+    // Fail closed: an error the caller can classify, and the loader is not called.
+    let err = closed
+        .get_or_load("k", || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Some(7u32))
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable() && err.is_connection_error(), "{err:?}");
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert!(closed.get::<u32>("warm").await.is_err());
+    // Writes fail under both policies.
+    assert!(open.set("x", &1u32).await.is_err());
+
+    // Back up: both recover by themselves.
+    ctx.server().unwrap().restart();
+    wait_until("the cache to reach redis again", Duration::from_secs(20), || {
+        let closed = closed.clone();
+        async move { closed.set("after", &2u32).await.is_ok() }
+    })
+    .await;
+    assert_eq!(open.get::<u32>("after").await.unwrap(), Some(2));
+}
+
+#[cfg(feature = "msgpack")]
+#[tokio::test]
+async fn the_msgpack_codec_round_trips() {
+    let ctx = TestContext::new().await;
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .codec(redis_core::codec::MsgPack)
+        .build()
+        .unwrap();
+    cache.set("p", &vec![1u32, 2]).await.unwrap();
+    assert_eq!(cache.get::<Vec<u32>>("p").await.unwrap(), Some(vec![1, 2]));
+}
