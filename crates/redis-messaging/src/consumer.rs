@@ -19,7 +19,11 @@ use redis::{
 };
 use redis_core::{Codec, DedicatedConnection, Key, Redis, Script, codec::Json};
 use serde::de::DeserializeOwned;
-use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -415,6 +419,10 @@ impl<C: Codec> Consumer<C> {
         let handler = Arc::new(handler);
         let permits = Arc::new(Semaphore::new(self.inner.concurrency));
         let mut tasks = JoinSet::new();
+        // Successes are acknowledged in batches by one task: one XACK per burst, not per entry.
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let mut acker = JoinSet::new();
+        acker.spawn(self.clone().acknowledge(ack_rx));
         let mut conn: Option<DedicatedConnection> = None;
         let mut failures = 0u32;
         let mut claim_cursor = String::from("0-0");
@@ -437,7 +445,7 @@ impl<C: Codec> Consumer<C> {
                 match self.claim(&mut claim_cursor).await {
                     Ok(entries) => {
                         for entry in entries {
-                            self.dispatch(entry, &handler, &permits, &mut tasks).await;
+                            self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx).await;
                         }
                         next_claim = Instant::now() + self.inner.claim_interval;
                     }
@@ -467,7 +475,7 @@ impl<C: Codec> Consumer<C> {
                 Ok(Ok(entries)) => {
                     failures = 0;
                     for entry in entries {
-                        self.dispatch(entry, &handler, &permits, &mut tasks).await;
+                        self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx).await;
                     }
                 }
                 Ok(Err(e)) => {
@@ -486,6 +494,8 @@ impl<C: Codec> Consumer<C> {
         }
         // Graceful: everything fetched finishes (and is acknowledged) before returning.
         while tasks.join_next().await.is_some() {}
+        drop(ack_tx);
+        while acker.join_next().await.is_some() {}
         Ok(self.stats())
     }
 
@@ -570,6 +580,7 @@ impl<C: Codec> Consumer<C> {
         handler: &Arc<F>,
         permits: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
+        acks: &mpsc::UnboundedSender<String>,
     ) where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Delivery<T>) -> Fut + Send + Sync + 'static,
@@ -581,14 +592,19 @@ impl<C: Codec> Consumer<C> {
         };
         let this = self.clone();
         let handler = handler.clone();
+        let acks = acks.clone();
         tasks.spawn(async move {
-            this.process(entry, &*handler).await;
+            this.process(entry, &*handler, &acks).await;
             drop(permit);
         });
     }
 
-    async fn process<T, F, Fut, E>(&self, entry: Fetched, handler: &F)
-    where
+    async fn process<T, F, Fut, E>(
+        &self,
+        entry: Fetched,
+        handler: &F,
+        acks: &mpsc::UnboundedSender<String>,
+    ) where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Delivery<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
@@ -624,33 +640,8 @@ impl<C: Codec> Consumer<C> {
         };
         match failure {
             None => {
-                let mut backoff = 0;
-                // The work is done: try hard to record it, or it is redone after min_idle.
-                loop {
-                    let acked: redis_core::Result<i64> = inner
-                        .redis
-                        .query(
-                            redis::cmd("XACK")
-                                .arg(&inner.stream)
-                                .arg(&inner.group)
-                                .arg(&entry.id),
-                        )
-                        .await;
-                    match acked {
-                        Ok(_) => {
-                            inner.counters.acked.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
-                        Err(e) if e.is_retryable() && backoff < 5 => {
-                            tokio::time::sleep(inner.backoff.delay(backoff)).await;
-                            backoff += 1;
-                        }
-                        Err(e) => {
-                            tracing::warn!(id = %entry.id, error = %e, "XACK failed; the entry will be delivered again");
-                            return;
-                        }
-                    }
-                }
+                // The acknowledger outlives every handler task of the run.
+                let _ = acks.send(entry.id);
             }
             Some(reason) => {
                 inner.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -659,6 +650,45 @@ impl<C: Codec> Consumer<C> {
                     self.dead_letter(&entry.id, &reason, entry.attempt).await;
                 }
             }
+        }
+    }
+
+    /// Acknowledges handled entries in batches until every sender is gone.
+    async fn acknowledge(self, mut ids: mpsc::UnboundedReceiver<String>) {
+        let inner = &self.inner;
+        let mut batch = Vec::new();
+        while ids.recv_many(&mut batch, 1000).await > 0 {
+            let mut attempt = 0;
+            // The work is done: try hard to record it, or it is redone after min_idle.
+            loop {
+                let acked: redis_core::Result<i64> = inner
+                    .redis
+                    .query(
+                        redis::cmd("XACK")
+                            .arg(&inner.stream)
+                            .arg(&inner.group)
+                            .arg(&batch),
+                    )
+                    .await;
+                match acked {
+                    Ok(_) => {
+                        inner
+                            .counters
+                            .acked
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) if e.is_retryable() && attempt < 8 => {
+                        tokio::time::sleep(inner.backoff.delay(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(count = batch.len(), error = %e, "XACK failed; these entries will be delivered again");
+                        break;
+                    }
+                }
+            }
+            batch.clear();
         }
     }
 

@@ -1,0 +1,161 @@
+//! 100 000 messages, 4 consumers, consumers restarted at random (half gracefully, half killed
+//! mid-work): every message is processed at least once, none is lost, duplicates are counted.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use redis_messaging::{CancellationToken, Consumer, ConsumerStats, Delivery, Producer, Retention};
+use redis_test_support::{TestContext, wait_until};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+const MESSAGES: usize = 100_000;
+const CONSUMERS: usize = 4;
+const RESTART_EVERY: u64 = 8_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Job {
+    seq: u32,
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    handle: JoinHandle<redis_messaging::Result<ConsumerStats>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_message_is_processed_at_least_once_across_random_consumer_restarts() {
+    let ctx = TestContext::new().await;
+    let stream = ctx.keyspace().pattern("stream").unwrap().key("soak").unwrap();
+    let started = Instant::now();
+
+    let producer = Producer::builder(ctx.redis().clone(), stream.clone())
+        .retention(Retention::MaxLen(10 * MESSAGES as u64))
+        .build()
+        .unwrap();
+    let jobs: Vec<Job> = (0..MESSAGES as u32).map(|seq| Job { seq }).collect();
+    for chunk in jobs.chunks(2_000) {
+        producer.send_batch(chunk).await.unwrap();
+    }
+    let produced = started.elapsed();
+
+    let counts: Arc<Vec<AtomicU32>> = Arc::new((0..MESSAGES).map(|_| AtomicU32::new(0)).collect());
+    let processed = Arc::new(AtomicU64::new(0));
+    let spawn = |name: String| -> Running {
+        let consumer = Consumer::builder(ctx.redis().clone(), stream.clone(), "soak", name)
+            .batch_size(100)
+            .concurrency(16)
+            .block(Duration::from_millis(100))
+            .min_idle(Duration::from_millis(1_000))
+            .claim_interval(Duration::from_millis(250))
+            .max_deliveries(1_000)
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let counts = counts.clone();
+        let processed = processed.clone();
+        let handle = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                consumer
+                    .run(shutdown, move |d: Delivery<Job>| {
+                        let counts = counts.clone();
+                        let processed = processed.clone();
+                        async move {
+                            // Some asynchronous work, so that kills land mid-message.
+                            tokio::task::yield_now().await;
+                            counts[d.payload.seq as usize].fetch_add(1, Ordering::Relaxed);
+                            processed.fetch_add(1, Ordering::Relaxed);
+                            Ok::<_, std::convert::Infallible>(())
+                        }
+                    })
+                    .await
+            }
+        });
+        Running { shutdown, handle }
+    };
+
+    let mut running: Vec<Running> = (0..CONSUMERS).map(|i| spawn(format!("c{i}"))).collect();
+    let mut generation = 0usize;
+    let mut graceful = 0;
+    let mut killed = 0;
+    let mut next_restart = RESTART_EVERY;
+    let mut rng_state = 0x9E37_79B9_u32;
+    let all_seen = || counts.iter().all(|c| c.load(Ordering::Relaxed) > 0);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while !all_seen() {
+        assert!(
+            Instant::now() < deadline,
+            "not every message was processed: {} missing",
+            counts
+                .iter()
+                .filter(|c| c.load(Ordering::Relaxed) == 0)
+                .count()
+        );
+        if processed.load(Ordering::Relaxed) >= next_restart {
+            next_restart += RESTART_EVERY;
+            // xorshift: deterministic choice of victim and of the way it dies
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 17;
+            rng_state ^= rng_state << 5;
+            let victim = rng_state as usize % CONSUMERS;
+            let old = std::mem::replace(&mut running[victim], {
+                generation += 1;
+                // A new name half of the time (a new pod), the old one otherwise (a restart).
+                let name = if generation % 2 == 0 {
+                    format!("c{victim}")
+                } else {
+                    format!("c{victim}g{generation}")
+                };
+                spawn(name)
+            });
+            if generation % 3 == 0 {
+                // Killed mid-work: its fetched and unacknowledged entries must be reclaimed.
+                old.handle.abort();
+                let _ = old.handle.await;
+                killed += 1;
+            } else {
+                old.shutdown.cancel();
+                old.handle.await.unwrap().unwrap();
+                graceful += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let consumed = started.elapsed();
+
+    for r in &running {
+        r.shutdown.cancel();
+    }
+    for r in running {
+        r.handle.await.unwrap().unwrap();
+    }
+    // Nothing is left pending once everyone has stopped gracefully and the killed consumers'
+    // entries were reclaimed (those were processed again: they are among the duplicates).
+    wait_until("an empty pending list", Duration::from_secs(30), || async {
+        let summary: redis::Value = ctx
+            .redis()
+            .query(redis::cmd("XPENDING").arg(&stream).arg("soak"))
+            .await
+            .unwrap();
+        matches!(summary, redis::Value::Array(ref p) if p[0] == redis::Value::Int(0))
+    })
+    .await;
+
+    let total: u64 = counts.iter().map(|c| u64::from(c.load(Ordering::Relaxed))).sum();
+    let duplicates = total - MESSAGES as u64;
+    let max = counts.iter().map(|c| c.load(Ordering::Relaxed)).max().unwrap();
+    println!(
+        "soak: {MESSAGES} messages produced in {produced:.1?}, all processed after {consumed:.1?}; \
+         {graceful} graceful restarts, {killed} kills; {duplicates} duplicate deliveries \
+         ({:.3}%), at most {max} deliveries of one message",
+        duplicates as f64 * 100.0 / MESSAGES as f64
+    );
+    assert!(graceful + killed >= 3, "restarts happened: {graceful} + {killed}");
+    assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) >= 1));
+}
