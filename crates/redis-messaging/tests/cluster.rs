@@ -1,0 +1,140 @@
+//! Sharded pub/sub and streams on a 3-master Redis Cluster.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use redis_core::KeySpace;
+use redis_messaging::{
+    CancellationToken, Consumer, Delivery, Event, Producer, Publisher, Subscriber,
+    read_dead_letters,
+};
+use redis_test_support::{TestCluster, wait_until};
+use serde::{Deserialize, Serialize};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tick {
+    shard: String,
+    n: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sharded_pub_sub_and_streams_work_across_every_master() {
+    let cluster = TestCluster::spawn(3, 0);
+    let redis = cluster.redis().await;
+
+    // Channels whose slots land on different masters ({a}, {b}, {c} hash to 15495, 3300, 7365).
+    let channels: Vec<String> = ["a", "b", "c"].iter().map(|t| format!("ticks:{{{t}}}")).collect();
+    let slots: BTreeSet<u16> = channels
+        .iter()
+        .map(|c| redis_core::keys::slot(c.as_bytes()))
+        .collect();
+    assert_eq!(slots.len(), 3);
+
+    let mut builder = Subscriber::builder(redis.clone());
+    for c in &channels {
+        builder = builder.sharded_channel(c);
+    }
+    let mut sub = builder.subscribe::<Tick>().await.unwrap();
+    let publisher = Publisher::new(redis.clone());
+    for c in &channels {
+        wait_until("the shard subscription is active", DEADLINE, || async {
+            let tick = Tick {
+                shard: c.clone(),
+                n: 0,
+            };
+            publisher.spublish(c, &tick).await.unwrap() >= 1
+        })
+        .await;
+    }
+    let mut heard = HashSet::new();
+    while heard.len() < channels.len() {
+        let event = tokio::time::timeout(DEADLINE, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match event {
+            Event::Message(m) => {
+                assert!(m.sharded);
+                assert_eq!(m.channel, m.payload.shard);
+                heard.insert(m.channel);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Streams on three slots, each with its dead-letter companion on the same slot.
+    let ks = KeySpace::new("cluster").unwrap().pattern("stream").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let mut runs = Vec::new();
+    for name in ["orders", "payments", "emails"] {
+        let stream = ks.key(name).unwrap();
+        let producer = Producer::builder(redis.clone(), stream.clone())
+            .build()
+            .unwrap();
+        let ticks: Vec<Tick> = (0..50)
+            .map(|n| Tick {
+                shard: name.into(),
+                n,
+            })
+            .collect();
+        producer.send_batch(&ticks).await.unwrap();
+        let consumer = Consumer::builder(redis.clone(), stream.clone(), "g", "c1")
+            .batch_size(10)
+            .concurrency(4)
+            .block(Duration::from_millis(100))
+            .min_idle(Duration::from_millis(300))
+            .claim_interval(Duration::from_millis(100))
+            .max_deliveries(2)
+            .build()
+            .unwrap();
+        let seen = seen.clone();
+        let shutdown = shutdown.clone();
+        runs.push(tokio::spawn(async move {
+            consumer
+                .run(shutdown, move |d: Delivery<Tick>| {
+                    let seen = seen.clone();
+                    async move {
+                        // Tick 13 of each stream is poison and ends in that stream's dead letters.
+                        if d.payload.n == 13 {
+                            return Err("unlucky");
+                        }
+                        seen.lock().unwrap().push((d.payload.shard, d.payload.n));
+                        Ok(())
+                    }
+                })
+                .await
+        }));
+    }
+    wait_until("every stream consumed and dead-lettered", DEADLINE, || async {
+        if seen.lock().unwrap().len() < 3 * 49 {
+            return false;
+        }
+        for name in ["orders", "payments", "emails"] {
+            let stream = ks.key(name).unwrap();
+            if read_dead_letters(&redis, &stream, "-", 10).await.unwrap().len() != 1 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    shutdown.cancel();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 3 * 49);
+    for name in ["orders", "payments", "emails"] {
+        let stream = ks.key(name).unwrap();
+        let dead = read_dead_letters(&redis, &stream, "-", 10).await.unwrap();
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(dead[0].reason, "unlucky");
+    }
+}
