@@ -1,0 +1,31 @@
+-- Fixed window: at most `limit` units per window; a window opens at the first admitted unit.
+-- KEYS[1]  hash {s = window start (us), n = units admitted in it}
+-- ARGV     limit, window (us), cost
+-- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > limit
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+if cost > limit then
+  return {-1, 0, 0, 0}
+end
+
+local state = redis.call('HMGET', KEYS[1], 's', 'n')
+local start = tonumber(state[1])
+local used = tonumber(state[2]) or 0
+-- A new window when there is none or the current one is over. A clock that went backwards
+-- (failover to a server with a slower clock) keeps the current window.
+if start == nil or now >= start + window then
+  start = now
+  used = 0
+end
+local reset = math.min(start + window - now, window)
+
+if used + cost <= limit then
+  used = used + cost
+  redis.call('HSET', KEYS[1], 's', string.format('%d', start), 'n', used)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+  return {1, limit - used, 0, reset}
+end
+return {0, math.max(limit - used, 0), reset, reset}

@@ -1,0 +1,47 @@
+//! A tower [`Layer`](::tower::Layer) that rate limits HTTP requests (feature `tower`).
+//!
+//! [`RateLimitLayer`] takes a [`RateLimiter`](crate::RateLimiter) and a [`KeyExtractor`] (any
+//! `Fn(&http::Request<B>) -> Option<String>`). For each request it checks the key: allowed
+//! requests reach the inner service and their responses get the `RateLimit-Limit`,
+//! `RateLimit-Remaining` and `RateLimit-Reset` headers; denied ones are answered at once with
+//! `429 Too Many Requests` and those headers plus `Retry-After`. Requests without a key (the
+//! extractor returns `None`) pass unlimited. When the check itself fails (Redis unreachable under
+//! [`FailurePolicy::ReturnError`](crate::FailurePolicy::ReturnError), or a key too long for the
+//! key space) the layer answers `503 Service Unavailable`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_ratelimit::{Limit, RateLimiter, tower::RateLimitLayer};
+//!
+//! # fn demo(redis: redis_core::Redis) -> redis_ratelimit::Result<()> {
+//! let limiter = RateLimiter::builder(redis, Limit::gcra(10, Duration::from_secs(1), 5)).build()?;
+//! let layer = RateLimitLayer::new(limiter, |req: &http::Request<String>| {
+//!     req.headers().get("x-api-key")?.to_str().ok().map(str::to_owned)
+//! });
+//! # let _ = layer; Ok(()) }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::RateLimitLayer;
+pub use service::RateLimitService;
+
+/// Picks the identity a request is limited by (an API key, a user id, a client address).
+///
+/// Implemented for every `Fn(&http::Request<B>) -> Option<String> + Clone + Send + Sync + 'static`.
+pub trait KeyExtractor<B>: Clone + Send + Sync + 'static {
+    /// The identity of `request`, or `None` to let it through unlimited.
+    fn extract(&self, request: &http::Request<B>) -> Option<String>;
+}
+
+impl<B, F> KeyExtractor<B> for F
+where
+    F: Fn(&http::Request<B>) -> Option<String> + Clone + Send + Sync + 'static,
+{
+    fn extract(&self, request: &http::Request<B>) -> Option<String> {
+        self(request)
+    }
+}
