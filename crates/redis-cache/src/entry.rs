@@ -199,7 +199,7 @@ mod tests {
         for cut in 0..bytes.len() - 1 {
             // Every prefix is either malformed or (past the tags) a shorter payload.
             if let Ok(env) = decode(&bytes[..cut]) {
-                assert!(env.payload.len() < 1, "cut {cut}");
+                assert!(env.payload.is_empty(), "cut {cut}");
             }
         }
         assert!(decode(&encode(Kind::Negative, 1, 1, &[], b"x")).is_err());
