@@ -1,0 +1,266 @@
+//! Session ids and how they become Redis keys.
+//!
+//! An id is 32 bytes from the thread-local CSPRNG (ChaCha12, seeded and periodically reseeded from
+//! the operating system), URL-safe base64 without padding (43 characters), followed by two more
+//! characters that carry a 12-bit *bucket*: the cluster routing tag of the session's key. Redis
+//! only ever sees a digest of the whole id (SHA-256, or HMAC-SHA-256 with a secret), so a dump of
+//! Redis does not contain one usable id.
+
+use std::fmt;
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha2::{Digest as _, Sha256};
+
+/// Length of a session id string: 43 characters of secret and 2 of routing bucket.
+pub const ID_LEN: usize = SECRET_CHARS + 2;
+const SECRET_BYTES: usize = 32;
+const SECRET_CHARS: usize = 43;
+/// Number of routing buckets (hash tags) that session keys are spread over.
+pub(crate) const BUCKETS: u16 = 4096;
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// An opaque session id: 256 random bits plus a 12-bit routing bucket, 45 URL-safe characters.
+///
+/// Put it in a cookie as it is ([`as_str`](Self::as_str)); read it back with
+/// [`SessionId::parse`], which never fails loudly: anything that is not a well-formed id is `None`.
+/// `Debug` prints only the first four characters, so ids do not end up in logs by accident.
+///
+/// ```
+/// use redis_session::SessionId;
+///
+/// assert!(SessionId::parse("not-an-id").is_none());
+/// assert!(SessionId::parse(&"A".repeat(45)).is_some());
+/// assert!(SessionId::parse(&"!".repeat(45)).is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id in `bucket` (0..4096).
+    pub(crate) fn generate(bucket: u16) -> Self {
+        let mut secret = [0u8; SECRET_BYTES];
+        rand::fill(&mut secret);
+        let mut out = String::with_capacity(ID_LEN);
+        URL_SAFE_NO_PAD.encode_string(secret, &mut out);
+        let bucket = bucket % BUCKETS;
+        out.push(char::from(ALPHABET[usize::from(bucket >> 6)]));
+        out.push(char::from(ALPHABET[usize::from(bucket & 63)]));
+        Self(out)
+    }
+
+    /// Parses an id from a cookie or header. Wrong length, characters outside the URL-safe
+    /// alphabet and non-canonical encodings give `None`; this never panics.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != ID_LEN || !s.is_ascii() {
+            return None;
+        }
+        let (secret, bucket) = s.split_at(SECRET_CHARS);
+        let mut buf = [0u8; SECRET_BYTES + 2];
+        match URL_SAFE_NO_PAD.decode_slice(secret, &mut buf) {
+            Ok(SECRET_BYTES) => {}
+            _ => return None,
+        }
+        let bytes = bucket.as_bytes();
+        sextet(bytes[0])?;
+        sextet(bytes[1])?;
+        Some(Self(s.to_owned()))
+    }
+
+    /// The id as it goes into a cookie.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The routing bucket carried by the id.
+    pub(crate) fn bucket(&self) -> u16 {
+        let bytes = self.0.as_bytes();
+        match (
+            bytes.get(SECRET_CHARS).copied().and_then(sextet),
+            bytes.get(SECRET_CHARS + 1).copied().and_then(sextet),
+        ) {
+            (Some(hi), Some(lo)) => (u16::from(hi) << 6) | u16::from(lo),
+            _ => 0,
+        }
+    }
+}
+
+fn sextet(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = self.0.get(..4).unwrap_or("");
+        write!(f, "SessionId({head}…)")
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Turns ids (and user ids) into the digests that Redis stores.
+#[derive(Clone)]
+pub(crate) enum Hasher {
+    Sha256,
+    Hmac(Hmac<Sha256>),
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sha256 => f.write_str("Sha256"),
+            Self::Hmac(_) => f.write_str("HmacSha256(<secret>)"),
+        }
+    }
+}
+
+impl Hasher {
+    /// HMAC-SHA-256 keyed by `secret`.
+    pub(crate) fn hmac(secret: &[u8]) -> Option<Self> {
+        Hmac::<Sha256>::new_from_slice(secret).ok().map(Self::Hmac)
+    }
+
+    /// The 32-byte digest of `domain || 0 || input`.
+    pub(crate) fn digest(&self, domain: &str, input: &[u8]) -> [u8; 32] {
+        match self {
+            Self::Sha256 => {
+                let mut h = Sha256::new();
+                h.update(domain.as_bytes());
+                h.update([0u8]);
+                h.update(input);
+                h.finalize().into()
+            }
+            Self::Hmac(mac) => {
+                let mut mac = mac.clone();
+                mac.update(domain.as_bytes());
+                mac.update(&[0u8]);
+                mac.update(input);
+                mac.finalize().into_bytes().into()
+            }
+        }
+    }
+
+    /// The key name of a session: the URL-safe base64 digest of its id.
+    pub(crate) fn session_digest(&self, id: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.digest("session", id.as_bytes()))
+    }
+
+    /// The bucket of a user's sessions and index: 12 bits of a digest of the user id, so the
+    /// id's routing characters reveal almost nothing about the user.
+    pub(crate) fn user_bucket(&self, user: &str) -> u16 {
+        let d = self.digest("user", user.as_bytes());
+        (u16::from(d[0]) << 4 | u16::from(d[1]) >> 4) % BUCKETS
+    }
+}
+
+/// The hash tag of a bucket: three hex digits.
+pub(crate) fn bucket_tag(bucket: u16) -> String {
+    format!("{:03x}", bucket % BUCKETS)
+}
+
+/// A random bucket for a session without a user.
+pub(crate) fn random_bucket() -> u16 {
+    let mut b = [0u8; 2];
+    rand::fill(&mut b);
+    u16::from_le_bytes(b) % BUCKETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back_with_their_bucket() {
+        for bucket in [0, 1, 63, 64, 2048, 4095] {
+            let id = SessionId::generate(bucket);
+            assert_eq!(id.as_str().len(), ID_LEN);
+            let parsed = SessionId::parse(id.as_str()).unwrap();
+            assert_eq!(parsed, id);
+            assert_eq!(parsed.bucket(), bucket);
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_carry_256_random_bits() {
+        let a = SessionId::generate(7);
+        let b = SessionId::generate(7);
+        assert_ne!(a, b);
+        let mut buf = [0u8; 40];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(&a.as_str()[..SECRET_CHARS], &mut buf)
+            .unwrap();
+        assert_eq!(n, 32);
+    }
+
+    #[test]
+    fn garbage_does_not_parse_and_never_panics() {
+        let good = SessionId::generate(5);
+        let s = good.as_str();
+        assert!(SessionId::parse("").is_none());
+        assert!(SessionId::parse(&s[..44]).is_none());
+        assert!(SessionId::parse(&format!("{s}A")).is_none());
+        assert!(SessionId::parse(&format!("{}=A", &s[..43])).is_none());
+        assert!(SessionId::parse(&format!("{}é", &s[..43])).is_none());
+        assert!(SessionId::parse(&"é".repeat(22)).is_none());
+        // Non-canonical last character of the secret (trailing bits set).
+        let mut chars: Vec<char> = s.chars().collect();
+        let last = chars[42];
+        let canonical = "AEIMQUYcgkosw048";
+        if let Some(pos) = canonical.find(last) {
+            chars[42] = canonical.as_bytes()[(pos + 1) % 16] as char;
+            assert!(SessionId::parse(&chars.iter().collect::<String>()).is_some());
+        }
+        chars[42] = 'B';
+        assert!(SessionId::parse(&chars.iter().collect::<String>()).is_none());
+        for bytes in [[0xffu8; 45], [b' '; 45], [0u8; 45]] {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                assert!(SessionId::parse(text).is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn debug_does_not_print_the_id() {
+        let id = SessionId::generate(1);
+        let shown = format!("{id:?}");
+        assert!(!shown.contains(id.as_str()));
+        assert!(shown.len() < 20);
+    }
+
+    #[test]
+    fn digests_depend_on_the_secret_and_hide_the_id() {
+        let plain = Hasher::Sha256;
+        let keyed = Hasher::hmac(&[7u8; 32]).unwrap();
+        let other = Hasher::hmac(&[8u8; 32]).unwrap();
+        let id = SessionId::generate(3);
+        let a = plain.session_digest(id.as_str());
+        let b = keyed.session_digest(id.as_str());
+        let c = other.session_digest(id.as_str());
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert_eq!(b, keyed.session_digest(id.as_str()));
+        assert_eq!(a.len(), 43);
+        assert!(!a.contains(&id.as_str()[..10]));
+        // Same user, same bucket; buckets stay in range.
+        assert_eq!(keyed.user_bucket("alice"), keyed.user_bucket("alice"));
+        assert!((0..1000).all(|i| plain.user_bucket(&format!("u{i}")) < BUCKETS));
+        assert_eq!(bucket_tag(10), "00a");
+    }
+}

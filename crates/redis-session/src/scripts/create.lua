@@ -1,0 +1,26 @@
+-- KEYS[1] new session key, KEYS[2] (optional) the owner's index
+-- ARGV[1] idle ms, ARGV[2] absolute ms, ARGV[3] user ('' for none), ARGV[4] digest (index member),
+-- ARGV[5] created ms to keep ('' for now), ARGV[6..] field, value pairs
+-- Returns 1 when created, 0 when the key exists (never overwritten).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local idle, abs = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_ms()
+local created = tonumber(ARGV[5]) or now
+if now >= created + abs then
+  return 0
+end
+redis.call('HSET', KEYS[1], '__created', created, '__seen', now)
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], '__user', ARGV[3])
+end
+for i = 6, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIREAT', KEYS[1], math.min(now + idle, created + abs))
+if KEYS[2] then
+  redis.call('ZADD', KEYS[2], created + abs, ARGV[4])
+  settle_index(KEYS[2], now)
+end
+return 1

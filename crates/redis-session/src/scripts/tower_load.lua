@@ -1,0 +1,23 @@
+-- KEYS[1] session key (digest of a tower-sessions id)
+-- ARGV[1] absolute ms
+-- Returns nil when there is no live session, else {expiry date ms, field, value, ...}.
+local abs = tonumber(ARGV[1])
+local now = now_ms()
+local meta = redis.call('HMGET', KEYS[1], '__created', '__expires')
+local created, expires = tonumber(meta[1]), tonumber(meta[2])
+if not created or not expires then
+  return nil
+end
+if now >= created + abs or now >= expires then
+  redis.call('DEL', KEYS[1])
+  return nil
+end
+local out = { tostring(expires) }
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) ~= '__' then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+return out
