@@ -1,0 +1,69 @@
+//! The tower layer: headers on allowed responses, 429 with `Retry-After` on denials, 503 when
+//! the check fails, unlimited requests without a key.
+
+mod common;
+
+use std::convert::Infallible;
+
+use common::MINUTE;
+use http::{Request, Response, StatusCode};
+use redis_ratelimit::{Limit, tower::RateLimitLayer};
+use redis_test_support::TestContext;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+fn by_api_key(req: &Request<String>) -> Option<String> {
+    req.headers()
+        .get("x-api-key")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+fn request(key: Option<&str>) -> Request<String> {
+    let mut builder = Request::builder().uri("/");
+    if let Some(key) = key {
+        builder = builder.header("x-api-key", key);
+    }
+    builder.body(String::new()).unwrap()
+}
+
+#[tokio::test]
+async fn the_layer_sets_headers_and_answers_429() {
+    let mut ctx = TestContext::private().await;
+    let limiter = common::limiter(&ctx, Limit::fixed_window(2, MINUTE));
+    let service = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter, by_api_key))
+        .service(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new("hello".to_owned()))
+        }));
+
+    for remaining in ["1", "0"] {
+        let response = service.clone().oneshot(request(Some("k1"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "hello");
+        assert_eq!(response.headers()["ratelimit-limit"], "2");
+        assert_eq!(response.headers()["ratelimit-remaining"], remaining);
+        assert_eq!(response.headers()["ratelimit-reset"], "60");
+        assert!(response.headers().get("retry-after").is_none());
+    }
+    let limited = service.clone().oneshot(request(Some("k1"))).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.body(), "");
+    assert_eq!(limited.headers()["ratelimit-remaining"], "0");
+    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((50..=60).contains(&retry), "{retry}");
+
+    // Another key has its own budget; no key means no limit.
+    let other = service.clone().oneshot(request(Some("k2"))).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    for _ in 0..3 {
+        let anonymous = service.clone().oneshot(request(None)).await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::OK);
+        assert!(anonymous.headers().get("ratelimit-limit").is_none());
+    }
+
+    // The check cannot be made (the default policy returns the error): 503.
+    ctx.server().unwrap().kill();
+    let unavailable = service.clone().oneshot(request(Some("k1"))).await.unwrap();
+    assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
