@@ -155,6 +155,38 @@ pub struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Option<Duration>,
     pub(crate) pool: PoolConfig,
+    pub(crate) tls: Option<TlsFiles>,
+}
+
+/// PEM material for `rediss://` connections (feature `tls`).
+#[derive(Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub(crate) root_cert: Option<Vec<u8>>,
+    pub(crate) client_cert_and_key: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("root_cert", &self.root_cert.is_some())
+            .field("client_cert", &self.client_cert_and_key.is_some())
+            .finish()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    pub(crate) fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client_cert_and_key.as_ref().map(|(cert, key)| {
+                redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }
+            }),
+            root_cert: self.root_cert.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -213,6 +245,7 @@ pub struct ConfigBuilder {
     connect_timeout: Option<Duration>,
     response_timeout: Option<Option<Duration>>,
     pool: PoolConfig,
+    tls: Option<TlsFiles>,
     master_username: Option<String>,
     master_password: Option<String>,
     master_db: i64,
@@ -304,6 +337,30 @@ impl ConfigBuilder {
         self
     }
 
+    /// Trusts this CA (PEM) for `rediss://` servers instead of the system's roots: the usual set-up
+    /// for a private CA. Standalone and cluster. Defaults to the system's roots.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.get_or_insert_with(TlsFiles::default).root_cert = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) for mutual TLS. Standalone and cluster.
+    /// Defaults to none.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls
+            .get_or_insert_with(TlsFiles::default)
+            .client_cert_and_key = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Validates and finishes the configuration. Nothing connects yet.
     ///
     /// # Errors
@@ -370,11 +427,17 @@ impl ConfigBuilder {
         if self.pool.connection_timeout.is_zero() {
             return Err(Error::invalid_config("pool connection timeout is zero"));
         }
+        if self.tls.is_some() && matches!(topology, Topology::Sentinel { .. }) {
+            return Err(Error::invalid_config(
+                "custom TLS certificates are supported for standalone and cluster, not sentinel",
+            ));
+        }
         Ok(Config {
             topology,
             connect_timeout,
             response_timeout,
             pool: self.pool,
+            tls: self.tls,
         })
     }
 }

@@ -157,7 +157,9 @@ impl<'a> ScriptCall<'a> {
         if let Some(detail) = self.cross {
             return Err(Error::CrossSlot(detail));
         }
-        let result = self.invocation.invoke_async(conn).await;
+        let span = tracing::trace_span!("redis.script", name = self.script.name);
+        let result =
+            tracing::Instrument::instrument(self.invocation.invoke_async(conn), span).await;
         result.map_err(|e| {
             tracing::debug!(script = self.script.name, error = %e, "script failed");
             Error::from(e)

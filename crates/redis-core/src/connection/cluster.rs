@@ -39,6 +39,10 @@ impl Cluster {
         if let Some(timeout) = config.response_timeout {
             builder = builder.response_timeout(timeout);
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            builder = builder.certs(tls.certificates());
+        }
         let client = builder.build()?;
         let shared = client.get_async_connection().await?;
         let dedicated_config = ClusterConfig::new()

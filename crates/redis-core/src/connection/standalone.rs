@@ -27,7 +27,11 @@ pub(crate) struct Standalone {
 
 impl Standalone {
     pub(crate) async fn connect(config: &Config, info: &ConnectionInfo) -> Result<Self> {
-        let client = Client::open(info.clone())?;
+        let client = match &config.tls {
+            #[cfg(feature = "tls")]
+            Some(tls) => Client::build_with_tls(info.clone(), tls.certificates())?,
+            _ => Client::open(info.clone())?,
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.response_timeout)
