@@ -20,6 +20,7 @@ use crate::{
 
 static STORE: Script = Script::new("cache_store", include_str!("scripts/store.lua"));
 static WRITE: Script = Script::new("cache_write", include_str!("scripts/write.lua"));
+static BEGIN: Script = Script::new("cache_begin", include_str!("scripts/begin.lua"));
 static RELEASE: Script = Script::new("cache_release", include_str!("scripts/release.lua"));
 static REMOVE_CORRUPT: Script = Script::new(
     "cache_remove_corrupt",
@@ -82,14 +83,15 @@ enum Lookup<V> {
 
 /// Versions read before a load; the fill is refused if they changed.
 struct Versions {
-    generation: Option<Vec<u8>>,
+    /// Empty when the key has no generation.
+    generation: Vec<u8>,
     tags: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Outcome of waiting for another process's load.
 enum Waited<V> {
     Value(Option<V>),
-    Lease(String),
+    Lease(String, Vec<u8>),
     GiveUp,
 }
 
@@ -507,15 +509,15 @@ impl<C: Codec> Cache<C> {
             return run(loader).await.map(|(v, _)| v).map_err(Error::Load);
         }
         let lease_key = key.companion(LEASE);
-        let lease = match self.try_lease(&lease_key).await {
-            Ok(Some(token)) => Some(token),
-            Ok(None) => match fallback {
+        let (lease, generation) = match self.begin(key, &lease_key).await {
+            Ok((Some(token), generation)) => (Some(token), Some(generation)),
+            Ok((None, _)) => match fallback {
                 // Another process refreshes; serve the stale (or early) value meanwhile.
                 Some(found) => return Ok(found.value),
                 None => match self.wait_for_holder::<V>(key, &lease_key).await {
                     Waited::Value(v) => return Ok(v),
-                    Waited::Lease(token) => Some(token),
-                    Waited::GiveUp => None,
+                    Waited::Lease(token, generation) => (Some(token), Some(generation)),
+                    Waited::GiveUp => (None, None),
                 },
             },
             Err(e) => {
@@ -523,10 +525,10 @@ impl<C: Codec> Cache<C> {
                     return Ok(found.value);
                 }
                 self.tolerate(e, "lease")?;
-                None
+                (None, None)
             }
         };
-        let versions = match self.versions(key, opts).await {
+        let versions = match self.versions(key, generation, opts).await {
             Ok(v) => Some(v),
             Err(e) => {
                 if let Some(token) = &lease {
@@ -562,25 +564,23 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    async fn try_lease(
+    /// Takes the lease if free and reads the generation (one script, one round trip).
+    async fn begin(
         &self,
+        key: &Key,
         lease_key: &Key,
-    ) -> std::result::Result<Option<String>, redis_core::Error> {
+    ) -> std::result::Result<(Option<String>, Vec<u8>), redis_core::Error> {
         let token = token();
         let px = entry::millis(self.inner.settings.lease_ttl);
-        let ok: Option<String> = self
-            .inner
-            .redis
-            .query(
-                redis::cmd("SET")
-                    .arg(lease_key)
-                    .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(px),
-            )
+        let (taken, generation): (i64, Vec<u8>) = BEGIN
+            .call()
+            .key(lease_key)
+            .key(key.companion(GEN))
+            .arg(&token)
+            .arg(px)
+            .invoke(&self.inner.redis)
             .await?;
-        Ok(ok.map(|_| token))
+        Ok(((taken == 1).then_some(token), generation))
     }
 
     async fn release(&self, lease_key: &Key, token: &str) {
@@ -608,9 +608,9 @@ impl<C: Codec> Cache<C> {
                 Ok(Lookup::Miss) => {}
                 Err(_) => return Waited::GiveUp,
             }
-            match self.try_lease(lease_key).await {
-                Ok(Some(token)) => return Waited::Lease(token),
-                Ok(None) => {}
+            match self.begin(key, lease_key).await {
+                Ok((Some(token), generation)) => return Waited::Lease(token, generation),
+                Ok((None, _)) => {}
                 Err(_) => return Waited::GiveUp,
             }
         }
@@ -618,19 +618,27 @@ impl<C: Codec> Cache<C> {
         Waited::GiveUp
     }
 
-    /// The generation and tag versions, read before the load.
-    async fn versions(&self, key: &Key, opts: &EntryOptions) -> Result<Versions> {
-        let gen_key = key.companion(GEN);
-        let (generation, tags) = futures_util::future::join(
-            self.inner
-                .redis
-                .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(&gen_key)),
-            self.tag_versions(opts),
-        )
-        .await;
+    /// The generation (unless [`begin`](Self::begin) read it) and tag versions, read before
+    /// the load.
+    async fn versions(
+        &self,
+        key: &Key,
+        generation: Option<Vec<u8>>,
+        opts: &EntryOptions,
+    ) -> Result<Versions> {
+        let tags = self.tag_versions(opts);
+        let generation = match generation {
+            Some(generation) => generation,
+            None => {
+                let gen_key = key.companion(GEN);
+                let generation: Option<Vec<u8>> =
+                    self.inner.redis.query(redis::cmd("GET").arg(&gen_key)).await?;
+                generation.unwrap_or_default()
+            }
+        };
         Ok(Versions {
-            generation: generation?,
-            tags: tags?,
+            generation,
+            tags: tags.await?,
         })
     }
 
@@ -739,7 +747,7 @@ impl<C: Codec> Cache<C> {
             .key(key)
             .key(key.companion(GEN))
             .key(&lease_key)
-            .arg(versions.generation.unwrap_or_default())
+            .arg(versions.generation)
             .arg(bytes)
             .arg(px)
             .arg(lease.unwrap_or(""))
