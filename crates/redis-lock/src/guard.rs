@@ -1,12 +1,7 @@
 //! The guard every primitive hands out, its "lost" signal, the lease watchdog and the shared
 //! acquire loop.
 
-use std::{
-    fmt,
-    future::Future,
-    sync::Arc,
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use tokio::{sync::watch, task::AbortHandle, time::Instant};
@@ -146,12 +141,7 @@ impl LockGuard {
             state,
         });
         let watchdog = config.auto_extend.then(|| {
-            tokio::spawn(watchdog(
-                Arc::clone(&shared),
-                config.ttl,
-                config.max_hold,
-            ))
-            .abort_handle()
+            tokio::spawn(watchdog(Arc::clone(&shared), config.ttl, config.max_hold)).abort_handle()
         });
         Self {
             shared,

@@ -17,7 +17,7 @@ pub use error::{Error, Result};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
 pub use options::{AcquireOptions, MIN_TTL, drift, validity};
-pub use redlock::{DEFAULT_INSTANCE_TIMEOUT, Redlock, RedlockBuilder};
-pub use semaphore::{Semaphore, SemaphoreBuilder};
 /// The foundation crate, re-exported for [`redis_core::Redis`] and [`redis_core::KeySpace`].
 pub use redis_core;
+pub use redlock::{DEFAULT_INSTANCE_TIMEOUT, Redlock, RedlockBuilder};
+pub use semaphore::{Semaphore, SemaphoreBuilder};

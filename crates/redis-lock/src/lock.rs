@@ -8,12 +8,14 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, LeaseHandle, Lease, LockGuard, acquire_loop, run_guarded},
+    guard::{Attempt, Lease, LeaseHandle, LockGuard, acquire_loop, run_guarded},
     options::{AcquireOptions, LeaseConfig, millis, new_token},
 };
 
-pub(crate) static ACQUIRE: Script = Script::new("lock_acquire", include_str!("scripts/acquire.lua"));
-pub(crate) static RELEASE: Script = Script::new("lock_release", include_str!("scripts/release.lua"));
+pub(crate) static ACQUIRE: Script =
+    Script::new("lock_acquire", include_str!("scripts/acquire.lua"));
+pub(crate) static RELEASE: Script =
+    Script::new("lock_release", include_str!("scripts/release.lua"));
 pub(crate) static EXTEND: Script = Script::new("lock_extend", include_str!("scripts/extend.lua"));
 
 /// Suffix of the fencing counter, a companion of the lock key on the same cluster slot.

@@ -215,7 +215,10 @@ mod tests {
         assert_eq!(validity(ms(30_000), ms(0)), Some(ms(29_698)));
         assert_eq!(validity(ms(100), ms(97)), None);
         assert_eq!(validity(ms(100), ms(200)), None);
-        assert_eq!(validity(ms(100), ms(97) - Duration::from_micros(1)), Some(Duration::from_micros(1)));
+        assert_eq!(
+            validity(ms(100), ms(97) - Duration::from_micros(1)),
+            Some(Duration::from_micros(1))
+        );
     }
 
     #[test]
@@ -242,7 +245,10 @@ mod tests {
             bad(|c| c.ttl = Duration::from_secs(10_000_000)),
             Error::InvalidConfig(_)
         ));
-        assert!(matches!(bad(|c| c.retry_min = ms(0)), Error::InvalidConfig(_)));
+        assert!(matches!(
+            bad(|c| c.retry_min = ms(0)),
+            Error::InvalidConfig(_)
+        ));
         assert!(matches!(
             bad(|c| c.retry_min = ms(300)),
             Error::InvalidConfig(_)

@@ -8,12 +8,13 @@ use tokio::time::{Instant, timeout};
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, LeaseHandle, Lease, LockGuard, acquire_loop, run_guarded},
+    guard::{Attempt, Lease, LeaseHandle, LockGuard, acquire_loop, run_guarded},
     lock::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, lease_setters},
     options::{AcquireOptions, LeaseConfig, millis, new_token, validity},
 };
 
-static RAISE_FENCE: Script = Script::new("lock_raise_fence", include_str!("scripts/raise_fence.lua"));
+static RAISE_FENCE: Script =
+    Script::new("lock_raise_fence", include_str!("scripts/raise_fence.lua"));
 
 /// Default time one instance may take to answer: 100 ms.
 pub const DEFAULT_INSTANCE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -90,7 +91,9 @@ impl RedlockBuilder {
     pub fn build(self) -> Result<Redlock> {
         self.lease.validate()?;
         if self.instances.is_empty() {
-            return Err(Error::InvalidConfig("redlock needs at least one instance".into()));
+            return Err(Error::InvalidConfig(
+                "redlock needs at least one instance".into(),
+            ));
         }
         if self.instance_timeout.is_zero() || self.instance_timeout >= self.lease.ttl {
             return Err(Error::InvalidConfig(format!(

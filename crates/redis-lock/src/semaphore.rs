@@ -8,13 +8,15 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, LeaseHandle, Lease, LockGuard, Permit, acquire_loop, run_guarded},
+    guard::{Attempt, Lease, LeaseHandle, LockGuard, Permit, acquire_loop, run_guarded},
     lock::{FENCE_SUFFIX, lease_setters},
     options::{AcquireOptions, LeaseConfig, millis, new_token},
 };
 
-static SEM_ACQUIRE: Script = Script::new("semaphore_acquire", include_str!("scripts/sem_acquire.lua"));
-static SEM_RELEASE: Script = Script::new("semaphore_release", include_str!("scripts/sem_release.lua"));
+static SEM_ACQUIRE: Script =
+    Script::new("semaphore_acquire", include_str!("scripts/sem_acquire.lua"));
+static SEM_RELEASE: Script =
+    Script::new("semaphore_release", include_str!("scripts/sem_release.lua"));
 static SEM_EXTEND: Script = Script::new("semaphore_extend", include_str!("scripts/sem_extend.lua"));
 
 /// At most `permits` holders per name at any time; each permit is a lease that expires.
@@ -65,7 +67,9 @@ impl SemaphoreBuilder {
     pub fn build(self) -> Result<Semaphore> {
         self.lease.validate()?;
         if self.permits == 0 {
-            return Err(Error::InvalidConfig("a semaphore needs at least one permit".into()));
+            return Err(Error::InvalidConfig(
+                "a semaphore needs at least one permit".into(),
+            ));
         }
         Ok(Semaphore {
             keys: self.keys.pattern("semaphore")?,

@@ -118,7 +118,10 @@ async fn release_and_extend_by_a_former_owner_are_rejected() {
     assert!(err.is_lost(), "{err}");
     assert!(stale.is_lost());
     let err = stale.release().await.unwrap_err();
-    assert!(matches!(err, Error::Lost { ref resource } if resource == "doc"), "{err}");
+    assert!(
+        matches!(err, Error::Lost { ref resource } if resource == "doc"),
+        "{err}"
+    );
 
     // The real owner is untouched and keeps working.
     assert_eq!(
@@ -163,7 +166,13 @@ async fn a_holder_pausing_past_its_ttl_loses_the_lock_and_is_told() {
         .unwrap();
     assert!(paused.is_lost());
     assert!(handle.is_lost());
-    assert!(paused.extend(Duration::from_secs(5)).await.unwrap_err().is_lost());
+    assert!(
+        paused
+            .extend(Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .is_lost()
+    );
     assert!(taker.fence() > paused.fence());
     assert_eq!(
         owner(ctx.redis(), &lock, "report").await.as_deref(),
@@ -285,7 +294,11 @@ async fn a_detached_guard_keeps_the_lock_until_it_expires() {
     let token = guard.token().to_owned();
     guard.detach();
     assert_eq!(owner(ctx.redis(), &lock, "crashy").await, Some(token));
-    wait_for_lock(&lock, "crashy").await.release().await.unwrap();
+    wait_for_lock(&lock, "crashy")
+        .await
+        .release()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -321,12 +334,18 @@ async fn bad_settings_and_names_are_typed_errors() {
     let build = |f: fn(redis_lock::LockBuilder) -> redis_lock::LockBuilder| {
         f(Lock::builder(ctx.redis().clone(), &ctx.keyspace())).build()
     };
-    assert!(matches!(build(|b| b.ttl(ms(0))), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        build(|b| b.ttl(ms(0))),
+        Err(Error::InvalidConfig(_))
+    ));
     assert!(matches!(
         build(|b| b.retry_delay(ms(50), ms(10))),
         Err(Error::InvalidConfig(_))
     ));
-    assert!(matches!(build(|b| b.max_hold(ms(0))), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        build(|b| b.max_hold(ms(0))),
+        Err(Error::InvalidConfig(_))
+    ));
     let lock = build(|b| b).unwrap();
     assert!(matches!(
         lock.try_acquire("").await,
@@ -338,7 +357,10 @@ async fn bad_settings_and_names_are_typed_errors() {
         Err(Error::InvalidConfig(_))
     ));
     let guard = lock.try_acquire("x").await.unwrap().unwrap();
-    assert!(matches!(guard.extend(ms(0)).await, Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        guard.extend(ms(0)).await,
+        Err(Error::InvalidConfig(_))
+    ));
     guard.release().await.unwrap();
 }
 
@@ -353,6 +375,9 @@ async fn a_dead_server_is_an_error_not_a_denial() {
     let err = lock.try_acquire("anything").await.unwrap_err();
     assert!(err.is_connection_error() || err.is_timeout(), "{err}");
     let err = lock.acquire("anything").await.unwrap_err();
-    assert!(!matches!(err, Error::Timeout(_)), "reports the cause: {err}");
+    assert!(
+        !matches!(err, Error::Timeout(_)),
+        "reports the cause: {err}"
+    );
     assert!(err.is_retryable(), "{err}");
 }

@@ -53,7 +53,14 @@ async fn redlock_keeps_granting_with_two_of_five_masters_killed_and_refuses_with
     masters.servers()[1].kill();
     let err = redlock.try_acquire("ledger").await.unwrap_err();
     assert!(
-        matches!(err, Error::NoQuorum { granted: 2, needed: 3, failed: 3 }),
+        matches!(
+            err,
+            Error::NoQuorum {
+                granted: 2,
+                needed: 3,
+                failed: 3
+            }
+        ),
         "{err}"
     );
     let err = redlock
@@ -94,7 +101,8 @@ async fn redlock_excludes_concurrent_holders_and_fences_increase_across_majoriti
                 let mut seen = Vec::new();
                 for _ in 0..40 {
                     let guard = redlock.acquire("shared").await.unwrap();
-                    let v: Option<u64> = store.query(redis::cmd("GET").arg(&counter)).await.unwrap();
+                    let v: Option<u64> =
+                        store.query(redis::cmd("GET").arg(&counter)).await.unwrap();
                     let v = v.unwrap_or(0);
                     let _: () = store
                         .query(redis::cmd("SET").arg(&counter).arg(v + 1))
@@ -133,7 +141,11 @@ async fn redlock_fences_keep_increasing_when_the_majority_changes() {
         .cmd(redis::cmd("SET").arg(&fence_key).arg(1000))
         .unwrap();
     let first = redlock.try_acquire("audit").await.unwrap().unwrap();
-    assert!(first.fence() > 1000, "takes the largest counter: {}", first.fence());
+    assert!(
+        first.fence() > 1000,
+        "takes the largest counter: {}",
+        first.fence()
+    );
     first.release().await.unwrap();
     // Without the inflated instance, the other two must still hand out a larger token.
     masters.servers()[0].kill();
@@ -154,14 +166,27 @@ async fn an_expired_redlock_lease_is_lost_and_taken_over() {
     tokio::time::timeout(Duration::from_secs(10), first.lost())
         .await
         .unwrap();
-    let second = wait_for("the redlock lease to expire", Duration::from_secs(20), || async {
-        redlock
-            .try_acquire_with_options("batch", &AcquireOptions::new().ttl(Duration::from_secs(10)))
-            .await
-            .unwrap()
-    })
+    let second = wait_for(
+        "the redlock lease to expire",
+        Duration::from_secs(20),
+        || async {
+            redlock
+                .try_acquire_with_options(
+                    "batch",
+                    &AcquireOptions::new().ttl(Duration::from_secs(10)),
+                )
+                .await
+                .unwrap()
+        },
+    )
     .await;
-    assert!(first.extend(Duration::from_secs(1)).await.unwrap_err().is_lost());
+    assert!(
+        first
+            .extend(Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .is_lost()
+    );
     assert!(first.release().await.unwrap_err().is_lost());
     second.release().await.unwrap();
 }

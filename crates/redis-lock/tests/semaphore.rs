@@ -66,14 +66,20 @@ async fn a_crashed_holders_permit_expires() {
         .build()
         .unwrap();
     let short = AcquireOptions::new().ttl(ms(300));
-    let a = sem.try_acquire_with_options("jobs", &short).await.unwrap().unwrap();
+    let a = sem
+        .try_acquire_with_options("jobs", &short)
+        .await
+        .unwrap()
+        .unwrap();
     let b = sem.try_acquire("jobs").await.unwrap().unwrap();
     assert!(sem.try_acquire("jobs").await.unwrap().is_none());
     assert_eq!(sem.holders("jobs").await.unwrap(), 2);
     a.detach(); // crash: never released
-    let c = wait_for("the crashed permit to expire", Duration::from_secs(20), || async {
-        sem.try_acquire("jobs").await.unwrap()
-    })
+    let c = wait_for(
+        "the crashed permit to expire",
+        Duration::from_secs(20),
+        || async { sem.try_acquire("jobs").await.unwrap() },
+    )
     .await;
     assert!(c.fence() > b.fence());
     assert!(sem.try_acquire("jobs").await.unwrap().is_none());
@@ -100,7 +106,13 @@ async fn an_expired_permit_cannot_be_extended_or_released() {
         sem.try_acquire("one").await.unwrap()
     })
     .await;
-    assert!(permit.extend(Duration::from_secs(5)).await.unwrap_err().is_lost());
+    assert!(
+        permit
+            .extend(Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .is_lost()
+    );
     assert!(permit.release().await.unwrap_err().is_lost());
     next.extend(Duration::from_secs(5)).await.unwrap();
     next.release().await.unwrap();
