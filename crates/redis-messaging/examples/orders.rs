@@ -35,7 +35,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let producer = Producer::builder(redis.clone(), stream.clone())
         .retention(Retention::MaxLen(10_000))
         .build()?;
-    let orders: Vec<Order> = (1..=5).map(|id| Order { id, cents: 100 * u64::from(id) }).collect();
+    let orders: Vec<Order> = (1..=5)
+        .map(|id| Order {
+            id,
+            cents: 100 * u64::from(id),
+        })
+        .collect();
     producer.send_batch(&orders).await?;
     println!("produced {} orders to {stream}", orders.len());
 
@@ -60,7 +65,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         if d.payload.id == 4 {
                             return Err(format!("card declined for order {}", d.payload.id));
                         }
-                        publisher.publish(&channel, &d.payload).await.map_err(|e| e.to_string())?;
+                        publisher
+                            .publish(&channel, &d.payload)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         Ok(())
                     }
                 })
@@ -73,7 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while billed < 4 {
             if let Some(Event::Message(m)) = notifications.next().await {
-                println!("notified: order {} billed ({} cents)", m.payload.id, m.payload.cents);
+                println!(
+                    "notified: order {} billed ({} cents)",
+                    m.payload.id, m.payload.cents
+                );
                 billed += 1;
             }
         }

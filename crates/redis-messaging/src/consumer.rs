@@ -291,7 +291,9 @@ impl<C: Codec> ConsumerBuilder<C> {
             return Err(Error::config("empty group or consumer name"));
         }
         if self.batch_size == 0 || self.concurrency == 0 {
-            return Err(Error::config("batch size and concurrency must be at least 1"));
+            return Err(Error::config(
+                "batch size and concurrency must be at least 1",
+            ));
         }
         if self.max_deliveries == 0 || self.dead_letter_max_len == 0 {
             return Err(Error::config(
@@ -409,7 +411,11 @@ impl<C: Codec> Consumer<C> {
     /// # Errors
     /// Only for failures that retrying cannot fix: the group cannot be created on a reachable
     /// server (wrong type at the key, no permission).
-    pub async fn run<T, F, Fut, E>(&self, shutdown: CancellationToken, handler: F) -> Result<ConsumerStats>
+    pub async fn run<T, F, Fut, E>(
+        &self,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<ConsumerStats>
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Delivery<T>) -> Fut + Send + Sync + 'static,
@@ -445,7 +451,8 @@ impl<C: Codec> Consumer<C> {
                 match self.claim(&mut claim_cursor).await {
                     Ok(entries) => {
                         for entry in entries {
-                            self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx).await;
+                            self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx)
+                                .await;
                         }
                         next_claim = Instant::now() + self.inner.claim_interval;
                     }
@@ -470,12 +477,15 @@ impl<C: Codec> Consumer<C> {
             let Some(c) = conn.as_mut() else { continue };
             // The read is never abandoned half-way: an entry the server handed out must reach a
             // handler. `block` bounds how long a shutdown waits for it.
-            let read = tokio::time::timeout(self.inner.block + Duration::from_secs(10), self.read(c)).await;
+            let read =
+                tokio::time::timeout(self.inner.block + Duration::from_secs(10), self.read(c))
+                    .await;
             match read {
                 Ok(Ok(entries)) => {
                     failures = 0;
                     for entry in entries {
-                        self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx).await;
+                        self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx)
+                            .await;
                     }
                 }
                 Ok(Err(e)) => {
@@ -711,8 +721,12 @@ impl<C: Codec> Consumer<C> {
                 inner.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%id, attempts, %reason, "entry moved to the dead-letter stream");
             }
-            Ok(_) => tracing::debug!(%id, "entry was claimed by another consumer; not dead-lettered here"),
-            Err(e) => tracing::warn!(%id, error = %e, "dead-lettering failed; the entry stays pending"),
+            Ok(_) => {
+                tracing::debug!(%id, "entry was claimed by another consumer; not dead-lettered here")
+            }
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "dead-lettering failed; the entry stays pending")
+            }
         }
     }
 }

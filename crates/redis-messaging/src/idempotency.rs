@@ -79,7 +79,10 @@ impl Idempotency {
     /// # Errors
     /// [`Error::Core`] when the command fails.
     pub async fn abandon(&self, id: &str) -> Result<()> {
-        let _: i64 = self.redis.query(redis::cmd("DEL").arg(self.key(id))).await?;
+        let _: i64 = self
+            .redis
+            .query(redis::cmd("DEL").arg(self.key(id)))
+            .await?;
         Ok(())
     }
 }

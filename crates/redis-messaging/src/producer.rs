@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-static XADD_MINID: Script = Script::new("messaging_xadd_minid", include_str!("scripts/xadd_minid.lua"));
+static XADD_MINID: Script = Script::new(
+    "messaging_xadd_minid",
+    include_str!("scripts/xadd_minid.lua"),
+);
 
 /// The field every entry written by a [`Producer`] carries its encoded payload in.
 pub const PAYLOAD_FIELD: &str = "p";
@@ -135,8 +138,9 @@ impl<C: Codec> Producer<C> {
                     .arg(payload)
                     .invoke(&self.redis)
                     .await?;
-                ids.pop()
-                    .ok_or_else(|| Error::Core(redis_core::Error::UnexpectedReply("no id from XADD".into())))
+                ids.pop().ok_or_else(|| {
+                    Error::Core(redis_core::Error::UnexpectedReply("no id from XADD".into()))
+                })
             }
             _ => Ok(self.redis.query(&self.xadd(payload)).await?),
         }

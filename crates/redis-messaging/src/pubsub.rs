@@ -59,11 +59,7 @@ impl<C: Codec> Publisher<C> {
     ///
     /// # Errors
     /// [`Error::Core`] when encoding or the command fails.
-    pub async fn spublish<T: Serialize + ?Sized>(
-        &self,
-        channel: &str,
-        message: &T,
-    ) -> Result<u64> {
+    pub async fn spublish<T: Serialize + ?Sized>(&self, channel: &str, message: &T) -> Result<u64> {
         let payload = self.codec.encode(message)?;
         let receivers = self
             .redis
@@ -451,11 +447,7 @@ enum Lost {
 }
 
 impl Worker {
-    async fn run(
-        self,
-        mut conn: Conn,
-        mut push_rx: mpsc::UnboundedReceiver<PushInfo>,
-    ) {
+    async fn run(self, mut conn: Conn, mut push_rx: mpsc::UnboundedReceiver<PushInfo>) {
         loop {
             let reason = match self.listen(&mut conn, &mut push_rx).await {
                 Lost::Stop => return,
@@ -501,7 +493,11 @@ impl Worker {
     }
 
     /// Forwards messages until the connection is lost or the subscription is dropped.
-    async fn listen(&self, conn: &mut Conn, push_rx: &mut mpsc::UnboundedReceiver<PushInfo>) -> Lost {
+    async fn listen(
+        &self,
+        conn: &mut Conn,
+        push_rx: &mut mpsc::UnboundedReceiver<PushInfo>,
+    ) -> Lost {
         let mut ticker = tokio::time::interval(self.health_check);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;

@@ -28,7 +28,10 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
     let redis = cluster.redis().await;
 
     // Channels whose slots land on different masters ({a}, {b}, {c} hash to 15495, 3300, 7365).
-    let channels: Vec<String> = ["a", "b", "c"].iter().map(|t| format!("ticks:{{{t}}}")).collect();
+    let channels: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|t| format!("ticks:{{{t}}}"))
+        .collect();
     let slots: BTreeSet<u16> = channels
         .iter()
         .map(|c| redis_core::keys::slot(c.as_bytes()))
@@ -111,24 +114,33 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
                 .await
         }));
     }
-    wait_until("every stream consumed and dead-lettered", DEADLINE, || async {
-        if seen.lock().unwrap().len() < 3 * 49 {
-            return false;
-        }
-        for name in ["orders", "payments", "emails"] {
-            let stream = ks.key(name).unwrap();
-            if read_dead_letters(&redis, &stream, "-", 10).await.unwrap().len() != 1 {
+    wait_until(
+        "every stream consumed and dead-lettered",
+        DEADLINE,
+        || async {
+            if seen.lock().unwrap().len() < 3 * 49 {
                 return false;
             }
-        }
-        true
-    })
+            for name in ["orders", "payments", "emails"] {
+                let stream = ks.key(name).unwrap();
+                if read_dead_letters(&redis, &stream, "-", 10)
+                    .await
+                    .unwrap()
+                    .len()
+                    != 1
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    )
     .await;
     shutdown.cancel();
     for run in runs {
         run.await.unwrap().unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let unique: HashSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), 3 * 49);
     for name in ["orders", "payments", "emails"] {

@@ -47,11 +47,9 @@ async fn next_gap<T: serde::de::DeserializeOwned + std::fmt::Debug>(
 async fn next_message<T: serde::de::DeserializeOwned + std::fmt::Debug>(
     sub: &mut Subscription<T>,
 ) -> Message<T> {
-    loop {
-        match next_event(sub).await {
-            Event::Message(m) => return m,
-            other => panic!("unexpected event {other:?}"),
-        }
+    match next_event(sub).await {
+        Event::Message(m) => m,
+        other => panic!("unexpected event {other:?}"),
     }
 }
 
@@ -222,14 +220,20 @@ async fn subscription_survives_a_server_restart_and_reports_a_gap() {
 
     let gap = next_gap(&mut sub).await;
     assert!(gap.duration >= Duration::from_millis(200), "{gap}");
-    assert!(gap.attempts >= 2, "reconnects failed while the server was down: {gap}");
+    assert!(
+        gap.attempts >= 2,
+        "reconnects failed while the server was down: {gap}"
+    );
 
     let after = Price {
         sku: "after-restart".into(),
         cents: 3,
     };
     wait_until("the subscription is back", DEADLINE, || async {
-        publisher.publish(&channel, &after).await.is_ok_and(|n| n >= 1)
+        publisher
+            .publish(&channel, &after)
+            .await
+            .is_ok_and(|n| n >= 1)
     })
     .await;
     assert_eq!(next_message(&mut sub).await.payload, after);

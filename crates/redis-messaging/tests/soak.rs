@@ -31,7 +31,12 @@ struct Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_message_is_processed_at_least_once_across_random_consumer_restarts() {
     let ctx = TestContext::new().await;
-    let stream = ctx.keyspace().pattern("stream").unwrap().key("soak").unwrap();
+    let stream = ctx
+        .keyspace()
+        .pattern("stream")
+        .unwrap()
+        .key("soak")
+        .unwrap();
     let started = Instant::now();
 
     let producer = Producer::builder(ctx.redis().clone(), stream.clone())
@@ -107,14 +112,14 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
             let old = std::mem::replace(&mut running[victim], {
                 generation += 1;
                 // A new name half of the time (a new pod), the old one otherwise (a restart).
-                let name = if generation % 2 == 0 {
+                let name = if generation.is_multiple_of(2) {
                     format!("c{victim}")
                 } else {
                     format!("c{victim}g{generation}")
                 };
                 spawn(name)
             });
-            if generation % 3 == 0 {
+            if generation.is_multiple_of(3) {
                 // Killed mid-work: its fetched and unacknowledged entries must be reclaimed.
                 old.handle.abort();
                 let _ = old.handle.await;
@@ -147,15 +152,25 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
     })
     .await;
 
-    let total: u64 = counts.iter().map(|c| u64::from(c.load(Ordering::Relaxed))).sum();
+    let total: u64 = counts
+        .iter()
+        .map(|c| u64::from(c.load(Ordering::Relaxed)))
+        .sum();
     let duplicates = total - MESSAGES as u64;
-    let max = counts.iter().map(|c| c.load(Ordering::Relaxed)).max().unwrap();
+    let max = counts
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .max()
+        .unwrap();
     println!(
         "soak: {MESSAGES} messages produced in {produced:.1?}, all processed after {consumed:.1?}; \
          {graceful} graceful restarts, {killed} kills; {duplicates} duplicate deliveries \
          ({:.3}%), at most {max} deliveries of one message",
         duplicates as f64 * 100.0 / MESSAGES as f64
     );
-    assert!(graceful + killed >= 3, "restarts happened: {graceful} + {killed}");
+    assert!(
+        graceful + killed >= 3,
+        "restarts happened: {graceful} + {killed}"
+    );
     assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) >= 1));
 }

@@ -96,10 +96,22 @@ async fn bad_consumer_settings_are_rejected() {
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("s").unwrap();
     let builder = || Consumer::builder(ctx.redis().clone(), stream.clone(), "g", "c");
-    assert!(matches!(builder().batch_size(0).build(), Err(Error::InvalidConfig(_))));
-    assert!(matches!(builder().concurrency(0).build(), Err(Error::InvalidConfig(_))));
-    assert!(matches!(builder().max_deliveries(0).build(), Err(Error::InvalidConfig(_))));
-    assert!(matches!(builder().block(Duration::ZERO).build(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        builder().batch_size(0).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder().concurrency(0).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder().max_deliveries(0).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder().block(Duration::ZERO).build(),
+        Err(Error::InvalidConfig(_))
+    ));
     assert!(matches!(
         builder()
             .min_idle(Duration::from_secs(1))
@@ -117,7 +129,12 @@ async fn bad_consumer_settings_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messages_are_handled_and_acknowledged_and_shutdown_is_graceful() {
     let ctx = TestContext::new().await;
-    let stream = ctx.keyspace().pattern("stream").unwrap().key("orders").unwrap();
+    let stream = ctx
+        .keyspace()
+        .pattern("stream")
+        .unwrap()
+        .key("orders")
+        .unwrap();
     let producer = Producer::builder(ctx.redis().clone(), stream.clone())
         .build()
         .unwrap();
@@ -202,7 +219,12 @@ async fn messages_are_handled_and_acknowledged_and_shutdown_is_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_of_a_killed_consumer_is_redelivered_to_another_after_min_idle() {
     let ctx = TestContext::new().await;
-    let stream = ctx.keyspace().pattern("stream").unwrap().key("jobs").unwrap();
+    let stream = ctx
+        .keyspace()
+        .pattern("stream")
+        .unwrap()
+        .key("jobs")
+        .unwrap();
     let producer = Producer::builder(ctx.redis().clone(), stream.clone())
         .build()
         .unwrap();
@@ -286,7 +308,14 @@ async fn consumers_with_pending_entries_are_never_removed() {
     let stream = ctx.keyspace().key("jobs").unwrap();
     let redis = ctx.redis();
     let _: String = redis
-        .query(redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg("g").arg("0").arg("MKSTREAM"))
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
         .await
         .unwrap();
     let _: String = redis
@@ -296,13 +325,26 @@ async fn consumers_with_pending_entries_are_never_removed() {
     // "busy" reads the entry and never acknowledges it; "idle" reads nothing.
     let _: redis::Value = redis
         .query(
-            redis::cmd("XREADGROUP").arg("GROUP").arg("g").arg("busy").arg("COUNT").arg(1)
-                .arg("STREAMS").arg(&stream).arg(">"),
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("busy")
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
         )
         .await
         .unwrap();
     let _: i64 = redis
-        .query(redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&stream).arg("g").arg("idle"))
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATECONSUMER")
+                .arg(&stream)
+                .arg("g")
+                .arg("idle"),
+        )
         .await
         .unwrap();
     let removed = remove_idle_consumers(redis, &stream, "g", Duration::ZERO)
@@ -320,7 +362,12 @@ async fn consumers_with_pending_entries_are_never_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_reaches_the_dead_letter_stream_after_exactly_n_deliveries() {
     let ctx = TestContext::new().await;
-    let stream = ctx.keyspace().pattern("stream").unwrap().key("poison").unwrap();
+    let stream = ctx
+        .keyspace()
+        .pattern("stream")
+        .unwrap()
+        .key("poison")
+        .unwrap();
     let producer = Producer::builder(ctx.redis().clone(), stream.clone())
         .build()
         .unwrap();
@@ -336,7 +383,13 @@ async fn a_poison_message_reaches_the_dead_letter_stream_after_exactly_n_deliver
     // A payload no `Order` decodes from: dead-lettered at once, without reaching the handler.
     let garbage: String = ctx
         .redis()
-        .query(redis::cmd("XADD").arg(&stream).arg("*").arg("p").arg("{oops"))
+        .query(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("p")
+                .arg("{oops"),
+        )
         .await
         .unwrap();
 
@@ -366,7 +419,11 @@ async fn a_poison_message_reaches_the_dead_letter_stream_after_exactly_n_deliver
         })
     };
     wait_until("two dead letters", DEADLINE, || async {
-        read_dead_letters(ctx.redis(), &stream, "-", 10).await.unwrap().len() >= 2
+        read_dead_letters(ctx.redis(), &stream, "-", 10)
+            .await
+            .unwrap()
+            .len()
+            >= 2
     })
     .await;
     // Give a wrong implementation the chance to deliver a fourth time before checking.
@@ -379,7 +436,9 @@ async fn a_poison_message_reaches_the_dead_letter_stream_after_exactly_n_deliver
 
     assert_eq!(*attempts.lock().unwrap(), [1, 2, 3], "exactly N deliveries");
     assert_eq!(handled_good.load(Ordering::SeqCst), 1);
-    let dead = read_dead_letters(ctx.redis(), &stream, "-", 10).await.unwrap();
+    let dead = read_dead_letters(ctx.redis(), &stream, "-", 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 2, "{dead:?}");
     let by_id = |id: &str| dead.iter().find(|d| d.original_id == id).unwrap().clone();
     let p = by_id(&poison);
@@ -403,23 +462,48 @@ async fn an_entry_whose_consumers_keep_dying_is_dead_lettered_by_the_claim() {
     let stream = ctx.keyspace().key("crashy").unwrap();
     let redis = ctx.redis();
     let _: String = redis
-        .query(redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg("g").arg("0").arg("MKSTREAM"))
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
         .await
         .unwrap();
     let id: String = redis
-        .query(redis::cmd("XADD").arg(&stream).arg("*").arg("p").arg(r#"{"n":5}"#))
+        .query(
+            redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("p")
+                .arg(r#"{"n":5}"#),
+        )
         .await
         .unwrap();
     // Two deliveries that never finished (their consumers "crashed"): read, then claimed again.
     let _: redis::Value = redis
         .query(
-            redis::cmd("XREADGROUP").arg("GROUP").arg("g").arg("dead1").arg("STREAMS")
-                .arg(&stream).arg(">"),
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("dead1")
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
         )
         .await
         .unwrap();
     let _: redis::Value = redis
-        .query(redis::cmd("XCLAIM").arg(&stream).arg("g").arg("dead2").arg(0).arg(&id))
+        .query(
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg("g")
+                .arg("dead2")
+                .arg(0)
+                .arg(&id),
+        )
         .await
         .unwrap();
 
@@ -446,12 +530,19 @@ async fn an_entry_whose_consumers_keep_dying_is_dead_lettered_by_the_claim() {
         })
     };
     wait_until("the entry dead-lettered", DEADLINE, || async {
-        !read_dead_letters(redis, &stream, "-", 10).await.unwrap().is_empty()
+        !read_dead_letters(redis, &stream, "-", 10)
+            .await
+            .unwrap()
+            .is_empty()
     })
     .await;
     shutdown.cancel();
     run.await.unwrap().unwrap();
-    assert_eq!(handled.load(Ordering::SeqCst), 0, "not delivered a third time");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        0,
+        "not delivered a third time"
+    );
     let dead = read_dead_letters(redis, &stream, "-", 10).await.unwrap();
     assert_eq!(dead[0].original_id, id);
     assert_eq!(dead[0].attempts, 2);
@@ -463,7 +554,8 @@ async fn an_entry_whose_consumers_keep_dying_is_dead_lettered_by_the_claim() {
 async fn idempotency_lets_each_id_through_once_until_abandoned() {
     let ctx = TestContext::new().await;
     let scope = ctx.keyspace().key("orders").unwrap();
-    let seen = Idempotency::new(ctx.redis().clone(), scope.clone(), Duration::from_secs(60)).unwrap();
+    let seen =
+        Idempotency::new(ctx.redis().clone(), scope.clone(), Duration::from_secs(60)).unwrap();
     assert!(seen.begin("1-0").await.unwrap());
     assert!(!seen.begin("1-0").await.unwrap());
     assert!(seen.begin("2-0").await.unwrap());
@@ -510,7 +602,10 @@ async fn a_consumer_recovers_from_a_server_restart() {
         })
     };
     producer.send(&Order { n: 1 }).await.unwrap();
-    wait_until("first order", DEADLINE, || async { seen.lock().unwrap().len() == 1 }).await;
+    wait_until("first order", DEADLINE, || async {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
 
     // The restarted server is empty: the stream and group are gone and must be recreated.
     ctx.server().unwrap().restart();

@@ -81,7 +81,10 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
                             return Err(format!("card declined (attempt {})", d.attempt));
                         }
                         if seen.begin(&d.id).await.map_err(|e| e.to_string())? {
-                            println!("   billed order {} ({} cents)", d.payload.id, d.payload.cents);
+                            println!(
+                                "   billed order {} ({} cents)",
+                                d.payload.id, d.payload.cents
+                            );
                         }
                         Ok(())
                     }
@@ -113,6 +116,9 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         "   graceful shutdown: delivered {}, acked {}, failed {}, dead-lettered {}, reclaimed {}",
         stats.delivered, stats.acked, stats.failed, stats.dead_lettered, stats.claimed
     );
-    anyhow::ensure!(stats.acked == 4, "expected 4 acknowledged orders: {stats:?}");
+    anyhow::ensure!(
+        stats.acked == 4,
+        "expected 4 acknowledged orders: {stats:?}"
+    );
     Ok(())
 }
