@@ -1,0 +1,107 @@
+//! The tower-sessions store against a real Redis.
+#![cfg(feature = "tower-sessions")]
+
+mod support;
+
+use std::time::Duration;
+
+use redis_core::redis;
+use redis_session::TowerSessionStore;
+use redis_test_support::{TestContext, wait_until};
+use support::{contains, dump, store};
+use time::OffsetDateTime;
+use tower_sessions::{
+    SessionStore as _,
+    session::{Id, Record},
+};
+
+fn record(expires_in: time::Duration) -> Record {
+    let mut data = std::collections::HashMap::new();
+    data.insert("counter".to_owned(), serde_json::json!(1));
+    data.insert("__created".to_owned(), serde_json::json!("not metadata"));
+    data.insert("_x".to_owned(), serde_json::json!({ "nested": [1, 2] }));
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: OffsetDateTime::now_utc() + expires_in,
+    }
+}
+
+#[tokio::test]
+async fn records_round_trip_without_the_id_in_redis() {
+    let ctx = TestContext::new().await;
+    let tower = TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0));
+    let mut rec = record(time::Duration::minutes(10));
+    tower.create(&mut rec).await.unwrap();
+    let loaded = tower.load(&rec.id).await.unwrap().expect("live record");
+    assert_eq!(loaded.data, rec.data);
+    assert_eq!(loaded.id, rec.id);
+    let diff = (loaded.expiry_date - rec.expiry_date).abs();
+    assert!(diff < time::Duration::milliseconds(2), "{diff}");
+
+    rec.data.insert("counter".into(), serde_json::json!(2));
+    rec.data.remove("_x");
+    tower.save(&rec).await.unwrap();
+    let loaded = tower.load(&rec.id).await.unwrap().unwrap();
+    assert_eq!(loaded.data, rec.data);
+
+    let everything = dump(ctx.redis(), &ctx.keys().await).await;
+    let id = rec.id.to_string();
+    assert!(everything.iter().all(|b| !contains(b, id.as_bytes())));
+
+    tower.delete(&rec.id).await.unwrap();
+    assert!(tower.load(&rec.id).await.unwrap().is_none());
+    // A save after the delete does not bring the session back.
+    tower.save(&rec).await.unwrap();
+    assert!(tower.load(&rec.id).await.unwrap().is_none());
+    assert!(ctx.keys().await.is_empty());
+    assert!(tower.load(&Id(42)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn create_never_overwrites_an_existing_record() {
+    let ctx = TestContext::new().await;
+    let tower = TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0));
+    let mut first = record(time::Duration::minutes(10));
+    tower.create(&mut first).await.unwrap();
+    let mut second = record(time::Duration::minutes(10));
+    second.id = first.id;
+    second.data.insert("counter".into(), serde_json::json!(99));
+    tower.create(&mut second).await.unwrap();
+    assert_ne!(second.id, first.id, "a colliding id is replaced");
+    assert_eq!(tower.load(&first.id).await.unwrap().unwrap().data["counter"], 1);
+    assert_eq!(tower.load(&second.id).await.unwrap().unwrap().data["counter"], 99);
+}
+
+#[tokio::test]
+async fn expiry_date_and_absolute_timeout_are_enforced_by_the_server() {
+    let ctx = TestContext::new().await;
+    // Absolute timeout of 1.5 s, while tower-sessions asks for 10 minutes.
+    let tower = TowerSessionStore::new(store(&ctx, 1_000, 1_500, 0));
+    let mut long = record(time::Duration::minutes(10));
+    tower.create(&mut long).await.unwrap();
+    let key = tower.key_of(&long.id).unwrap();
+    let pttl: i64 = ctx.redis().query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+    assert!((1..=1_500).contains(&pttl), "{pttl}");
+
+    // And a record whose expiry date is near ends then.
+    let mut short = record(time::Duration::milliseconds(300));
+    tower.create(&mut short).await.unwrap();
+    wait_until("the short record to expire", Duration::from_secs(20), || {
+        let tower = tower.clone();
+        let id = short.id;
+        async move { tower.load(&id).await.unwrap().is_none() }
+    })
+    .await;
+    wait_until("the absolute timeout", Duration::from_secs(20), || {
+        let tower = tower.clone();
+        let rec = long.clone();
+        async move {
+            // Saving keeps pushing the expiry date; the absolute cap still wins.
+            tower.save(&rec).await.unwrap();
+            tower.load(&rec.id).await.unwrap().is_none()
+        }
+    })
+    .await;
+    assert!(ctx.keys().await.is_empty());
+}
