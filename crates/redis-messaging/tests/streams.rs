@@ -259,6 +259,7 @@ async fn a_message_of_a_killed_consumer_is_redelivered_to_another_after_min_idle
     tokio::time::timeout(DEADLINE, started.notified())
         .await
         .unwrap();
+    let first_delivery = std::time::Instant::now();
     a.abort();
     let _ = a.await;
     assert_eq!(pending(&ctx, &stream, "workers").await, 1);
@@ -276,7 +277,8 @@ async fn a_message_of_a_killed_consumer_is_redelivered_to_another_after_min_idle
                 .run(shutdown, move |d: Delivery<Order>| {
                     let got = got.clone();
                     async move {
-                        *got.lock().unwrap() = Some((d.id, d.attempt, d.payload.n));
+                        *got.lock().unwrap() =
+                            Some((d.id, d.attempt, d.payload.n, first_delivery.elapsed()));
                         Ok::<_, std::convert::Infallible>(())
                     }
                 })
@@ -289,7 +291,13 @@ async fn a_message_of_a_killed_consumer_is_redelivered_to_another_after_min_idle
     .await;
     shutdown.cancel();
     b.await.unwrap().unwrap();
-    assert_eq!(*got.lock().unwrap(), Some((id, 2, 7)));
+    let (got_id, attempt, n, after) = got.lock().unwrap().clone().unwrap();
+    assert_eq!((got_id, attempt, n), (id, 2, 7));
+    // Not before min_idle (800 ms) after the first delivery.
+    assert!(
+        after >= Duration::from_millis(750),
+        "redelivered after {after:?}"
+    );
     assert_eq!(consumer_b.stats().claimed, 1);
     assert_eq!(pending(&ctx, &stream, "workers").await, 0);
 
