@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redis_messaging::{Error, Event, Gap, Message, Publisher, Subscriber, Subscription};
-use redis_test_support::{TestContext, wait_for, wait_until};
+use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,4 +237,49 @@ async fn subscription_survives_a_server_restart_and_reports_a_gap() {
     })
     .await;
     assert_eq!(next_message(&mut sub).await.payload, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_connection_is_caught_by_the_health_check() {
+    let mut ctx = TestContext::private().await;
+    let port = ctx.server().unwrap().port();
+    let proxy = FaultProxy::start(port).await;
+    let through_proxy = redis_core::Redis::open(&proxy.url()).await.unwrap();
+    let channel = format!("{}:prices", ctx.prefix());
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(through_proxy)
+        .channel(&channel)
+        .health_check_interval(Duration::from_millis(300))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .subscribe::<Price>()
+        .await
+        .unwrap();
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1,
+    };
+    publish_until_heard(&publisher, &channel, &lamp).await;
+    next_message(&mut sub).await;
+
+    // Bytes vanish, nothing is closed: only the health check can notice.
+    proxy.set_blackhole(true);
+    tokio::time::sleep(Duration::from_secs(1)).await; // the outage itself
+    proxy.set_blackhole(false);
+
+    let gap = next_gap(&mut sub).await;
+    assert!(gap.reason.contains("health check"), "{gap}");
+    let after = Price {
+        sku: "after-blackhole".into(),
+        cents: 4,
+    };
+    wait_until("the subscription is back", DEADLINE, || async {
+        publisher.publish(&channel, &after).await.unwrap() >= 1
+    })
+    .await;
+    loop {
+        let m = next_message(&mut sub).await;
+        if m.payload == after {
+            break;
+        }
+    }
 }
