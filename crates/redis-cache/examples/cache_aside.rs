@@ -40,15 +40,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let queries = queries.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_load_with("product:7", &EntryOptions::new().tag("category:lamps"), || async {
-                        queries.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await; // a slow query
-                        Ok::<_, std::io::Error>(Some(Product {
-                            id: 7,
-                            name: "desk lamp".into(),
-                            price_cents: 2_999,
-                        }))
-                    })
+                    .get_or_load_with(
+                        "product:7",
+                        &EntryOptions::new().tag("category:lamps"),
+                        || async {
+                            queries.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await; // a slow query
+                            Ok::<_, std::io::Error>(Some(Product {
+                                id: 7,
+                                name: "desk lamp".into(),
+                                price_cents: 2_999,
+                            }))
+                        },
+                    )
                     .await
             })
         })
@@ -57,7 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let product = t.await??;
         assert_eq!(product.map(|p| p.id), Some(7));
     }
-    println!("100 concurrent reads, {} database query", queries.load(Ordering::SeqCst));
+    println!(
+        "100 concurrent reads, {} database query",
+        queries.load(Ordering::SeqCst)
+    );
     assert_eq!(queries.load(Ordering::SeqCst), 1);
 
     // "Not found" is cached too, for the negative TTL.
@@ -84,11 +91,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     assert!(cache.get::<Product>("product:7").await?.is_none());
-    println!("price changed to {} cents; cached copy invalidated", updated.price_cents);
+    println!(
+        "price changed to {} cents; cached copy invalidated",
+        updated.price_cents
+    );
 
     // Tag invalidation: one command, whatever the number of entries.
     cache
-        .set_with("product:8", &updated, &EntryOptions::new().tag("category:lamps"))
+        .set_with(
+            "product:8",
+            &updated,
+            &EntryOptions::new().tag("category:lamps"),
+        )
         .await?;
     assert!(cache.get::<Product>("product:8").await?.is_some());
     cache.invalidate_tag("category:lamps").await?;
@@ -98,10 +112,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["product:7", "product:8", "product:404"] {
         cache.delete(name).await?;
     }
-    let _: () = cache.redis().query(redis_core::redis::cmd("UNLINK").arg(cache.tag_key("category:lamps")?)).await?;
+    let _: () = cache
+        .redis()
+        .query(redis_core::redis::cmd("UNLINK").arg(cache.tag_key("category:lamps")?))
+        .await?;
     for name in ["product:7", "product:8", "product:404"] {
         let gen_key = cache.key(name)?.companion("gen");
-        let _: i64 = cache.redis().query(redis_core::redis::cmd("UNLINK").arg(&gen_key)).await?;
+        let _: i64 = cache
+            .redis()
+            .query(redis_core::redis::cmd("UNLINK").arg(&gen_key))
+            .await?;
     }
     Ok(())
 }

@@ -309,18 +309,13 @@ impl<C: Codec> Cache<C> {
             }
         }
         // Leader (or, after repeated unusable outcomes, on our own).
-        let result = self
-            .refresh(&key, opts, fallback, redis_ok, loader)
-            .await;
+        let result = self.refresh(&key, opts, fallback, redis_ok, loader).await;
         if let Some(lead) = lead {
             let outcome = match &result {
-                Ok(v) => Ok(v
-                    .clone()
-                    .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)),
-                Err(e) => Err(Arc::new(
-                    e.duplicate()
-                        .unwrap_or_else(|| Error::Load(Arc::new(SharedFailure(e.to_string())))),
-                )),
+                Ok(v) => Ok(v.clone().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)),
+                Err(e) => Err(Arc::new(e.duplicate().unwrap_or_else(|| {
+                    Error::Load(Arc::new(SharedFailure(e.to_string())))
+                }))),
             };
             lead.finish(outcome);
         }
@@ -397,13 +392,7 @@ impl<C: Codec> Cache<C> {
         let px = entry::millis(self.inner.settings.tag_ttl);
         self.inner
             .redis
-            .query::<()>(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(token())
-                    .arg("PX")
-                    .arg(px),
-            )
+            .query::<()>(redis::cmd("SET").arg(&key).arg(token()).arg("PX").arg(px))
             .await?;
         Ok(())
     }
@@ -604,7 +593,9 @@ impl<C: Codec> Cache<C> {
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(Duration::from_millis(100));
             match self.lookup::<V>(key).await {
-                Ok(Lookup::Fresh(found) | Lookup::Stale(found)) => return Waited::Value(found.value),
+                Ok(Lookup::Fresh(found) | Lookup::Stale(found)) => {
+                    return Waited::Value(found.value);
+                }
                 Ok(Lookup::Miss) => {}
                 Err(_) => return Waited::GiveUp,
             }
@@ -631,8 +622,11 @@ impl<C: Codec> Cache<C> {
             Some(generation) => generation,
             None => {
                 let gen_key = key.companion(GEN);
-                let generation: Option<Vec<u8>> =
-                    self.inner.redis.query(redis::cmd("GET").arg(&gen_key)).await?;
+                let generation: Option<Vec<u8>> = self
+                    .inner
+                    .redis
+                    .query(redis::cmd("GET").arg(&gen_key))
+                    .await?;
                 generation.unwrap_or_default()
             }
         };
@@ -697,7 +691,10 @@ impl<C: Codec> Cache<C> {
             ),
             None => (Kind::Negative, Vec::new(), s.negative_ttl, Duration::ZERO),
         };
-        if tags.iter().any(|(k, v)| k.len() > 0xFFFF || v.len() > 0xFFFF) {
+        if tags
+            .iter()
+            .any(|(k, v)| k.len() > 0xFFFF || v.len() > 0xFFFF)
+        {
             return Err(redis_core::Error::invalid_config("tag key or version too long").into());
         }
         let fresh = entry::jittered_ttl(fresh, s.jitter, self.random());
@@ -755,7 +752,9 @@ impl<C: Codec> Cache<C> {
             .await;
         match stored {
             Ok(1) => {}
-            Ok(_) => tracing::debug!(key = %key, "fill refused: the key was written during the load"),
+            Ok(_) => {
+                tracing::debug!(key = %key, "fill refused: the key was written during the load")
+            }
             Err(e) => tracing::warn!(key = %key, error = %e, "could not store loaded value"),
         }
     }

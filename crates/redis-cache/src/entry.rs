@@ -141,7 +141,11 @@ pub(crate) fn millis(d: Duration) -> u64 {
 /// Shortening (rather than lengthening) keeps the configured TTL an upper bound on staleness,
 /// while entries written together still expire spread over a window.
 pub fn jittered_ttl(ttl: Duration, jitter: f64, u: f64) -> Duration {
-    let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.0 };
+    let u = if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let factor = 1.0 - jitter.clamp(0.0, 1.0) * u;
     ttl.mul_f64(factor).max(Duration::from_millis(1))
 }
@@ -160,7 +164,11 @@ pub fn xfetch_due(now_ms: u64, expiry_ms: u64, delta_ms: u32, beta: f64, u: f64)
     if beta <= 0.0 || delta_ms == 0 {
         return false;
     }
-    let u = if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.0 };
+    let u = if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let r = (1.0 - u).max(f64::MIN_POSITIVE);
     let gap = -(f64::from(delta_ms)) * beta * r.ln();
     now_ms as f64 + gap >= expiry_ms as f64

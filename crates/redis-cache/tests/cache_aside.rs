@@ -45,7 +45,10 @@ async fn set_get_delete_round_trip() {
     assert!(cache.delete("p1").await.unwrap());
     assert!(!cache.delete("p1").await.unwrap());
     assert_eq!(cache.get::<Product>("p1").await.unwrap(), None);
-    assert!(cache.get::<Product>("").await.is_err(), "empty names are rejected");
+    assert!(
+        cache.get::<Product>("").await.is_err(),
+        "empty names are rejected"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +276,10 @@ async fn early_refresh_follows_the_injected_random_source() {
         .build()
         .unwrap();
     for _ in 0..5 {
-        never.get_or_load("p", || load(loads.clone())).await.unwrap();
+        never
+            .get_or_load("p", || load(loads.clone()))
+            .await
+            .unwrap();
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 
@@ -284,9 +290,16 @@ async fn early_refresh_follows_the_injected_random_source() {
         .random_source(|| 0.999_999)
         .build()
         .unwrap();
-    let got = eager.get_or_load("p", || load(loads.clone())).await.unwrap();
+    let got = eager
+        .get_or_load("p", || load(loads.clone()))
+        .await
+        .unwrap();
     assert_eq!(loads.load(Ordering::SeqCst), 2);
-    assert_eq!(got, Some(product(1)), "the refreshing caller gets the new value");
+    assert_eq!(
+        got,
+        Some(product(1)),
+        "the refreshing caller gets the new value"
+    );
     assert_eq!(never.get::<Product>("p").await.unwrap(), Some(product(1)));
 }
 

@@ -30,7 +30,11 @@ async fn a_corrupt_payload_is_a_miss_and_is_removed() {
             .await
             .unwrap();
         assert_eq!(cache.get::<Vec<u32>>("p").await.unwrap(), None);
-        let exists: i64 = ctx.redis().query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+        let exists: i64 = ctx
+            .redis()
+            .query(redis::cmd("EXISTS").arg(&key))
+            .await
+            .unwrap();
         assert_eq!(exists, 0, "corrupt entry {bytes:?} was not removed");
     }
 
@@ -96,10 +100,14 @@ async fn a_killed_server_fails_open_or_closed_as_configured() {
 
     // Back up: both recover by themselves.
     ctx.server().unwrap().restart();
-    wait_until("the cache to reach redis again", Duration::from_secs(20), || {
-        let closed = closed.clone();
-        async move { closed.set("after", &2u32).await.is_ok() }
-    })
+    wait_until(
+        "the cache to reach redis again",
+        Duration::from_secs(20),
+        || {
+            let closed = closed.clone();
+            async move { closed.set("after", &2u32).await.is_ok() }
+        },
+    )
     .await;
     assert_eq!(open.get::<u32>("after").await.unwrap(), Some(2));
 }

@@ -139,7 +139,13 @@ async fn a_waiter_loads_itself_when_the_lease_holder_takes_too_long() {
     let lease = cache.key("k").unwrap().companion("lease");
     let _: () = ctx
         .redis()
-        .query(redis::cmd("SET").arg(&lease).arg("someone-else").arg("PX").arg(30_000))
+        .query(
+            redis::cmd("SET")
+                .arg(&lease)
+                .arg("someone-else")
+                .arg("PX")
+                .arg(30_000),
+        )
         .await
         .unwrap();
     let started = std::time::Instant::now();
@@ -150,6 +156,10 @@ async fn a_waiter_loads_itself_when_the_lease_holder_takes_too_long() {
     assert_eq!(got, Some(5));
     assert!(started.elapsed() >= Duration::from_millis(200));
     // The other process's lease was not touched.
-    let holder: Option<String> = ctx.redis().query(redis::cmd("GET").arg(&lease)).await.unwrap();
+    let holder: Option<String> = ctx
+        .redis()
+        .query(redis::cmd("GET").arg(&lease))
+        .await
+        .unwrap();
     assert_eq!(holder.as_deref(), Some("someone-else"));
 }

@@ -12,13 +12,19 @@ async fn exercise_tags(cache: &Cache) {
     let both = EntryOptions::new().tag("category:lamps").tag("brand:acme");
     let acme = EntryOptions::new().tag("brand:acme");
     for i in 0..20 {
-        cache.set_with(&format!("lamp{i}"), &i, &lamps).await.unwrap();
+        cache
+            .set_with(&format!("lamp{i}"), &i, &lamps)
+            .await
+            .unwrap();
     }
     cache.set_with("acme-lamp", &100, &both).await.unwrap();
     cache.set_with("acme-chair", &200, &acme).await.unwrap();
     cache.set("untagged", &300).await.unwrap();
     for i in 0..20 {
-        assert_eq!(cache.get::<i32>(&format!("lamp{i}")).await.unwrap(), Some(i));
+        assert_eq!(
+            cache.get::<i32>(&format!("lamp{i}")).await.unwrap(),
+            Some(i)
+        );
     }
 
     cache.invalidate_tag("category:lamps").await.unwrap();
