@@ -61,9 +61,10 @@ impl Shared {
         let valid = kept.then(|| validity(ttl, start.elapsed())).flatten();
         match valid {
             Some(_) => {
+                // The server replaced the expiry, so the deadline follows it, earlier or later.
                 let until = start + ttl - drift(ttl);
                 self.state.send_if_modified(|s| {
-                    if s.status == Status::Held && until > s.valid_until {
+                    if s.status == Status::Held {
                         s.valid_until = until;
                         true
                     } else {
@@ -140,9 +141,21 @@ impl LockGuard {
             lease,
             state,
         });
-        let watchdog = config.auto_extend.then(|| {
-            tokio::spawn(watchdog(Arc::clone(&shared), config.ttl, config.max_hold)).abort_handle()
-        });
+        let watchdog = if config.auto_extend {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => Some(
+                    runtime
+                        .spawn(watchdog(Arc::clone(&shared), config.ttl, config.max_hold))
+                        .abort_handle(),
+                ),
+                Err(_) => {
+                    tracing::warn!(%resource, "no Tokio runtime: the lease will not be renewed");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Self {
             shared,
             watchdog,
@@ -190,7 +203,7 @@ impl LockGuard {
         }
     }
 
-    /// Renews the lease to `ttl` now.
+    /// Renews the lease to `ttl` now (the new expiry replaces the old one, shorter or longer).
     ///
     /// # Errors
     /// [`Error::Lost`] when the lease is no longer ours (it expired or was taken over); the
@@ -439,5 +452,191 @@ where
             guard.release().await?;
             Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    fn assert_send<T: Send + 'static>(_: &T) {}
+
+    #[test]
+    fn guards_handles_and_signals_can_cross_tasks() {
+        assert_send_sync::<LockGuard>();
+        assert_send_sync::<LeaseHandle>();
+        let (_tx, rx) = watch::channel(State {
+            status: Status::Held,
+            valid_until: Instant::now(),
+        });
+        assert_send(&lost(rx));
+        fn _object_safe(_: &dyn Lease) {}
+    }
+
+    #[test]
+    fn remaining_is_zero_unless_held_and_in_time() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let held = State {
+            status: Status::Held,
+            valid_until: later,
+        };
+        assert!(remaining(&held) > Duration::from_secs(59));
+        for status in [Status::Lost, Status::Released] {
+            assert_eq!(remaining(&State { status, ..held }), Duration::ZERO);
+        }
+        let past = State {
+            status: Status::Held,
+            valid_until: Instant::now() - Duration::from_millis(1),
+        };
+        assert_eq!(remaining(&past), Duration::ZERO);
+    }
+
+    /// A lease that records renewals instead of talking to a server, to drive the guard's own
+    /// timing logic on a paused clock.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        renewals: std::sync::Mutex<Vec<(Instant, Duration)>>,
+        refuse: std::sync::atomic::AtomicBool,
+        released: std::sync::atomic::AtomicBool,
+    }
+
+    #[derive(Debug)]
+    struct Shared(Arc<Recorder>);
+
+    impl Lease for Shared {
+        fn extend<'a>(&'a self, _: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async move {
+                self.0.renewals.lock().unwrap().push((Instant::now(), ttl));
+                Ok(!self.0.refuse.load(std::sync::atomic::Ordering::SeqCst))
+            })
+        }
+
+        fn release<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async move {
+                self.0
+                    .released
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(true)
+            })
+        }
+    }
+
+    fn guard(recorder: &Arc<Recorder>, config: &LeaseConfig) -> LockGuard {
+        LockGuard::new(
+            "r",
+            "t".into(),
+            1,
+            Instant::now(),
+            config,
+            Box::new(Shared(Arc::clone(recorder))),
+        )
+    }
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_renews_every_third_of_the_ttl_and_stops_at_the_hold_cap() {
+        let recorder = Arc::new(Recorder::default());
+        let config = LeaseConfig {
+            ttl: ms(300),
+            auto_extend: true,
+            max_hold: Some(ms(1000)),
+            ..LeaseConfig::default()
+        };
+        let start = Instant::now();
+        let guard = guard(&recorder, &config);
+        guard.lost().await;
+        let lost_at = start.elapsed();
+        let renewals = recorder.renewals.lock().unwrap().clone();
+        let offsets: Vec<u64> = renewals
+            .iter()
+            .map(|(at, _)| (*at - start).as_millis() as u64)
+            .collect();
+        assert_eq!(offsets, [100, 200, 300, 400, 500, 600, 700, 800, 900]);
+        // The last renewals are cut so the lease ends at the cap, not a full TTL later.
+        let ttls: Vec<u64> = renewals
+            .iter()
+            .map(|(_, ttl)| ttl.as_millis() as u64)
+            .collect();
+        assert_eq!(ttls, [300, 300, 300, 300, 300, 300, 300, 200, 100]);
+        // 900 ms + 100 ms lease - drift (1 ms + 2 ms).
+        assert_eq!(lost_at, ms(997));
+        assert!(guard.is_lost());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_renewal_marks_the_guard_lost_at_once() {
+        let recorder = Arc::new(Recorder::default());
+        recorder
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let config = LeaseConfig {
+            ttl: ms(3000),
+            auto_extend: true,
+            ..LeaseConfig::default()
+        };
+        let start = Instant::now();
+        let guard = guard(&recorder, &config);
+        let handle = guard.handle();
+        handle.lost().await;
+        assert_eq!(
+            start.elapsed(),
+            ms(1000),
+            "lost at the first renewal, not at expiry"
+        );
+        assert!(guard.is_lost() && handle.is_lost());
+        assert!(guard.extend(ms(100)).await.unwrap_err().is_lost());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_watchdog_the_lease_is_lost_at_ttl_minus_drift() {
+        let recorder = Arc::new(Recorder::default());
+        let config = LeaseConfig {
+            ttl: ms(1000),
+            ..LeaseConfig::default()
+        };
+        let start = Instant::now();
+        let guard = guard(&recorder, &config);
+        assert_eq!(guard.remaining(), ms(988));
+        // A manual renewal moves the deadline.
+        tokio::time::sleep(ms(500)).await;
+        guard.extend(ms(1000)).await.unwrap();
+        guard.lost().await;
+        assert_eq!(start.elapsed(), ms(1488));
+        assert!(recorder.renewals.lock().unwrap().len() == 1);
+    }
+
+    #[test]
+    fn a_guard_dropped_outside_a_runtime_does_not_panic() {
+        let recorder = Arc::new(Recorder::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let guard = runtime.block_on(async { guard(&recorder, &LeaseConfig::default()) });
+        drop(runtime);
+        let handle = guard.handle();
+        drop(guard);
+        assert!(handle.is_lost());
+        assert!(!recorder.released.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_guard_dropped_inside_a_runtime_releases_in_the_background() {
+        let recorder = Arc::new(Recorder::default());
+        let guard = guard(&recorder, &LeaseConfig::default());
+        let lost = guard.lost();
+        drop(guard);
+        lost.await;
+        for _ in 0..1000 {
+            if recorder.released.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the background release never ran");
     }
 }
