@@ -393,7 +393,8 @@ fn consume(
                     done.notified().await;
                     // Every entry handled; the clock stops once they are all acknowledged too.
                     while consumer.stats().acked < total {
-                        tokio::task::yield_now().await;
+                        // A timer, not a spin: a spinning task would take a core from the consumer.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     let elapsed = start.elapsed();
                     shutdown.cancel();
