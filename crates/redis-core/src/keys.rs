@@ -103,7 +103,7 @@ impl KeySpace {
         }
         let name = escape(name);
         let key = format!("{}:{{{name}}}", self.prefix);
-        self.checked(key, self.prefix.len() + 2 + name.len())
+        self.checked(key, self.prefix.len() + 3 + name.len())
     }
 
     /// `<prefix>:{<tag>}:<name>`: a key that shares the slot of every other key with the same tag,
@@ -119,7 +119,7 @@ impl KeySpace {
             return Err(KeyError::Empty("key name").into());
         }
         let tag = escape(tag);
-        let tag_end = self.prefix.len() + 2 + tag.len();
+        let tag_end = self.prefix.len() + 3 + tag.len();
         let key = format!("{}:{{{tag}}}:{name}", self.prefix);
         self.checked(key, tag_end)
     }

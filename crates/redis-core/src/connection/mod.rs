@@ -30,6 +30,7 @@
 
 mod cluster;
 mod pool;
+mod reconnect;
 mod sentinel;
 mod standalone;
 
@@ -85,6 +86,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 /// How to open connections of one's own to a deployment (see [`Backend::endpoint`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // built once per subscriber connection, never on a hot path
 pub enum Endpoint {
     /// One server (standalone, or the current master behind Sentinel).
     Single(redis::Client),

@@ -2,15 +2,11 @@
 //! re-resolved when a command shows the master is gone (connection lost, time-out) or demoted
 //! (`READONLY`), so the handle follows a failover within seconds.
 
-use std::{
-    fmt,
-    sync::{Arc, RwLock},
-};
+use std::{fmt, sync::Arc};
 
 use futures_util::future::BoxFuture;
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisFuture,
-    RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
     aio::MultiplexedConnection,
     sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
 };
@@ -18,6 +14,7 @@ use redis::{
 use super::{
     Backend, DedicatedConnection, Endpoint,
     pool::{self, PoolManager},
+    reconnect::Reconnecting,
 };
 use crate::{
     config::{Config, TopologyKind},
@@ -26,9 +23,7 @@ use crate::{
 
 pub(crate) struct Sentinel {
     resolver: Arc<tokio::sync::Mutex<SentinelClient>>,
-    /// The current master connection and its generation.
-    current: RwLock<Option<(u64, MultiplexedConnection)>>,
-    shared_config: AsyncConnectionConfig,
+    shared: Reconnecting,
     pool: bb8::Pool<PoolManager>,
     pool_timeout: std::time::Duration,
     service: String,
@@ -43,6 +38,8 @@ impl Sentinel {
         master: &redis::RedisConnectionInfo,
     ) -> Result<Self> {
         let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master.clone());
+        // The parameter is `String` without the `tls` feature and `impl AsRef<str>` with it.
+        #[allow(clippy::unnecessary_to_owned)]
         let client = SentinelClient::build(
             sentinels.to_vec(),
             service.to_owned(),
@@ -50,78 +47,39 @@ impl Sentinel {
             SentinelServerType::Master,
         )?;
         let resolver = Arc::new(tokio::sync::Mutex::new(client));
+        let connect = |resolver: Arc<tokio::sync::Mutex<SentinelClient>>,
+                       config: AsyncConnectionConfig| {
+            move || {
+                let resolver = resolver.clone();
+                let config = config.clone();
+                async move { resolve(&mut *resolver.lock().await, &config).await }
+            }
+        };
         let shared_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.response_timeout);
         let dedicated_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.pool.response_timeout);
-        let pool_resolver = resolver.clone();
-        let pool = PoolManager::new(move || {
-            let resolver = pool_resolver.clone();
-            let config = dedicated_config.clone();
-            async move { resolve(&mut *resolver.lock().await, &config).await }
-        })
-        .into_pool(&config.pool);
-        let backend = Self {
+        let shared = Reconnecting::connect(
+            format!("sentinel service {service}"),
+            connect(resolver.clone(), shared_config),
+        )
+        .await?;
+        let pool =
+            PoolManager::new(connect(resolver.clone(), dedicated_config)).into_pool(&config.pool);
+        Ok(Self {
             resolver,
-            current: RwLock::new(None),
-            shared_config,
+            shared,
             pool,
             pool_timeout: config.pool.connection_timeout,
             service: service.to_owned(),
             db: master.db(),
-        };
-        backend.shared().await?;
-        Ok(backend)
-    }
-
-    /// The current master connection, resolving one if there is none.
-    async fn shared(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.read_current() {
-            return Ok(current);
-        }
-        // Serialize look-ups so a failover triggers one resolution, not one per caller.
-        let mut resolver = self.resolver.lock().await;
-        if let Some(current) = self.read_current() {
-            return Ok(current);
-        }
-        let conn = resolve(&mut resolver, &self.shared_config).await?;
-        drop(resolver);
-        let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
-        let generation = slot.as_ref().map_or(0, |(g, _)| g + 1);
-        *slot = Some((generation, conn.clone()));
-        tracing::info!(service = %self.service, "connected to the master through sentinel");
-        Ok((generation, conn))
-    }
-
-    fn read_current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Forgets the connection of `generation` when `err` says the master moved.
-    fn observe(&self, generation: u64, err: &RedisError) {
-        let moved = crate::error::is_connection_error(err)
-            || err.is_timeout()
-            || err.is_unrecoverable_error()
-            || matches!(
-                err.kind(),
-                ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-            );
-        if !moved {
-            return;
-        }
-        let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-            tracing::warn!(service = %self.service, error = %err, "master connection lost; will ask the sentinels again");
-            *slot = None;
-        }
+        })
     }
 }
 
+/// Asks the sentinels for the current master (redis-rs checks its `ROLE`) and connects to it.
 async fn resolve(
     resolver: &mut SentinelClient,
     config: &AsyncConnectionConfig,
@@ -143,19 +101,7 @@ impl fmt::Debug for Sentinel {
 
 impl Backend for Sentinel {
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.shared().await?;
-            let result = conn.send_packed_command(cmd).await;
-            match &result {
-                Err(e) => self.observe(generation, e),
-                // Server errors arrive as values; a demoted master answers writes with READONLY.
-                Ok(Value::ServerError(e)) => {
-                    self.observe(generation, &RedisError::from(e.clone()));
-                }
-                Ok(_) => {}
-            }
-            result
-        })
+        self.shared.send(cmd)
     }
 
     fn send_pipeline<'a>(
@@ -164,21 +110,7 @@ impl Backend for Sentinel {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.shared().await?;
-            let result = conn.send_packed_commands(pipeline, offset, count).await;
-            match &result {
-                Err(e) => self.observe(generation, e),
-                Ok(values) => {
-                    if let Some(Value::ServerError(e)) =
-                        values.iter().find(|v| matches!(v, Value::ServerError(_)))
-                    {
-                        self.observe(generation, &RedisError::from(e.clone()));
-                    }
-                }
-            }
-            result
-        })
+        self.shared.send_pipeline(pipeline, offset, count)
     }
 
     fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>> {

@@ -1,16 +1,14 @@
-//! One server: a `ConnectionManager` (reconnects by itself) as the shared connection.
+//! One server: a multiplexed connection replaced after failures, and a pool.
 
 use std::fmt;
 
 use futures_util::future::BoxFuture;
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, Pipeline, RedisFuture, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::{
     Backend, DedicatedConnection, Endpoint,
     pool::{self, PoolManager},
+    reconnect::Reconnecting,
 };
 use crate::{
     config::{Config, TopologyKind},
@@ -19,7 +17,7 @@ use crate::{
 
 pub(crate) struct Standalone {
     client: Client,
-    shared: ConnectionManager,
+    shared: Reconnecting,
     pool: bb8::Pool<PoolManager>,
     pool_timeout: std::time::Duration,
     db: i64,
@@ -32,12 +30,20 @@ impl Standalone {
             Some(tls) => Client::build_with_tls(info.clone(), tls.certificates())?,
             _ => Client::open(info.clone())?,
         };
-        let manager_config = ConnectionManagerConfig::new()
+        let shared_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(config.response_timeout)
-            .set_number_of_retries(2)
-            .set_max_delay(std::time::Duration::from_secs(1));
-        let shared = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+            .set_response_timeout(config.response_timeout);
+        let shared_client = client.clone();
+        let shared = Reconnecting::connect(format!("{:?}", info.addr()), move || {
+            let client = shared_client.clone();
+            let config = shared_config.clone();
+            async move {
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+        })
+        .await?;
         let dedicated_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.pool.response_timeout);
@@ -73,8 +79,7 @@ impl fmt::Debug for Standalone {
 
 impl Backend for Standalone {
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let mut conn = self.shared.clone();
-        Box::pin(async move { conn.send_packed_command(cmd).await })
+        self.shared.send(cmd)
     }
 
     fn send_pipeline<'a>(
@@ -83,8 +88,7 @@ impl Backend for Standalone {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let mut conn = self.shared.clone();
-        Box::pin(async move { conn.send_packed_commands(pipeline, offset, count).await })
+        self.shared.send_pipeline(pipeline, offset, count)
     }
 
     fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>> {

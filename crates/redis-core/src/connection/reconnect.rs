@@ -1,0 +1,173 @@
+//! The shared connection of the standalone and Sentinel backends: one `MultiplexedConnection`
+//! that is replaced when a command shows it is dead.
+//!
+//! redis-rs' `ConnectionManager` does the same job, but every command goes through a cloned
+//! `Shared` future; at 50 concurrent tasks that measured about 13% below a bare
+//! `MultiplexedConnection` on the development machine. Here the hot path is a read lock, an `Arc`
+//! clone and the multiplexed send, and a reconnect happens only after a failure.
+
+use std::{
+    fmt,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::BoxFuture;
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    aio::MultiplexedConnection,
+};
+
+type Connect = dyn Fn() -> BoxFuture<'static, RedisResult<MultiplexedConnection>> + Send + Sync;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(25);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+pub(crate) struct Reconnecting {
+    /// The live connection and its generation.
+    current: RwLock<Option<(u64, MultiplexedConnection)>>,
+    connect: Box<Connect>,
+    /// Held while (re)connecting so a failure triggers one attempt, not one per caller.
+    state: tokio::sync::Mutex<Backoff>,
+    generation: std::sync::atomic::AtomicU64,
+    what: String,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<RedisError>,
+}
+
+impl Reconnecting {
+    /// Connects now (so start-up errors surface) and keeps `connect` for later reconnects.
+    pub(crate) async fn connect<F, Fut>(what: String, connect: F) -> RedisResult<Self>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = RedisResult<MultiplexedConnection>> + Send + 'static,
+    {
+        let this = Self {
+            current: RwLock::new(None),
+            connect: Box::new(move || Box::pin(connect())),
+            state: tokio::sync::Mutex::new(Backoff::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            what,
+        };
+        this.get().await?;
+        Ok(this)
+    }
+
+    fn read(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn get(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(current) = self.read() {
+            return Ok(current);
+        }
+        let mut backoff = self.state.lock().await;
+        if let Some(current) = self.read() {
+            return Ok(current);
+        }
+        if let (Some(at), Some(err)) = (backoff.retry_at, &backoff.last_error)
+            && Instant::now() < at
+        {
+            // Fail fast while the server is down instead of queueing connection attempts.
+            return Err(err.clone());
+        }
+        match (self.connect)().await {
+            Ok(conn) => {
+                if backoff.failures > 0 {
+                    tracing::info!(target = %self.what, "reconnected");
+                }
+                *backoff = Backoff::default();
+                let generation = self
+                    .generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some((generation, conn.clone()));
+                Ok((generation, conn))
+            }
+            Err(e) => {
+                backoff.failures = backoff.failures.saturating_add(1);
+                let delay = MIN_BACKOFF
+                    .saturating_mul(1 << backoff.failures.min(10))
+                    .min(MAX_BACKOFF);
+                backoff.retry_at = Some(Instant::now() + delay);
+                backoff.last_error = Some(e.clone());
+                tracing::warn!(target = %self.what, error = %e, retry_in = ?delay, "connection failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the connection of `generation` when `err` shows it is dead or points at the wrong
+    /// server (a demoted master answers `READONLY`).
+    fn observe(&self, generation: u64, err: &RedisError) {
+        let replace = crate::error::is_connection_error(err)
+            || err.is_timeout()
+            || err.is_unrecoverable_error()
+            || matches!(
+                err.kind(),
+                ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+            );
+        if !replace {
+            return;
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            tracing::warn!(target = %self.what, error = %err, "dropping the shared connection; the next command reconnects");
+            *current = None;
+        }
+    }
+
+    pub(crate) fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.get().await?;
+            let result = conn.send_packed_command(cmd).await;
+            match &result {
+                Err(e) => self.observe(generation, e),
+                // Server errors arrive as values.
+                Ok(Value::ServerError(e)) => self.observe(generation, &RedisError::from(e.clone())),
+                Ok(_) => {}
+            }
+            result
+        })
+    }
+
+    pub(crate) fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.get().await?;
+            let result = conn.send_packed_commands(pipeline, offset, count).await;
+            match &result {
+                Err(e) => self.observe(generation, e),
+                Ok(values) => {
+                    if let Some(Value::ServerError(e)) =
+                        values.iter().find(|v| matches!(v, Value::ServerError(_)))
+                    {
+                        self.observe(generation, &RedisError::from(e.clone()));
+                    }
+                }
+            }
+            result
+        })
+    }
+}
+
+impl fmt::Debug for Reconnecting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconnecting")
+            .field("target", &self.what)
+            .finish_non_exhaustive()
+    }
+}
