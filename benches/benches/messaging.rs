@@ -35,10 +35,10 @@ fn fresh(keys: &KeySpace, what: &str) -> redis_core::Key {
 fn messaging(c: &mut Criterion) {
     let server = BenchServer::start();
     let rt = runtime();
-    let url = server.url.clone();
+    let url = server.url.as_str();
     let (redis, raw) = rt.block_on(async {
-        let redis = Redis::open(&url).await.expect("connect");
-        let raw = redis::Client::open(url.as_str())
+        let redis = Redis::open(url).await.expect("connect");
+        let raw = redis::Client::open(url)
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -50,9 +50,9 @@ fn messaging(c: &mut Criterion) {
         .pattern(&format!("messaging{}", std::process::id()))
         .unwrap();
 
-    publish_receive(c, &rt, &url, &redis, &raw, &keys);
+    publish_receive(c, &rt, url, &redis, &raw, &keys);
     xadd(c, &rt, &redis, &raw, &keys);
-    consume(c, &rt, &url, &redis, &keys);
+    consume(c, &rt, url, &redis, &keys);
 
     rt.block_on(async {
         let mut cursor = 0u64;
