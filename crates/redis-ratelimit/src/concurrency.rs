@@ -20,9 +20,10 @@ static RELEASE: Script = Script::new(
     include_str!("scripts/concurrency_release.lua"),
 );
 
-/// The script a [`ConcurrencyLimiter`] acquires with (for benchmarks).
-pub fn acquire_script() -> &'static Script {
-    &ACQUIRE
+/// The scripts a [`ConcurrencyLimiter`] acquires and releases (or extends) with, for benchmarks
+/// and callers that drive them directly. Contracts: `docs/ratelimit.md`.
+pub fn concurrency_scripts() -> (&'static Script, &'static Script) {
+    (&ACQUIRE, &RELEASE)
 }
 
 /// Limits how many operations per identity run at once. Cheap to clone.

@@ -17,7 +17,7 @@ mod local;
 pub mod tower;
 
 pub use concurrency::{
-    Acquired, ConcurrencyLimiter, ConcurrencyLimiterBuilder, Permit, acquire_script,
+    Acquired, ConcurrencyLimiter, ConcurrencyLimiterBuilder, Permit, concurrency_scripts,
 };
 pub use decision::{Decision, Outcome, Source};
 pub use error::{Error, Result};

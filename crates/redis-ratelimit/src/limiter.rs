@@ -126,7 +126,8 @@ impl RateLimiter {
 
     /// A limiter sharing everything with this one but `limit`. State is kept: the limit travels
     /// with every call, so raising or lowering it applies to the next check, with what was
-    /// already used counting against the new numbers.
+    /// already used counting against the new numbers. The new limiter starts with an empty block
+    /// cache and fallback state.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `limit` does not validate, or changes the algorithm (whose
