@@ -188,13 +188,13 @@ async fn the_watchdog_keeps_a_lease_alive_past_its_ttl() {
     let guard = lock
         .try_acquire_with_options(
             "long-job",
-            &AcquireOptions::new().ttl(ms(300)).auto_extend(true),
+            &AcquireOptions::new().ttl(ms(600)).auto_extend(true),
         )
         .await
         .unwrap()
         .unwrap();
     // Hold for several TTLs on purpose: without renewal the lease would be gone.
-    tokio::time::sleep(ms(1200)).await;
+    tokio::time::sleep(ms(2000)).await;
     assert!(!guard.is_lost(), "remaining {:?}", guard.remaining());
     assert!(lock.try_acquire("long-job").await.unwrap().is_none());
     assert_eq!(
