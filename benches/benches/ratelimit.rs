@@ -67,7 +67,10 @@ fn ratelimit(c: &mut Criterion) {
             .unwrap();
         (redis, raw)
     });
-    let keys = KeySpace::new("bench").unwrap().pattern("ratelimit").unwrap();
+    let keys = KeySpace::new("bench")
+        .unwrap()
+        .pattern("ratelimit")
+        .unwrap();
     let second = Duration::from_secs(1);
     let trivial = redis::Script::new("return 1");
 
@@ -89,8 +92,10 @@ fn ratelimit(c: &mut Criterion) {
         let period_us = limit.period().as_micros() as u64;
         let log = limit.algorithm() == Algorithm::SlidingLog;
         for tasks in CONCURRENCY {
-            let mut group =
-                c.benchmark_group(format!("ratelimit/{}/{tasks}-tasks", limit.algorithm().name()));
+            let mut group = c.benchmark_group(format!(
+                "ratelimit/{}/{tasks}-tasks",
+                limit.algorithm().name()
+            ));
             group.throughput(Throughput::Elements(1));
             {
                 let (limiter, ids) = (limiter.clone(), ids.clone());
@@ -138,7 +143,7 @@ fn ratelimit(c: &mut Criterion) {
     }
 
     // Concurrency limiter: acquire + release, two round trips per element.
-    let concurrency = ConcurrencyLimiter::builder(redis.clone(), 1000)
+    let concurrency = ConcurrencyLimiter::builder(redis, 1000)
         .keys(keys.clone())
         .build()
         .unwrap();
@@ -158,7 +163,12 @@ fn ratelimit(c: &mut Criterion) {
                 let (concurrency, ids) = (concurrency.clone(), ids.clone());
                 async move {
                     let (name, _) = &ids[(i % IDENTITIES) as usize];
-                    let permit = concurrency.try_acquire(name).await.unwrap().permit().unwrap();
+                    let permit = concurrency
+                        .try_acquire(name)
+                        .await
+                        .unwrap()
+                        .permit()
+                        .unwrap();
                     permit.release().await.unwrap();
                 }
             });

@@ -38,6 +38,21 @@ async fn try_acquire_returns_none_while_held_and_fences_increase() {
         Some(first.token())
     );
     assert!(lock.try_acquire("job").await.unwrap().is_none());
+    // Key layout: the lock key carries the lease, the fencing counter never expires.
+    let key = lock.key("job").unwrap();
+    assert_eq!(key.as_str(), format!("{}:lock:{{job}}", ctx.prefix()));
+    let pttl = |k: redis_core::Key| {
+        let redis = ctx.redis().clone();
+        async move {
+            redis
+                .query::<i64>(redis::cmd("PTTL").arg(&k))
+                .await
+                .unwrap()
+        }
+    };
+    let lease = pttl(key.clone()).await;
+    assert!(lease > 0 && lease <= 30_000, "lease pttl {lease}");
+    assert_eq!(pttl(key.companion("fence")).await, -1, "counter has no TTL");
     // Another resource is independent.
     let other = lock.try_acquire("other-job").await.unwrap().expect("free");
     let fence = first.fence();

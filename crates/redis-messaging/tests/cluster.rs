@@ -70,6 +70,41 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
         }
     }
 
+    // Plain channels and patterns work on a cluster too (broadcast over the cluster bus).
+    let mut plain = Subscriber::builder(redis.clone())
+        .channel("news")
+        .pattern("alerts:*")
+        .subscribe::<Tick>()
+        .await
+        .unwrap();
+    let news = Tick {
+        shard: "news".into(),
+        n: 1,
+    };
+    // PUBLISH counts receivers on the node that took it only; the message itself crosses the
+    // cluster bus. So publish until the subscription has seen both kinds.
+    let mut kinds = HashSet::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while kinds.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plain pub/sub on the cluster"
+        );
+        publisher.publish("news", &news).await.unwrap();
+        publisher.publish("alerts:disk", &news).await.unwrap();
+        while let Ok(event) = tokio::time::timeout(Duration::from_millis(200), plain.next()).await {
+            match event.unwrap() {
+                Event::Message(m) => {
+                    assert!(!m.sharded);
+                    assert_eq!(m.payload, news);
+                    kinds.insert(m.pattern.is_some());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    drop(plain);
+
     // Streams on three slots, each with its dead-letter companion on the same slot.
     let ks = KeySpace::new("cluster").unwrap().pattern("stream").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));

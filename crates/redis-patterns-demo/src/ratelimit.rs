@@ -38,8 +38,14 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         .keys(tour.keys.clone())
         .build()?;
     let huge = gcra.check_n("bob", 4).await?;
-    anyhow::ensure!(huge.can_never_pass(), "a cost of 4 with a burst of 3 must never pass");
-    println!("   cost 4 against a burst of 3: {:?} (no round trip)", huge.outcome());
+    anyhow::ensure!(
+        huge.can_never_pass(),
+        "a cost of 4 with a burst of 3 must never pass"
+    );
+    println!(
+        "   cost 4 against a burst of 3: {:?} (no round trip)",
+        huge.outcome()
+    );
 
     let jobs = ConcurrencyLimiter::builder(tour.redis.clone(), 2)
         .keys(tour.keys.clone())
@@ -60,7 +66,10 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         permit.release().await?;
     }
     let again = jobs.try_acquire("tenant:7").await?;
-    anyhow::ensure!(matches!(again, Acquired::Granted(_)), "release should free a slot");
+    anyhow::ensure!(
+        matches!(again, Acquired::Granted(_)),
+        "release should free a slot"
+    );
     println!("   after one release a new permit is granted");
     Ok(())
 }

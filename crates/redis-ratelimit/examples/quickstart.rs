@@ -49,7 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Wait out the denial and pass again.
     tokio::time::sleep(denied.retry_after().unwrap_or_default()).await;
     let later = limiter.check("user:42").await?;
-    println!("after {:?}: {:?}", denied.retry_after().unwrap_or_default(), later.outcome());
+    println!(
+        "after {:?}: {:?}",
+        denied.retry_after().unwrap_or_default(),
+        later.outcome()
+    );
     if !later.is_allowed() {
         return Err("expected the check to pass after retry_after".into());
     }

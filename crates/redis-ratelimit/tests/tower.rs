@@ -50,7 +50,11 @@ async fn the_layer_sets_headers_and_answers_429() {
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.body(), "");
     assert_eq!(limited.headers()["ratelimit-remaining"], "0");
-    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((50..=60).contains(&retry), "{retry}");
 
     // Another key has its own budget; no key means no limit.

@@ -40,7 +40,13 @@ async fn count(session: Session) -> impl IntoResponse {
     let Ok(Some(user)) = session.get::<String>("user").await else {
         return (StatusCode::UNAUTHORIZED, "log in first".to_owned()).into_response();
     };
-    let visits = session.get::<u64>("visits").await.ok().flatten().unwrap_or(0) + 1;
+    let visits = session
+        .get::<u64>("visits")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        + 1;
     if session.insert("visits", visits).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
@@ -75,7 +81,11 @@ async fn call(
         .map(str::to_owned)
         .or(cookie);
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned(), next_cookie))
+    Ok((
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        next_cookie,
+    ))
 }
 
 #[tokio::main]
@@ -99,11 +109,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let (status, body, _) = call(&app, "GET", "/count", None).await?;
     println!("GET /count before login   -> {status} {body}");
-    ensure(status == StatusCode::UNAUTHORIZED, "anonymous visitors are refused")?;
+    ensure(
+        status == StatusCode::UNAUTHORIZED,
+        "anonymous visitors are refused",
+    )?;
 
     let (status, body, cookie) = call(&app, "POST", "/login?user=alice", None).await?;
     println!("POST /login?user=alice    -> {status} {body}");
-    ensure(status == StatusCode::OK && cookie.is_some(), "login sets a cookie")?;
+    ensure(
+        status == StatusCode::OK && cookie.is_some(),
+        "login sets a cookie",
+    )?;
 
     let mut last = String::new();
     for _ in 0..3 {
@@ -118,7 +134,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("POST /logout              -> {status} {body}");
     let (status, body, _) = call(&app, "GET", "/count", cookie.clone()).await?;
     println!("GET /count with old cookie -> {status} {body}");
-    ensure(status == StatusCode::UNAUTHORIZED, "the old cookie is dead after logout")?;
+    ensure(
+        status == StatusCode::UNAUTHORIZED,
+        "the old cookie is dead after logout",
+    )?;
 
     // Nothing of this example is left in Redis.
     let (_, leftover): (u64, Vec<String>) = redis
@@ -137,5 +156,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 }
 
 fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
-    if ok { Ok(()) } else { Err(format!("failed: {what}").into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("failed: {what}").into())
+    }
 }

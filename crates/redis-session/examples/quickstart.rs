@@ -54,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listed = store.list_user("alice").await?;
     println!("alice has {} sessions", listed.len());
     let revoked = store.revoke_user("alice").await?;
-    println!("revoked {revoked}; the cookie now loads {:?}", store.load(&id).await?.map(|_| ()));
+    println!(
+        "revoked {revoked}; the cookie now loads {:?}",
+        store.load(&id).await?.map(|_| ())
+    );
     if listed.len() != 2 || revoked != 2 || store.load(&id).await?.is_some() {
         return Err("revocation did not end every session".into());
     }

@@ -124,7 +124,9 @@ impl<C: Codec> SessionStoreBuilder<C> {
             return Err(Error::InvalidConfig("idle timeout is below 1 ms".into()));
         }
         if self.absolute.as_millis() == 0 {
-            return Err(Error::InvalidConfig("absolute timeout is below 1 ms".into()));
+            return Err(Error::InvalidConfig(
+                "absolute timeout is below 1 ms".into(),
+            ));
         }
         if self.idle > self.absolute {
             return Err(Error::InvalidConfig(format!(

@@ -6,11 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redis_core::{
-    Codec, Key, KeyError, KeySpace, Redis, Script,
-    codec::Json,
-    redis,
-};
+use redis_core::{Codec, Key, KeyError, KeySpace, Redis, Script, codec::Json, redis};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -285,7 +281,11 @@ impl<C: Codec> SessionStore<C> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    pub async fn update<T: Serialize + ?Sized>(&self, id: impl AsRef<str>, data: &T) -> Result<bool> {
+    pub async fn update<T: Serialize + ?Sized>(
+        &self,
+        id: impl AsRef<str>,
+        data: &T,
+    ) -> Result<bool> {
         let fields = self.to_fields(data)?;
         self.write(id.as_ref(), &fields, &[]).await
     }
@@ -399,7 +399,9 @@ impl<C: Codec> SessionStore<C> {
             let name = String::from_utf8(name).map_err(|_| unexpected("non-UTF-8 field name"))?;
             fields.push((name, value));
         }
-        self.create_fields(Some(user), &fields, None).await.map(Some)
+        self.create_fields(Some(user), &fields, None)
+            .await
+            .map(Some)
     }
 
     /// Ends a session. Returns whether there was one.
@@ -491,7 +493,9 @@ impl<C: Codec> SessionStore<C> {
                 return Ok(total);
             }
         }
-        Err(unexpected("sessions are created faster than they are revoked"))
+        Err(unexpected(
+            "sessions are created faster than they are revoked",
+        ))
     }
 
     /// Ends one session of `user` by the [`handle`](SessionInfo::handle) that
@@ -508,7 +512,8 @@ impl<C: Codec> SessionStore<C> {
         {
             return Ok(false);
         }
-        let (revoked, _) = self.revoke_batch(bucket, &index, &[handle.to_owned()])
+        let (revoked, _) = self
+            .revoke_batch(bucket, &index, &[handle.to_owned()])
             .await?;
         Ok(revoked > 0)
     }
@@ -551,12 +556,13 @@ impl<C: Codec> SessionStore<C> {
     }
 
     fn deadline(&self, created: u64, seen: u64) -> u64 {
-        (seen.saturating_add(self.timeouts.idle)).min(created.saturating_add(self.timeouts.absolute))
+        (seen.saturating_add(self.timeouts.idle))
+            .min(created.saturating_add(self.timeouts.absolute))
     }
 
     fn to_fields<T: Serialize + ?Sized>(&self, data: &T) -> Result<Vec<(String, Vec<u8>)>> {
-        let value = serde_json::to_value(data)
-            .map_err(|e| redis_core::Error::Encode(Box::new(e)))?;
+        let value =
+            serde_json::to_value(data).map_err(|e| redis_core::Error::Encode(Box::new(e)))?;
         let map = match value {
             serde_json::Value::Object(map) => map,
             serde_json::Value::Null => return Ok(Vec::new()),

@@ -80,7 +80,8 @@ impl<C: Codec> TowerSessionStore<C> {
             .hasher()
             .digest("tower-session", id.to_string().as_bytes());
         let bucket = (u16::from(digest[0]) << 4 | u16::from(digest[1]) >> 4) % crate::id::BUCKETS;
-        let name = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
+        let name =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
         Ok(self.inner.keys().tagged(&bucket_tag(bucket), &name)?)
     }
 
@@ -97,7 +98,10 @@ impl<C: Codec> TowerSessionStore<C> {
                 .map_err(|e| session_store::Error::Encode(e.to_string()))?;
             call = call.arg(encode_name(name).as_ref()).arg(bytes);
         }
-        let written: i64 = call.invoke(self.inner.redis()).await.map_err(core_backend)?;
+        let written: i64 = call
+            .invoke(self.inner.redis())
+            .await
+            .map_err(core_backend)?;
         Ok(written == 1)
     }
 }
@@ -142,8 +146,8 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let mut data = HashMap::new();
         while let (Some(name), Some(value)) = (items.next(), items.next()) {
-            let name = String::from_utf8(name)
-                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            let name =
+                String::from_utf8(name).map_err(|e| session_store::Error::Decode(e.to_string()))?;
             let name = decode_name(name);
             let value = serde_json::from_slice(&value)
                 .map_err(|e| session_store::Error::Decode(e.to_string()))?;

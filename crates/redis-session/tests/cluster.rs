@@ -45,7 +45,11 @@ async fn sessions_work_across_a_three_master_cluster() {
         assert_eq!(s.user(), Some(user.as_str()));
         assert_eq!(s.get::<Vec<usize>>("cart").unwrap(), Some(vec![i; 2]));
         // A logged-in session rotates within its user's slot, index included.
-        let again = store.rotate(&logged_in).await.unwrap().expect("rotated again");
+        let again = store
+            .rotate(&logged_in)
+            .await
+            .unwrap()
+            .expect("rotated again");
         users.push((user, again));
     }
 
@@ -57,7 +61,12 @@ async fn sessions_work_across_a_three_master_cluster() {
             let id = shared.clone();
             tokio::spawn(async move {
                 for i in 0..25 {
-                    assert!(store.set_field(&id, &format!("w{t}-{i}"), &i).await.unwrap());
+                    assert!(
+                        store
+                            .set_field(&id, &format!("w{t}-{i}"), &i)
+                            .await
+                            .unwrap()
+                    );
                 }
             })
         })

@@ -55,7 +55,11 @@ async fn created_sessions_load_typed_by_field_and_as_a_whole() {
 
     // The server holds the same deadline.
     let key = store.key_of(&id).unwrap().unwrap();
-    let pttl: i64 = ctx.redis().query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+    let pttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
     assert!((1..=60_000).contains(&pttl), "{pttl}");
 }
 
@@ -67,7 +71,11 @@ async fn the_raw_id_never_appears_in_redis() {
     let anon = store.create(&cart()).await.unwrap();
     store.set_field(&anon, "note", "hello").await.unwrap();
     ids.push(anon.clone());
-    let logged_in = store.rotate_for_user(&anon, "alice").await.unwrap().unwrap();
+    let logged_in = store
+        .rotate_for_user(&anon, "alice")
+        .await
+        .unwrap()
+        .unwrap();
     ids.push(logged_in.clone());
     ids.push(store.rotate(&logged_in).await.unwrap().unwrap());
     ids.push(store.create_for_user("alice", &cart()).await.unwrap());
@@ -85,7 +93,10 @@ async fn the_raw_id_never_appears_in_redis() {
         let secret = &id.as_str()[..43];
         for blob in &everything {
             assert!(!contains(blob, id.as_str().as_bytes()), "id found in Redis");
-            assert!(!contains(blob, secret.as_bytes()), "id secret found in Redis");
+            assert!(
+                !contains(blob, secret.as_bytes()),
+                "id secret found in Redis"
+            );
             // Not even a sizeable piece of the secret.
             for piece in secret.as_bytes().chunks(12).filter(|c| c.len() == 12) {
                 assert!(!contains(blob, piece), "part of an id found in Redis");
@@ -129,7 +140,13 @@ async fn garbage_and_tampered_ids_are_none_never_errors() {
         assert!(!store.set_field(garbage, "x", &1).await.unwrap());
         assert!(!store.remove_field(garbage, "items").await.unwrap());
         assert!(store.rotate(garbage).await.unwrap().is_none());
-        assert!(store.rotate_for_user(garbage, "mallory").await.unwrap().is_none());
+        assert!(
+            store
+                .rotate_for_user(garbage, "mallory")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(!store.destroy(garbage).await.unwrap());
     }
     assert!(store.list_user("mallory").await.unwrap().is_empty());
@@ -148,36 +165,48 @@ async fn an_idle_session_expires_and_access_keeps_it_alive() {
     let started = SystemTime::now();
 
     // Keep one session busy until the other, untouched one is gone.
-    wait_until("the idle session to expire", Duration::from_secs(20), || {
-        let store = store.clone();
-        let kept = kept.clone();
-        let left_key = left_key.clone();
-        async move {
-            assert!(store.touch(&kept).await.unwrap(), "busy session expired");
-            let exists: bool = store
-                .redis()
-                .query(redis::cmd("EXISTS").arg(&left_key))
-                .await
-                .unwrap();
-            !exists
-        }
-    })
+    wait_until(
+        "the idle session to expire",
+        Duration::from_secs(20),
+        || {
+            let store = store.clone();
+            let kept = kept.clone();
+            let left_key = left_key.clone();
+            async move {
+                assert!(store.touch(&kept).await.unwrap(), "busy session expired");
+                let exists: bool = store
+                    .redis()
+                    .query(redis::cmd("EXISTS").arg(&left_key))
+                    .await
+                    .unwrap();
+                !exists
+            }
+        },
+    )
     .await;
     assert!(started.elapsed().unwrap() >= Duration::from_millis(1_400));
     assert!(store.load(&left).await.unwrap().is_none());
-    let busy = store.load(&kept).await.unwrap().expect("busy session lives");
+    let busy = store
+        .load(&kept)
+        .await
+        .unwrap()
+        .expect("busy session lives");
     assert!(busy.last_seen() > busy.created_at());
 
     // Once left alone, the busy one expires too, on the server.
     let kept_key = store.key_of(&kept).unwrap().unwrap();
-    wait_until("the second session to expire", Duration::from_secs(20), || {
-        let redis = ctx.redis().clone();
-        let key = kept_key.clone();
-        async move {
-            let exists: bool = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
-            !exists
-        }
-    })
+    wait_until(
+        "the second session to expire",
+        Duration::from_secs(20),
+        || {
+            let redis = ctx.redis().clone();
+            let key = kept_key.clone();
+            async move {
+                let exists: bool = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+                !exists
+            }
+        },
+    )
     .await;
     assert!(store.load(&kept).await.unwrap().is_none());
 }
@@ -216,7 +245,10 @@ async fn an_active_session_still_ends_at_the_absolute_timeout() {
     );
     assert!(!store.touch(&id).await.unwrap());
     assert!(!store.set_field(&id, "x", &1).await.unwrap());
-    assert!(ctx.keys().await.is_empty(), "expired session left keys behind");
+    assert!(
+        ctx.keys().await.is_empty(),
+        "expired session left keys behind"
+    );
 }
 
 #[tokio::test]
@@ -232,26 +264,41 @@ async fn reads_within_the_touch_interval_write_nothing() {
             .unwrap()
     };
     let before = seen(ctx.redis().clone(), key.clone()).await;
-    let ttl_before: i64 = ctx.redis().query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+    let ttl_before: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
     for _ in 0..20 {
         store.load(&id).await.unwrap().unwrap();
         assert!(store.touch(&id).await.unwrap());
     }
     assert_eq!(seen(ctx.redis().clone(), key.clone()).await, before);
-    let ttl_after: i64 = ctx.redis().query(redis::cmd("PTTL").arg(&key)).await.unwrap();
-    assert!(ttl_after <= ttl_before, "deadline moved: {ttl_before} -> {ttl_after}");
+    let ttl_after: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
+    assert!(
+        ttl_after <= ttl_before,
+        "deadline moved: {ttl_before} -> {ttl_after}"
+    );
 
     // A write is an access and always records it.
-    wait_until("a later write to record a new access", Duration::from_secs(10), || {
-        let store = store.clone();
-        let id = id.clone();
-        let redis = ctx.redis().clone();
-        let key = key.clone();
-        async move {
-            assert!(store.set_field(&id, "tick", &1).await.unwrap());
-            seen(redis, key).await > before
-        }
-    })
+    wait_until(
+        "a later write to record a new access",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            let id = id.clone();
+            let redis = ctx.redis().clone();
+            let key = key.clone();
+            async move {
+                assert!(store.set_field(&id, "tick", &1).await.unwrap());
+                seen(redis, key).await > before
+            }
+        },
+    )
     .await;
 }
 
@@ -271,7 +318,10 @@ async fn fields_update_one_by_one_and_reserved_names_are_refused() {
     assert_eq!(s.get::<String>("theme").unwrap().as_deref(), Some("light"));
     assert_eq!(s.get::<Vec<String>>("items").unwrap(), None);
     assert_eq!(s.get::<u64>("total_cents").unwrap(), Some(12_999));
-    assert_eq!(s.get::<String>("tz").unwrap().as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        s.get::<String>("tz").unwrap().as_deref(),
+        Some("Europe/Paris")
+    );
 
     assert!(matches!(
         store.set_field(&id, "__user", "root").await,
@@ -287,12 +337,30 @@ async fn fields_update_one_by_one_and_reserved_names_are_refused() {
     ));
     let mut sneaky = BTreeMap::new();
     sneaky.insert("__seen", 0);
-    assert!(matches!(store.create(&sneaky).await, Err(Error::InvalidField(_))));
-    assert!(matches!(store.update(&id, &sneaky).await, Err(Error::InvalidField(_))));
+    assert!(matches!(
+        store.create(&sneaky).await,
+        Err(Error::InvalidField(_))
+    ));
+    assert!(matches!(
+        store.update(&id, &sneaky).await,
+        Err(Error::InvalidField(_))
+    ));
     assert!(matches!(store.create(&42).await, Err(Error::NotAMap(_))));
-    assert!(matches!(store.create(&vec![1]).await, Err(Error::NotAMap(_))));
+    assert!(matches!(
+        store.create(&vec![1]).await,
+        Err(Error::NotAMap(_))
+    ));
     let empty = store.create(&()).await.unwrap();
-    assert_eq!(store.load(&empty).await.unwrap().unwrap().field_names().count(), 0);
+    assert_eq!(
+        store
+            .load(&empty)
+            .await
+            .unwrap()
+            .unwrap()
+            .field_names()
+            .count(),
+        0
+    );
     assert_eq!(s.user(), None);
     assert_eq!(
         store.load(&id).await.unwrap().unwrap().user(),
@@ -325,7 +393,12 @@ async fn concurrent_updates_to_different_fields_lose_nothing() {
             let id = id.clone();
             tokio::spawn(async move {
                 for i in 0..40 {
-                    assert!(store.set_field(&id, &format!("t{t}-{i}"), &(t * 1000 + i)).await.unwrap());
+                    assert!(
+                        store
+                            .set_field(&id, &format!("t{t}-{i}"), &(t * 1000 + i))
+                            .await
+                            .unwrap()
+                    );
                     if i % 10 == 0 {
                         store.load(&id).await.unwrap().unwrap();
                     }
@@ -361,11 +434,18 @@ async fn rotation_moves_the_data_and_kills_the_old_id() {
     assert_ne!(new, old);
     assert!(store.load(&old).await.unwrap().is_none());
     assert!(!store.set_field(&old, "theme", "x").await.unwrap());
-    assert!(store.rotate(&old).await.unwrap().is_none(), "old id rotates no more");
+    assert!(
+        store.rotate(&old).await.unwrap().is_none(),
+        "old id rotates no more"
+    );
     let after = store.load(&new).await.unwrap().unwrap();
     assert_eq!(after.deserialize::<Cart>().unwrap(), cart());
     assert_eq!(after.user(), Some("dave"));
-    assert_eq!(after.created_at(), before.created_at(), "absolute timeout keeps counting");
+    assert_eq!(
+        after.created_at(),
+        before.created_at(),
+        "absolute timeout keeps counting"
+    );
 
     // The user's index follows the rotation.
     let listed = store.list_user("dave").await.unwrap();
@@ -390,9 +470,18 @@ async fn login_moves_an_anonymous_session_to_its_user() {
     let s = store.load(&logged_in).await.unwrap().unwrap();
     assert_eq!(s.user(), Some("erin"));
     assert_eq!(s.get::<String>("csrf").unwrap().as_deref(), Some("abc"));
-    assert_eq!(s.deserialize::<serde_json::Value>().unwrap()["total_cents"], 12_999);
+    assert_eq!(
+        s.deserialize::<serde_json::Value>().unwrap()["total_cents"],
+        12_999
+    );
     assert_eq!(store.list_user("erin").await.unwrap().len(), 1);
-    assert!(store.rotate_for_user(&anonymous, "erin").await.unwrap().is_none());
+    assert!(
+        store
+            .rotate_for_user(&anonymous, "erin")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         store.rotate_for_user(&logged_in, "").await,
         Err(Error::Core(_))
@@ -412,7 +501,10 @@ async fn a_users_sessions_are_listed_and_revoked_together() {
     for info in &listed {
         assert!(info.created_at <= info.last_seen && info.last_seen < info.expires_at);
         assert!(alice.iter().all(|id| id.as_str() != info.handle));
-        assert!(store.load(&info.handle).await.unwrap().is_none(), "a handle is not an id");
+        assert!(
+            store.load(&info.handle).await.unwrap().is_none(),
+            "a handle is not an id"
+        );
     }
 
     // Revoke one by handle, then the rest at once.
@@ -458,7 +550,10 @@ async fn index_members(ctx: &TestContext, _store: &SessionStore, user: &str) -> 
     if index.is_empty() {
         return 0;
     }
-    ctx.redis().query(redis::cmd("ZCARD").arg(index)).await.unwrap()
+    ctx.redis()
+        .query(redis::cmd("ZCARD").arg(index))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -468,16 +563,29 @@ async fn the_user_index_is_pruned_as_sessions_expire() {
     let first = store.create_for_user("frank", &cart()).await.unwrap();
     let first_key = store.key_of(&first).unwrap().unwrap();
     assert_eq!(index_members(&ctx, &store, "frank").await, 1);
-    wait_until("the first session to expire", Duration::from_secs(20), || {
-        let redis = ctx.redis().clone();
-        let key = first_key.clone();
-        async move { !redis.query::<bool>(redis::cmd("EXISTS").arg(&key)).await.unwrap() }
-    })
+    wait_until(
+        "the first session to expire",
+        Duration::from_secs(20),
+        || {
+            let redis = ctx.redis().clone();
+            let key = first_key.clone();
+            async move {
+                !redis
+                    .query::<bool>(redis::cmd("EXISTS").arg(&key))
+                    .await
+                    .unwrap()
+            }
+        },
+    )
     .await;
     let second = store.create_for_user("frank", &cart()).await.unwrap();
     let listed = store.list_user("frank").await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(index_members(&ctx, &store, "frank").await, 1, "expired member pruned");
+    assert_eq!(
+        index_members(&ctx, &store, "frank").await,
+        1,
+        "expired member pruned"
+    );
     assert!(store.load(&second).await.unwrap().is_some());
 
     // With every session gone, the index goes too.
@@ -508,7 +616,10 @@ async fn a_secret_keys_the_digests() {
     let plain = support::store(&ctx, 60_000, 600_000, 0);
     let id = a.create(&cart()).await.unwrap();
     assert!(a.load(&id).await.unwrap().is_some());
-    assert!(b.load(&id).await.unwrap().is_none(), "another secret finds nothing");
+    assert!(
+        b.load(&id).await.unwrap().is_none(),
+        "another secret finds nothing"
+    );
     assert!(plain.load(&id).await.unwrap().is_none());
     assert_ne!(a.key_of(&id).unwrap(), plain.key_of(&id).unwrap());
 }
@@ -517,9 +628,14 @@ async fn a_secret_keys_the_digests() {
 async fn invalid_configuration_is_refused_by_build() {
     let ctx = TestContext::new().await;
     let builder = || SessionStore::builder(ctx.redis().clone(), &ctx.keyspace());
-    let invalid = |r: redis_session::Result<SessionStore>| matches!(r, Err(Error::InvalidConfig(_)));
+    let invalid =
+        |r: redis_session::Result<SessionStore>| matches!(r, Err(Error::InvalidConfig(_)));
     assert!(invalid(builder().idle_timeout(Duration::ZERO).build()));
-    assert!(invalid(builder().absolute_timeout(Duration::from_micros(10)).build()));
+    assert!(invalid(
+        builder()
+            .absolute_timeout(Duration::from_micros(10))
+            .build()
+    ));
     assert!(invalid(
         builder()
             .idle_timeout(Duration::from_secs(10))

@@ -69,8 +69,14 @@ async fn create_never_overwrites_an_existing_record() {
     second.data.insert("counter".into(), serde_json::json!(99));
     tower.create(&mut second).await.unwrap();
     assert_ne!(second.id, first.id, "a colliding id is replaced");
-    assert_eq!(tower.load(&first.id).await.unwrap().unwrap().data["counter"], 1);
-    assert_eq!(tower.load(&second.id).await.unwrap().unwrap().data["counter"], 99);
+    assert_eq!(
+        tower.load(&first.id).await.unwrap().unwrap().data["counter"],
+        1
+    );
+    assert_eq!(
+        tower.load(&second.id).await.unwrap().unwrap().data["counter"],
+        99
+    );
 }
 
 #[tokio::test]
@@ -81,17 +87,25 @@ async fn expiry_date_and_absolute_timeout_are_enforced_by_the_server() {
     let mut long = record(time::Duration::minutes(10));
     tower.create(&mut long).await.unwrap();
     let key = tower.key_of(&long.id).unwrap();
-    let pttl: i64 = ctx.redis().query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+    let pttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
     assert!((1..=1_500).contains(&pttl), "{pttl}");
 
     // And a record whose expiry date is near ends then.
     let mut short = record(time::Duration::milliseconds(300));
     tower.create(&mut short).await.unwrap();
-    wait_until("the short record to expire", Duration::from_secs(20), || {
-        let tower = tower.clone();
-        let id = short.id;
-        async move { tower.load(&id).await.unwrap().is_none() }
-    })
+    wait_until(
+        "the short record to expire",
+        Duration::from_secs(20),
+        || {
+            let tower = tower.clone();
+            let id = short.id;
+            async move { tower.load(&id).await.unwrap().is_none() }
+        },
+    )
     .await;
     wait_until("the absolute timeout", Duration::from_secs(20), || {
         let tower = tower.clone();

@@ -30,7 +30,13 @@ pub async fn dump(redis: &Redis, keys: &[String]) -> Vec<Vec<u8>> {
             }
             "zset" => {
                 let all: Vec<Vec<u8>> = redis
-                    .query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"))
+                    .query(
+                        redis::cmd("ZRANGE")
+                            .arg(key)
+                            .arg(0)
+                            .arg(-1)
+                            .arg("WITHSCORES"),
+                    )
                     .await
                     .unwrap();
                 out.extend(all);
