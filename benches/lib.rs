@@ -5,6 +5,11 @@
 //! round trips on the same server in the same run, so results read as ratios.
 #![allow(missing_docs)]
 
+// The workspace README's examples compile as doc tests of this package.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 use std::{future::Future, sync::Arc, time::Duration};
 
 use redis_test_support::TestServer;

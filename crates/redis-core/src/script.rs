@@ -95,7 +95,8 @@ impl Script {
 pub struct ScriptCall<'a> {
     script: &'a Script,
     invocation: redis::ScriptInvocation<'a>,
-    first: Option<(u16, String)>,
+    /// The first key's slot and bytes (text only for the cross-slot message, built on failure).
+    first: Option<(u16, Vec<u8>)>,
     cross: Option<String>,
 }
 
@@ -114,10 +115,11 @@ impl<'a> ScriptCall<'a> {
         let bytes = key.as_ref();
         let key_slot = slot(bytes);
         match &self.first {
-            None => self.first = Some((key_slot, String::from_utf8_lossy(bytes).into_owned())),
+            None => self.first = Some((key_slot, bytes.to_vec())),
             Some((first_slot, first_key)) if *first_slot != key_slot && self.cross.is_none() => {
                 self.cross = Some(format!(
-                    "{first_key:?} (slot {first_slot}) and {:?} (slot {key_slot}) in script {}",
+                    "{:?} (slot {first_slot}) and {:?} (slot {key_slot}) in script {}",
+                    String::from_utf8_lossy(first_key),
                     String::from_utf8_lossy(bytes),
                     self.script.name
                 ));
