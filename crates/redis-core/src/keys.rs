@@ -102,8 +102,13 @@ impl KeySpace {
             return Err(KeyError::Empty("key name").into());
         }
         let name = escape(name);
-        let key = format!("{}:{{{name}}}", self.prefix);
-        self.checked(key, self.prefix.len() + 3 + name.len())
+        let tag_end = self.prefix.len() + 3 + name.len();
+        let mut key = String::with_capacity(tag_end);
+        key.push_str(&self.prefix);
+        key.push_str(":{");
+        key.push_str(&name);
+        key.push('}');
+        self.checked(key, tag_end)
     }
 
     /// `<prefix>:{<tag>}:<name>`: a key that shares the slot of every other key with the same tag,
