@@ -1,8 +1,8 @@
 //! Serde codecs: how typed values become bytes in Redis and back.
 //!
-//! [`Json`] is the default everywhere. With the `msgpack` feature, [`MsgPack`] is a compact binary
+//! [`Json`] is the default everywhere. With the `msgpack` feature, `MsgPack` is a compact binary
 //! alternative. Bytes that do not decode (corrupt, truncated, written by another program or an older
-//! schema) give [`Error::Decode`](crate::Error::Decode), never a panic.
+//! schema) give [`Error::Decode`], never a panic.
 //!
 //! ```
 //! use redis_core::codec::{Codec, Json};
