@@ -223,6 +223,67 @@ async fn changing_a_limit_keeps_the_state() {
     }
 }
 
+async fn pttl(ctx: &TestContext, key: &str) -> i64 {
+    ctx.redis()
+        .query(redis_ratelimit::redis_core::redis::cmd("PTTL").arg(key))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tightened_limit_keeps_the_state_past_the_old_ttl() {
+    let ctx = TestContext::new().await;
+    let second = Duration::from_secs(1);
+    // Used up under a limit whose keys live about a second, then checked under a limit that
+    // remembers for hours: the denial must keep the key alive that long, or the identity would
+    // get a fresh limit when the old TTL runs out.
+    let pairs = [
+        (Limit::fixed_window(3, second), Limit::fixed_window(3, HOUR)),
+        (Limit::sliding_log(3, second), Limit::sliding_log(3, HOUR)),
+        (
+            Limit::sliding_window(3, second),
+            Limit::sliding_window(3, HOUR),
+        ),
+        (
+            Limit::token_bucket(3, 3, second),
+            Limit::token_bucket(3, 1, HOUR),
+        ),
+    ];
+    let mut tightened = Vec::new();
+    for (old, new) in pairs {
+        let limiter = limiter(&ctx, old);
+        assert!(
+            limiter.check_n("t", 3).await.unwrap().is_allowed(),
+            "{old:?}"
+        );
+        let key = limiter.key("t").unwrap();
+        // At most two windows (the sliding window keeps the previous one).
+        assert!(pttl(&ctx, key.as_str()).await <= 2000, "{old:?}");
+        let new = limiter.with_limit(new).unwrap();
+        let denied = new.check("t").await.unwrap();
+        assert_eq!(denied.outcome(), Outcome::Denied, "{new:?}");
+        assert!(denied.reset_after() > MINUTE, "{new:?}: {denied:?}");
+        let mut keys = vec![key.as_str().to_owned()];
+        if old.algorithm() == Algorithm::SlidingLog {
+            keys.push(key.companion("seq").as_str().to_owned());
+        }
+        for key in keys {
+            let ttl = pttl(&ctx, &key).await;
+            assert!(
+                ttl > MINUTE.as_millis() as i64,
+                "{new:?}: {key} lives {ttl} ms"
+            );
+        }
+        tightened.push(new);
+    }
+    // Past the old TTLs the usage still counts.
+    tokio::time::sleep(2 * second + Duration::from_millis(200)).await;
+    for limiter in tightened {
+        let decision = limiter.check("t").await.unwrap();
+        assert_eq!(decision.outcome(), Outcome::Denied, "{:?}", limiter.limit());
+    }
+}
+
 #[tokio::test]
 async fn every_key_carries_a_ttl() {
     let ctx = TestContext::new().await;

@@ -28,4 +28,7 @@ if used + cost <= limit then
   redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
   return {1, limit - used, 0, reset}
 end
+-- Denied: nothing changes, but a window made longer since the last admit must not be cut
+-- short by the TTL that admit set (GT only ever lengthens it, and writes nothing otherwise).
+redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000), 'GT')
 return {0, math.max(limit - used, 0), reset, reset}

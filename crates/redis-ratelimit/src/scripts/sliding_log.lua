@@ -44,4 +44,9 @@ local nth = redis.call('ZRANGE', KEYS[1], must_leave - 1, must_leave - 1, 'WITHS
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local retry = math.max(tonumber(nth[2]) + window - now, 1)
 local reset = math.max(tonumber(newest[2]) + window - now, 1)
+-- A window made longer since the last admit must not be cut short by that admit's TTL; both keys
+-- live equally long so the sequence never restarts under live members.
+local ttl = math.ceil(reset / 1000)
+redis.call('PEXPIRE', KEYS[1], ttl, 'GT')
+redis.call('PEXPIRE', KEYS[2], ttl, 'GT')
 return {0, remaining, retry, reset}

@@ -53,4 +53,7 @@ if estimate + cost <= limit then
   local after = prev * weight + cur
   return {1, math.max(math.floor(limit - after), 0), 0, wait_until_at_most(0)}
 end
-return {0, math.max(math.floor(limit - estimate), 0), wait_until_at_most(limit - cost), wait_until_at_most(0)}
+-- Denied: a window made longer since the last admit must not be cut short by that admit's TTL.
+local reset = wait_until_at_most(0)
+redis.call('PEXPIRE', KEYS[1], math.max(math.ceil(reset / 1000), 1), 'GT')
+return {0, math.max(math.floor(limit - estimate), 0), wait_until_at_most(limit - cost), reset}

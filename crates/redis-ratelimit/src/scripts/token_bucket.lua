@@ -38,4 +38,8 @@ if tokens >= cost then
   redis.call('PEXPIRE', KEYS[1], math.max(math.ceil(reset / 1000), 1))
   return {1, math.floor(tokens), 0, reset}
 end
-return {0, math.floor(tokens), time_for(cost - tokens), time_for(capacity - tokens)}
+-- Denied: the key must live until the bucket is full under these numbers, which a lowered refill
+-- or a raised capacity since the last admit pushes out (GT only ever lengthens the TTL).
+local reset = time_for(capacity - tokens)
+redis.call('PEXPIRE', KEYS[1], math.max(math.ceil(reset / 1000), 1), 'GT')
+return {0, math.floor(tokens), time_for(cost - tokens), reset}
