@@ -420,7 +420,9 @@ impl<C: Codec> SessionStore<C> {
         match user {
             Some(user) => {
                 let (bucket, index) = self.user_index(&user)?;
-                let (revoked, _) = self.revoke_batch(bucket, &index, &[digest]).await?;
+                let (revoked, _) = self
+                    .revoke_batch(&user, bucket, &index, &[digest])
+                    .await?;
                 Ok(revoked > 0)
             }
             None => {
@@ -487,7 +489,7 @@ impl<C: Codec> SessionStore<C> {
             if members.is_empty() {
                 return Ok(total);
             }
-            let (revoked, left) = self.revoke_batch(bucket, &index, &members).await?;
+            let (revoked, left) = self.revoke_batch(user, bucket, &index, &members).await?;
             total += revoked;
             if left == 0 {
                 return Ok(total);
@@ -499,7 +501,8 @@ impl<C: Codec> SessionStore<C> {
     }
 
     /// Ends one session of `user` by the [`handle`](SessionInfo::handle) that
-    /// [`list_user`](Self::list_user) gave. Returns whether it was live.
+    /// [`list_user`](Self::list_user) gave. Returns whether it was live. A handle that does not
+    /// name a session of `user` (another user's, an anonymous one) ends nothing and gives `false`.
     ///
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
@@ -513,13 +516,15 @@ impl<C: Codec> SessionStore<C> {
             return Ok(false);
         }
         let (revoked, _) = self
-            .revoke_batch(bucket, &index, &[handle.to_owned()])
+            .revoke_batch(user, bucket, &index, &[handle.to_owned()])
             .await?;
         Ok(revoked > 0)
     }
 
+    /// Deletes those of `digests` that are sessions of `user` and drops them from its index.
     async fn revoke_batch(
         &self,
+        user: &str,
         bucket: u16,
         index: &Key,
         digests: &[String],
@@ -529,6 +534,7 @@ impl<C: Codec> SessionStore<C> {
         for digest in digests {
             call = call.key(self.keys.tagged(&tag, digest)?);
         }
+        call = call.arg(user);
         for digest in digests {
             call = call.arg(digest);
         }

@@ -530,6 +530,37 @@ async fn a_users_sessions_are_listed_and_revoked_together() {
     assert_eq!(index_size, 1);
 }
 
+#[tokio::test]
+async fn a_handle_only_revokes_a_session_of_the_named_user() {
+    let ctx = TestContext::new().await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+    // Two users whose sessions share a bucket (the id's last two characters), so that a handle
+    // of one names a key the other's revoke can reach.
+    let mut by_bucket = std::collections::HashMap::new();
+    let (first, second) = loop {
+        let user = format!("user-{}", by_bucket.len());
+        let id = store.create_for_user(&user, &cart()).await.unwrap();
+        let bucket = id.as_str()[43..].to_owned();
+        if let Some(other) = by_bucket.insert(bucket, (user.clone(), id.clone())) {
+            break (other, (user, id));
+        }
+        assert!(by_bucket.len() < 2_000, "no two users share a bucket");
+    };
+    let (victim, victim_id) = first;
+    let (attacker, attacker_id) = second;
+    let handle = store.list_user(&victim).await.unwrap()[0].handle.clone();
+
+    assert!(!store.revoke(&attacker, &handle).await.unwrap());
+    assert!(
+        store.load(&victim_id).await.unwrap().is_some(),
+        "another user's handle ended the session"
+    );
+    assert_eq!(store.list_user(&victim).await.unwrap().len(), 1);
+    assert!(store.load(&attacker_id).await.unwrap().is_some());
+    assert!(store.revoke(&victim, &handle).await.unwrap());
+    assert!(store.load(&victim_id).await.unwrap().is_none());
+}
+
 async fn futures_join(store: &SessionStore, user: &str, n: usize) -> Vec<SessionId> {
     let mut out = Vec::new();
     for _ in 0..n {
