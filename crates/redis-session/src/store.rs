@@ -420,9 +420,7 @@ impl<C: Codec> SessionStore<C> {
         match user {
             Some(user) => {
                 let (bucket, index) = self.user_index(&user)?;
-                let (revoked, _) = self
-                    .revoke_batch(&user, bucket, &index, &[digest])
-                    .await?;
+                let (revoked, _) = self.revoke_batch(&user, bucket, &index, &[digest]).await?;
                 Ok(revoked > 0)
             }
             None => {
