@@ -65,6 +65,8 @@ pub enum FailurePolicy {
     FailClosed,
     /// Decide with an in-process limiter of this limit, for example the limit divided by the
     /// number of application instances. Its state lives in this process only and starts empty.
+    /// A cost within the limit but above this fallback's capacity is denied with a `retry_after`
+    /// of one second, not [`Outcome::ExceedsCapacity`](crate::Outcome::ExceedsCapacity).
     Local(Limit),
 }
 
@@ -236,8 +238,17 @@ impl RateLimiter {
                         .with_source(Source::FailClosed),
                 )
             }
-            (FailurePolicy::Local(_), Some(local)) => {
-                Ok(local.check(identity, cost).with_source(Source::Fallback))
+            (FailurePolicy::Local(fallback), Some(local)) => {
+                let decision = local.check(identity, cost);
+                // The cost fits the real limit (checked before the round trip), only not this
+                // process's share of it: that is "not now", never "can never pass".
+                let decision = if decision.can_never_pass() {
+                    let cap = fallback.capacity();
+                    Decision::denied(cap, 0, Duration::from_secs(1), Duration::from_secs(1))
+                } else {
+                    decision
+                };
+                Ok(decision.with_source(Source::Fallback))
             }
             _ => Err(e.into()),
         }

@@ -55,6 +55,14 @@ async fn fail_open_fail_closed_and_the_fallback_limiter_with_the_server_killed()
         );
     }
     assert!(local.check("other").await.unwrap().is_allowed());
+    // A cost that fits the limit but not the fallback's smaller share is "not now", not "never":
+    // the outage ends, the cost will fit again.
+    let share = local.check_n("big", 3).await.unwrap();
+    assert_eq!(
+        (share.outcome(), share.source()),
+        (Outcome::Denied, Source::Fallback)
+    );
+    assert!(share.retry_after().is_some() && !share.can_never_pass());
     // A cost above the capacity is still answered without Redis.
     assert!(error.check_n("u", 6).await.unwrap().can_never_pass());
 }
