@@ -277,10 +277,13 @@ impl Permit {
 
     /// Frees the slot now.
     ///
+    /// Cancellation-safe: if this future is dropped before Redis answers, the permit is released
+    /// in the background as on drop.
+    ///
     /// # Errors
-    /// Redis failures (the lease then runs out by itself). `Ok(false)` when it had already expired.
+    /// Redis failures (one more release is tried in the background, else the lease runs out by
+    /// itself). `Ok(false)` when it had already expired.
     pub async fn release(mut self) -> Result<bool> {
-        self.released = true;
         let alive: i64 = RELEASE
             .call()
             .key(&self.key)
@@ -288,6 +291,8 @@ impl Permit {
             .arg(&self.id)
             .invoke(&self.redis)
             .await?;
+        // Only once Redis has answered: a release cut short leaves it to `Drop`.
+        self.released = true;
         Ok(alive == 1)
     }
 }
