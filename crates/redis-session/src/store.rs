@@ -363,7 +363,10 @@ impl<C: Codec> SessionStore<C> {
     }
 
     /// Logs a session in as `user`: moves its data to a new id owned by `user` (listed and
-    /// revocable per user), with fresh timeouts. The old id stops working first.
+    /// revocable per user), with fresh timeouts. The old id stops working first; a session that
+    /// already had an owner leaves that owner's index in the same step. The data moves as it is,
+    /// whoever owned it before: to start a different user from a clean slate, `destroy` the old
+    /// session and `create_for_user` instead.
     ///
     /// The old and new keys may sit on different cluster slots, so this takes two steps: an
     /// atomic read-and-delete of the old session, then the creation of the new one. If the
@@ -382,26 +385,43 @@ impl<C: Codec> SessionStore<C> {
             return Ok(None);
         };
         self.user_index(user)?;
-        let (key, _) = self.session_key(&id)?;
-        let taken: Option<Vec<Vec<u8>>> = TAKE
-            .call()
-            .key(&key)
-            .arg(self.timeouts.idle)
-            .arg(self.timeouts.absolute)
-            .invoke(&self.redis)
-            .await?;
-        let Some(taken) = taken else {
-            return Ok(None);
-        };
-        let mut fields = Vec::with_capacity(taken.len() / 2);
-        let mut items = taken.into_iter().skip(1);
-        while let (Some(name), Some(value)) = (items.next(), items.next()) {
-            let name = String::from_utf8(name).map_err(|_| unexpected("non-UTF-8 field name"))?;
-            fields.push((name, value));
+        let (key, digest) = self.session_key(&id)?;
+        for _ in 0..ATTEMPTS {
+            // As in `rotate`: read the current owner to name its index, the script checks it.
+            let owner: Option<String> = self
+                .redis
+                .query(redis::cmd("HGET").arg(&key).arg(USER_FIELD))
+                .await?;
+            let mut call = TAKE.call().key(&key);
+            if let Some(owner) = &owner {
+                call = call.key(self.user_index(owner)?.1);
+            }
+            let taken: Option<Vec<Vec<u8>>> = call
+                .arg(self.timeouts.idle)
+                .arg(self.timeouts.absolute)
+                .arg(owner.as_deref().unwrap_or(""))
+                .arg(&digest)
+                .invoke(&self.redis)
+                .await?;
+            let Some(taken) = taken else {
+                return Ok(None);
+            };
+            if taken.is_empty() {
+                continue;
+            }
+            let mut fields = Vec::with_capacity(taken.len() / 2);
+            let mut items = taken.into_iter().skip(1);
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                let name =
+                    String::from_utf8(name).map_err(|_| unexpected("non-UTF-8 field name"))?;
+                fields.push((name, value));
+            }
+            return self
+                .create_fields(Some(user), &fields, None)
+                .await
+                .map(Some);
         }
-        self.create_fields(Some(user), &fields, None)
-            .await
-            .map(Some)
+        Err(unexpected("session login did not settle"))
     }
 
     /// Ends a session. Returns whether there was one.

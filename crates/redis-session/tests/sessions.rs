@@ -447,7 +447,8 @@ async fn rotation_moves_the_data_and_kills_the_old_id() {
         "absolute timeout keeps counting"
     );
 
-    // The user's index follows the rotation.
+    // The user's index follows the rotation, in the same script (no list_user needed).
+    assert_eq!(index_members(&ctx, &store, "dave").await, 1);
     let listed = store.list_user("dave").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(store.revoke_user("dave").await.unwrap(), 1);
@@ -486,6 +487,30 @@ async fn login_moves_an_anonymous_session_to_its_user() {
         store.rotate_for_user(&logged_in, "").await,
         Err(Error::Core(_))
     ));
+}
+
+#[tokio::test]
+async fn logging_a_users_session_in_as_another_leaves_the_first_users_index() {
+    let ctx = TestContext::new().await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+    let gina = store.create_for_user("gina", &cart()).await.unwrap();
+    assert_eq!(index_members(&ctx, &store, "gina").await, 1);
+    let hank = store
+        .rotate_for_user(&gina, "hank")
+        .await
+        .unwrap()
+        .expect("logged in");
+    // No list_user in between: the move itself drops the member (and the emptied index).
+    assert_eq!(index_members(&ctx, &store, "gina").await, 0);
+    assert_eq!(index_members(&ctx, &store, "hank").await, 1);
+    assert!(store.load(&gina).await.unwrap().is_none());
+    assert_eq!(
+        store.load(&hank).await.unwrap().unwrap().user(),
+        Some("hank")
+    );
+    assert_eq!(store.revoke_user("gina").await.unwrap(), 0);
+    assert_eq!(store.revoke_user("hank").await.unwrap(), 1);
+    assert!(ctx.keys().await.is_empty(), "{:?}", ctx.keys().await);
 }
 
 #[tokio::test]
