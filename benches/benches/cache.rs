@@ -39,8 +39,9 @@ return 1";
 
 static BEGIN: &str = "local taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 local gen = redis.call('GET', KEYS[2]) or ''
-if taken then return {1, gen} end
-return {0, gen}";
+local exists = redis.call('EXISTS', KEYS[3])
+if taken then return {1, gen, exists} end
+return {0, gen, exists}";
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -176,9 +177,10 @@ fn cache(c: &mut Criterion) {
                                 .await
                                 .unwrap();
                             assert!(got.is_none());
-                            let (taken, generation): (i64, Vec<u8>) = begin
+                            let (taken, generation, _exists): (i64, Vec<u8>, i64) = begin
                                 .key(key.companion("lease"))
                                 .key(key.companion("gen"))
+                                .key(&key)
                                 .arg("token")
                                 .arg(5000)
                                 .invoke_async(&mut raw)

@@ -91,8 +91,67 @@ struct Versions {
 /// Outcome of waiting for another process's load.
 enum Waited<V> {
     Value(Option<V>),
-    Lease(String, Vec<u8>),
+    Lease(Begun),
     GiveUp,
+}
+
+/// What `begin.lua` found.
+struct Begun {
+    /// The refresh lease, when this caller took it.
+    lease: Option<Lease>,
+    /// The key's generation, empty when it has none.
+    generation: Vec<u8>,
+    /// Whether the entry key exists (it may still read as a miss: tag-invalidated or corrupt).
+    entry_exists: bool,
+}
+
+/// A refresh lease this caller holds.
+///
+/// Released by the fill script, or explicitly with [`release`](Lease::release). Dropped while
+/// still held (the caller was cancelled or the loader panicked), it releases itself in a
+/// background task, so that other callers need not wait out `lease_ttl`.
+struct Lease {
+    redis: Redis,
+    key: Key,
+    token: String,
+    armed: bool,
+}
+
+impl Lease {
+    async fn release(mut self) {
+        release(&self.redis, &self.key, &self.token).await;
+        self.armed = false;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Outside a runtime (or while it shuts down) the lease simply expires.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (redis, key, token) = (
+                self.redis.clone(),
+                self.key.clone(),
+                std::mem::take(&mut self.token),
+            );
+            runtime.spawn(async move { release(&redis, &key, &token).await });
+        }
+    }
+}
+
+/// Releases a refresh lease if `token` still holds it; failures are logged (the lease expires).
+async fn release(redis: &Redis, lease_key: &Key, token: &str) {
+    let released = RELEASE
+        .call()
+        .key(lease_key)
+        .arg(token)
+        .invoke::<i64>(redis)
+        .await;
+    if let Err(e) = released {
+        tracing::debug!(key = %lease_key, error = %e, "could not release refresh lease");
+    }
 }
 
 impl Cache<Json> {
@@ -484,7 +543,7 @@ impl<C: Codec> Cache<C> {
         &self,
         key: &Key,
         opts: &EntryOptions,
-        fallback: Option<Found<V>>,
+        mut fallback: Option<Found<V>>,
         redis_ok: bool,
         loader: F,
     ) -> Result<Option<V>>
@@ -498,15 +557,15 @@ impl<C: Codec> Cache<C> {
             return run(loader).await.map(|(v, _)| v).map_err(Error::Load);
         }
         let lease_key = key.companion(LEASE);
-        let (lease, generation) = match self.begin(key, &lease_key).await {
-            Ok((Some(token), generation)) => (Some(token), Some(generation)),
-            Ok((None, _)) => match fallback {
+        let begun = match self.begin(key, &lease_key).await {
+            Ok(begun) if begun.lease.is_some() => Some(begun),
+            Ok(_) => match fallback {
                 // Another process refreshes; serve the stale (or early) value meanwhile.
                 Some(found) => return Ok(found.value),
                 None => match self.wait_for_holder::<V>(key, &lease_key).await {
                     Waited::Value(v) => return Ok(v),
-                    Waited::Lease(token, generation) => (Some(token), Some(generation)),
-                    Waited::GiveUp => (None, None),
+                    Waited::Lease(begun) => Some(begun),
+                    Waited::GiveUp => None,
                 },
             },
             Err(e) => {
@@ -514,14 +573,38 @@ impl<C: Codec> Cache<C> {
                     return Ok(found.value);
                 }
                 self.tolerate(e, "lease")?;
-                (None, None)
+                None
             }
+        };
+        let (mut lease, generation) = match begun {
+            Some(Begun {
+                lease,
+                generation,
+                entry_exists,
+            }) => {
+                if fallback.is_none() && entry_exists {
+                    // The lease was free but the entry exists: another process filled it (and
+                    // released the lease) after our miss. Read it instead of loading again.
+                    match self.lookup::<V>(key).await {
+                        Ok(Lookup::Fresh(found)) => {
+                            if let Some(lease) = lease {
+                                lease.release().await;
+                            }
+                            return Ok(found.value);
+                        }
+                        Ok(Lookup::Stale(found)) => fallback = Some(found),
+                        Ok(Lookup::Miss) | Err(_) => {}
+                    }
+                }
+                (lease, Some(generation))
+            }
+            None => (None, None),
         };
         let versions = match self.versions(key, generation, opts).await {
             Ok(v) => Some(v),
             Err(e) => {
-                if let Some(token) = &lease {
-                    self.release(&lease_key, token).await;
+                if let Some(lease) = lease.take() {
+                    lease.release().await;
                 }
                 match e {
                     Error::Core(e) => self.tolerate(e, "version read")?,
@@ -530,17 +613,21 @@ impl<C: Codec> Cache<C> {
                 None
             }
         };
+        // From here until the fill, a cancelled or panicking load drops `lease`, whose guard
+        // releases it in the background.
         match run(loader).await {
             Ok((value, took)) => {
                 if let Some(versions) = versions {
-                    self.fill(key, opts, value.as_ref(), took, versions, lease.as_deref())
+                    self.fill(key, opts, value.as_ref(), took, versions, lease)
                         .await;
+                } else if let Some(lease) = lease {
+                    lease.release().await;
                 }
                 Ok(value)
             }
             Err(e) => {
-                if let Some(token) = &lease {
-                    self.release(&lease_key, token).await;
+                if let Some(lease) = lease {
+                    lease.release().await;
                 }
                 match fallback {
                     Some(found) => {
@@ -553,55 +640,59 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// Takes the lease if free and reads the generation (one script, one round trip).
+    /// Takes the lease if free, reads the generation and whether the entry exists (one script,
+    /// one round trip).
     async fn begin(
         &self,
         key: &Key,
         lease_key: &Key,
-    ) -> std::result::Result<(Option<String>, Vec<u8>), redis_core::Error> {
+    ) -> std::result::Result<Begun, redis_core::Error> {
         let token = token();
         let px = entry::millis(self.inner.settings.lease_ttl);
-        let (taken, generation): (i64, Vec<u8>) = BEGIN
+        let (taken, generation, exists): (i64, Vec<u8>, i64) = BEGIN
             .call()
             .key(lease_key)
             .key(key.companion(GEN))
+            .key(key)
             .arg(&token)
             .arg(px)
             .invoke(&self.inner.redis)
             .await?;
-        Ok(((taken == 1).then_some(token), generation))
+        Ok(Begun {
+            lease: (taken == 1).then(|| Lease {
+                redis: self.inner.redis.clone(),
+                key: lease_key.clone(),
+                token,
+                armed: true,
+            }),
+            generation,
+            entry_exists: exists == 1,
+        })
     }
 
-    async fn release(&self, lease_key: &Key, token: &str) {
-        let released = RELEASE
-            .call()
-            .key(lease_key)
-            .arg(token)
-            .invoke::<i64>(&self.inner.redis)
-            .await;
-        if let Err(e) = released {
-            tracing::debug!(key = %lease_key, error = %e, "could not release refresh lease");
-        }
-    }
-
-    /// Polls (5 ms doubling to 100 ms) until the value appears, the lease frees up, or
+    /// Polls (5 ms doubling to 100 ms) until the lease frees up, the value appears, or
     /// `lease_wait` passes.
+    ///
+    /// The lease is tried before the entry is read: the holder's fill stores the entry and
+    /// releases the lease in one script, so a lease found taken means the entry read next still
+    /// shows any fill that happened before, and a lease won means the caller re-checks the
+    /// entry ([`Begun::entry_exists`]).
     async fn wait_for_holder<V: DeserializeOwned>(&self, key: &Key, lease_key: &Key) -> Waited<V> {
         let deadline = Instant::now() + self.inner.settings.lease_wait;
         let mut pause = Duration::from_millis(5);
         while Instant::now() < deadline {
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(Duration::from_millis(100));
+            match self.begin(key, lease_key).await {
+                Ok(begun) if begun.lease.is_some() => return Waited::Lease(begun),
+                Ok(_) => {}
+                Err(_) => return Waited::GiveUp,
+            }
             match self.lookup::<V>(key).await {
                 Ok(Lookup::Fresh(found) | Lookup::Stale(found)) => {
                     return Waited::Value(found.value);
                 }
                 Ok(Lookup::Miss) => {}
-                Err(_) => return Waited::GiveUp,
-            }
-            match self.begin(key, lease_key).await {
-                Ok((Some(token), generation)) => return Waited::Lease(token, generation),
-                Ok((None, _)) => {}
                 Err(_) => return Waited::GiveUp,
             }
         }
@@ -719,9 +810,8 @@ impl<C: Codec> Cache<C> {
         value: Option<&V>,
         took: Duration,
         versions: Versions,
-        lease: Option<&str>,
+        mut lease: Option<Lease>,
     ) {
-        let lease_key = key.companion(LEASE);
         let envelope = if value.is_none() && self.inner.settings.negative_ttl.is_zero() {
             None
         } else {
@@ -734,8 +824,8 @@ impl<C: Codec> Cache<C> {
             }
         };
         let Some((bytes, px)) = envelope else {
-            if let Some(token) = lease {
-                self.release(&lease_key, token).await;
+            if let Some(lease) = lease {
+                lease.release().await;
             }
             return;
         };
@@ -743,13 +833,19 @@ impl<C: Codec> Cache<C> {
             .call()
             .key(key)
             .key(key.companion(GEN))
-            .key(&lease_key)
+            .key(key.companion(LEASE))
             .arg(versions.generation)
             .arg(bytes)
             .arg(px)
-            .arg(lease.unwrap_or(""))
+            .arg(lease.as_ref().map_or("", |l| l.token.as_str()))
             .invoke::<i64>(&self.inner.redis)
             .await;
+        if stored.is_ok() {
+            // The script released the lease if it still held our token.
+            if let Some(lease) = &mut lease {
+                lease.armed = false;
+            }
+        }
         match stored {
             Ok(1) => {}
             Ok(_) => {

@@ -11,7 +11,7 @@ use std::{
 
 use redis_cache::Cache;
 use redis_core::Redis;
-use redis_test_support::TestContext;
+use redis_test_support::{TestContext, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_misses_run_the_loader_once() {
@@ -162,4 +162,134 @@ async fn a_waiter_loads_itself_when_the_lease_holder_takes_too_long() {
         .await
         .unwrap();
     assert_eq!(holder.as_deref(), Some("someone-else"));
+}
+
+/// A leader whose caller is cancelled mid-load: its followers take over at once (no waiting out
+/// `lease_wait` or `lease_ttl`), because the dropped leader releases its refresh lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_releases_its_lease_and_its_followers() {
+    let ctx = TestContext::new().await;
+    // Long enough that a follower stuck behind a leaked lease would time the test out.
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .lease_ttl(Duration::from_secs(120))
+        .lease_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", || async move {
+                    started_tx.send(()).unwrap();
+                    std::future::pending::<()>().await;
+                    Ok::<_, std::io::Error>(Some(1u32))
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    let lease = cache.key("k").unwrap().companion("lease");
+    let held: Option<String> = ctx
+        .redis()
+        .query(redis::cmd("GET").arg(&lease))
+        .await
+        .unwrap();
+    assert!(held.is_some(), "the leader holds the lease while it loads");
+
+    let loads = Arc::new(AtomicUsize::new(0));
+    let followers: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = cache.clone();
+            let loads = loads.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(Some(2u32))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    for f in followers {
+        let got = tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("a follower hung after its leader was cancelled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Some(2));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.loads_in_flight(), 0);
+    wait_until("the lease to be released", Duration::from_secs(10), || {
+        let redis = ctx.redis().clone();
+        let lease = lease.clone();
+        async move {
+            let exists: i64 = redis.query(redis::cmd("EXISTS").arg(&lease)).await.unwrap();
+            exists == 0
+        }
+    })
+    .await;
+}
+
+/// A loader that panics: the panic stays in its caller; the callers waiting on that load
+/// neither hang nor see it, one of them loads again and the rest share that value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_does_not_strand_its_followers() {
+    let ctx = TestContext::new().await;
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .lease_ttl(Duration::from_secs(120))
+        .lease_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let leader = {
+        let cache = cache.clone();
+        let loads = loads.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load::<u32, _, _, _>("k", || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    started_tx.send(()).unwrap();
+                    go_rx.await.unwrap();
+                    panic!("loader bug");
+                    #[allow(unreachable_code)]
+                    Ok::<_, std::io::Error>(None)
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    let followers: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = cache.clone();
+            let loads = loads.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(Some(2u32))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    go_tx.send(()).unwrap();
+    assert!(leader.await.unwrap_err().is_panic());
+    for f in followers {
+        let got = tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("a follower hung after its leader panicked")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Some(2));
+    }
+    // The panicked load and exactly one more.
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.loads_in_flight(), 0);
 }
