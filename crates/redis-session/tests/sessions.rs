@@ -382,6 +382,26 @@ async fn fields_update_one_by_one_and_reserved_names_are_refused() {
     assert!(!exists);
 }
 
+#[tokio::test]
+async fn sessions_with_thousands_of_fields_are_written_in_chunks() {
+    // More arguments than Lua can unpack at once (about 8000): the scripts must chunk them.
+    let ctx = TestContext::new().await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+    let big: BTreeMap<String, u32> = (0..5_000).map(|i| (format!("f{i}"), i)).collect();
+    let id = store.create_for_user("ivy", &big).await.unwrap();
+    let s = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(s.field_names().count(), 5_000);
+    assert_eq!(s.user(), Some("ivy"));
+    assert_eq!(s.deserialize::<BTreeMap<String, u32>>().unwrap(), big);
+
+    let more: BTreeMap<String, u32> = (5_000..10_000).map(|i| (format!("f{i}"), i)).collect();
+    assert!(store.update(&id, &more).await.unwrap());
+    let s = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(s.field_names().count(), 10_000);
+    assert_eq!(s.get::<u32>("f9999").unwrap(), Some(9_999));
+    assert_eq!(s.get::<u32>("f0").unwrap(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_to_different_fields_lose_nothing() {
     let ctx = TestContext::new().await;

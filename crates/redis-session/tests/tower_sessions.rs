@@ -119,3 +119,22 @@ async fn expiry_date_and_absolute_timeout_are_enforced_by_the_server() {
     .await;
     assert!(ctx.keys().await.is_empty());
 }
+
+#[tokio::test]
+async fn records_with_thousands_of_entries_round_trip() {
+    // More arguments than Lua can unpack at once (about 8000): the scripts must chunk them.
+    let ctx = TestContext::new().await;
+    let tower = TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0));
+    let mut rec = record(time::Duration::minutes(10));
+    for i in 0..5_000 {
+        rec.data.insert(format!("k{i}"), serde_json::json!(i));
+    }
+    tower.create(&mut rec).await.unwrap();
+    assert_eq!(tower.load(&rec.id).await.unwrap().unwrap().data, rec.data);
+    for i in 5_000..9_000 {
+        rec.data.insert(format!("k{i}"), serde_json::json!(i));
+    }
+    rec.data.remove("k0");
+    tower.save(&rec).await.unwrap();
+    assert_eq!(tower.load(&rec.id).await.unwrap().unwrap().data, rec.data);
+}

@@ -44,3 +44,15 @@ local function settle_index(idx, now)
     redis.call('DEL', idx)
   end
 end
+
+-- Lua's unpack refuses more than about 8000 values at once (LUAI_MAXCSTACK), so long runs of
+-- arguments go to Redis in chunks of this many (even: field, value pairs stay whole).
+local CHUNK = 1000
+
+-- `cmd key ARGV[first..last]` in as few calls as the unpack limit allows (HSET with pairs,
+-- HDEL with names). Nothing when first > last.
+local function argv_chunks(cmd, key, first, last)
+  for i = first, last, CHUNK do
+    redis.call(cmd, key, unpack(ARGV, i, math.min(i + CHUNK - 1, last)))
+  end
+end

@@ -11,13 +11,15 @@ local created = tonumber(ARGV[5]) or now
 if now >= created + abs then
   return 0
 end
-redis.call('HSET', KEYS[1], '__created', created, '__seen', now)
+-- Metadata and the first chunk of fields in one HSET; the rest (large sessions) in chunks.
+local stop = math.min(5 + CHUNK, #ARGV)
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], '__user', ARGV[3])
+  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, '__user', ARGV[3],
+    unpack(ARGV, 6, stop))
+else
+  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, unpack(ARGV, 6, stop))
 end
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], math.min(now + idle, created + abs))
 if KEYS[2] then
   redis.call('ZADD', KEYS[2], created + abs, ARGV[4])

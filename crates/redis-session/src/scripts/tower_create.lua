@@ -10,9 +10,8 @@ local deadline = math.min(expires, now + abs)
 if deadline <= now then
   return 1 -- already expired: nothing to keep
 end
-redis.call('HSET', KEYS[1], '__created', now, '__expires', expires)
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+local stop = math.min(2 + CHUNK, #ARGV)
+redis.call('HSET', KEYS[1], '__created', now, '__expires', ARGV[2], unpack(ARGV, 3, stop))
+argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], deadline)
 return 1

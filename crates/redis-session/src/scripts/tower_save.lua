@@ -14,9 +14,8 @@ if deadline <= now then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '__created', created, '__expires', expires)
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+local stop = math.min(2 + CHUNK, #ARGV)
+redis.call('HSET', KEYS[1], '__created', created, '__expires', ARGV[2], unpack(ARGV, 3, stop))
+argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], deadline)
 return 1

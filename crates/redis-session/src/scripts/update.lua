@@ -9,11 +9,7 @@ if not created then
   return 0
 end
 local first_removed = 4 + 2 * nset
-for i = 4, first_removed - 1, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-for i = first_removed, #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-end
+argv_chunks('HSET', KEYS[1], 4, first_removed - 1)
+argv_chunks('HDEL', KEYS[1], first_removed, #ARGV)
 touch(KEYS[1], now, created, seen, idle, abs, 0)
 return 1
