@@ -460,6 +460,9 @@ impl<C: Codec> Consumer<C> {
                         if is_no_group(&e) {
                             group_ready = false;
                         }
+                        // Try again at the next interval: a claim that keeps failing must not
+                        // stop the consumer from reading new entries.
+                        next_claim = Instant::now() + self.inner.claim_interval;
                         self.pause(&shutdown, &mut failures, &e).await;
                         continue;
                     }
@@ -574,10 +577,12 @@ impl<C: Codec> Consumer<C> {
             counters
                 .claimed
                 .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            let progressed = !entries.is_empty() || dead > 0;
             out.extend(entries);
             *cursor = next;
-            if cursor == "0-0" || !progressed {
+            // A step that claimed nothing may only have scanned entries still in their min-idle
+            // (XAUTOCLAIM looks at up to 10 × COUNT pending ids per step): go on scanning, or a
+            // stalled entry behind many fresh ones would wait one claim interval per step.
+            if cursor == "0-0" {
                 break;
             }
         }

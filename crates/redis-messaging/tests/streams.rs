@@ -311,6 +311,123 @@ async fn a_message_of_a_killed_consumer_is_redelivered_to_another_after_min_idle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_entry_behind_many_fresh_pending_ones_is_claimed_in_one_pass() {
+    let ctx = TestContext::new().await;
+    let stream = ctx.keyspace().key("backlog").unwrap();
+    let redis = ctx.redis();
+    let _: String = redis
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..55 {
+        let id: String = redis
+            .query(
+                redis::cmd("XADD")
+                    .arg(&stream)
+                    .arg("*")
+                    .arg("p")
+                    .arg(format!(r#"{{"n":{n}}}"#)),
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let _: redis::Value = redis
+        .query(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("busy")
+                .arg("COUNT")
+                .arg(55)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
+        )
+        .await
+        .unwrap();
+    // The first 50 pending ids are fresh (being worked on); the last 5, behind them in the
+    // pending list, have been idle for an hour (their consumer died).
+    let _: redis::Value = redis
+        .query(
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg("g")
+                .arg("busy")
+                .arg(0)
+                .arg(&ids[..50])
+                .arg("JUSTID"),
+        )
+        .await
+        .unwrap();
+    let _: redis::Value = redis
+        .query(
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg("g")
+                .arg("gone")
+                .arg(0)
+                .arg(&ids[50..])
+                .arg("IDLE")
+                .arg(3_600_000)
+                .arg("RETRYCOUNT")
+                .arg(1)
+                .arg("JUSTID"),
+        )
+        .await
+        .unwrap();
+
+    // One entry per XAUTOCLAIM step, which looks at 10 pending ids: five steps of fresh entries
+    // come before the stalled ones. With a claim interval of a minute, only a pass that keeps
+    // scanning past them gets the stalled entries before the deadline.
+    let consumer = Consumer::builder(redis.clone(), stream.clone(), "g", "c")
+        .batch_size(1)
+        .block(Duration::from_millis(100))
+        .min_idle(Duration::from_secs(60))
+        .claim_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let run = {
+        let consumer = consumer.clone();
+        let got = got.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(shutdown, move |d: Delivery<Order>| {
+                    let got = got.clone();
+                    async move {
+                        got.lock().unwrap().push((d.payload.n, d.attempt));
+                        Ok::<_, std::convert::Infallible>(())
+                    }
+                })
+                .await
+        })
+    };
+    wait_until("the stalled entries claimed", DEADLINE, || async {
+        got.lock().unwrap().len() >= 5
+    })
+    .await;
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+    let mut got = got.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, (50..55).map(|n| (n, 2)).collect::<Vec<_>>());
+    assert_eq!(consumer.stats().claimed, 5);
+    // The fresh ones were left alone.
+    assert_eq!(pending(&ctx, &stream, "g").await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumers_with_pending_entries_are_never_removed() {
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("jobs").unwrap();
