@@ -448,6 +448,9 @@ enum Lost {
 
 impl Worker {
     async fn run(self, mut conn: Conn, mut push_rx: mpsc::UnboundedReceiver<PushInfo>) {
+        // Connections in a row that were lost before they had been up for `backoff.max()`.
+        let mut short_lived = 0u32;
+        let mut connected_at = tokio::time::Instant::now();
         loop {
             let reason = match self.listen(&mut conn, &mut push_rx).await {
                 Lost::Stop => return,
@@ -455,6 +458,20 @@ impl Worker {
             };
             tracing::warn!(%reason, "pub/sub connection lost; reconnecting");
             let lost_at = tokio::time::Instant::now();
+            // A server that accepts and subscribes but then drops the connection at once (killed
+            // again and again, output buffer limit hit on every attempt) must not get a reconnect
+            // storm: the backoff carries over until a connection stays up long enough.
+            if lost_at.duration_since(connected_at) < self.backoff.max() {
+                let delay = self.backoff.delay(short_lived);
+                short_lived = short_lived.saturating_add(1);
+                tracing::debug!(?delay, short_lived, "pub/sub connection was short-lived");
+                tokio::select! {
+                    () = self.cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            } else {
+                short_lived = 0;
+            }
             // A fresh push channel so nothing from the dead connection is mixed in.
             let mut attempts = 0u32;
             conn = loop {
@@ -464,7 +481,7 @@ impl Worker {
                 match connect(&self.redis, &self.plan, push_tx).await {
                     Ok(conn) => break conn,
                     Err(e) => {
-                        let delay = self.backoff.delay(attempts - 1);
+                        let delay = self.backoff.delay(short_lived.saturating_add(attempts - 1));
                         tracing::debug!(error = %e, ?delay, attempts, "pub/sub reconnect failed");
                         tokio::select! {
                             () = self.cancel.cancelled() => return,
@@ -473,6 +490,7 @@ impl Worker {
                     }
                 }
             };
+            connected_at = tokio::time::Instant::now();
             let gap = Gap {
                 reason,
                 duration: lost_at.elapsed(),

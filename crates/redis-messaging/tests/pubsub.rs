@@ -283,3 +283,64 @@ async fn a_silently_dead_connection_is_caught_by_the_health_check() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_again_and_again_gets_backoff_not_a_reconnect_storm() {
+    let ctx = TestContext::private().await;
+    let channel = format!("{}:prices", ctx.prefix());
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(ctx.redis().clone())
+        .channel(&channel)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
+        .subscribe::<Price>()
+        .await
+        .unwrap();
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1,
+    };
+    publish_until_heard(&publisher, &channel, &lamp).await;
+    next_message(&mut sub).await;
+
+    // Every connection the subscription makes is killed as soon as it shows up, for 1.5 s. Each
+    // reconnect succeeds (the server is up), so only a backoff that carries over from one
+    // short-lived connection to the next keeps this from turning into a reconnect loop.
+    let started = std::time::Instant::now();
+    let mut killed_total = 0i64;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let killed: i64 = ctx
+            .redis()
+            .query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+            .await
+            .unwrap();
+        killed_total += killed;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Delays of at least 25, 50, 100, 200, 400 and 800 ms (jitter keeps the upper half of each
+    // step) fit at most about seven connections into 1.5 s; without the carried-over backoff each
+    // kill is followed by an immediate reconnect, hundreds of times.
+    assert!(
+        (1..=12).contains(&killed_total),
+        "{killed_total} connections killed in 1.5 s"
+    );
+
+    // It comes back once the killing stops, and every lost connection was reported.
+    let after = Price {
+        sku: "after-storm".into(),
+        cents: 5,
+    };
+    wait_until("the subscription is back", DEADLINE, || async {
+        publisher.publish(&channel, &after).await.unwrap() >= 1
+    })
+    .await;
+    let mut gaps = 0;
+    loop {
+        match next_event(&mut sub).await {
+            Event::Gap(_) => gaps += 1,
+            Event::Message(m) if m.payload == after => break,
+            Event::Message(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert!(gaps >= 1, "no gap reported");
+}
