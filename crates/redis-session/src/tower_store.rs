@@ -142,8 +142,10 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse::<i128>().ok())
             .ok_or_else(|| session_store::Error::Decode("malformed expiry".into()))?;
-        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(expires_ms * 1_000_000)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = expires_ms
+            .checked_mul(1_000_000)
+            .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
+            .ok_or_else(|| session_store::Error::Decode("expiry out of range".into()))?;
         let mut data = HashMap::new();
         while let (Some(name), Some(value)) = (items.next(), items.next()) {
             let name =

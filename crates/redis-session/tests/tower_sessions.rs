@@ -138,3 +138,22 @@ async fn records_with_thousands_of_entries_round_trip() {
     tower.save(&rec).await.unwrap();
     assert_eq!(tower.load(&rec.id).await.unwrap().unwrap().data, rec.data);
 }
+
+#[tokio::test]
+async fn a_far_expiry_date_loads_exactly_and_the_absolute_timeout_still_caps_it() {
+    let ctx = TestContext::new().await;
+    let tower = TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0));
+    let mut rec = record(time::Duration::ZERO);
+    // Year 9999: more than 14 digits of milliseconds.
+    rec.expiry_date =
+        OffsetDateTime::from_unix_timestamp_nanos(253_402_300_799_123_000_000).unwrap();
+    tower.create(&mut rec).await.unwrap();
+    let loaded = tower.load(&rec.id).await.unwrap().expect("live record");
+    assert_eq!(loaded.expiry_date, rec.expiry_date);
+    let pttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(tower.key_of(&rec.id).unwrap()))
+        .await
+        .unwrap();
+    assert!((1..=600_000).contains(&pttl), "{pttl}");
+}

@@ -12,7 +12,8 @@ if now >= created + abs or now >= expires then
   redis.call('DEL', KEYS[1])
   return nil
 end
-local out = { tostring(expires) }
+-- The stored text, not tostring(expires): Lua prints numbers with 14 digits.
+local out = { meta[2] }
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, 2) ~= '__' then
