@@ -146,8 +146,18 @@ pub fn jittered_ttl(ttl: Duration, jitter: f64, u: f64) -> Duration {
     } else {
         0.0
     };
-    let factor = 1.0 - jitter.clamp(0.0, 1.0) * u;
-    ttl.mul_f64(factor).max(Duration::from_millis(1))
+    // `f64::clamp` keeps NaN, and `Duration::mul_f64` panics on it: no jitter instead.
+    let jitter = if jitter.is_nan() {
+        0.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
+    let factor = 1.0 - jitter * u;
+    // Not `mul_f64`, which panics when the product rounds past `Duration::MAX`.
+    Duration::try_from_secs_f64(ttl.as_secs_f64() * factor)
+        .unwrap_or(ttl)
+        .min(ttl)
+        .max(Duration::from_millis(1))
 }
 
 /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): should a caller that reads a fresh
@@ -225,6 +235,16 @@ mod tests {
         assert_eq!(jittered_ttl(ttl, 0.5, 0.0), ttl);
         assert_eq!(jittered_ttl(ttl, 0.5, 1.0), Duration::from_secs(50));
         assert_eq!(jittered_ttl(ttl, 0.5, f64::NAN), ttl);
+        // Out-of-range jitter (the builder refuses it; this function is public) never panics.
+        assert_eq!(jittered_ttl(ttl, f64::NAN, 0.5), ttl);
+        assert_eq!(
+            jittered_ttl(ttl, f64::INFINITY, 0.5),
+            Duration::from_secs(50)
+        );
+        assert_eq!(jittered_ttl(ttl, -3.0, 0.5), ttl);
+        // A huge per-entry TTL is not a panic either (Redis refuses the PX instead).
+        assert_eq!(jittered_ttl(Duration::MAX, 0.0, 0.0), Duration::MAX);
+        assert!(jittered_ttl(Duration::MAX, 0.5, 0.5) < Duration::MAX);
         assert_eq!(
             jittered_ttl(Duration::from_micros(10), 0.9, 0.9),
             Duration::from_millis(1)

@@ -49,6 +49,14 @@ async fn set_get_delete_round_trip() {
         cache.get::<Product>("").await.is_err(),
         "empty names are rejected"
     );
+    // A TTL Redis cannot take is an error, not a panic, and stores nothing.
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let forever = EntryOptions::new().ttl(Duration::MAX);
+    assert!(cache.set_with("p2", &product(2), &forever).await.is_err());
+    assert_eq!(cache.get::<Product>("p2").await.unwrap(), None);
 }
 
 #[tokio::test]
