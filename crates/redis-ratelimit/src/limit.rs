@@ -10,6 +10,12 @@ pub const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The largest limit, capacity, burst or rate accepted (2^40).
 pub const MAX_LIMIT: u64 = 1 << 40;
 
+/// The largest sliding log limit accepted. The log stores one sorted-set member per admitted unit
+/// (about 110 bytes each) and a check of cost `n` adds `n` members inside one script, during which
+/// Redis serves nobody else: at this bound a key holds about 1 MB and the dearest check blocks the
+/// server for tens of milliseconds. Larger limits belong to the sliding window counter.
+pub const MAX_LOG_LIMIT: u64 = 10_000;
+
 /// The rate limiting algorithms. See the crate docs for a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -75,7 +81,7 @@ impl Limit {
     }
 
     /// At most `limit` units in any window of length `window`, exactly. Stores one sorted-set
-    /// member per admitted unit.
+    /// member per admitted unit, so `limit` is at most [`MAX_LOG_LIMIT`].
     pub fn sliding_log(limit: u64, window: Duration) -> Self {
         Self {
             algorithm: Algorithm::SlidingLog,
@@ -140,7 +146,8 @@ impl Limit {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a zero limit, capacity, burst, rate or refill, a period shorter
-    /// than a microsecond or longer than [`MAX_PERIOD`], or a number above [`MAX_LIMIT`].
+    /// than a microsecond or longer than [`MAX_PERIOD`], a number above [`MAX_LIMIT`], or a
+    /// sliding log limit above [`MAX_LOG_LIMIT`].
     pub fn validate(&self) -> Result<()> {
         let (what, rate_name) = match self.algorithm {
             Algorithm::FixedWindow | Algorithm::SlidingLog | Algorithm::SlidingWindow => {
@@ -159,6 +166,12 @@ impl Limit {
         if self.capacity > MAX_LIMIT || self.rate > MAX_LIMIT {
             return Err(Error::config(format!(
                 "{name}: {what} or {rate_name} above {MAX_LIMIT}"
+            )));
+        }
+        if self.algorithm == Algorithm::SlidingLog && self.capacity > MAX_LOG_LIMIT {
+            return Err(Error::config(format!(
+                "{name}: limit above {MAX_LOG_LIMIT} (one sorted-set member per unit); \
+                 use the sliding window for larger limits"
             )));
         }
         if self.period.as_micros() == 0 {
@@ -197,6 +210,7 @@ mod tests {
             Limit::gcra(0, s, 1),
             Limit::gcra(1, MAX_PERIOD + s, 1),
             Limit::gcra(MAX_LIMIT + 1, s, 1),
+            Limit::sliding_log(MAX_LOG_LIMIT + 1, s),
         ] {
             assert!(
                 matches!(bad.validate(), Err(Error::InvalidConfig(_))),
@@ -206,6 +220,12 @@ mod tests {
         let burst = Limit::gcra(1, s, 0).validate().unwrap_err().to_string();
         assert!(burst.contains("burst is zero"), "{burst}");
         assert!(Limit::gcra(10, s, 5).validate().is_ok());
+        assert!(Limit::sliding_log(MAX_LOG_LIMIT, s).validate().is_ok());
+        assert!(
+            Limit::sliding_window(MAX_LOG_LIMIT + 1, s)
+                .validate()
+                .is_ok()
+        );
         assert!(
             Limit::fixed_window(1, Duration::from_micros(1))
                 .validate()
