@@ -907,3 +907,40 @@ impl fmt::Display for SharedFailure {
 }
 
 impl std::error::Error for SharedFailure {}
+
+#[cfg(test)]
+mod tests {
+    use redis_test_support::TestContext;
+
+    use super::*;
+
+    /// A reader decodes garbage, then a writer stores a good value before the reader's removal
+    /// reaches Redis: the removal must leave the good value alone.
+    #[tokio::test]
+    async fn removing_a_corrupt_entry_spares_a_value_written_meanwhile() {
+        let ctx = TestContext::new().await;
+        let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+            .build()
+            .unwrap();
+        let key = cache.key("p").unwrap();
+        // What the reader saw; by now a writer has replaced it.
+        let seen = b"\xff\x00garbage".to_vec();
+        cache.set("p", &7u32).await.unwrap();
+        cache.remove_corrupt(&key, &seen, "test").await;
+        assert_eq!(cache.get::<u32>("p").await.unwrap(), Some(7));
+
+        // Bytes that are still there are removed.
+        let _: () = ctx
+            .redis()
+            .query(redis::cmd("SET").arg(&key).arg(&seen).arg("EX").arg(60))
+            .await
+            .unwrap();
+        cache.remove_corrupt(&key, &seen, "test").await;
+        let exists: i64 = ctx
+            .redis()
+            .query(redis::cmd("EXISTS").arg(&key))
+            .await
+            .unwrap();
+        assert_eq!(exists, 0);
+    }
+}

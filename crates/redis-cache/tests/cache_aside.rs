@@ -70,8 +70,14 @@ async fn no_entry_is_written_without_a_ttl() {
         .set_with("b", &product(2), &EntryOptions::new().tag("t"))
         .await
         .unwrap();
+    // The refresh lease carries a TTL while it is held.
+    let lease = cache.key("c").unwrap().companion("lease");
     let _: Option<Product> = cache
-        .get_or_load("c", || async { Ok::<_, std::io::Error>(Some(product(3))) })
+        .get_or_load("c", || async {
+            let ttl = pttl(&ctx, &lease).await;
+            assert!(ttl > 0, "the lease has no TTL ({ttl})");
+            Ok::<_, std::io::Error>(Some(product(3)))
+        })
         .await
         .unwrap();
     let _: Option<Product> = cache
