@@ -1,5 +1,5 @@
-//! The tower layer: headers on allowed responses, 429 with `Retry-After` on denials, 503 when
-//! the check fails, unlimited requests without a key.
+//! The tower layer: headers on allowed responses, 429 with `Retry-After` on denials, 400 for a
+//! key no Redis key can hold, 503 when the check fails, unlimited requests without a key.
 
 mod common;
 
@@ -64,6 +64,13 @@ async fn the_layer_sets_headers_and_answers_429() {
         let anonymous = service.clone().oneshot(request(None)).await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::OK);
         assert!(anonymous.headers().get("ratelimit-limit").is_none());
+    }
+
+    // A key no Redis key can hold is the client's mistake (400), neither an outage nor a way
+    // around the limit.
+    for bad in [String::new(), "k".repeat(4096)] {
+        let response = service.clone().oneshot(request(Some(&bad))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", bad.len());
     }
 
     // The check cannot be made (the default policy returns the error): 503.

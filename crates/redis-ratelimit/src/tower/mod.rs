@@ -5,9 +5,10 @@
 //! requests reach the inner service and their responses get the `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset` headers; denied ones are answered at once with
 //! `429 Too Many Requests` and those headers plus `Retry-After`. Requests without a key (the
-//! extractor returns `None`) pass unlimited. When the check itself fails (Redis unreachable under
-//! [`FailurePolicy::ReturnError`](crate::FailurePolicy::ReturnError), or a key too long for the
-//! key space) the layer answers `503 Service Unavailable`.
+//! extractor returns `None`) pass unlimited. A key no Redis key can hold (empty, or too long for
+//! the key space) is answered `400 Bad Request`. When the check itself fails (Redis unreachable
+//! under [`FailurePolicy::ReturnError`](crate::FailurePolicy::ReturnError)) the layer answers
+//! `503 Service Unavailable`.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -65,6 +65,12 @@ where
                     Ok(response)
                 }
                 Ok(decision) => Ok(answer(StatusCode::TOO_MANY_REQUESTS, Some(&decision))),
+                // The request named an identity no key can hold (empty, or too long): its
+                // sender's mistake, not an outage, and never a way around the limit.
+                Err(crate::Error::Core(redis_core::Error::InvalidKey(e))) => {
+                    tracing::debug!(error = %e, "rate limit key rejected; answering 400");
+                    Ok(answer(StatusCode::BAD_REQUEST, None))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "rate limit check failed; answering 503");
                     Ok(answer(StatusCode::SERVICE_UNAVAILABLE, None))
