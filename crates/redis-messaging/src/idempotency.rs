@@ -15,6 +15,15 @@ use crate::{
 /// `XACK` gets its entry redelivered. Handlers whose effect is not naturally idempotent call
 /// [`begin`](Self::begin) first and [`abandon`](Self::abandon) when they fail, so a retry can run.
 ///
+/// This trades at-least-once for at-most-once: the id is recorded *before* the work, so whenever
+/// the record outlives an attempt that did not finish, every later delivery is skipped and
+/// acknowledged, and the message is never processed. That happens when the process dies between
+/// `begin` and the end of the work, when the handler panics or returns without calling `abandon`,
+/// when `abandon` fails, and when a handler runs longer than the consumer's `min_idle` (another
+/// consumer claims the entry, its `begin` says `false` and it acknowledges the entry while the
+/// first attempt may still fail). Use it where doing the work twice is worse than not doing it;
+/// otherwise make the side effect itself idempotent (an upsert keyed by the entry id).
+///
 /// Keys are `<scope>:done:<id>`, companions of `scope` (usually the stream key), with a TTL that
 /// must outlive the longest redelivery window (`min_idle × max_deliveries`, plus margin).
 ///

@@ -176,9 +176,11 @@ impl<C: Codec> SubscriberBuilder<C> {
         self
     }
 
-    /// How many events may wait for [`Subscription::next`] before the reader stops reading from
-    /// the socket (back-pressure; Redis then buffers up to its `client-output-buffer-limit` for
-    /// pub/sub clients and disconnects past it, which shows up as a gap). Defaults to 1024.
+    /// How many events may wait for [`Subscription::next`] before the background task waits for
+    /// the reader. This is not back-pressure on the socket: redis-rs keeps reading it into an
+    /// unbounded queue of its own, so a subscriber that stays slower than its publishers grows
+    /// memory (nothing is lost, and Redis's `client-output-buffer-limit` never triggers). Keep the
+    /// code behind `next` fast. Defaults to 1024.
     pub fn buffer(mut self, events: usize) -> Self {
         self.buffer = events;
         self
@@ -291,7 +293,9 @@ pub enum Event<T> {
     /// A message that decoded into `T`.
     Message(Message<T>),
     /// The connection was lost and has been re-established, with every channel and pattern
-    /// subscribed again: messages published in between were not received.
+    /// subscribed again: messages published in between were not received. On a cluster, where
+    /// redis-rs reconnects node connections and resubscribes by itself, it comes when a node
+    /// connection is lost (`duration` zero), before that resubscription is done.
     Gap(Gap),
     /// A message whose payload is not a valid encoding of `T` (another producer, an old schema).
     Undecodable(Undecodable),
