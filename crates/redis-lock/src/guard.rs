@@ -8,7 +8,7 @@ use tokio::{sync::watch, task::AbortHandle, time::Instant};
 
 use crate::{
     error::{Error, Result},
-    options::{LeaseConfig, backoff, drift, validity},
+    options::{LeaseConfig, backoff, drift, new_token, validity},
 };
 
 /// What a primitive does on the server for a lease it handed out. Object safe: yes.
@@ -38,7 +38,7 @@ struct Shared {
     token: String,
     fence: u64,
     acquired_at: Instant,
-    lease: Box<dyn Lease>,
+    lease: Arc<dyn Lease>,
     state: watch::Sender<State>,
 }
 
@@ -127,7 +127,7 @@ impl LockGuard {
         fence: u64,
         start: Instant,
         config: &LeaseConfig,
-        lease: Box<dyn Lease>,
+        lease: Arc<dyn Lease>,
     ) -> Self {
         let (state, _) = watch::channel(State {
             status: Status::Held,
@@ -263,17 +263,74 @@ impl Drop for LockGuard {
         self.stop_watchdog();
         let shared = Arc::clone(&self.shared);
         shared.mark(Status::Released);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = shared.lease.release(&shared.token).await {
-                        tracing::debug!(resource = %shared.resource, error = %e, "background release failed; the lease will expire");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::debug!(resource = %shared.resource, "guard dropped outside a runtime; the lease will expire");
-            }
+        let resource = Arc::clone(&shared.resource);
+        release_in_background(&resource, async move {
+            shared.lease.release(&shared.token).await
+        });
+    }
+}
+
+/// Spawns `release` on the current Tokio runtime, if any; without one the lease simply expires.
+fn release_in_background<F>(resource: &str, release: F)
+where
+    F: Future<Output = Result<bool>> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let resource = resource.to_owned();
+            runtime.spawn(async move {
+                if let Err(e) = release.await {
+                    tracing::debug!(%resource, error = %e, "background release failed; the lease will expire");
+                }
+            });
+        }
+        Err(_) => {
+            tracing::debug!(%resource, "lease dropped outside a runtime; it will expire");
+        }
+    }
+}
+
+/// A lease being acquired: armed from before the acquiring request is sent until its outcome is
+/// known. Dropped while armed (the `acquire` future was cancelled, or the request failed with a
+/// time-out or a lost connection after it may have reached the server), it gives the token back in
+/// the background, so a grant nobody heard about does not block the resource for a whole TTL.
+/// The release is a compare-and-delete on a fresh random token: harmless if the grant never happened.
+pub(crate) struct PendingLease {
+    resource: Arc<str>,
+    lease: Arc<dyn Lease>,
+    token: String,
+    armed: bool,
+}
+
+impl PendingLease {
+    /// Arms a fresh token for `resource` on `lease`.
+    pub(crate) fn new(resource: &str, lease: Arc<dyn Lease>) -> Self {
+        Self {
+            resource: resource.into(),
+            lease,
+            token: new_token(),
+            armed: true,
+        }
+    }
+
+    /// The owner token the acquiring request must carry.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The outcome is known: disarms and hands back the lease and its token.
+    pub(crate) fn settle(mut self) -> (Arc<dyn Lease>, String) {
+        self.armed = false;
+        (Arc::clone(&self.lease), std::mem::take(&mut self.token))
+    }
+}
+
+impl Drop for PendingLease {
+    fn drop(&mut self) {
+        if self.armed {
+            let lease = Arc::clone(&self.lease);
+            let token = std::mem::take(&mut self.token);
+            release_in_background(&self.resource, async move { lease.release(&token).await });
         }
     }
 }
@@ -529,7 +586,7 @@ mod tests {
             1,
             Instant::now(),
             config,
-            Box::new(Shared(Arc::clone(recorder))),
+            Arc::new(Shared(Arc::clone(recorder))),
         )
     }
 

@@ -1,6 +1,6 @@
 //! The single-server lock: `SET NX PX` plus a fencing counter, compare-and-act release and extend.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use redis_core::{Key, KeySpace, Redis, Script};
@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, Lease, LeaseHandle, LockGuard, acquire_loop, run_guarded},
-    options::{AcquireOptions, LeaseConfig, millis, new_token},
+    guard::{Attempt, Lease, LeaseHandle, LockGuard, PendingLease, acquire_loop, run_guarded},
+    options::{AcquireOptions, LeaseConfig, millis},
 };
 
 pub(crate) static ACQUIRE: Script =
@@ -216,33 +216,33 @@ impl Lock {
     }
 
     async fn attempt(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
-        let token = new_token();
+        // Armed until the reply is in: a cancelled or failed request gives its token back.
+        let pending = PendingLease::new(
+            resource,
+            Arc::new(SingleLease {
+                redis: self.redis.clone(),
+                key: key.clone(),
+            }),
+        );
         let start = Instant::now();
         let (taken, value): (i64, i64) = ACQUIRE
             .call()
             .key(key)
             .key(key.companion(FENCE_SUFFIX))
-            .arg(&token)
+            .arg(pending.token())
             .arg(millis(config.ttl))
             .invoke(&self.redis)
             .await?;
         if taken != 1 {
+            drop(pending.settle());
             let hint = u64::try_from(value).ok().map(Duration::from_millis);
             return Ok(Attempt::Held(hint));
         }
         let fence = u64::try_from(value)
             .map_err(|_| Error::UnexpectedReply(format!("fencing counter {value}")))?;
-        let lease = SingleLease {
-            redis: self.redis.clone(),
-            key: key.clone(),
-        };
+        let (lease, token) = pending.settle();
         Ok(Attempt::Acquired(LockGuard::new(
-            resource,
-            token,
-            fence,
-            start,
-            config,
-            Box::new(lease),
+            resource, token, fence, start, config, lease,
         )))
     }
 }

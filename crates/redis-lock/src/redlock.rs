@@ -8,9 +8,9 @@ use tokio::time::{Instant, timeout};
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, Lease, LeaseHandle, LockGuard, acquire_loop, run_guarded},
+    guard::{Attempt, Lease, LeaseHandle, LockGuard, PendingLease, acquire_loop, run_guarded},
     lock::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, lease_setters},
-    options::{AcquireOptions, LeaseConfig, millis, new_token, validity},
+    options::{AcquireOptions, LeaseConfig, millis, validity},
 };
 
 static RAISE_FENCE: Script =
@@ -196,7 +196,15 @@ impl Redlock {
 
     async fn attempt(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
         let inner = &self.inner;
-        let token = new_token();
+        // Armed until the outcome is known: a cancelled attempt releases on every instance.
+        let pending = PendingLease::new(
+            resource,
+            Arc::new(RedlockLease {
+                inner: Arc::clone(inner),
+                key: key.clone(),
+            }),
+        );
+        let token = pending.token();
         let fence_key = key.companion(FENCE_SUFFIX);
         let ttl_ms = millis(config.ttl);
         let start = Instant::now();
@@ -206,7 +214,7 @@ impl Redlock {
                     .call()
                     .key(key)
                     .key(&fence_key)
-                    .arg(&token)
+                    .arg(token)
                     .arg(ttl_ms)
                     .invoke(redis)
                     .await?;
@@ -238,7 +246,7 @@ impl Redlock {
         let quorum = inner.quorum();
         if granted.len() >= quorum {
             let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
-            let (token_ref, fence_key) = (&token, &fence_key);
+            let (token_ref, fence_key) = (token, &fence_key);
             let raised = join_all(granted.iter().map(|&(i, _)| {
                 bounded(inner.instance_timeout, async move {
                     let ok: i64 = RAISE_FENCE
@@ -257,23 +265,16 @@ impl Redlock {
             .filter(|r| matches!(r, Ok(true)))
             .count();
             if raised >= quorum && validity(config.ttl, start.elapsed()).is_some() {
-                let lease = RedlockLease {
-                    inner: Arc::clone(inner),
-                    key: key.clone(),
-                };
+                let (lease, token) = pending.settle();
                 return Ok(Attempt::Acquired(LockGuard::new(
-                    resource,
-                    token,
-                    fence,
-                    start,
-                    config,
-                    Box::new(lease),
+                    resource, token, fence, start, config, lease,
                 )));
             }
         }
 
         // Not enough: undo what we got, everywhere (an instance that timed out may have set it).
-        release_everywhere(inner, key, &token).await;
+        release_everywhere(inner, key, token).await;
+        drop(pending.settle());
         if granted.len() >= quorum || failed == 0 || held >= quorum {
             // Contention, or a grant that came too late to be useful: try again later.
             return Ok(Attempt::Held(shortest_hold.map(Duration::from_millis)));

@@ -1,6 +1,6 @@
 //! A counting semaphore whose permits expire, so a crashed holder cannot keep one forever.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use redis_core::{Key, KeySpace, Redis, Script};
@@ -8,9 +8,11 @@ use tokio::time::Instant;
 
 use crate::{
     error::{Error, Result},
-    guard::{Attempt, Lease, LeaseHandle, LockGuard, Permit, acquire_loop, run_guarded},
+    guard::{
+        Attempt, Lease, LeaseHandle, LockGuard, PendingLease, Permit, acquire_loop, run_guarded,
+    },
     lock::{FENCE_SUFFIX, lease_setters},
-    options::{AcquireOptions, LeaseConfig, millis, new_token},
+    options::{AcquireOptions, LeaseConfig, millis},
 };
 
 static SEM_ACQUIRE: Script =
@@ -189,34 +191,34 @@ impl Semaphore {
     }
 
     async fn attempt(&self, name: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
-        let token = new_token();
+        // Armed until the reply is in: a cancelled or failed request gives its permit back.
+        let pending = PendingLease::new(
+            name,
+            Arc::new(SemaphoreLease {
+                redis: self.redis.clone(),
+                key: key.clone(),
+            }),
+        );
         let start = Instant::now();
         let (taken, value): (i64, i64) = SEM_ACQUIRE
             .call()
             .key(key)
             .key(key.companion(FENCE_SUFFIX))
-            .arg(&token)
+            .arg(pending.token())
             .arg(millis(config.ttl))
             .arg(self.permits)
             .invoke(&self.redis)
             .await?;
         if taken != 1 {
+            drop(pending.settle());
             let hint = u64::try_from(value).ok().map(Duration::from_millis);
             return Ok(Attempt::Held(hint));
         }
         let fence = u64::try_from(value)
             .map_err(|_| Error::UnexpectedReply(format!("fencing counter {value}")))?;
-        let lease = SemaphoreLease {
-            redis: self.redis.clone(),
-            key: key.clone(),
-        };
+        let (lease, token) = pending.settle();
         Ok(Attempt::Acquired(LockGuard::new(
-            name,
-            token,
-            fence,
-            start,
-            config,
-            Box::new(lease),
+            name, token, fence, start, config, lease,
         )))
     }
 }

@@ -2,9 +2,9 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use redis_core::{KeySpace, Redis, redis};
+use redis_core::{Config, KeySpace, Redis, redis};
 use redis_lock::{AcquireOptions, Error, Lock};
-use redis_test_support::TestContext;
+use redis_test_support::{FaultProxy, TestContext, wait_until};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -395,4 +395,57 @@ async fn a_dead_server_is_an_error_not_a_denial() {
         "reports the cause: {err}"
     );
     assert!(err.is_retryable(), "{err}");
+}
+
+/// An `acquire` whose future is dropped while its request is on the wire, or whose reply timed
+/// out, may still have taken the lock on the server. Nobody holds a guard for it, so the token
+/// is given back in the background instead of blocking the resource for the whole 30 s lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
+    let mut ctx = TestContext::private().await;
+    let proxy = FaultProxy::start(ctx.server().unwrap().port()).await;
+    let config = Config::builder()
+        .url(proxy.url())
+        .response_timeout(Some(ms(300)))
+        .build()
+        .unwrap();
+    let slow = lock(&Redis::connect(&config).await.unwrap(), &ctx.keyspace());
+    let direct = lock(ctx.redis(), &ctx.keyspace());
+    // Scripts loaded, connection up: the next requests are single EVALSHAs.
+    slow.try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    proxy.set_latency(ms(500));
+
+    let cancelled = tokio::time::timeout(ms(50), slow.acquire("cancelled")).await;
+    assert!(cancelled.is_err(), "dropped before the reply");
+    let timed_out = slow.try_acquire("timed-out").await.unwrap_err();
+    assert!(timed_out.is_timeout(), "{timed_out}");
+
+    for resource in ["cancelled", "timed-out"] {
+        // The request did reach the server and took the lock ...
+        wait_until("the late grant", Duration::from_secs(10), || async {
+            direct.last_fence(resource).await.unwrap() == 1
+        })
+        .await;
+        // ... and the background release frees it long before its 30 s lease ends.
+        wait_until(
+            "the orphaned lock's release",
+            Duration::from_secs(10),
+            || async { owner(ctx.redis(), &direct, resource).await.is_none() },
+        )
+        .await;
+    }
+    direct
+        .try_acquire("cancelled")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use redis_core::{KeySpace, Redis, redis};
 use redis_lock::{AcquireOptions, Error, Redlock};
-use redis_test_support::{TestMasters, wait_for};
+use redis_test_support::{FaultProxy, TestMasters, wait_for, wait_until};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -191,4 +191,60 @@ async fn redlock_rejects_bad_settings() {
         Redlock::builder(Vec::new(), &keys()).build(),
         Err(Error::InvalidConfig(_))
     ));
+}
+
+/// An attempt dropped while its requests are on the wire may still take the lock on the
+/// masters; the token is then released on every one of them in the background, instead of
+/// blocking the resource for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_redlock_attempt_is_released_on_every_master() {
+    let mut masters = TestMasters::spawn(3);
+    let mut proxies = Vec::new();
+    let mut slow = Vec::new();
+    for server in masters.servers().iter() {
+        let proxy = FaultProxy::start(server.port()).await;
+        slow.push(Redis::open(&proxy.url()).await.unwrap());
+        proxies.push(proxy);
+    }
+    let redlock = Redlock::builder(slow, &keys())
+        .ttl(Duration::from_secs(30))
+        .instance_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Scripts loaded and connections up: the next attempt is one EVALSHA per master.
+    redlock
+        .try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    for proxy in &proxies {
+        proxy.set_latency(ms(500));
+    }
+    let cancelled = tokio::time::timeout(ms(50), redlock.acquire("orphan")).await;
+    assert!(cancelled.is_err(), "dropped before the replies");
+
+    let key = format!("{}:lock:{{orphan}}", keys().prefix());
+    for server in masters.servers().iter() {
+        // The request reached this master and took the lock ...
+        wait_until("the late grant", Duration::from_secs(10), || async {
+            let fence: Option<u64> = server
+                .cmd(redis::cmd("GET").arg(format!("{key}:fence")))
+                .unwrap();
+            fence == Some(1)
+        })
+        .await;
+        // ... and the background release frees it long before its 30 s lease ends.
+        wait_until(
+            "the release on every master",
+            Duration::from_secs(10),
+            || async {
+                let exists: i64 = server.cmd(redis::cmd("EXISTS").arg(&key)).unwrap();
+                exists == 0
+            },
+        )
+        .await;
+    }
 }

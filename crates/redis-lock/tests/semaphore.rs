@@ -8,8 +8,9 @@ use std::{
     time::Duration,
 };
 
+use redis_core::{Redis, redis};
 use redis_lock::{AcquireOptions, Error, Semaphore};
-use redis_test_support::{TestContext, wait_for};
+use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -142,4 +143,54 @@ async fn zero_permits_are_rejected() {
         Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 0).build(),
         Err(Error::InvalidConfig(_))
     ));
+}
+
+/// An `acquire` dropped while its request is on the wire may still be granted a permit; nobody
+/// holds it, so it is returned in the background instead of staying out for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_does_not_keep_a_permit() {
+    let mut ctx = TestContext::private().await;
+    let proxy = FaultProxy::start(ctx.server().unwrap().port()).await;
+    let slow = Redis::open(&proxy.url()).await.unwrap();
+    let build = |redis: &Redis| {
+        Semaphore::builder(redis.clone(), &ctx.keyspace(), 1)
+            .ttl(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let (slow, direct) = (build(&slow), build(ctx.redis()));
+    slow.try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    proxy.set_latency(ms(500));
+    let cancelled = tokio::time::timeout(ms(50), slow.acquire("pool")).await;
+    assert!(cancelled.is_err(), "dropped before the reply");
+    let fence_key = format!("{}:fence", direct.key("pool").unwrap().as_str());
+    wait_until("the late grant", Duration::from_secs(10), || async {
+        let fence: Option<u64> = ctx
+            .redis()
+            .query(redis::cmd("GET").arg(&fence_key))
+            .await
+            .unwrap();
+        fence == Some(1)
+    })
+    .await;
+    wait_until(
+        "the orphaned permit's return",
+        Duration::from_secs(10),
+        || async { direct.holders("pool").await.unwrap() == 0 },
+    )
+    .await;
+    direct
+        .try_acquire("pool")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 }
