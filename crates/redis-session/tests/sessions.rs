@@ -105,6 +105,94 @@ async fn the_raw_id_never_appears_in_redis() {
     }
 }
 
+/// Everything the server receives, as MONITOR reports it (commands from clients and from scripts),
+/// collected by a raw connection on a private server.
+async fn monitor(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(b"MONITOR\r\n").await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let probe = seen.clone();
+    wait_until("MONITOR to start", Duration::from_secs(10), || {
+        let probe = probe.clone();
+        async move { contains(&probe.lock().unwrap(), b"+OK") }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn the_raw_id_is_never_sent_to_redis_nor_shown_by_debug() {
+    let mut ctx = TestContext::private().await;
+    let port = ctx.server().expect("private server").port();
+    let seen = monitor(port).await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+
+    let mut ids = Vec::new();
+    let anon = store.create(&cart()).await.unwrap();
+    store.set_field(&anon, "note", "hello").await.unwrap();
+    store.remove_field(&anon, "note").await.unwrap();
+    store.touch(&anon).await.unwrap();
+    ids.push(anon.clone());
+    let rotated = store.rotate(&anon).await.unwrap().unwrap();
+    ids.push(rotated.clone());
+    let logged_in = store
+        .rotate_for_user(&rotated, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    ids.push(logged_in.clone());
+    let again = store.rotate(&logged_in).await.unwrap().unwrap();
+    ids.push(again.clone());
+    let second = store.create_for_user("alice", &cart()).await.unwrap();
+    ids.push(second.clone());
+    let session = store.load(&again).await.unwrap().unwrap();
+    let listed = store.list_user("alice").await.unwrap();
+    assert!(store.destroy(&second).await.unwrap());
+    assert_eq!(store.revoke_user("alice").await.unwrap(), 1);
+
+    let _: String = ctx
+        .redis()
+        .query(redis::cmd("ECHO").arg("end-of-session-test"))
+        .await
+        .unwrap();
+    let probe = seen.clone();
+    wait_until("MONITOR to catch up", Duration::from_secs(10), || {
+        let probe = probe.clone();
+        async move { contains(&probe.lock().unwrap(), b"end-of-session-test") }
+    })
+    .await;
+    let traffic = seen.lock().unwrap().clone();
+    // The session operations were captured: their keys (digests) are there.
+    for id in &ids {
+        let key = store.key_of(id).unwrap().unwrap();
+        assert!(
+            contains(&traffic, key.as_str().as_bytes()),
+            "{key} not seen"
+        );
+    }
+    let shown = format!("{session:?} {listed:?} {store:?} {:?}", ids);
+    for id in &ids {
+        let secret = &id.as_str()[..43];
+        for piece in secret.as_bytes().chunks(12).filter(|c| c.len() == 12) {
+            assert!(!contains(&traffic, piece), "part of an id sent to Redis");
+            assert!(!contains(shown.as_bytes(), piece), "part of an id in Debug");
+        }
+    }
+}
+
 #[tokio::test]
 async fn garbage_and_tampered_ids_are_none_never_errors() {
     let ctx = TestContext::new().await;
