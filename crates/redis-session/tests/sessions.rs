@@ -183,7 +183,7 @@ async fn the_raw_id_is_never_sent_to_redis_nor_shown_by_debug() {
             "{key} not seen"
         );
     }
-    let shown = format!("{session:?} {listed:?} {store:?} {:?}", ids);
+    let shown = format!("{session:?} {listed:?} {store:?} {ids:?}");
     for id in &ids {
         let secret = &id.as_str()[..43];
         for piece in secret.as_bytes().chunks(12).filter(|c| c.len() == 12) {
