@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{HOUR, MINUTE, every_algorithm, limiter};
 use redis_ratelimit::{
@@ -122,32 +122,39 @@ async fn a_cost_above_the_capacity_can_never_pass_and_touches_nothing() {
 #[tokio::test]
 async fn token_bucket_and_gcra_refill_at_their_rate() {
     let ctx = TestContext::new().await;
-    // Both: 5 per second (one every 200 ms), at most 2 at once.
-    for limit in [
-        Limit::token_bucket(2, 5, Duration::from_secs(1)),
-        Limit::gcra(5, Duration::from_secs(1), 2),
-    ] {
+    let unit = Duration::from_secs(1);
+    // Both: one unit per second, at most 2 at once.
+    for limit in [Limit::token_bucket(2, 1, unit), Limit::gcra(1, unit, 2)] {
         let limiter = limiter(&ctx, limit);
-        assert!(limiter.check("r").await.unwrap().is_allowed());
-        assert!(limiter.check("r").await.unwrap().is_allowed());
+        let start = Instant::now();
+        assert!(limiter.check("r").await.unwrap().is_allowed(), "{limit:?}");
+        assert!(limiter.check("r").await.unwrap().is_allowed(), "{limit:?}");
         let denied = limiter.check("r").await.unwrap();
+        let spent = start.elapsed();
         assert_eq!(denied.outcome(), Outcome::Denied, "{limit:?}");
-        let retry = denied.retry_after().unwrap();
-        assert!(retry <= Duration::from_millis(200), "{limit:?}: {retry:?}");
+        let (retry, reset) = (denied.retry_after().unwrap(), denied.reset_after());
+        // The first unit comes back one second after the first admit, which was at most
+        // `spent` ago; the second one a second later.
         assert!(
-            denied.reset_after() <= Duration::from_millis(400),
-            "{limit:?}"
+            retry <= unit && retry + spent >= unit,
+            "{limit:?}: {retry:?} after {spent:?}"
         );
-        // One unit comes back after about 200 ms; then it is used up again.
-        let refilled = wait_for("a refilled unit", Duration::from_secs(20), || {
-            let limiter = limiter.clone();
-            async move { Some(limiter.check("r").await.unwrap()).filter(|d| d.is_allowed()) }
-        })
-        .await;
-        assert_eq!(refilled.remaining(), 0, "{limit:?}");
-        // After a long idle time the state is as good as new (the bucket is full).
-        let idle = limiter.check_n("idle", 2).await.unwrap();
-        assert!(idle.is_allowed() && idle.remaining() == 0, "{limit:?}");
+        assert!(
+            reset <= 2 * unit && reset + spent >= 2 * unit,
+            "{limit:?}: {reset:?} after {spent:?}"
+        );
+        let gap = reset - retry;
+        assert!(
+            gap >= unit - Duration::from_micros(2) && gap <= unit + Duration::from_micros(2),
+            "{limit:?}: one unit refills in {gap:?}"
+        );
+        // The unit is back once `retry_after` has passed (at least that long on the server).
+        tokio::time::sleep(retry).await;
+        let refilled = limiter.check("r").await.unwrap();
+        assert!(refilled.is_allowed(), "{limit:?}: {refilled:?}");
+        // A fresh identity gets the whole burst at once.
+        let fresh = limiter.check_n("fresh", 2).await.unwrap();
+        assert!(fresh.is_allowed() && fresh.remaining() == 0, "{limit:?}");
     }
 }
 
