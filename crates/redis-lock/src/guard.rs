@@ -54,30 +54,42 @@ impl Shared {
         });
     }
 
+    /// Marks the lease lost if its local deadline has passed; true when it is no longer held.
+    /// Once the deadline passed the "lost" signal may have fired, so a later renewal must not
+    /// bring the lease back: lost stays lost.
+    fn lost_by_now(&self) -> bool {
+        let now = Instant::now();
+        self.state.send_if_modified(|s| {
+            if s.status == Status::Held && s.valid_until <= now {
+                s.status = Status::Lost;
+                true
+            } else {
+                false
+            }
+        });
+        self.state.borrow().status != Status::Held
+    }
+
     /// Renews to `ttl`; on success moves the local deadline. `Ok(false)` marks the lease lost.
     async fn extend(&self, ttl: Duration) -> Result<bool> {
         let start = Instant::now();
         let kept = self.lease.extend(&self.token, ttl).await?;
         let valid = kept.then(|| validity(ttl, start.elapsed())).flatten();
-        match valid {
-            Some(_) => {
-                // The server replaced the expiry, so the deadline follows it, earlier or later.
-                let until = start + ttl - drift(ttl);
-                self.state.send_if_modified(|s| {
-                    if s.status == Status::Held {
-                        s.valid_until = until;
-                        true
-                    } else {
-                        false
-                    }
-                });
-                Ok(true)
-            }
-            None => {
-                self.mark(Status::Lost);
-                Ok(false)
-            }
+        if valid.is_some() && !self.lost_by_now() {
+            // The server replaced the expiry, so the deadline follows it, earlier or later.
+            let until = start + ttl - drift(ttl);
+            let moved = self.state.send_if_modified(|s| {
+                if s.status == Status::Held {
+                    s.valid_until = until;
+                    true
+                } else {
+                    false
+                }
+            });
+            return Ok(moved);
         }
+        self.mark(Status::Lost);
+        Ok(false)
     }
 }
 
@@ -206,13 +218,15 @@ impl LockGuard {
     /// Renews the lease to `ttl` now (the new expiry replaces the old one, shorter or longer).
     ///
     /// # Errors
-    /// [`Error::Lost`] when the lease is no longer ours (it expired or was taken over); the
-    /// guard then reports [`is_lost`](Self::is_lost). [`Error::InvalidConfig`] for a `ttl` below
+    /// [`Error::Lost`] when the lease is no longer ours (it expired or was taken over), or its
+    /// local deadline already passed: once [`lost`](Self::lost) may have fired, the lease is not
+    /// brought back, even by a renewal the server would still grant. The guard then reports
+    /// [`is_lost`](Self::is_lost). [`Error::InvalidConfig`] for a `ttl` below
     /// [`MIN_TTL`](crate::MIN_TTL). Connection errors as [`Error::Core`]; the lease stays valid
     /// until its deadline.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         crate::options::validate_ttl(ttl)?;
-        if self.shared.state.borrow().status != Status::Held {
+        if self.shared.lost_by_now() {
             return Err(Error::lost(&self.shared.resource));
         }
         if self.shared.extend(ttl).await? {
@@ -411,8 +425,10 @@ async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>
     let mut next = shared.acquired_at + period;
     loop {
         tokio::time::sleep_until(next).await;
-        let state = *shared.state.borrow();
-        if state.status != Status::Held {
+        if shared.lost_by_now() {
+            if shared.state.borrow().status == Status::Lost {
+                tracing::warn!(resource = %shared.resource, "lease lost: not renewed before its deadline");
+            }
             return;
         }
         let now = Instant::now();
@@ -431,9 +447,8 @@ async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>
                 return;
             }
             Err(e) => {
-                if Instant::now() >= shared.state.borrow().valid_until {
+                if shared.lost_by_now() {
                     tracing::warn!(resource = %shared.resource, error = %e, "lease lost: renewal failed until expiry");
-                    shared.mark(Status::Lost);
                     return;
                 }
                 tracing::debug!(resource = %shared.resource, error = %e, "lease renewal failed; retrying");
@@ -556,6 +571,8 @@ mod tests {
         renewals: std::sync::Mutex<Vec<(Instant, Duration)>>,
         refuse: std::sync::atomic::AtomicBool,
         released: std::sync::atomic::AtomicBool,
+        /// How long each renewal takes to answer, in ms.
+        delay_ms: std::sync::atomic::AtomicU64,
     }
 
     #[derive(Debug)]
@@ -565,6 +582,8 @@ mod tests {
         fn extend<'a>(&'a self, _: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 self.0.renewals.lock().unwrap().push((Instant::now(), ttl));
+                let delay = self.0.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 Ok(!self.0.refuse.load(std::sync::atomic::Ordering::SeqCst))
             })
         }
@@ -646,6 +665,37 @@ mod tests {
         );
         assert!(guard.is_lost() && handle.is_lost());
         assert!(guard.extend(ms(100)).await.unwrap_err().is_lost());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_answered_after_the_deadline_does_not_revive_a_lost_lease() {
+        let recorder = Arc::new(Recorder::default());
+        // The renewal sent at 100 ms answers at 350 ms: granted, but after the deadline (295 ms).
+        recorder
+            .delay_ms
+            .store(250, std::sync::atomic::Ordering::SeqCst);
+        let config = LeaseConfig {
+            ttl: ms(300),
+            auto_extend: true,
+            ..LeaseConfig::default()
+        };
+        let start = Instant::now();
+        let guard = guard(&recorder, &config);
+        guard.lost().await;
+        assert_eq!(start.elapsed(), ms(295));
+        tokio::time::sleep(ms(60)).await;
+        assert_eq!(recorder.renewals.lock().unwrap().len(), 1);
+        assert!(guard.is_lost(), "remaining {:?}", guard.remaining());
+        assert!(guard.extend(ms(300)).await.unwrap_err().is_lost());
+        assert_eq!(
+            recorder.renewals.lock().unwrap().len(),
+            1,
+            "a lost lease is not renewed"
+        );
+        // The guard still gives back whatever the server holds.
+        drop(guard);
+        tokio::time::sleep(ms(1)).await;
+        assert!(recorder.released.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test(start_paused = true)]

@@ -449,3 +449,27 @@ async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
         .await
         .unwrap();
 }
+
+/// A watchdog whose renewals fail because the server is gone reports the lease lost by its
+/// deadline, without waiting for a renewal to succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lost_signal_fires_when_renewals_fail_with_errors() {
+    let mut ctx = TestContext::private().await;
+    let lock = lock(ctx.redis(), &ctx.keyspace());
+    let guard = lock
+        .try_acquire_with_options(
+            "renewed",
+            &AcquireOptions::new().ttl(ms(600)).auto_extend(true),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let handle = guard.handle();
+    ctx.server().unwrap().kill();
+    tokio::time::timeout(Duration::from_secs(10), handle.lost())
+        .await
+        .expect("lost signal fired while renewals failed");
+    assert!(guard.is_lost() && handle.is_lost());
+    let err = guard.extend(Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.is_lost(), "{err}");
+}
