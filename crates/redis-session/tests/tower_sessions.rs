@@ -157,3 +157,141 @@ async fn a_far_expiry_date_loads_exactly_and_the_absolute_timeout_still_caps_it(
         .unwrap();
     assert!((1..=600_000).contains(&pttl), "{pttl}");
 }
+
+mod app {
+    use axum::{
+        Router,
+        body::Body,
+        extract::Query,
+        http::{Request, StatusCode, header},
+        response::IntoResponse,
+        routing::{get, post},
+    };
+    use tower::ServiceExt as _;
+    use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+    #[derive(serde::Deserialize)]
+    struct Login {
+        user: String,
+    }
+
+    async fn visit(session: Session) -> StatusCode {
+        match session.insert("visited", true).await {
+            Ok(()) => StatusCode::OK,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    async fn login(session: Session, Query(login): Query<Login>) -> StatusCode {
+        if session.cycle_id().await.is_err() || session.insert("user", &login.user).await.is_err() {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        StatusCode::OK
+    }
+
+    async fn count(session: Session) -> axum::response::Response {
+        let Ok(Some(user)) = session.get::<String>("user").await else {
+            return StatusCode::UNAUTHORIZED.into_response();
+        };
+        let visits = session.get::<u64>("visits").await.unwrap().unwrap_or(0) + 1;
+        session.insert("visits", visits).await.unwrap();
+        format!("{user}: {visits}").into_response()
+    }
+
+    async fn logout(session: Session) -> StatusCode {
+        match session.flush().await {
+            Ok(()) => StatusCode::OK,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(super) fn router(store: redis_session::TowerSessionStore) -> Router {
+        Router::new()
+            .route("/visit", get(visit))
+            .route("/login", post(login))
+            .route("/count", get(count))
+            .route("/logout", post(logout))
+            .layer(
+                SessionManagerLayer::new(store)
+                    .with_secure(false)
+                    .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30))),
+            )
+    }
+
+    /// One request with `cookie`: the status, the body and the cookie the response sets, if any.
+    pub(super) async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, String, Option<String>) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let set = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned(), set)
+    }
+}
+
+#[tokio::test]
+async fn login_counter_and_logout_through_the_tower_sessions_layer() {
+    use axum::http::StatusCode;
+    let ctx = TestContext::new().await;
+    let app = app::router(TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0)));
+
+    let (status, _, _) = app::call(&app, "GET", "/count", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, anonymous) = app::call(&app, "GET", "/visit", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let anonymous = anonymous.expect("an anonymous session cookie");
+    assert_eq!(ctx.keys().await.len(), 1);
+
+    // Logging in cycles the id: the pre-login cookie stops working.
+    let (status, _, logged_in) =
+        app::call(&app, "POST", "/login?user=alice", Some(&anonymous)).await;
+    assert_eq!(status, StatusCode::OK);
+    let logged_in = logged_in.expect("a new cookie at login");
+    assert_ne!(logged_in, anonymous);
+    assert_eq!(ctx.keys().await.len(), 1, "the old record was deleted");
+    for n in 1..=3 {
+        let (status, body, _) = app::call(&app, "GET", "/count", Some(&logged_in)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("alice: {n}"));
+    }
+    let (status, _, _) = app::call(&app, "GET", "/count", Some(&anonymous)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the pre-login id still works"
+    );
+
+    // The cookie value never reaches Redis.
+    let id = logged_in.split_once('=').unwrap().1.to_owned();
+    let everything = dump(ctx.redis(), &ctx.keys().await).await;
+    assert!(everything.iter().all(|b| !contains(b, id.as_bytes())));
+
+    let (status, _, _) = app::call(&app, "POST", "/logout", Some(&logged_in)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app::call(&app, "GET", "/count", Some(&logged_in)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the cookie works after logout"
+    );
+    assert!(ctx.keys().await.is_empty(), "{:?}", ctx.keys().await);
+}
