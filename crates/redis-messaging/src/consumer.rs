@@ -215,13 +215,18 @@ impl<C: Codec> ConsumerBuilder<C> {
 
     /// How long one `XREADGROUP` waits for new entries. It also bounds how long a shutdown waits
     /// for the read in flight (which is always finished, never abandoned). Defaults to 1 s.
+    /// Keep it below the dedicated connections' reply time-out if one is configured in
+    /// `redis-core` (none by default), or every blocking read fails as a time-out.
     pub fn block(mut self, block: Duration) -> Self {
         self.block = block;
         self
     }
 
     /// How long an entry must stay unacknowledged before another consumer may claim it. Must be
-    /// longer than the slowest handler, or slow entries are processed twice. Defaults to 30 s.
+    /// longer than the slowest handler, or slow entries are processed twice. The clock starts
+    /// when the entry is read, not when its handler starts: entries of a batch wait for one of
+    /// `concurrency` permits, so what must fit is about `batch_size / concurrency` handler runs.
+    /// Defaults to 30 s.
     pub fn min_idle(mut self, min_idle: Duration) -> Self {
         self.min_idle = min_idle;
         self
