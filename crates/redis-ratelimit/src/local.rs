@@ -204,7 +204,16 @@ pub(crate) fn step(limit: &Limit, state: &mut Option<State>, now: u64, cost: u64
 pub(crate) struct LocalLimiter {
     limit: Limit,
     origin: Instant,
-    keys: Mutex<HashMap<String, (State, u64)>>,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    /// Each key's state and when it runs out (µs since `origin`).
+    map: HashMap<String, (State, u64)>,
+    /// At or before the earliest run-out in `map`: sweeping a full map earlier frees nothing, so
+    /// a full map of live keys is not scanned on every new key.
+    next_sweep: u64,
 }
 
 impl LocalLimiter {
@@ -212,7 +221,7 @@ impl LocalLimiter {
         Self {
             limit,
             origin: Instant::now(),
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(Keys::default()),
         }
     }
 
@@ -222,23 +231,45 @@ impl LocalLimiter {
     }
 
     fn check_at(&self, key: &str, cost: u64, now: u64) -> Decision {
+        self.check_in(key, cost, now, MAX_LOCAL_KEYS)
+    }
+
+    fn check_in(&self, key: &str, cost: u64, now: u64, max_keys: usize) -> Decision {
         let cap = self.limit.capacity();
+        let full = Decision::denied(cap, 0, Duration::from_secs(1), Duration::from_secs(1));
         let Ok(mut keys) = self.keys.lock() else {
-            return Decision::denied(cap, 0, Duration::from_secs(1), Duration::from_secs(1));
+            return full;
         };
-        if keys.len() >= MAX_LOCAL_KEYS && !keys.contains_key(key) {
-            keys.retain(|_, (_, expires)| *expires > now);
-            if keys.len() >= MAX_LOCAL_KEYS {
-                return Decision::denied(cap, 0, Duration::from_secs(1), Duration::from_secs(1));
+        let keys = &mut *keys;
+        if keys.map.len() >= max_keys && !keys.map.contains_key(key) {
+            if now < keys.next_sweep {
+                return full;
+            }
+            keys.map.retain(|_, (_, expires)| *expires > now);
+            keys.next_sweep = keys
+                .map
+                .values()
+                .map(|(_, expires)| *expires)
+                .min()
+                .unwrap_or(0);
+            if keys.map.len() >= max_keys {
+                return full;
             }
         }
         let mut state = keys
+            .map
             .get(key)
             .filter(|(_, expires)| *expires > now)
             .map(|(state, _)| state.clone());
         let step = step(&self.limit, &mut state, now, cost);
         if let (Some(state), Some(ttl)) = (state, step.ttl_us) {
-            keys.insert(key.to_owned(), (state, now + ttl));
+            let expires = now.saturating_add(ttl);
+            keys.next_sweep = if keys.map.is_empty() {
+                expires
+            } else {
+                keys.next_sweep.min(expires)
+            };
+            keys.map.insert(key.to_owned(), (state, expires));
         }
         Decision::from_reply(cap, &step.reply).unwrap_or_else(|| Decision::exceeds_capacity(cap))
     }
@@ -398,5 +429,21 @@ mod tests {
         assert!(!local.check_at("a", 1, SEC / 2).is_allowed());
         assert!(local.check_at("b", 1, SEC / 2).is_allowed());
         assert!(local.check_at("a", 1, SEC).is_allowed());
+    }
+
+    #[test]
+    fn a_full_local_limiter_denies_new_keys_until_one_runs_out() {
+        let local = LocalLimiter::new(Limit::fixed_window(1, Duration::from_secs(1)));
+        assert!(local.check_in("a", 1, 0, 2).is_allowed());
+        assert!(local.check_in("b", 1, SEC / 2, 2).is_allowed());
+        // Full of live keys: a new one is denied without a sweep until `a` runs out at 1 s.
+        assert!(!local.check_in("c", 1, SEC / 2, 2).is_allowed());
+        assert_eq!(local.keys.lock().unwrap().next_sweep, SEC);
+        assert!(!local.check_in("c", 1, SEC - 1, 2).is_allowed());
+        assert_eq!(local.keys.lock().unwrap().map.len(), 2);
+        // Known keys are still decided.
+        assert!(!local.check_in("b", 1, SEC - 1, 2).is_allowed());
+        assert!(local.check_in("c", 1, SEC, 2).is_allowed());
+        assert_eq!(local.keys.lock().unwrap().next_sweep, SEC + SEC / 2);
     }
 }
