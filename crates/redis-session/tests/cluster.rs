@@ -93,4 +93,18 @@ async fn sessions_work_across_a_three_master_cluster() {
     let (_, last) = users.last().unwrap();
     assert!(store.destroy(last).await.unwrap());
     assert!(store.load(last).await.unwrap().is_none());
+
+    // A user's session logged in as another user leaves the first user's index on its slot.
+    for i in 0..10 {
+        let (from, to) = (format!("mover-{i}"), format!("moved-{i}"));
+        let id = store
+            .create_for_user(&from, &serde_json::json!({ "i": i }))
+            .await
+            .unwrap();
+        let moved = store.rotate_for_user(&id, &to).await.unwrap().unwrap();
+        assert!(store.list_user(&from).await.unwrap().is_empty());
+        assert_eq!(store.list_user(&to).await.unwrap().len(), 1);
+        assert_eq!(store.revoke_user(&to).await.unwrap(), 1);
+        assert!(store.load(&moved).await.unwrap().is_none());
+    }
 }
