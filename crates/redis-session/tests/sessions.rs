@@ -567,6 +567,40 @@ async fn rotation_moves_the_data_and_kills_the_old_id() {
     assert!(store.load(&new).await.unwrap().is_none());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotations_of_one_id_yield_exactly_one_new_id() {
+    let ctx = TestContext::new().await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+    for user in [None, Some("ruth")] {
+        let old = match user {
+            Some(user) => store.create_for_user(user, &cart()).await.unwrap(),
+            None => store.create(&cart()).await.unwrap(),
+        };
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                let old = old.clone();
+                tokio::spawn(async move { store.rotate(&old).await.unwrap() })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            winners.extend(task.await.unwrap());
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "one rotation wins, the others see no session"
+        );
+        assert!(store.load(&old).await.unwrap().is_none());
+        let s = store.load(&winners[0]).await.unwrap().unwrap();
+        assert_eq!(s.deserialize::<Cart>().unwrap(), cart());
+        assert_eq!(s.user(), user);
+    }
+    assert_eq!(index_members(&ctx, &store, "ruth").await, 1);
+    assert_eq!(ctx.keys().await.len(), 3, "two sessions and one index");
+}
+
 #[tokio::test]
 async fn login_moves_an_anonymous_session_to_its_user() {
     let ctx = TestContext::new().await;
