@@ -855,20 +855,25 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// Bumps the generation and stores (`Some`) or deletes (`None`) the entry.
+    /// Bumps the generation, frees the refresh lease and stores (`Some`) or deletes (`None`)
+    /// the entry; loads in flight in this process are detached from later callers.
     async fn write(&self, key: &Key, entry: Option<(&[u8], u64)>) -> Result<bool> {
         let call = WRITE
             .call()
             .key(key)
             .key(key.companion(GEN))
+            .key(key.companion(LEASE))
             .arg(token())
             .arg(entry::millis(self.inner.settings.version_ttl));
         let call = match entry {
             Some((bytes, px)) => call.arg("set").arg(bytes).arg(px),
             None => call.arg("del").arg("").arg(1),
         };
-        let n: i64 = call.invoke(&self.inner.redis).await?;
-        Ok(n > 0)
+        let written = call.invoke::<i64>(&self.inner.redis).await;
+        // A load in flight in this process may have read the source before this write; callers
+        // arriving from now on must not be handed its value.
+        self.inner.flights.forget(key.as_str());
+        Ok(written? > 0)
     }
 }
 

@@ -4,6 +4,9 @@
 //! be `'static`); the others wait on a `watch` channel for its outcome. If the leader is dropped
 //! (its caller cancelled), its guard removes the flight and the channel closes: followers then
 //! start over and one of them leads.
+//!
+//! A write to a key [`forget`](Flights::forget)s its flight: the load in progress may have read
+//! the source before the write, so callers arriving after the write start a new one.
 
 use std::{
     any::Any,
@@ -22,7 +25,14 @@ type Slot = watch::Receiver<Option<Outcome>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, Slot>>,
+    map: Mutex<Map>,
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    /// Key -> (flight id, receiver).
+    flights: HashMap<String, (u64, Slot)>,
+    next_id: u64,
 }
 
 pub(crate) enum Role<'a> {
@@ -34,11 +44,12 @@ pub(crate) enum Role<'a> {
 pub(crate) struct Lead<'a> {
     flights: &'a Flights,
     key: String,
+    id: u64,
     tx: watch::Sender<Option<Outcome>>,
 }
 
 impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Map> {
         // A poisoned map still holds valid receivers; keep going.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -46,21 +57,30 @@ impl Flights {
     /// Joins the flight for `key`, or starts one.
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
         let mut map = self.lock();
-        if let Some(rx) = map.get(key) {
+        if let Some((_, rx)) = map.flights.get(key) {
             return Role::Follower(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_owned(), rx);
+        let id = map.next_id;
+        map.next_id = map.next_id.wrapping_add(1);
+        map.flights.insert(key.to_owned(), (id, rx));
         Role::Leader(Lead {
             flights: self,
             key: key.to_owned(),
+            id,
             tx,
         })
     }
 
-    /// Number of loads in flight (for tests and metrics).
+    /// Detaches the flight for `key`, if any: its leader and current followers carry on, later
+    /// callers start a new flight.
+    pub(crate) fn forget(&self, key: &str) {
+        self.lock().flights.remove(key);
+    }
+
+    /// Number of loads in flight that new callers would join (for tests and metrics).
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().flights.len()
     }
 }
 
@@ -73,7 +93,15 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        self.flights.lock().remove(&self.key);
+        let mut map = self.flights.lock();
+        // Only our own flight: after `forget`, the key may belong to a newer one.
+        if map
+            .flights
+            .get(&self.key)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            map.flights.remove(&self.key);
+        }
     }
 }
 
@@ -116,5 +144,27 @@ mod tests {
         drop(lead);
         assert!(wait(rx).await.is_none());
         assert!(matches!(flights.join("k"), Role::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_flight_ends_without_touching_its_successor() {
+        let flights = Flights::default();
+        let Role::Leader(old) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Follower(old_rx) = flights.join("k") else {
+            panic!("second caller follows")
+        };
+        flights.forget("k");
+        let Role::Leader(new) = flights.join("k") else {
+            panic!("after forget, a new flight starts")
+        };
+        // The old leader still serves its followers, and its end leaves the new flight alone.
+        old.finish(Ok(None));
+        assert!(matches!(wait(old_rx).await, Some(Ok(None))));
+        assert!(matches!(flights.join("k"), Role::Follower(_)));
+        assert_eq!(flights.len(), 1);
+        drop(new);
+        assert_eq!(flights.len(), 0);
     }
 }

@@ -394,6 +394,54 @@ async fn a_slow_reader_cannot_overwrite_a_newer_write() {
     assert_eq!(got, Some(product(2)));
 }
 
+/// A caller that arrives after a write must not be handed the value of a load that started
+/// before it, neither by joining that load in the process nor by waiting for its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_a_write_does_not_wait_for_a_load_that_started_before_it() {
+    let ctx = TestContext::new().await;
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .lease_ttl(Duration::from_secs(120))
+        .lease_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("p", || async move {
+                    let old = product(1);
+                    started_tx.send(()).unwrap();
+                    finish_rx.await.unwrap();
+                    Ok::<_, std::io::Error>(Some(old))
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    cache
+        .write_through("p", WriteMode::Invalidate, || async {
+            Ok::<_, std::io::Error>(product(2))
+        })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        cache.get_or_load("p", || async { Ok::<_, std::io::Error>(Some(product(2))) }),
+    )
+    .await
+    .expect("the read after the write waited for the older load")
+    .unwrap();
+    assert_eq!(got, Some(product(2)));
+    finish_tx.send(()).unwrap();
+    assert_eq!(reader.await.unwrap().unwrap(), Some(product(1)));
+    // The older load neither overwrote the newer value nor released the newer lease holder's
+    // lease (there is none left now).
+    assert_eq!(cache.get::<Product>("p").await.unwrap(), Some(product(2)));
+    assert_eq!(cache.loads_in_flight(), 0);
+}
+
 #[tokio::test]
 async fn invalid_configuration_is_rejected_by_build() {
     let ctx = TestContext::new().await;
