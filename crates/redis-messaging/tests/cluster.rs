@@ -70,6 +70,55 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
         }
     }
 
+    // Every node drops its pub/sub connections: each loss is reported as a gap, and the sharded
+    // channels are subscribed again on their owners.
+    let mut killed = 0;
+    for url in cluster.urls() {
+        let mut node = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let n: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        killed += n;
+    }
+    assert!(killed >= 3, "one sharded subscription per master: {killed}");
+    let mut gaps = 0;
+    let mut heard = HashSet::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while gaps == 0 || heard.len() < channels.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gaps {gaps}, heard again {heard:?}"
+        );
+        for c in &channels {
+            let tick = Tick {
+                shard: c.clone(),
+                n: 1,
+            };
+            publisher.spublish(c, &tick).await.unwrap();
+        }
+        while let Ok(event) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            match event.unwrap() {
+                Event::Gap(_) => gaps += 1,
+                Event::Message(m) => {
+                    assert!(m.sharded);
+                    if m.payload.n == 1 {
+                        heard.insert(m.channel);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    drop(sub);
+
     // Plain channels and patterns work on a cluster too (broadcast over the cluster bus).
     let mut plain = Subscriber::builder(redis.clone())
         .channel("news")
