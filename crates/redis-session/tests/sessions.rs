@@ -805,6 +805,36 @@ async fn the_user_index_is_pruned_as_sessions_expire() {
     assert!(ctx.keys().await.is_empty(), "{:?}", ctx.keys().await);
 }
 
+#[cfg(feature = "msgpack")]
+#[tokio::test]
+async fn the_msgpack_codec_round_trips_fields_and_whole_sessions() {
+    let ctx = TestContext::new().await;
+    let store = SessionStore::builder(ctx.redis().clone(), &ctx.keyspace())
+        .codec(redis_core::codec::MsgPack)
+        .build()
+        .unwrap();
+    let id = store.create_for_user("mia", &cart()).await.unwrap();
+    assert!(store.set_field(&id, "theme", "light").await.unwrap());
+    let s = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(s.get::<u64>("total_cents").unwrap(), Some(12_999));
+    let expected = Cart {
+        theme: Some("light".into()),
+        ..cart()
+    };
+    assert_eq!(s.deserialize::<Cart>().unwrap(), expected);
+    // Stored as MessagePack, not JSON: a short string is 0xa0 | len followed by the bytes.
+    let key = store.key_of(&id).unwrap().unwrap();
+    let raw: Vec<u8> = ctx
+        .redis()
+        .query(redis::cmd("HGET").arg(&key).arg("theme"))
+        .await
+        .unwrap();
+    assert_eq!(raw, b"\xa5light");
+    let rotated = store.rotate_for_user(&id, "mia").await.unwrap().unwrap();
+    let s = store.load(&rotated).await.unwrap().unwrap();
+    assert_eq!(s.deserialize::<Cart>().unwrap(), expected);
+}
+
 #[tokio::test]
 async fn a_secret_keys_the_digests() {
     let ctx = TestContext::new().await;
