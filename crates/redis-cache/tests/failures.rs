@@ -112,6 +112,55 @@ async fn a_killed_server_fails_open_or_closed_as_configured() {
     assert_eq!(open.get::<u32>("after").await.unwrap(), Some(2));
 }
 
+/// Redis dies while a load is running (it holds the lease and will fill): the caller still gets
+/// the loaded value under both policies (the failed fill is logged), and the key works again once
+/// Redis is back.
+#[tokio::test]
+async fn a_server_killed_mid_load_still_returns_the_loaded_value() {
+    let mut ctx = TestContext::private().await;
+    for (policy, value) in [
+        (FailurePolicy::FailOpen, 7u32),
+        (FailurePolicy::FailClosed, 8),
+    ] {
+        let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+            .failure_policy(policy)
+            .build()
+            .unwrap();
+        let name = format!("k{value}");
+        let server = ctx.server().unwrap();
+        let got = cache
+            .get_or_load(&name, || async {
+                server.kill();
+                Ok::<_, std::io::Error>(Some(value))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Some(value), "{policy:?}");
+        assert_eq!(cache.loads_in_flight(), 0);
+
+        ctx.server().unwrap().restart();
+        wait_until(
+            "the cache to reach redis again",
+            Duration::from_secs(20),
+            || {
+                let cache = cache.clone();
+                async move { cache.set("probe", &0u32).await.is_ok() }
+            },
+        )
+        .await;
+        // Nothing was stored, nothing is stuck: the next call loads and fills.
+        assert_eq!(cache.get::<u32>(&name).await.unwrap(), None);
+        let got = cache
+            .get_or_load(&name, || async {
+                Ok::<_, std::io::Error>(Some(value + 100))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, Some(value + 100));
+        assert_eq!(cache.get::<u32>(&name).await.unwrap(), Some(value + 100));
+    }
+}
+
 #[cfg(feature = "msgpack")]
 #[tokio::test]
 async fn the_msgpack_codec_round_trips() {

@@ -96,6 +96,20 @@ async fn an_expired_tag_version_reads_as_a_miss() {
         .await
         .unwrap();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), None);
+    // The next entry with the tag recreates its version: a new random one, so the entry written
+    // under the expired version stays a miss (a restarting counter would revive it).
+    cache
+        .set_with("k2", &2, &EntryOptions::new().tag("t"))
+        .await
+        .unwrap();
+    assert_eq!(cache.get::<i32>("k2").await.unwrap(), Some(2));
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), None);
+    let ttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(cache.tag_key("t").unwrap()))
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
