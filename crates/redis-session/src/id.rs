@@ -237,6 +237,46 @@ mod tests {
     }
 
     #[test]
+    fn random_input_never_panics_and_only_canonical_ids_parse() {
+        const PICK: &[&str] = &[
+            "A", "z", "0", "-", "_", "=", "+", "/", "é", "\0", " ", "{", "€",
+        ];
+        let mut parsed = 0;
+        for round in 0..20_000u32 {
+            let mut b = [0u8; 2];
+            rand::fill(&mut b);
+            let s = if round % 2 == 0 {
+                // A real id with one character replaced (or kept, when the pick is the same).
+                let id = SessionId::generate(u16::from(b[0]));
+                let at = usize::from(b[1]) % ID_LEN;
+                let pick = PICK[usize::from(b[0]) % PICK.len()];
+                format!("{}{pick}{}", &id.as_str()[..at], &id.as_str()[at + 1..])
+            } else {
+                let len = (round as usize) % 60;
+                let mut s = String::new();
+                while s.len() < len {
+                    rand::fill(&mut b);
+                    s.push_str(PICK[usize::from(b[0]) % PICK.len()]);
+                }
+                s
+            };
+            if let Some(id) = SessionId::parse(&s) {
+                assert_eq!(id.as_str(), s);
+                assert_eq!(id.as_str().len(), ID_LEN);
+                assert!(id.bucket() < BUCKETS);
+                let mut buf = [0u8; 40];
+                let n = URL_SAFE_NO_PAD
+                    .decode_slice(&s[..SECRET_CHARS], &mut buf)
+                    .unwrap();
+                assert_eq!(n, 32);
+                assert_eq!(URL_SAFE_NO_PAD.encode(&buf[..32]), s[..SECRET_CHARS]);
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 1_000, "the well-formed path ran {parsed} times");
+    }
+
+    #[test]
     fn debug_does_not_print_the_id() {
         let id = SessionId::generate(1);
         let shown = format!("{id:?}");

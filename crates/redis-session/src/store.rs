@@ -748,3 +748,46 @@ impl<C: Codec> SessionStore<C> {
         self.timeouts.absolute
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redis_test_support::TestContext;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_create_script_never_overwrites_an_existing_session() {
+        let ctx = TestContext::new().await;
+        let store = SessionStore::builder(ctx.redis().clone(), &ctx.keyspace())
+            .build()
+            .unwrap();
+        let id = store
+            .create_for_user("olga", &serde_json::json!({ "a": 1 }))
+            .await
+            .unwrap();
+        let (key, digest) = store.session_key(&id).unwrap();
+        let before = store.load(&id).await.unwrap().unwrap();
+        // What create_fields sends when it draws an id that is taken.
+        let created: i64 = CREATE
+            .call()
+            .key(&key)
+            .arg(store.timeouts.idle)
+            .arg(store.timeouts.absolute)
+            .arg("")
+            .arg(&digest)
+            .arg("")
+            .arg("a")
+            .arg("2")
+            .arg("b")
+            .arg("3")
+            .invoke(store.redis())
+            .await
+            .unwrap();
+        assert_eq!(created, 0);
+        let after = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(after.get::<i32>("a").unwrap(), Some(1));
+        assert_eq!(after.get::<i32>("b").unwrap(), None);
+        assert_eq!(after.user(), Some("olga"));
+        assert_eq!(after.created_at(), before.created_at());
+    }
+}
