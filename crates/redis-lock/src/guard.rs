@@ -243,10 +243,12 @@ impl LockGuard {
     /// overlapped with another owner; connection errors as [`Error::Core`] (the lease then expires
     /// after its TTL).
     pub async fn release(mut self) -> Result<()> {
-        self.done = true;
         self.stop_watchdog();
         let shared = Arc::clone(&self.shared);
         let result = shared.lease.release(&shared.token).await;
+        // Only now: a `release` future dropped before its answer leaves `done` unset, so the
+        // guard's drop sends the (idempotent) release again in the background.
+        self.done = true;
         shared.mark(Status::Released);
         match result {
             Ok(true) => Ok(()),

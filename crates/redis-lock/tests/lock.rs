@@ -419,12 +419,26 @@ async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
         .release()
         .await
         .unwrap();
+    let held = slow
+        .try_acquire("release-cancelled")
+        .await
+        .unwrap()
+        .unwrap();
     proxy.set_latency(ms(500));
 
     let cancelled = tokio::time::timeout(ms(50), slow.acquire("cancelled")).await;
     assert!(cancelled.is_err(), "dropped before the reply");
     let timed_out = slow.try_acquire("timed-out").await.unwrap_err();
     assert!(timed_out.is_timeout(), "{timed_out}");
+
+    let cancelled = tokio::time::timeout(ms(50), held.release()).await;
+    assert!(cancelled.is_err(), "release dropped before the reply");
+    wait_until("the cancelled release", Duration::from_secs(10), || async {
+        owner(ctx.redis(), &direct, "release-cancelled")
+            .await
+            .is_none()
+    })
+    .await;
 
     for resource in ["cancelled", "timed-out"] {
         // The request did reach the server and took the lock ...
