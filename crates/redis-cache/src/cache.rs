@@ -812,22 +812,18 @@ impl<C: Codec> Cache<C> {
         versions: Versions,
         mut lease: Option<Lease>,
     ) {
-        let envelope = if value.is_none() && self.inner.settings.negative_ttl.is_zero() {
-            None
+        // Nothing to cache: the entry is deleted instead (still fenced by the generation), so a
+        // stale value the load superseded is not served out of its grace period.
+        let (bytes, px) = if value.is_none() && self.inner.settings.negative_ttl.is_zero() {
+            (Vec::new(), 1)
         } else {
             match self.envelope(value, took, opts, &versions.tags) {
-                Ok(e) => Some(e),
+                Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(key = %key, error = %e, "loaded value not cached");
-                    None
+                    (Vec::new(), 1)
                 }
             }
-        };
-        let Some((bytes, px)) = envelope else {
-            if let Some(lease) = lease {
-                lease.release().await;
-            }
-            return;
         };
         let stored = STORE
             .call()

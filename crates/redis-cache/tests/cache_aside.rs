@@ -167,6 +167,33 @@ async fn not_found_is_cached_for_the_negative_ttl() {
             .unwrap();
     }
     assert_eq!(loads.load(Ordering::SeqCst), 3);
+
+    // A stale value whose row is gone is removed, not kept for its grace period, when
+    // negative caching is off.
+    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .ttl(Duration::from_millis(200))
+        .grace(Duration::from_secs(60))
+        .negative_ttl(Duration::ZERO)
+        .early_refresh_beta(0.0)
+        .build()
+        .unwrap();
+    cache.set("gone", &product(1)).await.unwrap();
+    wait_until("the entry to turn stale", Duration::from_secs(10), || {
+        let cache = cache.clone();
+        async move { cache.get::<Product>("gone").await.unwrap().is_none() }
+    })
+    .await;
+    let got: Option<Product> = cache
+        .get_or_load("gone", || async { Ok::<_, std::io::Error>(None) })
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+    let exists: i64 = ctx
+        .redis()
+        .query(redis::cmd("EXISTS").arg(cache.key("gone").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "the superseded stale value is still cached");
 }
 
 #[tokio::test]
