@@ -403,7 +403,7 @@ async fn a_denied_key_is_answered_by_the_block_cache_without_a_round_trip() {
     // A short block runs out and the next check asks Redis again.
     let short = RateLimiter::builder(
         ctx.redis().clone(),
-        Limit::fixed_window(1, Duration::from_millis(200)),
+        Limit::fixed_window(1, Duration::from_secs(1)),
     )
     .keys(ctx.keyspace().pattern("short").unwrap())
     .block_cache(100)
@@ -422,42 +422,66 @@ async fn a_denied_key_is_answered_by_the_block_cache_without_a_round_trip() {
 #[tokio::test]
 async fn concurrency_permits_free_their_slot_on_release_drop_or_expiry() {
     let ctx = TestContext::new().await;
-    let limiter = ConcurrencyLimiter::builder(ctx.redis().clone(), 1)
-        .keys(ctx.keyspace())
-        .lease(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let permit = limiter.try_acquire("job").await.unwrap().permit().unwrap();
+    // Two limiters over one key space: permits that must run out while the test waits, and
+    // permits that must not run out however slow the machine is.
+    let lease = Duration::from_secs(2);
+    let build = |lease: Duration| {
+        ConcurrencyLimiter::builder(ctx.redis().clone(), 1)
+            .keys(ctx.keyspace())
+            .lease(lease)
+            .build()
+            .unwrap()
+    };
+    let (short, long) = (build(lease), build(HOUR));
+    let permit = long.try_acquire("job").await.unwrap().permit().unwrap();
     assert_eq!(permit.decision().remaining(), 0);
-    let Acquired::Denied(busy) = limiter.try_acquire("job").await.unwrap() else {
+    let Acquired::Denied(busy) = long.try_acquire("job").await.unwrap() else {
         panic!("a second permit was granted");
     };
-    assert!(busy.retry_after().unwrap() <= Duration::from_millis(300));
+    assert!(busy.retry_after().unwrap() <= HOUR);
     assert!(permit.release().await.unwrap());
 
     // Dropped: released in the background.
-    drop(limiter.try_acquire("job").await.unwrap().permit().unwrap());
+    drop(long.try_acquire("job").await.unwrap().permit().unwrap());
     wait_for(
         "the dropped permit to be released",
         Duration::from_secs(20),
         || {
-            let limiter = limiter.clone();
-            async move { (limiter.in_flight("job").await.unwrap() == 0).then_some(()) }
+            let long = long.clone();
+            async move { (long.in_flight("job").await.unwrap() == 0).then_some(()) }
         },
     )
     .await;
 
     // A crashed holder: never released, its lease runs out.
-    let crashed = limiter.try_acquire("job").await.unwrap().permit().unwrap();
+    let crashed = short.try_acquire("job").await.unwrap().permit().unwrap();
     std::mem::forget(crashed);
-    assert!(limiter.try_acquire("job").await.unwrap().permit().is_none());
+    let Acquired::Denied(busy) = long.try_acquire("job").await.unwrap() else {
+        panic!("granted while a lease was alive");
+    };
+    assert!(busy.retry_after().unwrap() <= lease);
     let next = wait_for("the lease to run out", Duration::from_secs(20), || {
-        let limiter = limiter.clone();
-        async move { limiter.try_acquire("job").await.unwrap().permit() }
+        let long = long.clone();
+        async move { long.try_acquire("job").await.unwrap().permit() }
     })
     .await;
     assert!(next.extend().await.unwrap());
     assert!(next.release().await.unwrap());
+
+    // A holder that outlived its lease has lost the slot: it can neither extend nor release
+    // it, and releasing does not free the slot of the one who took it over.
+    let lost = short.try_acquire("job").await.unwrap().permit().unwrap();
+    let taker = wait_for("the lease to run out", Duration::from_secs(20), || {
+        let long = long.clone();
+        async move { long.try_acquire("job").await.unwrap().permit() }
+    })
+    .await;
+    assert!(!lost.extend().await.unwrap());
+    assert!(!lost.release().await.unwrap());
+    assert_eq!(long.in_flight("job").await.unwrap(), 1);
+    assert!(long.try_acquire("job").await.unwrap().permit().is_none());
+    assert!(taker.release().await.unwrap());
+    assert_eq!(long.in_flight("job").await.unwrap(), 0);
 }
 
 #[test]
