@@ -1,5 +1,7 @@
 //! The algorithms in Rust, mirroring the Lua scripts line for line: the in-process fallback
-//! limiter, and unit tests of the window and refill math with an injected clock.
+//! limiter, and unit tests of the window and refill math with an injected clock. (Not mirrored:
+//! the scripts lengthen a key's TTL on a denial when the limit sent with the call changed; a
+//! fallback limiter's limit never changes.)
 
 use std::{
     collections::{HashMap, VecDeque},
