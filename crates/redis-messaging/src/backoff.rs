@@ -69,14 +69,20 @@ impl Backoff {
     }
 
     /// The delay before retry number `attempt` for a given random factor in `[0, 1]`: between half
-    /// and all of `min(max, min * 2^attempt)`.
+    /// and all of `min(max, min * 2^attempt)`. Factors outside `[0, 1]` are clamped; NaN counts
+    /// as 1.
     pub fn delay_with(&self, attempt: u32, random: f64) -> Duration {
         let step = self
             .min
             .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
             .unwrap_or(self.max)
             .min(self.max);
-        let random = random.clamp(0.0, 1.0);
+        // `clamp` passes NaN through, and `mul_f64` panics on it: NaN counts as the full step.
+        let random = if random.is_nan() {
+            1.0
+        } else {
+            random.clamp(0.0, 1.0)
+        };
         step.mul_f64(0.5 + 0.5 * random)
     }
 }
@@ -104,6 +110,8 @@ mod tests {
         // Out-of-range random factors are clamped, not trusted.
         assert_eq!(b.delay_with(0, 7.0), Duration::from_millis(50));
         assert_eq!(b.delay_with(0, -1.0), Duration::from_millis(25));
+        assert_eq!(b.delay_with(0, f64::NAN), Duration::from_millis(50));
+        assert_eq!(b.delay_with(0, f64::INFINITY), Duration::from_millis(50));
     }
 
     #[test]
