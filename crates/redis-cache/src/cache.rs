@@ -944,4 +944,53 @@ mod tests {
             .unwrap();
         assert_eq!(exists, 0);
     }
+
+    /// XFetch's inputs: the stored delta is the measured load time, the logical expiry is the
+    /// jittered TTL from the fill, and the Redis TTL adds the grace period.
+    #[tokio::test]
+    async fn a_fill_stores_the_load_time_and_the_logical_expiry() {
+        let ctx = TestContext::new().await;
+        let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+            .ttl(Duration::from_secs(100))
+            .jitter(0.5)
+            .grace(Duration::from_secs(20))
+            .random_source(|| 0.5)
+            .build()
+            .unwrap();
+        let before = entry::now_ms();
+        let got = cache
+            .get_or_load("p", || async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(Some(1u8))
+            })
+            .await
+            .unwrap();
+        let after = entry::now_ms();
+        assert_eq!(got, Some(1));
+        let key = cache.key("p").unwrap();
+        let raw: Vec<u8> = ctx
+            .redis()
+            .query(redis::cmd("GET").arg(&key))
+            .await
+            .unwrap();
+        let env = entry::decode(&raw).unwrap();
+        assert!(env.delta_ms >= 50, "delta {}", env.delta_ms);
+        assert!(
+            u64::from(env.delta_ms) <= after - before,
+            "delta {}",
+            env.delta_ms
+        );
+        // 100 s shortened by jitter 0.5 * u 0.5: 75 s of freshness.
+        assert!(
+            env.fresh_until_ms >= before + 75_000 && env.fresh_until_ms <= after + 75_000,
+            "fresh until {} (load from {before} to {after})",
+            env.fresh_until_ms
+        );
+        let pttl: i64 = ctx
+            .redis()
+            .query(redis::cmd("PTTL").arg(&key))
+            .await
+            .unwrap();
+        assert!((90_000..=95_000).contains(&pttl), "{pttl}");
+    }
 }
