@@ -459,7 +459,7 @@ impl<C: Codec> Consumer<C> {
                             self.dispatch(entry, &handler, &permits, &mut tasks, &ack_tx)
                                 .await;
                         }
-                        next_claim = Instant::now() + self.inner.claim_interval;
+                        next_claim = later(self.inner.claim_interval);
                     }
                     Err(e) => {
                         if is_no_group(&e) {
@@ -467,7 +467,7 @@ impl<C: Codec> Consumer<C> {
                         }
                         // Try again at the next interval: a claim that keeps failing must not
                         // stop the consumer from reading new entries.
-                        next_claim = Instant::now() + self.inner.claim_interval;
+                        next_claim = later(self.inner.claim_interval);
                         self.pause(&shutdown, &mut failures, &e).await;
                         continue;
                     }
@@ -485,9 +485,11 @@ impl<C: Codec> Consumer<C> {
             let Some(c) = conn.as_mut() else { continue };
             // The read is never abandoned half-way: an entry the server handed out must reach a
             // handler. `block` bounds how long a shutdown waits for it.
-            let read =
-                tokio::time::timeout(self.inner.block + Duration::from_secs(10), self.read(c))
-                    .await;
+            let read = tokio::time::timeout(
+                self.inner.block.saturating_add(Duration::from_secs(10)),
+                self.read(c),
+            )
+            .await;
             match read {
                 Ok(Ok(entries)) => {
                     failures = 0;
@@ -739,6 +741,14 @@ impl<C: Codec> Consumer<C> {
             }
         }
     }
+}
+
+/// `now + d`, or about a century from now when `d` is too large for an `Instant` (a `min_idle` of
+/// `Duration::MAX` means "never claim", not a panic).
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Creates `group` on `stream` (and the stream) when missing; `BUSYGROUP` is success.

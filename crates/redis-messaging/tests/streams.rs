@@ -677,6 +677,43 @@ async fn an_entry_whose_consumers_keep_dying_is_dead_lettered_by_the_claim() {
     assert_eq!(pending(&ctx, &stream, "g").await, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_min_idle_of_duration_max_means_never_claim_not_a_panic() {
+    let ctx = TestContext::new().await;
+    let stream = ctx.keyspace().key("patient").unwrap();
+    let producer = Producer::builder(ctx.redis().clone(), stream.clone())
+        .build()
+        .unwrap();
+    let consumer = Consumer::builder(ctx.redis().clone(), stream.clone(), "g", "c")
+        .block(Duration::from_millis(50))
+        .min_idle(Duration::MAX)
+        .build()
+        .unwrap();
+    producer.send(&Order { n: 1 }).await.unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let shutdown = CancellationToken::new();
+    let run = {
+        let handled = handled.clone();
+        let shutdown = shutdown.clone();
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(shutdown, move |_d: Delivery<Order>| {
+                    handled.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, std::convert::Infallible>(()) }
+                })
+                .await
+        })
+    };
+    wait_until("the entry handled", DEADLINE, || async {
+        handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    shutdown.cancel();
+    let stats = run.await.expect("run did not panic").unwrap();
+    assert_eq!(stats.acked, 1);
+}
+
 #[tokio::test]
 async fn idempotency_lets_each_id_through_once_until_abandoned() {
     let ctx = TestContext::new().await;
