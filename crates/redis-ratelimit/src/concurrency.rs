@@ -116,33 +116,41 @@ impl ConcurrencyLimiter {
 
     /// Takes a slot for `identity` if one is free, in one round trip.
     ///
+    /// Cancellation-safe: if this future is dropped, or fails, after the request may have reached
+    /// Redis, the lease it may have taken is released in the background (as a dropped
+    /// [`Permit`]) instead of holding the slot until it runs out.
+    ///
     /// # Errors
     /// [`redis_core::Error::InvalidKey`] for an empty or oversized identity; Redis failures.
     pub async fn try_acquire(&self, identity: &str) -> Result<Acquired> {
         let inner = &*self.inner;
         let key = inner.keys.key(identity)?;
-        let id = format!("{:032x}", rand::random::<u128>());
+        // The permit exists before the request, so dropping it (this future cancelled, or an
+        // error after which the lease may exist) releases whatever the script may have granted.
+        let mut permit = Permit {
+            redis: inner.redis.clone(),
+            key,
+            id: format!("{:032x}", rand::random::<u128>()),
+            lease: inner.lease,
+            decision: Decision::exceeds_capacity(inner.max),
+            released: false,
+        };
         let reply: Vec<i64> = ACQUIRE
             .call()
-            .key(&key)
+            .key(&permit.key)
             .arg(inner.max)
             .arg(micros(inner.lease))
-            .arg(&id)
+            .arg(&permit.id)
             .invoke(&inner.redis)
             .await?;
         let decision = Decision::from_reply(inner.max, &reply)
             .ok_or_else(|| Error::UnexpectedReply(format!("{reply:?}")))?;
         if !decision.is_allowed() {
+            permit.released = true;
             return Ok(Acquired::Denied(decision));
         }
-        Ok(Acquired::Granted(Permit {
-            redis: inner.redis.clone(),
-            key,
-            id,
-            lease: inner.lease,
-            decision,
-            released: false,
-        }))
+        permit.decision = decision;
+        Ok(Acquired::Granted(permit))
     }
 
     /// How many permits of `identity` are alive now.

@@ -4,9 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::MINUTE;
-use redis_ratelimit::{FailurePolicy, Limit, Outcome, RateLimiter, Source};
-use redis_test_support::TestContext;
+use common::{HOUR, MINUTE};
+use redis_ratelimit::{
+    ConcurrencyLimiter, FailurePolicy, Limit, Outcome, RateLimiter, Source, redis_core::Redis,
+};
+use redis_test_support::{FaultProxy, TestContext, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_fail_closed_and_the_fallback_limiter_with_the_server_killed() {
@@ -65,4 +67,39 @@ async fn fail_open_fail_closed_and_the_fallback_limiter_with_the_server_killed()
     assert!(share.retry_after().is_some() && !share.can_never_pass());
     // A cost above the capacity is still answered without Redis.
     assert!(error.check_n("u", 6).await.unwrap().can_never_pass());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_cancelled_in_flight_does_not_hold_the_slot_until_its_lease_ends() {
+    let mut ctx = TestContext::private().await;
+    let proxy = FaultProxy::start(ctx.server().unwrap().port()).await;
+    let slow = Redis::open(&proxy.url()).await.unwrap();
+    let build = |redis: Redis| {
+        ConcurrencyLimiter::builder(redis, 1)
+            .keys(ctx.keyspace())
+            .lease(HOUR)
+            .build()
+            .unwrap()
+    };
+    let (fast, slow) = (build(ctx.redis().clone()), build(slow));
+    // Load both scripts on the server first, so the acquire below is one EVALSHA.
+    let permit = slow.try_acquire("job").await.unwrap().permit().unwrap();
+    assert!(permit.release().await.unwrap());
+
+    // The acquire reaches the server (and takes the slot) only after its caller gave up.
+    proxy.set_latency(Duration::from_millis(500));
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), slow.try_acquire("job")).await;
+    assert!(cancelled.is_err(), "the acquire should still be in flight");
+    // The lease it took is given back well before its hour is up. Asked over the slow
+    // connection, whose requests are answered in order, so only after the acquire has landed.
+    wait_for(
+        "the cancelled acquire's lease to be released",
+        Duration::from_secs(20),
+        || {
+            let slow = slow.clone();
+            async move { (slow.in_flight("job").await.unwrap() == 0).then_some(()) }
+        },
+    )
+    .await;
+    assert!(fast.try_acquire("job").await.unwrap().permit().is_some());
 }
