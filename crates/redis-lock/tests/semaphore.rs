@@ -60,6 +60,72 @@ async fn a_semaphore_never_has_more_than_n_holders() {
     assert_eq!(sem.holders("exports").await.unwrap(), 0);
 }
 
+/// Permits that expire under contention: holders that release, crash (never release) or
+/// overstay their 100 ms lease. Each holder's trusted window runs from the moment `acquire`
+/// returned to its local deadline (or its release): no more than N windows may ever overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiring_permits_never_leave_more_than_n_valid_holders() {
+    const PERMITS: usize = 2;
+    let ctx = TestContext::new().await;
+    let sem = Arc::new(
+        Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
+            .ttl(ms(100))
+            .retry_delay(ms(1), ms(5))
+            .wait(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let sem = sem.clone();
+            tokio::spawn(async move {
+                let mut windows = Vec::new();
+                for round in 0..15 {
+                    let permit = sem.acquire("expiring").await.unwrap();
+                    let from = tokio::time::Instant::now();
+                    // `remaining` is read after `from`, so this never overstates the deadline.
+                    let until = from + permit.remaining();
+                    let hold = match (t + round) % 3 {
+                        0 => ms(10),
+                        1 => ms(40),
+                        _ => ms(150), // past the lease
+                    };
+                    tokio::time::sleep(hold).await;
+                    let end = tokio::time::Instant::now().min(until);
+                    if end > from {
+                        windows.push((from, end));
+                    }
+                    if round % 4 == 0 {
+                        permit.detach(); // crashed: the permit has to expire
+                    } else {
+                        let _ = permit.release().await; // `Lost` after an overstay
+                    }
+                }
+                windows
+            })
+        })
+        .collect();
+    let mut events = Vec::new();
+    for task in tasks {
+        for (from, end) in task.await.unwrap() {
+            events.push((from, 1i32));
+            events.push((end, -1i32));
+        }
+    }
+    // At equal instants, ends before starts.
+    events.sort();
+    let (mut valid, mut peak) = (0i32, 0i32);
+    for (_, delta) in events {
+        valid += delta;
+        peak = peak.max(valid);
+    }
+    assert!(
+        peak <= PERMITS as i32,
+        "{peak} holders trusted their permit at once"
+    );
+    assert!(peak >= 2, "permits were shared");
+}
+
 #[tokio::test]
 async fn a_crashed_holders_permit_expires() {
     let ctx = TestContext::new().await;
