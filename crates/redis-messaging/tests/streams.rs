@@ -714,6 +714,101 @@ async fn a_min_idle_of_duration_max_means_never_claim_not_a_panic() {
     assert_eq!(stats.acked, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pending_entry_deleted_from_the_stream_is_dropped_by_the_claim() {
+    let ctx = TestContext::new().await;
+    let stream = ctx.keyspace().key("trimmed").unwrap();
+    let redis = ctx.redis();
+    let _: String = redis
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id: String = redis
+            .query(
+                redis::cmd("XADD")
+                    .arg(&stream)
+                    .arg("*")
+                    .arg("p")
+                    .arg(format!(r#"{{"n":{n}}}"#)),
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // A consumer took all three and died; then the first and the last were deleted (trimmed,
+    // XDEL) while still pending.
+    let _: redis::Value = redis
+        .query(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("dead")
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">"),
+        )
+        .await
+        .unwrap();
+    let deleted: i64 = redis
+        .query(redis::cmd("XDEL").arg(&stream).arg(&ids[0]).arg(&ids[2]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+
+    let consumer = Consumer::builder(redis.clone(), stream.clone(), "g", "c")
+        .block(Duration::from_millis(100))
+        .min_idle(Duration::from_millis(1))
+        .claim_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let run = {
+        let consumer = consumer.clone();
+        let got = got.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            consumer
+                .run(shutdown, move |d: Delivery<Order>| {
+                    let got = got.clone();
+                    async move {
+                        got.lock().unwrap().push((d.payload.n, d.attempt));
+                        Ok::<_, std::convert::Infallible>(())
+                    }
+                })
+                .await
+        })
+    };
+    wait_until(
+        "the surviving entry handled, nothing pending",
+        DEADLINE,
+        || async { !got.lock().unwrap().is_empty() && pending(&ctx, &stream, "g").await == 0 },
+    )
+    .await;
+    shutdown.cancel();
+    let stats = run.await.unwrap().unwrap();
+    assert_eq!(*got.lock().unwrap(), [(1, 2)]);
+    assert_eq!(
+        (stats.claimed, stats.dead_lettered, stats.failed),
+        (1, 0, 0)
+    );
+    assert!(
+        read_dead_letters(redis, &stream, "-", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn idempotency_lets_each_id_through_once_until_abandoned() {
     let ctx = TestContext::new().await;
