@@ -53,6 +53,25 @@ async fn a_corrupt_payload_is_a_miss_and_is_removed() {
 
     // A value of another type decodes as corrupt too: a miss, not a panic.
     assert_eq!(cache.get::<String>("p").await.unwrap(), None);
+
+    // A key of another Redis type is not a payload: an error (even failing open), left alone.
+    let _: () = ctx
+        .redis()
+        .query(redis::cmd("HSET").arg(&key).arg("f").arg("v"))
+        .await
+        .unwrap();
+    let _: () = ctx
+        .redis()
+        .query(redis::cmd("EXPIRE").arg(&key).arg(60))
+        .await
+        .unwrap();
+    assert!(cache.get::<Vec<u32>>("p").await.is_err());
+    let kind: String = ctx
+        .redis()
+        .query(redis::cmd("TYPE").arg(&key))
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
 }
 
 #[tokio::test]
