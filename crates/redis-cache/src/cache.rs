@@ -206,7 +206,8 @@ impl<C: Codec> Cache<C> {
         &self.inner.redis
     }
 
-    /// Loads in flight in this process right now.
+    /// Loads in flight in this process right now (not counting loads a write detached, which
+    /// still run but are no longer joined).
     pub fn loads_in_flight(&self) -> usize {
         self.inner.flights.len()
     }
