@@ -423,7 +423,8 @@ async fn lost(mut rx: watch::Receiver<State>) {
 /// (from acquisition) is reached; the lease then runs out on its own.
 async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>) {
     let period = (ttl / 3).max(Duration::from_millis(1));
-    let hold_until = max_hold.map(|m| shared.acquired_at + m);
+    // A cap too far away to represent (`Duration::MAX`) is no cap.
+    let hold_until = max_hold.and_then(|m| shared.acquired_at.checked_add(m));
     let mut next = shared.acquired_at + period;
     loop {
         tokio::time::sleep_until(next).await;
@@ -475,7 +476,8 @@ where
     Fut: Future<Output = Result<Attempt>>,
 {
     let started = Instant::now();
-    let deadline = started + config.wait;
+    // A wait too long to represent (`Duration::MAX`) means no deadline.
+    let deadline = started.checked_add(config.wait);
     let mut tries = 0u32;
     loop {
         let last_error = match attempt().await {
@@ -485,7 +487,7 @@ where
             Err(e) => return Err(e),
         };
         let now = Instant::now();
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             return Err(match last_error {
                 Ok(e) => e,
                 Err(_) => Error::Timeout(now - started),
@@ -501,7 +503,10 @@ where
             // The holder's lease ends soon: look again right after it does.
             delay = delay.min(hint + Duration::from_millis(1));
         }
-        tokio::time::sleep(delay.min(deadline - now)).await;
+        if let Some(d) = deadline {
+            delay = delay.min(d - now);
+        }
+        tokio::time::sleep(delay).await;
         tries = tries.saturating_add(1);
     }
 }
@@ -698,6 +703,36 @@ mod tests {
         drop(guard);
         tokio::time::sleep(ms(1)).await;
         assert!(recorder.released.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unrepresentable_hold_cap_or_wait_is_no_limit() {
+        let recorder = Arc::new(Recorder::default());
+        let config = LeaseConfig {
+            ttl: ms(300),
+            auto_extend: true,
+            max_hold: Some(Duration::MAX),
+            wait: Duration::MAX,
+            ..LeaseConfig::default()
+        };
+        let guard = guard(&recorder, &config);
+        tokio::time::sleep(ms(1050)).await;
+        assert_eq!(recorder.renewals.lock().unwrap().len(), 10);
+        assert!(!guard.is_lost());
+        let mut tries = 0;
+        let acquired = acquire_loop(&config, || {
+            tries += 1;
+            let attempt = if tries < 3 {
+                Attempt::Held(None)
+            } else {
+                Attempt::Acquired(super::tests::guard(&recorder, &LeaseConfig::default()))
+            };
+            std::future::ready(Ok(attempt))
+        })
+        .await
+        .unwrap();
+        assert_eq!(tries, 3);
+        drop((acquired, guard));
     }
 
     #[tokio::test(start_paused = true)]

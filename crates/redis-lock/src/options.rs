@@ -175,7 +175,11 @@ pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -
     let factor = 2u32.saturating_pow(attempt.min(20));
     let ceiling = min.saturating_mul(factor).min(max);
     let jitter = jitter.clamp(0.0, 1.0);
-    ceiling.mul_f64(0.5 + jitter / 2.0).max(min).min(max)
+    // Not `mul_f64`: it panics when a huge ceiling rounds past `Duration::MAX` as f64.
+    Duration::try_from_secs_f64(ceiling.as_secs_f64() * (0.5 + jitter / 2.0))
+        .unwrap_or(ceiling)
+        .max(min)
+        .min(max)
 }
 
 /// A fresh owner token: 128 random bits from the thread-local CSPRNG, as 32 hex digits.
@@ -204,6 +208,11 @@ mod tests {
                 assert!(d >= ms(10) && d <= ms(200), "{attempt} {jitter} {d:?}");
             }
         }
+        // Absurd but accepted bounds do not panic.
+        let huge = Duration::MAX;
+        assert_eq!(backoff(0, huge, huge, 1.0), huge);
+        let d = backoff(3, huge / 2, huge, 0.99);
+        assert!(d >= huge / 2 && d <= huge, "{d:?}");
         // Jitter spreads retries over the upper half of the window.
         assert_eq!(backoff(4, ms(10), ms(200), 0.0), ms(80));
         assert!(backoff(4, ms(10), ms(200), 0.5) > ms(80));

@@ -377,6 +377,13 @@ async fn bad_settings_and_names_are_typed_errors() {
         Err(Error::InvalidConfig(_))
     ));
     guard.release().await.unwrap();
+    // Limits too large to add to an instant mean "no limit", not a panic.
+    let unbounded = AcquireOptions::new()
+        .wait(Duration::MAX)
+        .auto_extend(true)
+        .max_hold(Duration::MAX);
+    let guard = lock.acquire_with_options("x", &unbounded).await.unwrap();
+    guard.release().await.unwrap();
 }
 
 #[tokio::test]
