@@ -132,8 +132,8 @@ async fn a_killed_server_fails_open_or_closed_as_configured() {
 }
 
 /// Redis dies while a load is running (it holds the lease and will fill): the caller still gets
-/// the loaded value under both policies (the failed fill is logged), and the key works again once
-/// Redis is back.
+/// the loaded value under both policies (the failed fill and lease release are logged, not
+/// returned), and the same handle works again once Redis is back.
 #[tokio::test]
 async fn a_server_killed_mid_load_still_returns_the_loaded_value() {
     let mut ctx = TestContext::private().await;
@@ -167,8 +167,7 @@ async fn a_server_killed_mid_load_still_returns_the_loaded_value() {
             },
         )
         .await;
-        // Nothing was stored, nothing is stuck: the next call loads and fills.
-        assert_eq!(cache.get::<u32>(&name).await.unwrap(), None);
+        // The restarted server is empty; the same cache handle loads and fills again.
         let got = cache
             .get_or_load(&name, || async {
                 Ok::<_, std::io::Error>(Some(value + 100))
