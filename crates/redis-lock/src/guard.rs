@@ -706,6 +706,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_watchdog_stops_when_the_guard_is_dropped_or_released() {
+        let config = LeaseConfig {
+            ttl: ms(300),
+            auto_extend: true,
+            ..LeaseConfig::default()
+        };
+        for release in [false, true] {
+            let recorder = Arc::new(Recorder::default());
+            let guard = guard(&recorder, &config);
+            tokio::time::sleep(ms(250)).await;
+            assert_eq!(recorder.renewals.lock().unwrap().len(), 2);
+            if release {
+                guard.release().await.unwrap();
+            } else {
+                drop(guard);
+            }
+            tokio::time::sleep(ms(2000)).await;
+            assert_eq!(
+                recorder.renewals.lock().unwrap().len(),
+                2,
+                "release {release}"
+            );
+            assert!(recorder.released.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!(Arc::strong_count(&recorder), 1, "the watchdog task is gone");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_unrepresentable_hold_cap_or_wait_is_no_limit() {
         let recorder = Arc::new(Recorder::default());
         let config = LeaseConfig {
