@@ -150,6 +150,56 @@ async fn pool_exhaustion_is_a_timeout_error_not_a_hang() {
 }
 
 #[tokio::test]
+async fn a_dedicated_connection_dropped_mid_command_is_not_reused() {
+    let server = TestServer::spawn();
+    let config = Config::builder()
+        .url(server.url())
+        .pool_max_size(1)
+        .build()
+        .unwrap();
+    let redis = Redis::connect(&config).await.unwrap();
+    let client_id = |mut conn: redis_core::DedicatedConnection| async move {
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        (id, conn)
+    };
+
+    // A completed command leaves the connection reusable: the pool hands the same one back.
+    let (first, conn) = client_id(redis.dedicated().await.unwrap()).await;
+    drop(conn);
+    let (again, mut conn) = client_id(redis.dedicated().await.unwrap()).await;
+    assert_eq!(first, again);
+
+    // A blocking command abandoned by its caller would stall the next user for the rest of its
+    // block time; the pool must close that connection instead.
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), async {
+        let _: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg("never-pushed")
+            .arg(60)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(abandoned.is_err(), "BLPOP cannot return: nothing is pushed");
+    drop(conn);
+    let (fresh, conn) = tokio::time::timeout(
+        Duration::from_secs(20),
+        client_id(redis.dedicated().await.unwrap()),
+    )
+    .await
+    .expect("the next checkout must not wait out the abandoned BLPOP");
+    assert_ne!(
+        fresh, again,
+        "a connection with a pending reply was handed out again"
+    );
+    drop(conn);
+}
+
+#[tokio::test]
 async fn wrong_password_is_an_authentication_error() {
     let server = TestServer::builder().password("right").spawn();
     let url = format!("redis://:wrong@127.0.0.1:{}", server.port());

@@ -65,10 +65,21 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    fn note(&mut self, err: &RedisError) {
-        if err.is_unrecoverable_error() || crate::error::is_connection_error(err) {
-            self.broken = true;
-        }
+    /// Called before a request is sent: until it completes, the connection counts as broken, so
+    /// one dropped mid-request (a cancelled future, a caller's time-out around a blocking
+    /// command) is closed by the pool instead of handed out with a reply still pending.
+    fn begin(&mut self) {
+        self.broken = true;
+    }
+
+    /// Called when a request completed: broken again only if the error shows the connection is
+    /// dead or out of step (a reply time-out leaves the late reply, or a blocking command, on it).
+    fn finish<T>(&mut self, result: &Result<T, RedisError>) {
+        self.broken = result.as_ref().is_err_and(|err| {
+            err.is_unrecoverable_error()
+                || err.is_timeout()
+                || crate::error::is_connection_error(err)
+        });
     }
 }
 
@@ -157,10 +168,9 @@ impl ConnectionLike for DedicatedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let tracked = self.tracked();
         Box::pin(async move {
+            tracked.begin();
             let result = tracked.conn.req_packed_command(cmd).await;
-            if let Err(e) = &result {
-                tracked.note(e);
-            }
+            tracked.finish(&result);
             result
         })
     }
@@ -173,13 +183,12 @@ impl ConnectionLike for DedicatedConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         let tracked = self.tracked();
         Box::pin(async move {
+            tracked.begin();
             let result = tracked
                 .conn
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            if let Err(e) = &result {
-                tracked.note(e);
-            }
+            tracked.finish(&result);
             result
         })
     }
