@@ -54,6 +54,10 @@ fn denied(remaining: u64, retry: u64, reset: u64) -> Step {
     }
 }
 
+/// GCRA counts units as a time divided by the emission interval; a quotient a hair under a whole
+/// number (float rounding) counts as that number.
+const UNIT_SLACK: f64 = 1e-6;
+
 /// One check at `now` (microseconds since any fixed origin) of `cost` units.
 pub(crate) fn step(limit: &Limit, state: &mut Option<State>, now: u64, cost: u64) -> Step {
     let cap = limit.capacity();
@@ -180,23 +184,25 @@ pub(crate) fn step(limit: &Limit, state: &mut Option<State>, now: u64, cost: u64
             let emission = window as f64 / limit.rate() as f64;
             let tolerance = emission * cap as f64;
             let now_f = now as f64;
-            let tat = match state {
-                Some(State::Gcra { tat }) => tat.max(now_f),
-                _ => now_f,
+            let ahead = match state {
+                Some(State::Gcra { tat }) => (*tat - now_f).max(0.0),
+                _ => 0.0,
             };
-            let new_tat = tat + emission * cost as f64;
-            let diff = now_f - (new_tat - tolerance);
+            let new_ahead = ahead + emission * cost as f64;
+            let diff = tolerance - new_ahead;
+            let units = |d: f64| (d / emission + UNIT_SLACK).floor().max(0.0) as u64;
             if diff < 0.0 {
-                let remaining = ((now_f - (tat - tolerance)) / emission).floor().max(0.0);
                 return denied(
-                    remaining as u64,
+                    units(tolerance - ahead),
                     ((-diff).ceil() as u64).max(1),
-                    (tat - now_f).ceil() as u64,
+                    ahead.ceil() as u64,
                 );
             }
-            *state = Some(State::Gcra { tat: new_tat });
-            let reset = (new_tat - now_f).ceil() as u64;
-            allowed((diff / emission).floor() as u64, reset, reset.max(1))
+            *state = Some(State::Gcra {
+                tat: now_f + new_ahead,
+            });
+            let reset = new_ahead.ceil() as u64;
+            allowed(units(diff), reset, reset.max(1))
         }
     }
 }
@@ -394,6 +400,26 @@ mod tests {
         assert_eq!(r[2], [1, 0, 0, 300 * ms as i64]);
         assert_eq!(r[3][2], 100 * ms as i64);
         assert_eq!(r[5][2], 100 * ms as i64);
+    }
+
+    #[test]
+    fn gcra_counts_whole_units_when_the_interval_is_not_whole_microseconds() {
+        // 7 per second is one unit every 142857.142... us; absolute timestamps round to a
+        // quarter microsecond, which used to make a fresh key report one unit fewer than remain.
+        for (rate, burst) in [(7u64, 5u64), (3, 3), (11, 13), (997, 50)] {
+            let limit = Limit::gcra(rate, Duration::from_secs(1), burst);
+            let now = 1_764_000_000_123_456;
+            let mut state = None;
+            // One microsecond apart, as consecutive scripts on a server are at least.
+            for k in 0..burst {
+                let r = step(&limit, &mut state, now + k, 1).reply;
+                assert_eq!(r[..2], [1, (burst - k - 1) as i64], "{limit:?} #{k}");
+            }
+            let r = step(&limit, &mut state, now + burst, 1).reply;
+            assert_eq!(r[..2], [0, 0], "{limit:?}");
+            let mut fresh = None;
+            assert_eq!(step(&limit, &mut fresh, now, burst).reply[..2], [1, 0]);
+        }
     }
 
     #[test]

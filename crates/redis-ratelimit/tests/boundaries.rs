@@ -200,3 +200,18 @@ async fn the_token_bucket_and_gcra_refill_from_the_stored_time() {
         .unwrap();
     assert_eq!(stored as u64, tat + us(HOUR));
 }
+
+#[tokio::test]
+async fn gcra_reports_every_remaining_unit_when_the_interval_is_not_whole_microseconds() {
+    let ctx = TestContext::new().await;
+    // One unit every 142857.142... us, bursts of 5: a fresh key has 4 left after one.
+    let gcra = limiter(
+        &ctx,
+        redis_ratelimit::Limit::gcra(7, Duration::from_secs(1), 5),
+    );
+    let first = gcra.check("g").await.unwrap();
+    assert!(first.is_allowed());
+    assert_eq!(first.remaining(), 4, "{first:?}");
+    let rest = gcra.check_n("g", 4).await.unwrap();
+    assert!(rest.is_allowed(), "{rest:?}");
+}

@@ -15,15 +15,20 @@ end
 
 local emission = period / rate
 local tolerance = emission * burst
+-- Work relative to now: sums of absolute timestamps (about 2^51 us) round to a quarter
+-- microsecond, enough to report one unit fewer than remain when the interval is not a whole
+-- number of microseconds (7 per second).
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
-tat = math.max(tat, now)
-local new_tat = tat + emission * cost
-local diff = now - (new_tat - tolerance)
+local ahead = math.max(tat - now, 0)
+local new_ahead = ahead + emission * cost
+local diff = tolerance - new_ahead
+-- Units that fit in a time; a quotient a hair under a whole number counts as that number.
+local function units(d)
+  return math.max(math.floor(d / emission + 1e-6), 0)
+end
 
 if diff < 0 then
-  local remaining = math.max(math.floor((now - (tat - tolerance)) / emission), 0)
-  return {0, remaining, math.max(math.ceil(-diff), 1), math.ceil(tat - now)}
+  return {0, units(tolerance - ahead), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
 end
-local reset = new_tat - now
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', math.max(math.ceil(reset / 1000), 1))
-return {1, math.floor(diff / emission), 0, math.ceil(reset)}
+redis.call('SET', KEYS[1], string.format('%.17g', now + new_ahead), 'PX', math.max(math.ceil(new_ahead / 1000), 1))
+return {1, units(diff), 0, math.ceil(new_ahead)}
