@@ -248,3 +248,54 @@ async fn a_cancelled_redlock_attempt_is_released_on_every_master() {
         .await;
     }
 }
+
+/// A majority that grants too slowly is no lock: with 250 ms each way to every master, the two
+/// rounds take about 1 s, more than `ttl - drift` (988 ms) of a 1 s lease. The attempt is refused
+/// and released on every master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_granted_too_slowly_is_refused_and_released() {
+    let mut masters = TestMasters::spawn(3);
+    let mut proxies = Vec::new();
+    let mut slow = Vec::new();
+    for server in masters.servers().iter() {
+        let proxy = FaultProxy::start(server.port()).await;
+        slow.push(Redis::open(&proxy.url()).await.unwrap());
+        proxies.push(proxy);
+    }
+    let redlock = Redlock::builder(slow, &keys())
+        .ttl(Duration::from_secs(1))
+        .instance_timeout(ms(900))
+        .build()
+        .unwrap();
+    redlock
+        .try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    for proxy in &proxies {
+        proxy.set_latency(ms(250));
+    }
+    assert!(
+        redlock.try_acquire("late").await.unwrap().is_none(),
+        "a lease with no validity left is not handed out"
+    );
+    let key = format!("{}:lock:{{late}}", keys().prefix());
+    for server in masters.servers().iter() {
+        let fence: Option<u64> = server
+            .cmd(redis::cmd("GET").arg(format!("{key}:fence")))
+            .unwrap();
+        assert_eq!(fence, Some(1), "every master granted");
+        wait_until(
+            "the release on every master",
+            Duration::from_secs(10),
+            || async {
+                let exists: i64 = server.cmd(redis::cmd("EXISTS").arg(&key)).unwrap();
+                exists == 0
+            },
+        )
+        .await;
+    }
+}
