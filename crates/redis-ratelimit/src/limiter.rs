@@ -348,7 +348,10 @@ struct Blocked {
 
 /// When a cached denial runs out.
 fn runs_out(since: Instant, decision: &Decision) -> Instant {
-    since + decision.retry_after().unwrap_or(Duration::ZERO)
+    // A wait past the end of `Instant` (not a real one) counts as run out at once.
+    since
+        .checked_add(decision.retry_after().unwrap_or(Duration::ZERO))
+        .unwrap_or(since)
 }
 
 impl BlockCache {
