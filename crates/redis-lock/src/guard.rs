@@ -796,6 +796,33 @@ mod tests {
         assert!(!recorder.released.load(std::sync::atomic::Ordering::SeqCst));
     }
 
+    #[test]
+    fn a_guard_held_by_a_task_when_its_runtime_shuts_down_does_not_panic() {
+        let recorder = Arc::new(Recorder::default());
+        for flavor in ["current", "multi"] {
+            let runtime = if flavor == "current" {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            }
+            .enable_time()
+            .build()
+            .unwrap();
+            let config = LeaseConfig {
+                auto_extend: true,
+                ..LeaseConfig::default()
+            };
+            let guard = runtime.block_on(async { guard(&recorder, &config) });
+            let handle = guard.handle();
+            runtime.spawn(async move {
+                let _held = guard;
+                std::future::pending::<()>().await;
+            });
+            drop(runtime); // drops the task, and the guard with it, during shutdown
+            assert!(handle.is_lost(), "{flavor}");
+        }
+    }
+
     #[tokio::test]
     async fn a_guard_dropped_inside_a_runtime_releases_in_the_background() {
         let recorder = Arc::new(Recorder::default());
