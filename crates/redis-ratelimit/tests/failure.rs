@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::{HOUR, MINUTE};
 use redis_ratelimit::{
-    ConcurrencyLimiter, FailurePolicy, Limit, Outcome, RateLimiter, Source, redis_core::Redis,
+    ConcurrencyLimiter, FailurePolicy, Limit, Outcome, RateLimiter, Source,
+    redis_core::{Config, Redis},
 };
 use redis_test_support::{FaultProxy, TestContext, wait_for};
 
@@ -102,4 +103,65 @@ async fn an_acquire_cancelled_in_flight_does_not_hold_the_slot_until_its_lease_e
     )
     .await;
     assert!(fast.try_acquire("job").await.unwrap().permit().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_is_answered_by_the_policy_within_the_response_time_out() {
+    let mut ctx = TestContext::private().await;
+    let proxy = FaultProxy::start(ctx.server().unwrap().port()).await;
+    let config = Config::builder()
+        .url(proxy.url())
+        .response_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let redis = Redis::connect(&config).await.unwrap();
+    let limit = Limit::gcra(1, MINUTE, 5);
+    let build = |policy: FailurePolicy| {
+        RateLimiter::builder(redis.clone(), limit)
+            .keys(ctx.keyspace())
+            .on_redis_error(policy)
+            .build()
+            .unwrap()
+    };
+    let (open, closed) = (
+        build(FailurePolicy::FailOpen),
+        build(FailurePolicy::FailClosed),
+    );
+    assert_eq!(open.check("u").await.unwrap().source(), Source::Redis);
+
+    // Connections stay open, nothing answers: a partition, or a server stuck in a long script.
+    proxy.set_blackhole(true);
+    let hung = |limiter: RateLimiter| async move {
+        tokio::time::timeout(Duration::from_secs(10), limiter.check("u"))
+            .await
+            .expect("a check must not hang with the server")
+            .unwrap()
+    };
+    let allowed = hung(open.clone()).await;
+    assert_eq!(
+        (allowed.outcome(), allowed.source()),
+        (Outcome::Allowed, Source::FailOpen)
+    );
+    let denied = hung(closed.clone()).await;
+    assert_eq!(
+        (denied.outcome(), denied.source()),
+        (Outcome::Denied, Source::FailClosed)
+    );
+
+    // Healed: Redis decides again, each check getting its own reply.
+    proxy.set_blackhole(false);
+    proxy.reset_all();
+    wait_for("Redis to decide again", Duration::from_secs(20), || {
+        let open = open.clone();
+        async move { (open.check("probe").await.unwrap().source() == Source::Redis).then_some(()) }
+    })
+    .await;
+    for (n, identity) in ["a", "b", "c"].into_iter().enumerate() {
+        let cost = n as u64 + 1;
+        let decision = closed.check_n(identity, cost).await.unwrap();
+        assert_eq!(
+            (decision.source(), decision.remaining()),
+            (Source::Redis, 5 - cost)
+        );
+    }
 }
