@@ -10,6 +10,11 @@ pub const MAX_PERIOD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The largest limit, capacity, burst or rate accepted (2^40).
 pub const MAX_LIMIT: u64 = 1 << 40;
 
+/// The longest a token bucket may take to refill from empty, or a GCRA burst to be earned back:
+/// a hundred years. Keeps every stored time exact to the microsecond in a Lua double, and every
+/// wait and TTL within what Redis accepts.
+pub const MAX_REFILL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The largest sliding log limit accepted. The log stores one sorted-set member per admitted unit
 /// (about 110 bytes each) and a check of cost `n` adds `n` members inside one script, during which
 /// Redis serves nobody else: at this bound a key holds about 1 MB and the dearest check blocks the
@@ -147,7 +152,8 @@ impl Limit {
     /// # Errors
     /// [`Error::InvalidConfig`] for a zero limit, capacity, burst, rate or refill, a period shorter
     /// than a microsecond or longer than [`MAX_PERIOD`], a number above [`MAX_LIMIT`], or a
-    /// sliding log limit above [`MAX_LOG_LIMIT`].
+    /// sliding log limit above [`MAX_LOG_LIMIT`], or a token bucket capacity or GCRA burst that
+    /// takes longer than [`MAX_REFILL`] to refill.
     pub fn validate(&self) -> Result<()> {
         let (what, rate_name) = match self.algorithm {
             Algorithm::FixedWindow | Algorithm::SlidingLog | Algorithm::SlidingWindow => {
@@ -182,6 +188,14 @@ impl Limit {
         if self.period > MAX_PERIOD {
             return Err(Error::config(format!("{name}: period above ten years")));
         }
+        if matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::Gcra)
+            && u128::from(self.capacity) * self.period.as_micros() / u128::from(self.rate)
+                > MAX_REFILL.as_micros()
+        {
+            return Err(Error::config(format!(
+                "{name}: {what} takes more than a hundred years to refill at this {rate_name}"
+            )));
+        }
         Ok(())
     }
 
@@ -211,6 +225,8 @@ mod tests {
             Limit::gcra(1, MAX_PERIOD + s, 1),
             Limit::gcra(MAX_LIMIT + 1, s, 1),
             Limit::sliding_log(MAX_LOG_LIMIT + 1, s),
+            Limit::token_bucket(MAX_LIMIT, 1, MAX_PERIOD),
+            Limit::gcra(1, MAX_PERIOD, 11),
         ] {
             assert!(
                 matches!(bad.validate(), Err(Error::InvalidConfig(_))),
@@ -221,6 +237,12 @@ mod tests {
         assert!(burst.contains("burst is zero"), "{burst}");
         assert!(Limit::gcra(10, s, 5).validate().is_ok());
         assert!(Limit::sliding_log(MAX_LOG_LIMIT, s).validate().is_ok());
+        assert!(Limit::gcra(1, MAX_PERIOD, 10).validate().is_ok());
+        assert!(
+            Limit::token_bucket(MAX_LIMIT, MAX_LIMIT, MAX_PERIOD)
+                .validate()
+                .is_ok()
+        );
         assert!(
             Limit::sliding_window(MAX_LOG_LIMIT + 1, s)
                 .validate()
