@@ -16,6 +16,7 @@ use crate::{
     entry::{self, Kind},
     error::{Error, LoadError, Result},
     flight::{self, Flights, Role},
+    near::{self, Near, NearCacheStats},
 };
 
 static STORE: Script = Script::new("cache_store", include_str!("scripts/store.lua"));
@@ -48,6 +49,10 @@ struct Inner<C> {
     codec: C,
     settings: Settings,
     flights: Flights,
+    /// The near cache, when on.
+    near: Option<Arc<Near>>,
+    /// Dropped with the last clone: stops the near cache's tracking task.
+    _stop_tracking: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl<C: Codec> Clone for Cache<C> {
@@ -173,6 +178,24 @@ impl<C: Codec> Cache<C> {
     ) -> Result<Self> {
         let entries = keys.pattern("cache")?;
         let tags = entries.pattern("tag")?;
+        let (near, stop) = match settings.near {
+            Some(config) => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    redis_core::Error::invalid_config(
+                        "a near cache must be built inside a Tokio runtime",
+                    )
+                })?;
+                let near = Arc::new(Near::new(
+                    config,
+                    format!("{}:", entries.prefix()),
+                    format!("{}:", tags.prefix()),
+                ));
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+                near::spawn(&runtime, near.clone(), redis.clone(), stop_rx);
+                (Some(near), Some(stop_tx))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 redis,
@@ -181,6 +204,8 @@ impl<C: Codec> Cache<C> {
                 codec,
                 settings,
                 flights: Flights::default(),
+                near,
+                _stop_tracking: stop,
             }),
         })
     }
@@ -210,6 +235,11 @@ impl<C: Codec> Cache<C> {
     /// still run but are no longer joined).
     pub fn loads_in_flight(&self) -> usize {
         self.inner.flights.len()
+    }
+
+    /// Counters of the near cache; `None` when it is off.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.inner.near.as_ref().map(|near| near.stats())
     }
 
     fn random(&self) -> f64 {
@@ -450,10 +480,16 @@ impl<C: Codec> Cache<C> {
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
         let key = self.tag_key(tag)?;
         let px = entry::millis(self.inner.settings.tag_ttl);
-        self.inner
+        let set = self
+            .inner
             .redis
             .query::<()>(redis::cmd("SET").arg(&key).arg(token()).arg("PX").arg(px))
-            .await?;
+            .await;
+        // Even a failed reply may hide an applied write: evict locally either way.
+        if let Some(near) = &self.inner.near {
+            near.invalidate(key.as_str().as_bytes());
+        }
+        set?;
         Ok(())
     }
 
@@ -476,6 +512,15 @@ impl<C: Codec> Cache<C> {
         &self,
         key: &Key,
     ) -> std::result::Result<Lookup<V>, redis_core::Error> {
+        let ticket = match &self.inner.near {
+            Some(near) => {
+                if let Some(found) = self.near_lookup(near, key) {
+                    return Ok(Lookup::Fresh(found));
+                }
+                near.ticket(key.as_str())
+            }
+            None => None,
+        };
         let raw: Option<Vec<u8>> = self.inner.redis.query(redis::cmd("GET").arg(key)).await?;
         let Some(raw) = raw else {
             return Ok(Lookup::Miss);
@@ -519,11 +564,40 @@ impl<C: Codec> Cache<C> {
             fresh_until_ms: env.fresh_until_ms,
             delta_ms: env.delta_ms,
         };
-        Ok(if entry::now_ms() < found.fresh_until_ms {
-            Lookup::Fresh(found)
-        } else {
-            Lookup::Stale(found)
-        })
+        let now = entry::now_ms();
+        if now >= found.fresh_until_ms {
+            return Ok(Lookup::Stale(found));
+        }
+        if let (Some(near), Some(ticket)) = (&self.inner.near, ticket) {
+            let tags = env.tags.iter().map(|(k, _)| Box::from(*k)).collect();
+            let fresh_for = Duration::from_millis(found.fresh_until_ms - now);
+            near.insert(key.as_str(), ticket, &raw, tags, fresh_for);
+        }
+        Ok(Lookup::Fresh(found))
+    }
+
+    /// A fresh entry from the near cache. Entries that turned stale or do not decode (as `V`)
+    /// are dropped from it and read from Redis instead.
+    fn near_lookup<V: DeserializeOwned>(&self, near: &Near, key: &Key) -> Option<Found<V>> {
+        let raw = near.get(key.as_str())?;
+        let found = entry::decode(&raw).ok().and_then(|env| {
+            if entry::now_ms() >= env.fresh_until_ms {
+                return None;
+            }
+            let value = match env.kind {
+                Kind::Negative => None,
+                Kind::Value => Some(self.inner.codec.decode::<V>(env.payload).ok()?),
+            };
+            Some(Found {
+                value,
+                fresh_until_ms: env.fresh_until_ms,
+                delta_ms: env.delta_ms,
+            })
+        });
+        if found.is_none() {
+            near.remove(key.as_str());
+        }
+        found
     }
 
     async fn remove_corrupt(&self, key: &Key, raw: &[u8], error: &str) {
@@ -867,6 +941,11 @@ impl<C: Codec> Cache<C> {
             None => call.arg("del").arg("").arg(1),
         };
         let written = call.invoke::<i64>(&self.inner.redis).await;
+        // Evict at once rather than wait for the push (even a failed reply may hide an
+        // applied write); readers that sent their GET before the write cannot store it now.
+        if let Some(near) = &self.inner.near {
+            near.invalidate(key.as_str().as_bytes());
+        }
         // A load in flight in this process may have read the source before this write; callers
         // arriving from now on must not be handed its value.
         self.inner.flights.forget(key.as_str());

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{Codec, KeySpace, Redis, codec::Json};
 
-use crate::{cache::Cache, error::Result};
+use crate::{cache::Cache, error::Result, near::NearCacheConfig};
 
 /// What to do when Redis cannot be reached (connection refused or lost, time-out, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +91,7 @@ pub(crate) struct Settings {
     pub(crate) tag_ttl: Duration,
     pub(crate) version_ttl: Duration,
     pub(crate) random: RandomSource,
+    pub(crate) near: Option<NearCacheConfig>,
 }
 
 impl fmt::Debug for Settings {
@@ -106,6 +107,7 @@ impl fmt::Debug for Settings {
             .field("beta", &self.beta)
             .field("tag_ttl", &self.tag_ttl)
             .field("version_ttl", &self.version_ttl)
+            .field("near", &self.near)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +170,7 @@ impl CacheBuilder<Json> {
                 tag_ttl: Duration::from_secs(7 * 24 * 3600),
                 version_ttl: Duration::from_secs(3600),
                 random: Arc::new(default_random),
+                near: None,
             },
         }
     }
@@ -260,11 +263,27 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// Turns on the near cache: a bounded in-process copy of fresh entries, invalidated per key
+    /// by Redis client tracking on a dedicated RESP3 connection. Defaults to off.
+    ///
+    /// A hit costs no round trip. A write by any client (another process, `redis-cli`) evicts
+    /// the copy when its invalidation push arrives, typically well under a millisecond later;
+    /// until then the old value can still be served. Writes of this cache evict at once. While
+    /// the tracking connection is down every read goes to Redis. Standalone and Sentinel only:
+    /// see [`build`](Self::build). Needs a Tokio runtime, which runs the tracking task.
+    pub fn near_cache(mut self, config: NearCacheConfig) -> Self {
+        self.settings.near = Some(config);
+        self
+    }
+
     /// Validates the settings and builds the cache.
     ///
     /// # Errors
     /// [`redis_core::Error::InvalidConfig`] (as [`crate::Error::Core`]) for a zero TTL, lease or
-    /// version TTL, a jitter outside `[0, 1)`, or a negative or non-finite `beta`;
+    /// version TTL, a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near cache of
+    /// no capacity or a zero near TTL, or a near cache built outside a Tokio runtime;
+    /// [`redis_core::Error::Unsupported`] for a near cache on a Redis Cluster (tracking would
+    /// have to be turned on, and kept on across resharding, on every master);
     /// [`redis_core::Error::InvalidKey`] if the key space cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {
         let s = &self.settings;
@@ -283,6 +302,20 @@ impl<C: Codec> CacheBuilder<C> {
         }
         if s.tag_ttl < Duration::from_millis(1) || s.version_ttl < Duration::from_millis(1) {
             return bad("tag and version ttls must be at least 1 ms");
+        }
+        if let Some(near) = &s.near {
+            if near.capacity == 0 {
+                return bad("near cache capacity must be at least 1");
+            }
+            if near.ttl < Duration::from_millis(1) {
+                return bad("near cache ttl must be at least 1 ms");
+            }
+            if self.redis.topology() == redis_core::TopologyKind::Cluster {
+                return Err(redis_core::Error::Unsupported("near cache on a Redis Cluster").into());
+            }
+            if tokio::runtime::Handle::try_current().is_err() {
+                return bad("a near cache must be built inside a Tokio runtime");
+            }
         }
         Cache::from_parts(self.redis, &self.keys, self.codec, self.settings)
     }
