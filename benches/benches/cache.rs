@@ -1,6 +1,6 @@
 //! redis-cache overhead at 1 and 50 concurrent tasks:
 //! - the hit path (`Cache::get`: GET + envelope + decode) against a raw redis-rs GET +
-//!   serde_json;
+//!   serde_json, and a near-cache hit (envelope + decode from process memory, no round trip);
 //! - the miss path (`get_or_load` on a cold key: GET, lease + generation script, conditional
 //!   store script) against the same three round trips done by hand, and against the seed's naive
 //!   GET + SET EX.
@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use redis_cache::Cache;
+use redis_cache::{Cache, NearCacheConfig};
 use redis_core::{KeySpace, Redis};
 use redis_patterns_benches::{BenchServer, CONCURRENCY, run_concurrent, runtime};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,30 @@ fn cache(c: &mut Criterion) {
             .await
             .unwrap();
     });
+    // Built inside the runtime (its tracking task runs there); the entry is held once tracking
+    // is up and one read stored it.
+    let near = rt.block_on(async {
+        let near = Cache::builder(redis.clone(), &keys)
+            .ttl(std::time::Duration::from_secs(600))
+            .near_cache(NearCacheConfig::new(1_000).ttl(std::time::Duration::from_secs(600)))
+            .build()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let _: Option<Product> = near.get("hit").await.unwrap();
+            let hits = near.near_cache_stats().unwrap().hits;
+            let _: Option<Product> = near.get("hit").await.unwrap();
+            if near.near_cache_stats().unwrap().hits > hits {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "near cache never filled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        near
+    });
     let store = redis::Script::new(STORE);
     let begin = redis::Script::new(BEGIN);
 
@@ -111,6 +135,21 @@ fn cache(c: &mut Criterion) {
                         let cache = cache.clone();
                         async move {
                             let p: Product = cache.get("hit").await.unwrap().unwrap();
+                            assert_eq!(p.id, 7);
+                        }
+                    })
+                })
+            });
+        }
+        {
+            let near = near.clone();
+            group.bench_function("redis-cache-get-near-hit", |b| {
+                b.iter_custom(|iters| {
+                    let near = near.clone();
+                    run_concurrent(&rt, tasks, iters, move |_| {
+                        let near = near.clone();
+                        async move {
+                            let p: Product = near.get("hit").await.unwrap().unwrap();
                             assert_eq!(p.id, 7);
                         }
                     })

@@ -362,7 +362,19 @@ pub(crate) fn spawn(
     runtime.spawn(track(near, redis, stop));
 }
 
+/// Turns the near cache off when the tracking task ends for any reason, including its runtime
+/// shutting down while the cache lives on: without the task nobody applies invalidations.
+struct Bypass(Arc<Near>);
+
+impl Drop for Bypass {
+    fn drop(&mut self) {
+        self.0.flush(false);
+    }
+}
+
 async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
+    let near = Bypass(near);
+    let near = &near.0;
     let mut backoff = BACKOFF_MIN;
     loop {
         let (push_tx, mut push_rx) = mpsc::unbounded_channel();
@@ -377,7 +389,7 @@ async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
                 tracing::debug!(prefix = %near.prefix, "near cache tracking established");
                 let reason = tokio::select! {
                     _ = &mut stop => return,
-                    reason = listen(&near, &mut conn, &mut push_rx) => reason,
+                    reason = listen(near, &mut conn, &mut push_rx) => reason,
                 };
                 near.flush(false);
                 tracing::warn!(%reason, "near cache tracking connection lost; near cache flushed");

@@ -286,6 +286,25 @@ async fn a_killed_tracking_connection_flushes_and_recovers() {
     .await;
 }
 
+#[tokio::test]
+async fn a_flush_of_the_database_flushes_the_near_cache() {
+    let ctx = TestContext::private().await;
+    plain(&ctx).set("a", &1u32).await.unwrap();
+    let cache = near_cache(ctx.redis(), &ctx, 100);
+    tracking(&cache).await;
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
+    assert_eq!(entries(&cache), 1);
+    let flushes = cache.near_cache_stats().unwrap().flushes;
+    let _: () = ctx.redis().query(&redis::cmd("FLUSHDB")).await.unwrap();
+    wait_until("a flush after FLUSHDB", DEADLINE, || async {
+        let stats = cache.near_cache_stats().unwrap();
+        stats.flushes > flushes && stats.entries == 0
+    })
+    .await;
+    assert!(cache.near_cache_stats().unwrap().tracking);
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_flushes_and_the_near_cache_recovers() {
     let mut ctx = TestContext::private().await;
@@ -333,4 +352,28 @@ async fn a_server_restart_flushes_and_the_near_cache_recovers() {
         entries(&cache) == 0
     })
     .await;
+}
+
+#[test]
+fn the_near_cache_turns_off_when_its_runtime_shuts_down() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ctx, cache) = rt.block_on(async {
+        let ctx = TestContext::new().await;
+        let cache = near_cache(ctx.redis(), &ctx, 100);
+        tracking(&cache).await;
+        (ctx, cache)
+    });
+    // Nobody applies invalidations any more: nothing may be served from memory.
+    drop(rt);
+    assert!(!cache.near_cache_stats().unwrap().tracking);
+    drop(cache);
+    drop(ctx);
+
+    // Outside a runtime there is nowhere to run the tracking task: refused.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ctx = rt.block_on(TestContext::new());
+    let built = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        .near_cache(NearCacheConfig::new(10))
+        .build();
+    assert!(built.is_err());
 }
