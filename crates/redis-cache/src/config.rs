@@ -269,8 +269,8 @@ impl<C: Codec> CacheBuilder<C> {
     /// A hit costs no round trip. A write by any client (another process, `redis-cli`) evicts
     /// the copy when its invalidation push arrives, typically well under a millisecond later;
     /// until then the old value can still be served. Writes of this cache evict at once. While
-    /// the tracking connection is down every read goes to Redis. Standalone and Sentinel only:
-    /// see [`build`](Self::build). Needs a Tokio runtime, which runs the tracking task.
+    /// the tracking connection is down every read goes to Redis. On a cluster, tracking runs on
+    /// every master. Needs a Tokio runtime, which runs the tracking task.
     pub fn near_cache(mut self, config: NearCacheConfig) -> Self {
         self.settings.near = Some(config);
         self
@@ -282,8 +282,6 @@ impl<C: Codec> CacheBuilder<C> {
     /// [`redis_core::Error::InvalidConfig`] (as [`crate::Error::Core`]) for a zero TTL, lease or
     /// version TTL, a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near cache of
     /// no capacity or a zero near TTL, or a near cache built outside a Tokio runtime;
-    /// [`redis_core::Error::Unsupported`] for a near cache on a Redis Cluster (tracking would
-    /// have to be turned on, and kept on across resharding, on every master);
     /// [`redis_core::Error::InvalidKey`] if the key space cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {
         let s = &self.settings;
@@ -309,9 +307,6 @@ impl<C: Codec> CacheBuilder<C> {
             }
             if near.ttl < Duration::from_millis(1) {
                 return bad("near cache ttl must be at least 1 ms");
-            }
-            if self.redis.topology() == redis_core::TopologyKind::Cluster {
-                return Err(redis_core::Error::Unsupported("near cache on a Redis Cluster").into());
             }
             if tokio::runtime::Handle::try_current().is_err() {
                 return bad("a near cache must be built inside a Tokio runtime");

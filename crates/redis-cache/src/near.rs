@@ -32,7 +32,10 @@ use std::{
 
 use redis_core::{
     Endpoint, Redis,
-    redis::{self, ProtocolVersion, PushInfo, PushKind, Value, aio::ConnectionLike},
+    redis::{
+        self, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+        aio::ConnectionLike,
+    },
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -380,16 +383,16 @@ async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
         let (push_tx, mut push_rx) = mpsc::unbounded_channel();
         let connected = tokio::select! {
             _ = &mut stop => return,
-            c = connect(&redis, &near.prefix, push_tx) => c,
+            c = connect(&redis, &near.prefix, &push_tx) => c,
         };
         match connected {
-            Ok(mut conn) => {
+            Ok(mut tracking) => {
                 backoff = BACKOFF_MIN;
                 near.flush(true);
                 tracing::debug!(prefix = %near.prefix, "near cache tracking established");
                 let reason = tokio::select! {
                     _ = &mut stop => return,
-                    reason = listen(near, &mut conn, &mut push_rx) => reason,
+                    reason = listen(near, &mut tracking, &mut push_rx) => reason,
                 };
                 near.flush(false);
                 tracing::warn!(%reason, "near cache tracking connection lost; near cache flushed");
@@ -406,17 +409,136 @@ async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
     }
 }
 
-/// Opens a RESP3 connection whose pushes go to `push_tx` and turns on broadcast tracking of
-/// `prefix`.
+/// The tracking connections: one to the server, or one to each master of a cluster.
+struct Tracking {
+    conns: Vec<redis::aio::MultiplexedConnection>,
+    /// On a cluster, the masters tracked (`host:port`, sorted) and how to ask for them again.
+    cluster: Option<(Vec<String>, ConnectionInfo)>,
+}
+
+/// Opens the tracking connections, pushes going to `push_tx`: to the server (or the current
+/// master behind Sentinel), or to every master of a cluster.
 async fn connect(
     redis: &Redis,
     prefix: &str,
+    push_tx: &mpsc::UnboundedSender<PushInfo>,
+) -> redis_core::Result<Tracking> {
+    match redis.endpoint().await? {
+        Endpoint::Single(client) => {
+            let info = client.get_connection_info().clone();
+            Ok(Tracking {
+                conns: vec![track_node(info, prefix, push_tx.clone()).await?],
+                cluster: None,
+            })
+        }
+        Endpoint::Cluster { nodes, .. } => {
+            let mut last = redis_core::Error::Unsupported("a cluster endpoint without nodes");
+            for seed in nodes {
+                match masters(&seed).await {
+                    Ok(masters) => {
+                        let mut conns = Vec::with_capacity(masters.len());
+                        for (host, port) in &masters {
+                            let info = at(&seed, host.clone(), *port)?;
+                            conns.push(track_node(info, prefix, push_tx.clone()).await?);
+                        }
+                        let names = masters.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                        return Ok(Tracking {
+                            conns,
+                            cluster: Some((names, seed)),
+                        });
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        _ => Err(redis_core::Error::Unsupported(
+            "near cache on this kind of endpoint",
+        )),
+    }
+}
+
+/// `info` with its address replaced by `host:port` (same transport, credentials, database).
+fn at(info: &ConnectionInfo, host: String, port: u16) -> redis_core::Result<ConnectionInfo> {
+    let addr = match info.addr() {
+        ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host, port),
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => {
+            return Err(redis_core::Error::Unsupported(
+                "near cache on a cluster reached through this kind of address",
+            ));
+        }
+    };
+    Ok(info.clone().set_addr(addr))
+}
+
+/// The masters of the cluster `seed` belongs to, from `CLUSTER NODES` (sorted).
+async fn masters(seed: &ConnectionInfo) -> redis_core::Result<Vec<(String, u16)>> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(IO_TIMEOUT))
+        .set_response_timeout(Some(IO_TIMEOUT));
+    let mut conn = redis::Client::open(seed.clone())?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    cluster_masters(&mut conn).await
+}
+
+async fn cluster_masters(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> redis_core::Result<Vec<(String, u16)>> {
+    let reply = conn
+        .req_packed_command(redis::cmd("CLUSTER").arg("NODES"))
+        .await?
+        .extract_error()?;
+    let text: String = redis::FromRedisValue::from_redis_value(reply)
+        .map_err(|e| redis_core::Error::Redis(redis::RedisError::from(e)))?;
+    let mut masters: Vec<(String, u16)> = text.lines().filter_map(parse_master).collect();
+    masters.sort();
+    masters.dedup();
+    if masters.is_empty() {
+        return Err(redis_core::Error::Unsupported("a cluster without masters"));
+    }
+    Ok(masters)
+}
+
+/// `host:port` of a healthy master in one `CLUSTER NODES` line
+/// (`<id> <ip:port@cport[,hostname]> <flags> ...`).
+fn parse_master(line: &str) -> Option<(String, u16)> {
+    let mut fields = line.split(' ');
+    let addr = fields.nth(1)?;
+    let flags = fields.next()?;
+    let flags: Vec<&str> = flags.split(',').collect();
+    if !flags.contains(&"master")
+        || flags
+            .iter()
+            .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"))
+    {
+        return None;
+    }
+    let addr = addr.split(['@', ',']).next()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// Opens a RESP3 connection to one node whose pushes go to `push_tx`, and turns on broadcast
+/// tracking of `prefix`.
+async fn track_node(
+    info: ConnectionInfo,
+    prefix: &str,
     push_tx: mpsc::UnboundedSender<PushInfo>,
 ) -> redis_core::Result<redis::aio::MultiplexedConnection> {
-    let Endpoint::Single(client) = redis.endpoint().await? else {
-        return Err(redis_core::Error::Unsupported("near cache on a cluster"));
-    };
-    let info = client.get_connection_info().clone();
     let settings = info
         .redis_settings()
         .clone()
@@ -445,10 +567,10 @@ async fn connect(
     Ok(conn)
 }
 
-/// Applies pushes until the connection is lost; returns why.
+/// Applies pushes until a connection is lost or the cluster's masters change; returns why.
 async fn listen(
     near: &Near,
-    conn: &mut redis::aio::MultiplexedConnection,
+    tracking: &mut Tracking,
     push_rx: &mut mpsc::UnboundedReceiver<PushInfo>,
 ) -> String {
     let mut health = tokio::time::interval(HEALTH_CHECK);
@@ -465,13 +587,33 @@ async fn listen(
                 },
             },
             _ = health.tick() => {
-                let pong = conn.req_packed_command(&redis::cmd("PING")).await;
-                if let Err(e) = pong.and_then(Value::extract_error) {
-                    return format!("health check failed: {e}");
+                if let Err(reason) = check(tracking).await {
+                    return reason;
                 }
             }
         }
     }
+}
+
+/// Pings every tracking connection; on a cluster, also checks the masters did not change
+/// (a failover or a new master: keys may now live where nobody tracks them).
+async fn check(tracking: &mut Tracking) -> Result<(), String> {
+    for conn in &mut tracking.conns {
+        let pong = conn.req_packed_command(&redis::cmd("PING")).await;
+        if let Err(e) = pong.and_then(Value::extract_error) {
+            return Err(format!("health check failed: {e}"));
+        }
+    }
+    if let (Some((known, _)), Some(conn)) = (&tracking.cluster, tracking.conns.first_mut()) {
+        let now = cluster_masters(conn)
+            .await
+            .map_err(|e| format!("cluster topology check failed: {e}"))?;
+        let now: Vec<String> = now.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        if &now != known {
+            return Err(format!("cluster masters changed: {known:?} -> {now:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// One `invalidate` push: an array of keys, or null for "everything".
@@ -574,6 +716,26 @@ mod tests {
         near.invalidate(b"p:cache:tag:{t}");
         assert!(near.get("p:cache:{a}").is_none());
         assert!(near.get("p:cache:{b}").is_some());
+    }
+
+    #[test]
+    fn cluster_nodes_lines_yield_healthy_masters() {
+        let text = "\
+a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:30002@40002,node-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:30003@40003 master,fail - 0 0 3 connected 10923-16383
+d4 127.0.0.1:30004@40004 slave a1 0 0 1 connected
+e5 :0@0 master,noaddr - 0 0 0 disconnected
+f6 ::1:30006@40006 master - 0 0 6 connected";
+        let masters: Vec<_> = text.lines().filter_map(parse_master).collect();
+        assert_eq!(
+            masters,
+            vec![
+                ("127.0.0.1".to_owned(), 30001),
+                ("127.0.0.1".to_owned(), 30002),
+                ("::1".to_owned(), 30006),
+            ]
+        );
     }
 
     #[test]

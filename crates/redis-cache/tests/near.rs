@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use redis_cache::{Cache, EntryOptions, FailurePolicy, NearCacheConfig};
-use redis_core::{Redis, redis};
-use redis_test_support::{TestContext, wait_until};
+use redis_core::{KeySpace, Redis, redis};
+use redis_test_support::{TestCluster, TestContext, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -376,4 +376,64 @@ fn the_near_cache_turns_off_when_its_runtime_shuts_down() {
         .near_cache(NearCacheConfig::new(10))
         .build();
     assert!(built.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_tracks_every_master_of_a_cluster() {
+    let mut cluster = TestCluster::spawn(3, 0);
+    let redis = cluster.redis().await;
+    let keys = KeySpace::new(&format!("near{}", std::process::id())).unwrap();
+    let plain = Cache::builder(redis.clone(), &keys).build().unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    let masters: std::collections::HashSet<u16> = names
+        .iter()
+        .map(|n| plain.key(n).unwrap().slot() / 5462)
+        .collect();
+    assert_eq!(masters.len(), 3, "the entries live on the three masters");
+    let tagged = EntryOptions::new().tag("t");
+    for name in &names {
+        plain.set_with(name, &1u32, &tagged).await.unwrap();
+    }
+    let cache = Cache::builder(redis.clone(), &keys)
+        .near_cache(NearCacheConfig::new(100).ttl(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    tracking(&cache).await;
+    // One tracking connection on each master.
+    for node in cluster.nodes() {
+        let list: String = node.cmd(redis::cmd("CLIENT").arg("LIST")).unwrap();
+        assert_eq!(list.matches("name=redis-cache-near").count(), 1, "{list}");
+    }
+    for name in &names {
+        assert_eq!(cache.get::<u32>(name).await.unwrap(), Some(1));
+    }
+    assert_eq!(entries(&cache), 12);
+    let before = cache.near_cache_stats().unwrap().hits;
+    for name in &names {
+        assert_eq!(cache.get::<u32>(name).await.unwrap(), Some(1));
+    }
+    assert_eq!(cache.near_cache_stats().unwrap().hits, before + 12);
+
+    // Writes by another client on every master evict.
+    for name in &names[..6] {
+        let _: () = redis
+            .query(redis::cmd("DEL").arg(plain.key(name).unwrap()))
+            .await
+            .unwrap();
+    }
+    wait_until("eviction on every master", DEADLINE, || async {
+        entries(&cache) == 6
+    })
+    .await;
+    for name in &names[..6] {
+        assert_eq!(cache.get::<u32>(name).await.unwrap(), None);
+    }
+
+    // A tag version on one master evicts entries living on the others.
+    plain.invalidate_tag("t").await.unwrap();
+    wait_until("eviction by tag", DEADLINE, || async {
+        entries(&cache) == 0
+    })
+    .await;
+    assert_eq!(cache.get::<u32>(&names[11]).await.unwrap(), None);
 }
