@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis_cache::{Cache, EntryOptions, FailurePolicy, NearCacheConfig};
 use redis_core::{KeySpace, Redis, redis};
-use redis_test_support::{TestCluster, TestContext, wait_until};
+use redis_test_support::{TestCluster, TestContext, TestSentinel, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -436,4 +436,53 @@ async fn the_near_cache_tracks_every_master_of_a_cluster() {
     })
     .await;
     assert_eq!(cache.get::<u32>(&names[11]).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_follows_a_sentinel_failover() {
+    let mut group = TestSentinel::spawn();
+    let redis = group.redis().await;
+    let keys = KeySpace::new(&format!("nearsentinel{}", std::process::id())).unwrap();
+    let plain = Cache::builder(redis.clone(), &keys).build().unwrap();
+    plain.set("a", &1u32).await.unwrap();
+    let cache = Cache::builder(redis.clone(), &keys)
+        .near_cache(NearCacheConfig::new(100).ttl(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    tracking(&cache).await;
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
+    assert_eq!(entries(&cache), 1);
+
+    group.master().kill();
+    wait_until("tracking lost", DEADLINE, || async {
+        !cache.near_cache_stats().unwrap().tracking
+    })
+    .await;
+    assert_eq!(entries(&cache), 0);
+    let failover = Duration::from_secs(30);
+    wait_until("a write on the new master", failover, || async {
+        plain.set("a", &2u32).await.is_ok()
+    })
+    .await;
+    wait_until("tracking on the new master", failover, || async {
+        cache.near_cache_stats().unwrap().tracking
+    })
+    .await;
+    let list: String = group
+        .replica()
+        .cmd(redis::cmd("CLIENT").arg("LIST"))
+        .unwrap();
+    assert!(list.contains("name=redis-cache-near"), "{list}");
+
+    // The new master's writes are tracked.
+    wait_until("a fill after the failover", DEADLINE, || async {
+        cache.get::<u32>("a").await.unwrap() == Some(2) && entries(&cache) == 1
+    })
+    .await;
+    plain.set("a", &3u32).await.unwrap();
+    wait_until("eviction on the new master", DEADLINE, || async {
+        entries(&cache) == 0
+    })
+    .await;
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(3));
 }
