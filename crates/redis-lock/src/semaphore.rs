@@ -20,6 +20,14 @@ static SEM_ACQUIRE: Script =
 static SEM_RELEASE: Script =
     Script::new("semaphore_release", include_str!("scripts/sem_release.lua"));
 static SEM_EXTEND: Script = Script::new("semaphore_extend", include_str!("scripts/sem_extend.lua"));
+/// Unexpired permits, by the clock of the node that holds the key (one round trip, right on a
+/// cluster).
+static SEM_HOLDERS: Script = Script::new(
+    "semaphore_holders",
+    "local t = redis.call('TIME')\n\
+     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n\
+     return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')",
+);
 
 /// At most `permits` holders per name at any time; each permit is a lease that expires.
 ///
@@ -176,17 +184,7 @@ impl Semaphore {
     /// [`Error::Core`] for a bad name or a failed command.
     pub async fn holders(&self, name: &str) -> Result<u64> {
         let key = self.key(name)?;
-        let now = self.redis.server_time().await?;
-        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let count: u64 = self
-            .redis
-            .query(
-                redis_core::redis::cmd("ZCOUNT")
-                    .arg(&key)
-                    .arg(format!("({now_ms}"))
-                    .arg("+inf"),
-            )
-            .await?;
+        let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
         Ok(count)
     }
 

@@ -19,6 +19,13 @@ static RELEASE: Script = Script::new(
     "ratelimit_concurrency_release",
     include_str!("scripts/concurrency_release.lua"),
 );
+/// Live leases, by the clock of the node that holds the key (one round trip, right on a cluster).
+static IN_FLIGHT: Script = Script::new(
+    "ratelimit_concurrency_in_flight",
+    "local t = redis.call('TIME')\n\
+     local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n\
+     return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')",
+);
 
 /// The scripts a [`ConcurrencyLimiter`] acquires and releases (or extends) with, for benchmarks
 /// and callers that drive them directly. Contracts: `docs/ratelimit.md`.
@@ -159,17 +166,7 @@ impl ConcurrencyLimiter {
     /// As [`try_acquire`](Self::try_acquire).
     pub async fn in_flight(&self, identity: &str) -> Result<u64> {
         let key = self.inner.keys.key(identity)?;
-        let now = redis_core::server_time(&mut self.inner.redis.clone()).await?;
-        let count: u64 = self
-            .inner
-            .redis
-            .query(
-                redis_core::redis::cmd("ZCOUNT")
-                    .arg(&key)
-                    .arg(format!("({}", now.as_micros()))
-                    .arg("+inf"),
-            )
-            .await?;
+        let count: u64 = IN_FLIGHT.call().key(&key).invoke(&self.inner.redis).await?;
         Ok(count)
     }
 }

@@ -52,6 +52,10 @@ async fn many_keys_on_a_cluster_with_no_cross_slot_error() {
             .unwrap()
             .permit()
             .unwrap();
+        // Counted on the node that holds the identity's key, by that node's clock.
+        let job = format!("job:{i}");
+        assert_eq!(concurrency.in_flight(&job).await.unwrap(), 1);
         assert!(permit.release().await.unwrap());
+        assert_eq!(concurrency.in_flight(&job).await.unwrap(), 0);
     }
 }
