@@ -22,7 +22,8 @@ pub use error::{Error, Result};
 pub use idempotency::Idempotency;
 pub use producer::{PAYLOAD_FIELD, Producer, ProducerBuilder, Retention};
 pub use pubsub::{
-    Event, Gap, Message, Publisher, Subscriber, SubscriberBuilder, Subscription, Undecodable,
+    DEFAULT_MAX_BACKLOG, Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder,
+    Subscription, Undecodable,
 };
 /// The shutdown signal [`Consumer::run`] takes (re-exported from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;

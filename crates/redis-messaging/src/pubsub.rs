@@ -5,12 +5,20 @@
 //! The subscription cannot bring it back, but it can say that it may have happened, which is what
 //! the gap event is for. Use [Streams](crate::Consumer) when every message matters.
 
-use std::{fmt, marker::PhantomData, time::Duration};
+use std::{
+    fmt,
+    marker::PhantomData,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::{ProtocolVersion, PushInfo, PushKind, Value, aio::ConnectionLike};
 use redis_core::{Codec, Endpoint, Redis, codec::Json};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
@@ -102,7 +110,7 @@ pub struct SubscriberBuilder<C: Codec = Json> {
     sharded: Vec<String>,
     backoff: (Duration, Duration),
     health_check: Duration,
-    buffer: usize,
+    max_backlog: usize,
 }
 
 /// Entry point for subscriptions; see [`Subscriber::builder`].
@@ -121,7 +129,7 @@ impl Subscriber {
             sharded: Vec::new(),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             health_check: Duration::from_secs(5),
-            buffer: 1024,
+            max_backlog: DEFAULT_MAX_BACKLOG,
         }
     }
 }
@@ -157,7 +165,7 @@ impl<C: Codec> SubscriberBuilder<C> {
             sharded: self.sharded,
             backoff: self.backoff,
             health_check: self.health_check,
-            buffer: self.buffer,
+            max_backlog: self.max_backlog,
         }
     }
 
@@ -176,14 +184,22 @@ impl<C: Codec> SubscriberBuilder<C> {
         self
     }
 
-    /// How many events may wait for [`Subscription::next`] before the background task waits for
-    /// the reader. This is not back-pressure on the socket: redis-rs keeps reading it into an
-    /// unbounded queue of its own, so a subscriber that stays slower than its publishers grows
-    /// memory (nothing is lost, and Redis's `client-output-buffer-limit` never triggers). Keep the
-    /// code behind `next` fast. Defaults to 1024.
-    pub fn buffer(mut self, events: usize) -> Self {
-        self.buffer = events;
+    /// The most events (messages and gaps) that may wait for [`Subscription::next`]. The
+    /// background task keeps reading the connection whatever the reader does; once this many
+    /// events wait, further messages are **dropped** until the reader catches up, and the next
+    /// event after the waiting ones is an [`Event::Gap`] of kind [`GapKind::Overflow`] that says
+    /// how many were dropped. So a subscriber slower than its publishers holds at most this many
+    /// events in memory instead of growing without limit. Defaults to
+    /// [`DEFAULT_MAX_BACKLOG`] (10 000); [`Subscription::backlog`] and
+    /// [`Subscription::dropped`] show where a subscription stands.
+    pub fn max_backlog(mut self, events: usize) -> Self {
+        self.max_backlog = events;
         self
+    }
+
+    /// The former name of [`max_backlog`](Self::max_backlog), which it sets.
+    pub fn buffer(self, events: usize) -> Self {
+        self.max_backlog(events)
     }
 
     /// Connects, subscribes, and returns the subscription. Reconnects after this happen in the
@@ -210,8 +226,8 @@ impl<C: Codec> SubscriberBuilder<C> {
         if self.health_check.is_zero() {
             return Err(Error::config("health check interval is zero"));
         }
-        if self.buffer == 0 {
-            return Err(Error::config("subscription buffer is zero"));
+        if self.max_backlog == 0 {
+            return Err(Error::config("subscription max_backlog is zero"));
         }
         let plan = Plan {
             channels: self.channels,
@@ -220,19 +236,27 @@ impl<C: Codec> SubscriberBuilder<C> {
         };
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let conn = connect(&self.redis, &plan, push_tx).await?;
-        let (tx, rx) = mpsc::channel(self.buffer);
+        let (tx, rx) = mpsc::channel(self.max_backlog);
+        let dropped = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
         let worker = Worker {
             redis: self.redis,
             plan,
             backoff,
             health_check: self.health_check,
-            tx,
             cancel: cancel.clone(),
         };
-        tokio::spawn(worker.run(conn, push_rx));
+        let outbox = Outbox {
+            tx,
+            max_backlog: self.max_backlog,
+            reconnect: None,
+            overflow: None,
+            dropped: Arc::clone(&dropped),
+        };
+        tokio::spawn(worker.run(conn, push_rx, outbox));
         Ok(Subscription {
             rx,
+            dropped,
             codec: self.codec,
             _stop: cancel.drop_guard(),
             _payload: PhantomData,
@@ -244,6 +268,7 @@ impl<C: Codec> SubscriberBuilder<C> {
 /// connection.
 pub struct Subscription<T, C: Codec = Json> {
     rx: mpsc::Receiver<Raw>,
+    dropped: Arc<AtomicU64>,
     codec: C,
     _stop: DropGuard,
     _payload: PhantomData<fn() -> T>,
@@ -258,6 +283,18 @@ impl<T, C: Codec> fmt::Debug for Subscription<T, C> {
 }
 
 impl<T: DeserializeOwned, C: Codec> Subscription<T, C> {
+    /// How many events wait for [`next`](Self::next) right now; never more than
+    /// [`max_backlog`](SubscriberBuilder::max_backlog).
+    pub fn backlog(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// How many messages this subscription has dropped so far because its backlog was full (each
+    /// drop is also reported by an [`Event::Gap`] of kind [`GapKind::Overflow`]).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// The next event: a message, a gap, or a payload that did not decode. `None` only after the
     /// background task stopped (it does not give up on its own while the subscription lives).
     pub async fn next(&mut self) -> Option<Event<T>> {
@@ -292,10 +329,13 @@ impl<T: DeserializeOwned, C: Codec> Subscription<T, C> {
 pub enum Event<T> {
     /// A message that decoded into `T`.
     Message(Message<T>),
-    /// The connection was lost and has been re-established, with every channel and pattern
-    /// subscribed again: messages published in between were not received. On a cluster, where
-    /// redis-rs reconnects node connections and resubscribes by itself, it comes when a node
-    /// connection is lost (`duration` zero), before that resubscription is done.
+    /// Messages were not received. Either ([`GapKind::Reconnect`]) the connection was lost and
+    /// has been re-established, with every channel and pattern subscribed again: messages
+    /// published in between were not received (on a cluster, where redis-rs reconnects node
+    /// connections and resubscribes by itself, it comes when a node connection is lost,
+    /// `duration` zero, before that resubscription is done). Or ([`GapKind::Overflow`]) the
+    /// reader fell more than [`max_backlog`](SubscriberBuilder::max_backlog) events behind and
+    /// [`Gap::dropped`] messages received after the ones before this event were dropped.
     Gap(Gap),
     /// A message whose payload is not a valid encoding of `T` (another producer, an old schema).
     Undecodable(Undecodable),
@@ -315,25 +355,52 @@ pub struct Message<T> {
     pub payload: T,
 }
 
+/// The default of [`SubscriberBuilder::max_backlog`].
+pub const DEFAULT_MAX_BACKLOG: usize = 10_000;
+
+/// What caused a [`Gap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GapKind {
+    /// The connection was lost and re-established; how many messages were missed is unknown.
+    Reconnect,
+    /// The reader fell behind by [`max_backlog`](SubscriberBuilder::max_backlog) events and the
+    /// subscription dropped [`Gap::dropped`] messages.
+    Overflow,
+}
+
 /// A window in which messages may have been missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Gap {
-    /// Why the connection was given up (server closed it, health check failed, ...).
+    /// What happened: a reconnect or a full backlog.
+    pub kind: GapKind,
+    /// Why, in words (server closed the connection, health check failed, backlog full, ...).
     pub reason: String,
-    /// From losing the old connection to being subscribed again on the new one.
+    /// For a reconnect: from losing the old connection to being subscribed again on the new one.
+    /// For an overflow: from the first dropped message to this event.
     pub duration: Duration,
-    /// Connection attempts it took (1 when the first one worked).
+    /// Connection attempts it took (1 when the first one worked; 0 for an overflow).
     pub attempts: u32,
+    /// Messages known to be dropped (an overflow); 0 for a reconnect, where the server does not
+    /// say how many were published meanwhile.
+    pub dropped: u64,
 }
 
 impl fmt::Display for Gap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "disconnected for {:?} ({}), resubscribed after {} attempt(s)",
-            self.duration, self.reason, self.attempts
-        )
+        match self.kind {
+            GapKind::Overflow => write!(
+                f,
+                "{} message(s) dropped over {:?} ({})",
+                self.dropped, self.duration, self.reason
+            ),
+            _ => write!(
+                f,
+                "disconnected for {:?} ({}), resubscribed after {} attempt(s)",
+                self.duration, self.reason, self.attempts
+            ),
+        }
     }
 }
 
@@ -441,8 +508,99 @@ struct Worker {
     plan: Plan,
     backoff: Backoff,
     health_check: Duration,
-    tx: mpsc::Sender<Raw>,
     cancel: CancellationToken,
+}
+
+/// The sending side of the subscription's bounded channel. It never waits for the reader: a
+/// message that does not fit is dropped and counted, and the gaps (reconnects, drops) wait here
+/// until there is room, ahead of any later message.
+struct Outbox {
+    tx: mpsc::Sender<Raw>,
+    max_backlog: usize,
+    /// A reconnect gap not yet delivered.
+    reconnect: Option<Gap>,
+    /// Messages dropped since the last delivered overflow gap: when the first was, and how many.
+    overflow: Option<(tokio::time::Instant, u64)>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The reader is gone.
+struct Closed;
+
+impl Outbox {
+    fn has_pending(&self) -> bool {
+        self.reconnect.is_some() || self.overflow.is_some()
+    }
+
+    /// Delivers the pending gaps that fit; `Ok(true)` when none is left.
+    fn flush(&mut self) -> Result<bool, Closed> {
+        if let Some(gap) = self.reconnect.take() {
+            match self.tx.try_send(Raw::Gap(gap)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(Raw::Gap(gap))) => {
+                    self.reconnect = Some(gap);
+                    return Ok(false);
+                }
+                Err(TrySendError::Full(_)) => return Ok(false),
+                Err(TrySendError::Closed(_)) => return Err(Closed),
+            }
+        }
+        if let Some((since, dropped)) = self.overflow {
+            let gap = Gap {
+                kind: GapKind::Overflow,
+                reason: format!(
+                    "the reader fell {} events behind; later messages were dropped",
+                    self.max_backlog
+                ),
+                duration: since.elapsed(),
+                attempts: 0,
+                dropped,
+            };
+            match self.tx.try_send(Raw::Gap(gap)) {
+                Ok(()) => self.overflow = None,
+                Err(TrySendError::Full(_)) => return Ok(false),
+                Err(TrySendError::Closed(_)) => return Err(Closed),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Queues a reconnect gap (merged with one still waiting) and delivers what fits.
+    fn gap(&mut self, gap: Gap) -> Result<(), Closed> {
+        let gap = match self.reconnect.take() {
+            Some(earlier) => Gap {
+                duration: earlier.duration + gap.duration,
+                attempts: earlier.attempts.saturating_add(gap.attempts),
+                ..gap
+            },
+            None => gap,
+        };
+        self.reconnect = Some(gap);
+        self.flush().map(drop)
+    }
+
+    /// Delivers a message after the pending gaps, or drops it when the backlog is full.
+    fn message(&mut self, raw: Raw) -> Result<(), Closed> {
+        if self.flush()? {
+            match self.tx.try_send(raw) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Closed(_)) => return Err(Closed),
+            }
+        }
+        let overflow = self
+            .overflow
+            .get_or_insert_with(|| (tokio::time::Instant::now(), 0));
+        overflow.1 = overflow.1.saturating_add(1);
+        if overflow.1 == 1 {
+            tracing::warn!(
+                max_backlog = self.max_backlog,
+                "pub/sub reader is behind; dropping messages"
+            );
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 enum Lost {
@@ -451,12 +609,17 @@ enum Lost {
 }
 
 impl Worker {
-    async fn run(self, mut conn: Conn, mut push_rx: mpsc::UnboundedReceiver<PushInfo>) {
+    async fn run(
+        self,
+        mut conn: Conn,
+        mut push_rx: mpsc::UnboundedReceiver<PushInfo>,
+        mut outbox: Outbox,
+    ) {
         // Connections in a row that were lost before they had been up for `backoff.max()`.
         let mut short_lived = 0u32;
         let mut connected_at = tokio::time::Instant::now();
         loop {
-            let reason = match self.listen(&mut conn, &mut push_rx).await {
+            let reason = match self.listen(&mut conn, &mut push_rx, &mut outbox).await {
                 Lost::Stop => return,
                 Lost::Reason(reason) => reason,
             };
@@ -496,36 +659,40 @@ impl Worker {
             };
             connected_at = tokio::time::Instant::now();
             let gap = Gap {
+                kind: GapKind::Reconnect,
                 reason,
                 duration: lost_at.elapsed(),
                 attempts,
+                dropped: 0,
             };
             tracing::info!(%gap, "pub/sub resubscribed");
-            if self.send(Raw::Gap(gap)).await.is_err() {
+            if outbox.gap(gap).is_err() {
                 return;
             }
         }
     }
 
-    async fn send(&self, raw: Raw) -> Result<(), ()> {
-        tokio::select! {
-            () = self.cancel.cancelled() => Err(()),
-            sent = self.tx.send(raw) => sent.map_err(drop),
-        }
-    }
-
-    /// Forwards messages until the connection is lost or the subscription is dropped.
+    /// Forwards messages until the connection is lost or the subscription is dropped. It never
+    /// waits for the reader, so the connection's push queue is drained as fast as it fills.
     async fn listen(
         &self,
         conn: &mut Conn,
         push_rx: &mut mpsc::UnboundedReceiver<PushInfo>,
+        outbox: &mut Outbox,
     ) -> Lost {
         let mut ticker = tokio::time::interval(self.health_check);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
+            let pending = outbox.has_pending();
             tokio::select! {
                 () = self.cancel.cancelled() => return Lost::Stop,
+                // Room for a gap that is waiting: deliver it even when no message comes.
+                room = async { outbox.tx.reserve().await.map(drop) }, if pending => {
+                    if room.is_err() || outbox.flush().is_err() {
+                        return Lost::Stop;
+                    }
+                }
                 push = push_rx.recv() => {
                     let Some(push) = push else {
                         return Lost::Reason("push channel closed".into());
@@ -536,11 +703,13 @@ impl Worker {
                                 // The cluster client reconnects and resubscribes by itself; say
                                 // that messages may have been lost on the way.
                                 let gap = Gap {
+                                    kind: GapKind::Reconnect,
                                     reason: "a cluster node connection was lost".into(),
                                     duration: Duration::ZERO,
                                     attempts: 1,
+                                    dropped: 0,
                                 };
-                                if self.send(Raw::Gap(gap)).await.is_err() {
+                                if outbox.gap(gap).is_err() {
                                     return Lost::Stop;
                                 }
                                 continue;
@@ -549,7 +718,7 @@ impl Worker {
                         }
                         kind => {
                             if let Some(raw) = to_raw(&kind, push.data)
-                                && self.send(raw).await.is_err()
+                                && outbox.message(raw).is_err()
                             {
                                 return Lost::Stop;
                             }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use redis_messaging::{Error, Event, Gap, Message, Publisher, Subscriber, Subscription};
+use redis_messaging::{
+    DEFAULT_MAX_BACKLOG, Error, Event, Gap, GapKind, Message, Publisher, Subscriber, Subscription,
+};
 use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +173,8 @@ async fn subscription_survives_client_kill_and_reports_a_gap() {
     let gap = next_gap(&mut sub).await;
     assert!(gap.attempts >= 1);
     assert!(gap.reason.contains("closed"), "{gap}");
+    assert_eq!(gap.kind, GapKind::Reconnect, "{gap}");
+    assert_eq!(gap.dropped, 0, "{gap}");
 
     // Resubscribed to both the channel and the pattern.
     let after = Price {
@@ -343,4 +347,85 @@ async fn a_connection_killed_again_and_again_gets_backoff_not_a_reconnect_storm(
         }
     }
     assert!(gaps >= 1, "no gap reported");
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_keeps_at_most_max_backlog_and_sees_an_overflow_gap() {
+    const BOUND: usize = 100;
+    const BURST: u64 = 1_000;
+    let ctx = TestContext::new().await;
+    let p = ctx.prefix();
+    let channel = format!("{p}:burst");
+    let publisher = Publisher::new(ctx.redis().clone());
+    let mut sub = Subscriber::builder(ctx.redis().clone())
+        .channel(&channel)
+        .max_backlog(BOUND)
+        .subscribe::<u64>()
+        .await
+        .unwrap();
+    // Wait for the subscription, then skip everything up to a marker published once.
+    wait_until("a subscriber on the channel", DEADLINE, || async {
+        publisher.publish(&channel, &u64::MAX).await.unwrap() >= 1
+    })
+    .await;
+    publisher.publish(&channel, &(u64::MAX - 1)).await.unwrap();
+    loop {
+        match next_event(&mut sub).await {
+            Event::Message(m) if m.payload == u64::MAX - 1 => break,
+            Event::Message(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(sub.backlog(), 0);
+    assert_eq!(sub.dropped(), 0);
+
+    // Ten times the bound while nobody reads: every message is either waiting or dropped, and
+    // no more than the bound ever waits.
+    for i in 0..BURST {
+        assert_eq!(publisher.publish(&channel, &i).await.unwrap(), 1);
+        assert!(sub.backlog() <= BOUND, "backlog {}", sub.backlog());
+    }
+    wait_until("every message of the burst handled", DEADLINE, || async {
+        assert!(sub.backlog() <= BOUND, "backlog {}", sub.backlog());
+        sub.backlog() as u64 + sub.dropped() == BURST
+    })
+    .await;
+    assert_eq!(sub.backlog(), BOUND);
+    assert_eq!(sub.dropped(), BURST - BOUND as u64);
+
+    // The reader gets the first BOUND messages in order, then a gap that counts the rest.
+    for i in 0..BOUND as u64 {
+        assert_eq!(next_message(&mut sub).await.payload, i);
+    }
+    match next_event(&mut sub).await {
+        Event::Gap(gap) => {
+            assert_eq!(gap.kind, GapKind::Overflow, "{gap}");
+            assert_eq!(gap.dropped, BURST - BOUND as u64, "{gap}");
+            assert_eq!(gap.attempts, 0, "{gap}");
+        }
+        other => panic!("expected an overflow gap, got {other:?}"),
+    }
+
+    // Later messages arrive normally again.
+    for i in 0..3u64 {
+        assert_eq!(publisher.publish(&channel, &(BURST + i)).await.unwrap(), 1);
+    }
+    for i in 0..3u64 {
+        assert_eq!(next_message(&mut sub).await.payload, BURST + i);
+    }
+    assert_eq!(sub.dropped(), BURST - BOUND as u64);
+    assert_eq!(sub.backlog(), 0);
+}
+
+#[tokio::test]
+async fn max_backlog_defaults_and_zero_is_rejected() {
+    assert_eq!(DEFAULT_MAX_BACKLOG, 10_000);
+    let ctx = TestContext::new().await;
+    let err = Subscriber::builder(ctx.redis().clone())
+        .channel("c")
+        .max_backlog(0)
+        .subscribe::<u64>()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
 }
