@@ -19,7 +19,7 @@ pub use consumer::{
     dead_letter_key, read_dead_letters, remove_idle_consumers,
 };
 pub use error::{Error, Result};
-pub use idempotency::Idempotency;
+pub use idempotency::{Claim, Idempotency, Lease};
 pub use producer::{PAYLOAD_FIELD, Producer, ProducerBuilder, Retention};
 pub use pubsub::{
     DEFAULT_MAX_BACKLOG, Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder,
