@@ -126,8 +126,10 @@ pub struct PoolConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections are replaced after this long. Defaults to 30 min.
     pub max_lifetime: Option<Duration>,
-    /// PING a connection before handing it out. Defaults to `true`: dedicated connections are held
-    /// for long operations, where one PING is cheap insurance against a dead socket.
+    /// Check a connection before handing it out (`UNWATCH` + `PING`, one round trip). Defaults to
+    /// `true`: dedicated connections are held for long operations, where one round trip is cheap
+    /// insurance against a dead socket, and it also clears keys a previous holder `WATCH`ed and
+    /// replaces a connection left inside `MULTI`.
     pub test_on_check_out: bool,
     /// Reply time-out on dedicated connections. Defaults to none, since blocking reads
     /// (`XREADGROUP BLOCK`, `BLPOP`) wait on purpose; bound them with the command's own timeout.

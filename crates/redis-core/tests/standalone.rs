@@ -200,6 +200,56 @@ async fn a_dedicated_connection_dropped_mid_command_is_not_reused() {
 }
 
 #[tokio::test]
+async fn a_checked_out_connection_carries_no_watch_or_multi_state_of_its_previous_holder() {
+    let ctx = TestContext::new().await;
+    let config = Config::builder()
+        .url(ctx.url())
+        .pool_max_size(1)
+        .build()
+        .unwrap();
+    let redis = Redis::connect(&config).await.unwrap();
+    let key = ctx.keyspace().key("watched").unwrap();
+
+    // A holder WATCHes a key and goes away without EXEC; someone else then changes the key.
+    let mut conn = redis.dedicated().await.unwrap();
+    let _: () = redis::cmd("WATCH")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let _: () = redis
+        .query(redis::cmd("SET").arg(&key).arg("changed"))
+        .await
+        .unwrap();
+    // The next holder's transaction must not be aborted by the stale WATCH.
+    let mut conn = redis.dedicated().await.unwrap();
+    let (value,): (String,) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(&key)
+        .arg("mine")
+        .ignore()
+        .cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("EXEC ran: no WATCH was inherited");
+    assert_eq!(value, "mine");
+
+    // A holder leaves the connection inside MULTI: the next holder's commands must run, not queue.
+    let _: () = redis::cmd("MULTI").query_async(&mut conn).await.unwrap();
+    drop(conn);
+    let mut conn = redis.dedicated().await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, "mine");
+}
+
+#[tokio::test]
 async fn wrong_password_is_an_authentication_error() {
     let server = TestServer::builder().password("right").spawn();
     let url = format!("redis://:wrong@127.0.0.1:{}", server.port());

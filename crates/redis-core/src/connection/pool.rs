@@ -94,13 +94,18 @@ impl bb8::ManageConnection for PoolManager {
         })
     }
 
+    /// `UNWATCH` + `PING` in one round trip: a live connection answers `OK`, `PONG`, and keys a
+    /// previous holder watched and never executed on are forgotten. A connection left inside
+    /// `MULTI` (answers `QUEUED`) or in subscriber mode fails the check and is replaced.
     async fn is_valid(&self, conn: &mut Tracked) -> Result<(), RedisError> {
-        let ping = redis::cmd("PING");
-        match conn.conn.req_packed_command(&ping).await? {
-            Value::SimpleString(pong) if pong == "PONG" => Ok(()),
+        let mut check = redis::pipe();
+        check.cmd("UNWATCH").cmd("PING");
+        let replies = conn.conn.req_packed_commands(&check, 0, 2).await?;
+        match replies.as_slice() {
+            [Value::Okay, Value::SimpleString(pong)] if pong == "PONG" => Ok(()),
             other => Err((
                 redis::ErrorKind::UnexpectedReturnType,
-                "unexpected PING reply",
+                "unexpected reply to the checkout check",
                 format!("{other:?}"),
             )
                 .into()),
