@@ -32,10 +32,7 @@ use std::{
 
 use redis_core::{
     Endpoint, Redis,
-    redis::{
-        self, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
-        aio::ConnectionLike,
-    },
+    redis::{self, ConnectionAddr, ConnectionInfo, PushInfo, PushKind, Value, aio::ConnectionLike},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -539,18 +536,7 @@ async fn track_node(
     prefix: &str,
     push_tx: mpsc::UnboundedSender<PushInfo>,
 ) -> redis_core::Result<redis::aio::MultiplexedConnection> {
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(settings))?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_push_sender(push_tx)
-        .set_connection_timeout(Some(IO_TIMEOUT))
-        .set_response_timeout(Some(IO_TIMEOUT));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let mut conn = redis_core::connect_with_pushes(&info, push_tx, IO_TIMEOUT).await?;
     conn.req_packed_command(redis::cmd("CLIENT").arg("SETNAME").arg(CLIENT_NAME))
         .await?
         .extract_error()?;

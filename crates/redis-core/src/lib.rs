@@ -16,7 +16,7 @@ mod time;
 
 pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
-pub use connection::{Backend, DedicatedConnection, Endpoint, Redis};
+pub use connection::{Backend, DedicatedConnection, Endpoint, Redis, connect_with_pushes};
 pub use error::{BoxError, Error, KeyError, Result};
 pub use keys::{Key, KeySpace};
 /// The redis-rs crate this workspace is built on, re-exported so users never juggle two versions.

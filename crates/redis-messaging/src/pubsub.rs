@@ -459,19 +459,12 @@ async fn connect(redis: &Redis, plan: &Plan, push_tx: PushTx) -> Result<Conn> {
                     "sharded channels need a Redis Cluster endpoint",
                 ));
             }
-            let info = client.get_connection_info().clone();
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            let client = redis::Client::open(info.set_redis_settings(settings))?;
-            let config = redis::AsyncConnectionConfig::new()
-                .set_push_sender(push_tx)
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(Duration::from_secs(5)));
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
+            let mut conn = redis_core::connect_with_pushes(
+                client.get_connection_info(),
+                push_tx,
+                Duration::from_secs(5),
+            )
+            .await?;
             if !plan.channels.is_empty() {
                 conn.subscribe(&plan.channels).await?;
             }

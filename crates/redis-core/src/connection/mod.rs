@@ -100,6 +100,33 @@ pub enum Endpoint {
     },
 }
 
+/// Opens a RESP3 connection of one's own to the server `info` names (credentials, db and TLS
+/// included), whose server pushes (pub/sub messages, client-tracking invalidations) go to
+/// `pushes`. `timeout` bounds connecting and each reply. For one node of a cluster, pass that
+/// node's [`redis::ConnectionInfo`]; for the current master, the one of [`Endpoint::Single`]'s
+/// client.
+///
+/// # Errors
+/// Connection and authentication failures, converted into [`crate::Error`].
+pub async fn connect_with_pushes(
+    info: &redis::ConnectionInfo,
+    pushes: impl redis::aio::AsyncPushSender,
+    timeout: std::time::Duration,
+) -> Result<redis::aio::MultiplexedConnection> {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.clone().set_redis_settings(settings))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_push_sender(pushes)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
 /// The handle every pattern takes: a shared multiplexed connection plus a pool of dedicated ones.
 ///
 /// Clone it freely; clones share everything. It implements [`ConnectionLike`], so redis-rs
