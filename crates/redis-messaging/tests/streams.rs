@@ -39,6 +39,61 @@ async fn pending(ctx: &TestContext, stream: &redis_core::Key, group: &str) -> i6
     }
 }
 
+/// Creates group `g` on `stream` (MKSTREAM), adds one entry per payload (field `p`) and lets
+/// `consumer` read them all without acknowledging, as a consumer that then died would. Returns
+/// the entry ids in order.
+async fn pending_with(
+    redis: &redis_core::Redis,
+    stream: &redis_core::Key,
+    consumer: &str,
+    payloads: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let _: String = redis
+        .query(
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM"),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for payload in payloads {
+        let id: String = redis
+            .query(
+                redis::cmd("XADD")
+                    .arg(stream)
+                    .arg("*")
+                    .arg("p")
+                    .arg(payload),
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let _: redis::Value = redis
+        .query(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(ids.len())
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(">"),
+        )
+        .await
+        .unwrap();
+    ids
+}
+
+fn orders(range: std::ops::Range<u64>) -> impl Iterator<Item = String> {
+    range.map(|n| format!(r#"{{"n":{n}}}"#))
+}
+
 #[tokio::test]
 async fn producer_trims_by_length_and_by_age() {
     let ctx = TestContext::new().await;
@@ -317,45 +372,7 @@ async fn a_stalled_entry_behind_many_fresh_pending_ones_is_claimed_in_one_pass()
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("backlog").unwrap();
     let redis = ctx.redis();
-    let _: String = redis
-        .query(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for n in 0..55 {
-        let id: String = redis
-            .query(
-                redis::cmd("XADD")
-                    .arg(&stream)
-                    .arg("*")
-                    .arg("p")
-                    .arg(format!(r#"{{"n":{n}}}"#)),
-            )
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    let _: redis::Value = redis
-        .query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("g")
-                .arg("busy")
-                .arg("COUNT")
-                .arg(55)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await
-        .unwrap();
+    let ids = pending_with(redis, &stream, "busy", orders(0..55)).await;
     // The first 50 pending ids are fresh (being worked on); the last 5, behind them in the
     // pending list, have been idle for an hour (their consumer died).
     let _: redis::Value = redis
@@ -434,36 +451,8 @@ async fn consumers_with_pending_entries_are_never_removed() {
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("jobs").unwrap();
     let redis = ctx.redis();
-    let _: String = redis
-        .query(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await
-        .unwrap();
-    let _: String = redis
-        .query(redis::cmd("XADD").arg(&stream).arg("*").arg("p").arg("1"))
-        .await
-        .unwrap();
     // "busy" reads the entry and never acknowledges it; "idle" reads nothing.
-    let _: redis::Value = redis
-        .query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("g")
-                .arg("busy")
-                .arg("COUNT")
-                .arg(1)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await
-        .unwrap();
+    pending_with(redis, &stream, "busy", ["1".to_owned()]).await;
     let _: i64 = redis
         .query(
             redis::cmd("XGROUP")
@@ -588,40 +577,10 @@ async fn an_entry_whose_consumers_keep_dying_is_dead_lettered_by_the_claim() {
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("crashy").unwrap();
     let redis = ctx.redis();
-    let _: String = redis
-        .query(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await
-        .unwrap();
-    let id: String = redis
-        .query(
-            redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("p")
-                .arg(r#"{"n":5}"#),
-        )
-        .await
-        .unwrap();
     // Two deliveries that never finished (their consumers "crashed"): read, then claimed again.
-    let _: redis::Value = redis
-        .query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("g")
-                .arg("dead1")
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
+    let id = pending_with(redis, &stream, "dead1", orders(5..6))
         .await
-        .unwrap();
+        .remove(0);
     let _: redis::Value = redis
         .query(
             redis::cmd("XCLAIM")
@@ -719,45 +678,9 @@ async fn a_pending_entry_deleted_from_the_stream_is_dropped_by_the_claim() {
     let ctx = TestContext::new().await;
     let stream = ctx.keyspace().key("trimmed").unwrap();
     let redis = ctx.redis();
-    let _: String = redis
-        .query(
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM"),
-        )
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let id: String = redis
-            .query(
-                redis::cmd("XADD")
-                    .arg(&stream)
-                    .arg("*")
-                    .arg("p")
-                    .arg(format!(r#"{{"n":{n}}}"#)),
-            )
-            .await
-            .unwrap();
-        ids.push(id);
-    }
     // A consumer took all three and died; then the first and the last were deleted (trimmed,
     // XDEL) while still pending.
-    let _: redis::Value = redis
-        .query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("g")
-                .arg("dead")
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">"),
-        )
-        .await
-        .unwrap();
+    let ids = pending_with(redis, &stream, "dead", orders(0..3)).await;
     let deleted: i64 = redis
         .query(redis::cmd("XDEL").arg(&stream).arg(&ids[0]).arg(&ids[2]))
         .await
