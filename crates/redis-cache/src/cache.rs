@@ -124,7 +124,9 @@ struct Lease {
 
 impl Lease {
     async fn release(mut self) {
-        release(&self.redis, &self.key, &self.token).await;
+        if let Err(e) = release(&self.redis, &self.key, &self.token).await {
+            tracing::debug!(key = %self.key, error = %e, "could not release refresh lease");
+        }
         self.armed = false;
     }
 }
@@ -135,28 +137,20 @@ impl Drop for Lease {
             return;
         }
         // Outside a runtime (or while it shuts down) the lease simply expires.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (redis, key, token) = (
-                self.redis.clone(),
-                self.key.clone(),
-                std::mem::take(&mut self.token),
-            );
-            runtime.spawn(async move { release(&redis, &key, &token).await });
-        }
+        let (redis, key, token) = (
+            self.redis.clone(),
+            self.key.clone(),
+            std::mem::take(&mut self.token),
+        );
+        redis_core::release_in_background(self.key.as_str(), async move {
+            release(&redis, &key, &token).await
+        });
     }
 }
 
-/// Releases a refresh lease if `token` still holds it; failures are logged (the lease expires).
-async fn release(redis: &Redis, lease_key: &Key, token: &str) {
-    let released = RELEASE
-        .call()
-        .key(lease_key)
-        .arg(token)
-        .invoke::<i64>(redis)
-        .await;
-    if let Err(e) = released {
-        tracing::debug!(key = %lease_key, error = %e, "could not release refresh lease");
-    }
+/// Releases a refresh lease if `token` still holds it (1 when it did).
+async fn release(redis: &Redis, lease_key: &Key, token: &str) -> redis_core::Result<i64> {
+    RELEASE.call().key(lease_key).arg(token).invoke(redis).await
 }
 
 impl Cache<Json> {

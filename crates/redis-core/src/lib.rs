@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod background;
 pub mod codec;
 pub mod config;
 mod connection;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod script;
 mod time;
 
+pub use background::release_in_background;
 pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
 pub use connection::{Backend, DedicatedConnection, Endpoint, Redis, connect_with_pushes};

@@ -4,6 +4,7 @@
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
+use redis_core::release_in_background;
 use tokio::{sync::watch, task::AbortHandle, time::Instant};
 
 use crate::{
@@ -283,26 +284,6 @@ impl Drop for LockGuard {
         release_in_background(&resource, async move {
             shared.lease.release(&shared.token).await
         });
-    }
-}
-
-/// Spawns `release` on the current Tokio runtime, if any; without one the lease simply expires.
-fn release_in_background<F>(resource: &str, release: F)
-where
-    F: Future<Output = Result<bool>> + Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            let resource = resource.to_owned();
-            runtime.spawn(async move {
-                if let Err(e) = release.await {
-                    tracing::debug!(%resource, error = %e, "background release failed; the lease will expire");
-                }
-            });
-        }
-        Err(_) => {
-            tracing::debug!(%resource, "lease dropped outside a runtime; it will expire");
-        }
     }
 }
 

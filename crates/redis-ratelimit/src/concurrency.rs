@@ -307,18 +307,17 @@ impl Drop for Permit {
         if self.released {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let redis = self.redis.clone();
         let key = self.key.clone();
         let id = std::mem::take(&mut self.id);
-        runtime.spawn(async move {
-            let released: redis_core::Result<i64> =
-                RELEASE.call().key(&key).arg(0).arg(&id).invoke(&redis).await;
-            if let Err(e) = released {
-                tracing::debug!(error = %e, %key, "permit release on drop failed; the lease will run out");
-            }
+        redis_core::release_in_background(self.key.as_str(), async move {
+            RELEASE
+                .call()
+                .key(&key)
+                .arg(0)
+                .arg(&id)
+                .invoke::<i64>(&redis)
+                .await
         });
     }
 }
