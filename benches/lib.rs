@@ -12,6 +12,7 @@ struct ReadmeDoctests;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use redis_test_support::TestServer;
 use tokio::runtime::Runtime;
 
@@ -79,3 +80,44 @@ where
 
 /// The concurrency levels every bench reports.
 pub const CONCURRENCY: [usize; 2] = [1, 50];
+
+/// A criterion group named `<name>/<tasks>-tasks` that reports operations per second.
+pub fn concurrent_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    tasks: usize,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(format!("{name}/{tasks}-tasks"));
+    group.throughput(Throughput::Elements(1));
+    group
+}
+
+/// One row of a group: `op` run from `tasks` concurrent tasks (see [`run_concurrent`]). Each call
+/// gets its own clone of `state` (a connection, a key, a limiter) and its index.
+///
+/// ```ignore
+/// bench_concurrent(&mut group, &rt, "raw-redis-rs", tasks, (raw.clone(), key.clone()),
+///     |(mut raw, key), _| async move {
+///         let _: String = redis::cmd("GET").arg(&key).query_async(&mut raw).await.unwrap();
+///     });
+/// ```
+pub fn bench_concurrent<S, F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    tasks: usize,
+    state: S,
+    op: F,
+) where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let state = state.clone();
+            let op = op.clone();
+            run_concurrent(rt, tasks, iters, move |i| op(state.clone(), i))
+        })
+    });
+}

@@ -3,9 +3,11 @@
 //!
 //! Run: `cargo xtask bench -- core` (or `cargo bench -p redis-patterns-benches --bench core`).
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis, Script};
-use redis_patterns_benches::{BenchServer, CONCURRENCY, run_concurrent, runtime};
+use redis_patterns_benches::{
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+};
 
 static GET_SCRIPT: Script = Script::new("bench_get", "return redis.call('GET', KEYS[1])");
 
@@ -31,88 +33,54 @@ fn core(c: &mut Criterion) {
     let raw_script = redis::Script::new(GET_SCRIPT.source());
 
     for tasks in CONCURRENCY {
-        let mut group = c.benchmark_group(format!("core/get/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let key = key.clone();
-            group.bench_function("raw-redis-rs", |b| {
-                b.iter_custom(|iters| {
-                    let raw = raw.clone();
-                    let key = key.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let mut raw = raw.clone();
-                        let key = key.clone();
-                        async move {
-                            let _: String = redis::cmd("GET")
-                                .arg(&key)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let redis = redis.clone();
-            let key = key.clone();
-            group.bench_function("redis-core", |b| {
-                b.iter_custom(|iters| {
-                    let redis = redis.clone();
-                    let key = key.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let redis = redis.clone();
-                        let key = key.clone();
-                        async move {
-                            let _: String = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "core/get", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-redis-rs",
+            tasks,
+            (raw.clone(), key.clone()),
+            |(mut raw, key), _| async move {
+                let _: String = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-core",
+            tasks,
+            (redis.clone(), key.clone()),
+            |(redis, key), _| async move {
+                let _: String = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
+            },
+        );
         group.finish();
 
-        let mut group = c.benchmark_group(format!("core/evalsha/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let key = key.clone();
-            let script = raw_script.clone();
-            group.bench_function("raw-redis-rs", |b| {
-                b.iter_custom(|iters| {
-                    let raw = raw.clone();
-                    let key = key.clone();
-                    let script = script.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let mut raw = raw.clone();
-                        let key = key.clone();
-                        let script = script.clone();
-                        async move {
-                            let _: String = script.key(&key).invoke_async(&mut raw).await.unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let redis = redis.clone();
-            let key = key.clone();
-            group.bench_function("redis-core", |b| {
-                b.iter_custom(|iters| {
-                    let redis = redis.clone();
-                    let key = key.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let redis = redis.clone();
-                        let key = key.clone();
-                        async move {
-                            let _: String =
-                                GET_SCRIPT.call().key(&key).invoke(&redis).await.unwrap();
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "core/evalsha", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-redis-rs",
+            tasks,
+            (raw.clone(), key.clone(), raw_script.clone()),
+            |(mut raw, key, script), _| async move {
+                let _: String = script.key(&key).invoke_async(&mut raw).await.unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-core",
+            tasks,
+            (redis.clone(), key.clone()),
+            |(redis, key), _| async move {
+                let _: String = GET_SCRIPT.call().key(&key).invoke(&redis).await.unwrap();
+            },
+        );
         group.finish();
     }
 }

@@ -159,6 +159,70 @@ impl Error {
     }
 }
 
+/// The questions every error of the workspace answers, written once.
+///
+/// Pattern crates wrap core's [`enum@Error`] in their own `Error`; they implement the one required
+/// method, [`core_error`](Self::core_error), and override a predicate only where one of their own
+/// variants answers differently (a lock's `NoQuorum` is retryable, say).
+///
+/// ```
+/// use redis_core::{Error, ErrorPredicates};
+///
+/// #[derive(Debug)]
+/// enum MyError {
+///     Core(Error),
+///     Rejected,
+/// }
+///
+/// impl ErrorPredicates for MyError {
+///     fn core_error(&self) -> Option<&Error> {
+///         match self {
+///             Self::Core(e) => Some(e),
+///             Self::Rejected => None,
+///         }
+///     }
+/// }
+///
+/// let timeout = MyError::Core(Error::Timeout(std::time::Duration::from_secs(1)));
+/// assert!(timeout.is_timeout() && timeout.is_retryable());
+/// assert!(!MyError::Rejected.is_retryable());
+/// ```
+pub trait ErrorPredicates {
+    /// The core error this error wraps, if any.
+    fn core_error(&self) -> Option<&Error>;
+
+    /// True for time-outs: a pool checkout, an operation deadline, or a socket time-out.
+    fn is_timeout(&self) -> bool {
+        self.core_error().is_some_and(Error::is_timeout)
+    }
+
+    /// True when the connection to the server failed or was lost.
+    fn is_connection_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_connection_error)
+    }
+
+    /// True when trying the same operation again later may succeed.
+    fn is_retryable(&self) -> bool {
+        self.core_error().is_some_and(Error::is_retryable)
+    }
+
+    /// True when the server rejected the credentials.
+    fn is_auth_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_auth_error)
+    }
+
+    /// True when a payload could not be decoded (corrupt or written by something else).
+    fn is_decode_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_decode_error)
+    }
+}
+
+impl ErrorPredicates for Error {
+    fn core_error(&self) -> Option<&Error> {
+        Some(self)
+    }
+}
+
 /// True when a redis-rs error means the connection is gone or could not be made.
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error()

@@ -7,6 +7,7 @@
 )]
 
 mod background;
+mod backoff;
 pub mod codec;
 pub mod config;
 mod connection;
@@ -14,14 +15,20 @@ pub mod error;
 pub mod keys;
 pub mod script;
 mod time;
+mod token;
 
 pub use background::release_in_background;
+pub use backoff::Backoff;
 pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
-pub use connection::{Backend, DedicatedConnection, Endpoint, Redis, connect_with_pushes};
-pub use error::{BoxError, Error, KeyError, Result};
+pub use connection::{
+    Backend, DedicatedConnection, Endpoint, NodeAddr, Redis, cluster_masters, connect_with_pushes,
+    parse_cluster_masters,
+};
+pub use error::{BoxError, Error, ErrorPredicates, KeyError, Result};
 pub use keys::{Key, KeySpace};
 /// The redis-rs crate this workspace is built on, re-exported so users never juggle two versions.
 pub use redis;
 pub use script::{Script, ScriptCall};
-pub use time::server_time;
+pub use time::{duration_millis, server_time};
+pub use token::random_token;

@@ -35,12 +35,26 @@ use crate::{
     keys::slot,
 };
 
-/// A named Lua script. `const`-constructible, so it can live in a `static`; the SHA1 is computed
-/// once, on first use.
+/// Lua helpers `now_us()` and `now_ms()`: the server's clock (`TIME`) in microseconds or whole
+/// milliseconds since the Unix epoch. Prepend it with [`Script::with_preludes`] to every script that
+/// reads the time, instead of repeating the `TIME` lines.
+///
+/// ```
+/// use redis_core::{Script, script::SERVER_CLOCK};
+///
+/// static DEADLINE: Script = Script::new("deadline", "return now_ms() + tonumber(ARGV[1])")
+///     .with_preludes(&[SERVER_CLOCK]);
+/// assert!(DEADLINE.source().starts_with(SERVER_CLOCK));
+/// ```
+pub const SERVER_CLOCK: &str = include_str!("scripts/server_clock.lua");
+
+/// A named Lua script. `const`-constructible, so it can live in a `static`; the full source and
+/// the SHA1 are computed once, on first use.
 pub struct Script {
     name: &'static str,
-    source: &'static str,
-    compiled: OnceLock<redis::Script>,
+    preludes: &'static [&'static str],
+    body: &'static str,
+    compiled: OnceLock<(String, redis::Script)>,
 }
 
 impl std::fmt::Debug for Script {
@@ -54,9 +68,18 @@ impl Script {
     pub const fn new(name: &'static str, source: &'static str) -> Self {
         Self {
             name,
-            source,
+            preludes: &[],
+            body: source,
             compiled: OnceLock::new(),
         }
+    }
+
+    /// Puts shared Lua (helper functions, constants) before the script's own source, in order:
+    /// [`SERVER_CLOCK`] for the server's time, or a pattern's own helpers.
+    #[must_use]
+    pub const fn with_preludes(mut self, preludes: &'static [&'static str]) -> Self {
+        self.preludes = preludes;
+        self
     }
 
     /// The script's name.
@@ -64,9 +87,14 @@ impl Script {
         self.name
     }
 
-    /// The Lua source.
-    pub fn source(&self) -> &'static str {
-        self.source
+    /// The Lua source sent to the server: the preludes, then the script's own body.
+    pub fn source(&self) -> &str {
+        &self.compiled().0
+    }
+
+    /// The script's own body, without preludes.
+    pub fn body(&self) -> &'static str {
+        self.body
     }
 
     /// The SHA1 the server knows the script by.
@@ -86,8 +114,21 @@ impl Script {
 
     /// The underlying redis-rs script.
     pub fn inner(&self) -> &redis::Script {
-        self.compiled
-            .get_or_init(|| redis::Script::new(self.source))
+        &self.compiled().1
+    }
+
+    fn compiled(&self) -> &(String, redis::Script) {
+        self.compiled.get_or_init(|| {
+            let mut source = String::with_capacity(
+                self.preludes.iter().map(|p| p.len()).sum::<usize>() + self.body.len(),
+            );
+            for prelude in self.preludes {
+                source.push_str(prelude);
+            }
+            source.push_str(self.body);
+            let script = redis::Script::new(&source);
+            (source, script)
+        })
     }
 }
 

@@ -26,6 +26,18 @@ pub async fn server_time<C: ConnectionLike + Send>(conn: &mut C) -> Result<Durat
     parse_time(&secs, &micros)
 }
 
+/// Whole milliseconds of `d`, as Redis takes them (`PX`, `PEXPIRE`, script arguments), saturating
+/// at `u64::MAX` instead of wrapping. Callers validate ranges first; this only never overflows.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(redis_core::duration_millis(Duration::from_micros(2_999)), 2);
+/// assert_eq!(redis_core::duration_millis(Duration::MAX), u64::MAX);
+/// ```
+pub fn duration_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn parse_time(secs: &str, micros: &str) -> Result<Duration> {
     let bad = || Error::UnexpectedReply(format!("TIME returned {secs:?} {micros:?}"));
     let secs: u64 = secs.parse().map_err(|_| bad())?;

@@ -33,6 +33,7 @@ mod pool;
 mod reconnect;
 mod sentinel;
 mod standalone;
+mod topology;
 
 use std::{fmt, sync::Arc};
 
@@ -45,6 +46,7 @@ use crate::{
 };
 
 pub use pool::DedicatedConnection;
+pub use topology::{NodeAddr, cluster_masters, parse_cluster_masters};
 
 /// A deployment that can run commands: one server, a cluster, a Sentinel-managed master, or
 /// anything a user plugs in (a proxy, a test double of their own).

@@ -24,21 +24,22 @@ use redis::{
 
 type Connect = dyn Fn() -> BoxFuture<'static, RedisResult<MultiplexedConnection>> + Send + Sync;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(25);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Pause after a failed reconnect before the next attempt (fail-fast in between).
+const RECONNECT: crate::Backoff =
+    crate::Backoff::clamped(Duration::from_millis(25), Duration::from_secs(1));
 
 pub(crate) struct Reconnecting {
     /// The live connection and its generation.
     current: ArcSwapOption<(u64, MultiplexedConnection)>,
     connect: Box<Connect>,
     /// Held while (re)connecting so a failure triggers one attempt, not one per caller.
-    state: tokio::sync::Mutex<Backoff>,
+    state: tokio::sync::Mutex<Failures>,
     generation: std::sync::atomic::AtomicU64,
     what: String,
 }
 
 #[derive(Default)]
-struct Backoff {
+struct Failures {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<RedisError>,
@@ -54,7 +55,7 @@ impl Reconnecting {
         let this = Self {
             current: ArcSwapOption::empty(),
             connect: Box::new(move || Box::pin(connect())),
-            state: tokio::sync::Mutex::new(Backoff::default()),
+            state: tokio::sync::Mutex::new(Failures::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
             what,
         };
@@ -88,7 +89,7 @@ impl Reconnecting {
                 if backoff.failures > 0 {
                     tracing::info!(target = %self.what, "reconnected");
                 }
-                *backoff = Backoff::default();
+                *backoff = Failures::default();
                 let generation = self
                     .generation
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -99,9 +100,7 @@ impl Reconnecting {
             }
             Err(e) => {
                 backoff.failures = backoff.failures.saturating_add(1);
-                let delay = MIN_BACKOFF
-                    .saturating_mul(1 << backoff.failures.min(10))
-                    .min(MAX_BACKOFF);
+                let delay = RECONNECT.delay(backoff.failures);
                 backoff.retry_at = Some(Instant::now() + delay);
                 backoff.last_error = Some(e.clone());
                 tracing::warn!(target = %self.what, error = %e, retry_in = ?delay, "connection failed");
