@@ -6,11 +6,13 @@
 //! - `bench` — the criterion benches against the same kind of server; extra args go to criterion.
 //! - `demo`  — a guided tour of every pattern crate against a Redis it starts for you.
 //! - `lint`  — `fmt --check`, `clippy -D warnings`, docs with `-D warnings`.
+//! - `tidy`  — the layout rules of docs/architecture.md (also run by `lint` and as a test).
 //! - `ci`    — `lint` then `test`: if it passes locally, CI passes.
 //!
 //! Only `std`: the xtask must build fast on a fresh machine.
 
 mod redis;
+mod tidy;
 
 use std::{
     env,
@@ -26,7 +28,9 @@ commands:
   test    run all tests, doc tests, examples and the demo against a real Redis
   bench   run the criterion benches (args after -- go to criterion, e.g. `-- core`)
   demo    a guided tour of every pattern crate
-  lint    fmt --check, clippy -D warnings, rustdoc -D warnings
+  lint    tidy, fmt --check, clippy -D warnings, rustdoc -D warnings
+  tidy    the layout rules of docs/architecture.md (scripts, error/config files, test
+          helpers, file length, dependencies)
   ci      lint + test
 
 Redis: REDIS_URL when set; else Docker (image redis:7) when an engine answers; else a local
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         "bench" => bench(&passthrough),
         "demo" => demo(),
         "lint" => lint(),
+        "tidy" => tidy::run(&root()),
         "ci" => lint().and_then(|()| test(&passthrough)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -225,6 +230,7 @@ fn demo() -> Result<(), String> {
 }
 
 fn lint() -> Result<(), String> {
+    tidy::run(&root())?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;

@@ -2,18 +2,16 @@
 
 use std::time::Instant;
 
-use redis_core::{Script, redis};
+use redis_core::{Script, redis, script::SERVER_CLOCK};
 
 use crate::Tour;
 
+/// Counts a visit and stamps it with the server's clock (`now_us()` from the core prelude).
 static COUNT_AND_STAMP: Script = Script::new(
     "demo_count_and_stamp",
-    "local n = redis.call('INCR', KEYS[1])
-     local t = redis.call('TIME')
-     redis.call('SET', KEYS[2], t[1] .. '.' .. t[2], 'PX', ARGV[1])
-     redis.call('PEXPIRE', KEYS[1], ARGV[1])
-     return n",
-);
+    include_str!("scripts/count_and_stamp.lua"),
+)
+.with_preludes(&[SERVER_CLOCK]);
 
 pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
     let Tour { redis, keys } = tour;
