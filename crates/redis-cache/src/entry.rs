@@ -126,12 +126,7 @@ fn take(bytes: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Whole milliseconds of `d`, at least 1 (Redis refuses `PX 0`).
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        .map_or(0, redis_core::duration_millis)
 }
 
 /// The TTL actually written: `ttl` shortened by up to `jitter` (a fraction in `[0, 1)`), with

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use redis_core::ErrorPredicates;
+
 /// A loader's error, shared between every caller that waited for the same load.
 pub type LoadError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -10,14 +12,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in `redis-cache`.
 ///
-/// A miss, a negative entry or a fenced-off fill are values, not errors. Ask a predicate
-/// ([`Error::is_retryable`], ...) to decide on a retry.
+/// A miss, a negative entry or a fenced-off fill are values, not errors. Ask a predicate of
+/// [`ErrorPredicates`] ([`is_retryable`](ErrorPredicates::is_retryable), ...) to decide on a
+/// retry. A corrupt cached payload is a miss too, never a decode error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Redis, a key, a codec or the configuration failed (see [`redis_core::Error`]).
     #[error(transparent)]
     Core(#[from] redis_core::Error),
+
+    /// A setting of the cache was rejected by [`CacheBuilder::build`](crate::CacheBuilder::build),
+    /// or an entry's options cannot be stored (too many tags, a tag too long).
+    #[error("invalid cache configuration: {0}")]
+    InvalidConfig(String),
 
     /// The loader failed and no stale value was available to serve instead.
     ///
@@ -31,39 +39,19 @@ pub enum Error {
     Write(#[source] redis_core::BoxError),
 }
 
-impl Error {
-    fn core(&self) -> Option<&redis_core::Error> {
+impl ErrorPredicates for Error {
+    fn core_error(&self) -> Option<&redis_core::Error> {
         match self {
             Self::Core(e) => Some(e),
             _ => None,
         }
     }
+}
 
-    /// True for time-outs talking to Redis.
-    pub fn is_timeout(&self) -> bool {
-        self.core().is_some_and(redis_core::Error::is_timeout)
-    }
-
-    /// True when the connection to Redis failed or was lost.
-    pub fn is_connection_error(&self) -> bool {
-        self.core()
-            .is_some_and(redis_core::Error::is_connection_error)
-    }
-
-    /// True when trying again later may succeed (connection loss, time-outs, failovers).
-    pub fn is_retryable(&self) -> bool {
-        self.core().is_some_and(redis_core::Error::is_retryable)
-    }
-
-    /// True when bytes could not be decoded. The cache itself never returns this for a corrupt
-    /// cached payload (that is a miss); it can come from a value that does not encode back.
-    pub fn is_decode_error(&self) -> bool {
-        self.core().is_some_and(redis_core::Error::is_decode_error)
-    }
-
-    /// True when Redis rejected the credentials.
-    pub fn is_auth_error(&self) -> bool {
-        self.core().is_some_and(redis_core::Error::is_auth_error)
+impl Error {
+    /// Builds an [`Error::InvalidConfig`].
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::InvalidConfig(message.into())
     }
 
     /// True when the loader failed.

@@ -8,16 +8,18 @@
 
 mod cache;
 mod config;
+mod engine;
 mod entry;
 mod error;
 mod flight;
+mod lease;
 mod near;
+mod scripts;
 
-pub use cache::Cache;
-pub use config::{CacheBuilder, EntryOptions, FailurePolicy, RandomSource, WriteMode};
+pub use cache::{Cache, CacheBuilder};
+pub use config::{EntryOptions, FailurePolicy, NearCacheConfig, RandomSource, WriteMode};
 pub use entry::{jittered_ttl, xfetch_due};
 pub use error::{Error, LoadError, Result};
-pub use near::{NearCacheConfig, NearCacheStats};
-/// Codecs, re-exported from `redis-core`.
-pub use redis_core::codec;
-pub use redis_core::{Codec, KeySpace, Redis};
+pub use near::NearCacheStats;
+pub use redis_core;
+pub use redis_core::ErrorPredicates;

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use redis_cache::{Cache, FailurePolicy};
+use redis_cache::{Cache, ErrorPredicates, FailurePolicy};
 use redis_test_support::{TestContext, wait_until};
 
 #[tokio::test]
