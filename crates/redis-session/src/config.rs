@@ -1,175 +1,124 @@
-//! Building a [`SessionStore`].
+//! The store's settings: timeouts and the digest secret, validated by
+//! [`SessionStoreBuilder::build`](crate::SessionStoreBuilder::build).
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
-use redis_core::{Codec, KeySpace, Redis, codec::Json};
+use redis_core::duration_millis;
 
 use crate::{
     error::{Error, Result},
     id::Hasher,
-    store::SessionStore,
 };
 
 /// Shortest accepted HMAC secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Builds a [`SessionStore`]. Every setter states its default; [`build`](Self::build) validates.
-///
-/// ```
-/// use std::time::Duration;
-/// use redis_session::SessionStore;
-/// use redis_core::KeySpace;
-///
-/// # async fn demo(redis: redis_core::Redis) -> redis_session::Result<()> {
-/// let store = SessionStore::builder(redis, &KeySpace::new("myapp")?)
-///     .idle_timeout(Duration::from_secs(15 * 60))
-///     .absolute_timeout(Duration::from_secs(8 * 3600))
-///     .touch_interval(Duration::from_secs(60))
-///     .secret(std::env::var("SESSION_SECRET").unwrap_or_default().into_bytes())
-///     .build()?;
-/// # Ok(()) }
-/// ```
-#[must_use]
-pub struct SessionStoreBuilder<C: Codec = Json> {
-    redis: Redis,
-    keys: KeySpace,
-    codec: C,
-    idle: Duration,
-    absolute: Duration,
-    touch_interval: Duration,
-    secret: Option<Vec<u8>>,
+/// The timeouts of a store, in milliseconds, as the scripts take them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Idle (inactivity) timeout.
+    pub(crate) idle: u64,
+    /// Absolute timeout, counted from creation.
+    pub(crate) absolute: u64,
+    /// Shortest time between two recorded accesses.
+    pub(crate) touch: u64,
 }
 
-impl<C: Codec> fmt::Debug for SessionStoreBuilder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionStoreBuilder")
-            .field("keys", &self.keys)
-            .field("codec", &self.codec)
-            .field("idle", &self.idle)
-            .field("absolute", &self.absolute)
-            .field("touch_interval", &self.touch_interval)
-            .field("secret", &self.secret.as_ref().map(|_| "<secret>"))
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionStoreBuilder<Json> {
-    pub(crate) fn new(redis: Redis, keys: &KeySpace) -> Self {
-        Self {
-            redis,
-            keys: keys.clone(),
-            codec: Json,
-            idle: Duration::from_secs(30 * 60),
-            absolute: Duration::from_secs(8 * 3600),
-            touch_interval: Duration::from_secs(60),
-            secret: None,
-        }
-    }
-}
-
-impl<C: Codec> SessionStoreBuilder<C> {
-    /// Sets the codec of field values. Defaults to [`Json`] (readable in `redis-cli`); `MsgPack`
-    /// with the `msgpack` feature.
-    pub fn codec<C2: Codec>(self, codec: C2) -> SessionStoreBuilder<C2> {
-        SessionStoreBuilder {
-            redis: self.redis,
-            keys: self.keys,
-            codec,
-            idle: self.idle,
-            absolute: self.absolute,
-            touch_interval: self.touch_interval,
-            secret: self.secret,
-        }
-    }
-
-    /// Sets the idle (inactivity) timeout: a session not accessed for this long is gone.
-    /// Defaults to 30 minutes. Must be at least 1 ms and at most the absolute timeout.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = idle;
-        self
-    }
-
-    /// Sets the absolute timeout: a session is gone this long after it was created, however
-    /// active it is. Defaults to 8 hours. Must be at least 1 ms.
-    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
-        self.absolute = absolute;
-        self
-    }
-
-    /// Sets how often a read records an access: a load within this long of the last recorded one
-    /// writes nothing, so the idle deadline moves at most once per interval and the effective
-    /// idle timeout lies between `idle - interval` and `idle`. Defaults to 60 seconds. Must be
-    /// shorter than the idle timeout; zero records every access.
-    pub fn touch_interval(mut self, interval: Duration) -> Self {
-        self.touch_interval = interval;
-        self
-    }
-
-    /// Keys the id digests with HMAC-SHA-256 and this secret (at least 32 bytes), so that even
-    /// someone who can read Redis and guess ids cannot check them offline. Defaults to none:
-    /// plain SHA-256, which already keeps usable ids out of Redis. Changing the secret ends
-    /// every session.
-    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(secret.into());
-        self
-    }
-
-    /// Validates the settings and finishes the store. Nothing is sent to Redis.
+impl Timeouts {
+    /// Checks the timeouts against each other.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a zero or out-of-order timeout or a short secret;
-    /// [`Error::Core`] when the key space cannot take the `session` pattern.
-    pub fn build(self) -> Result<SessionStore<C>> {
-        if self.idle.as_millis() == 0 {
-            return Err(Error::InvalidConfig("idle timeout is below 1 ms".into()));
+    /// [`Error::InvalidConfig`] for a timeout below 1 ms, an idle timeout above the absolute one,
+    /// a touch interval not shorter than the idle timeout, or an absolute timeout beyond what the
+    /// scripts' arithmetic is tested for.
+    pub(crate) fn new(idle: Duration, absolute: Duration, touch: Duration) -> Result<Self> {
+        if idle.as_millis() == 0 {
+            return Err(Error::invalid_config("idle timeout is below 1 ms"));
         }
-        if self.absolute.as_millis() == 0 {
-            return Err(Error::InvalidConfig(
-                "absolute timeout is below 1 ms".into(),
-            ));
+        if absolute.as_millis() == 0 {
+            return Err(Error::invalid_config("absolute timeout is below 1 ms"));
         }
-        if self.idle > self.absolute {
-            return Err(Error::InvalidConfig(format!(
-                "idle timeout {:?} exceeds absolute timeout {:?}",
-                self.idle, self.absolute
+        if idle > absolute {
+            return Err(Error::invalid_config(format!(
+                "idle timeout {idle:?} exceeds absolute timeout {absolute:?}"
             )));
         }
-        if self.touch_interval >= self.idle {
-            return Err(Error::InvalidConfig(format!(
-                "touch interval {:?} must be shorter than the idle timeout {:?}",
-                self.touch_interval, self.idle
+        if touch >= idle {
+            return Err(Error::invalid_config(format!(
+                "touch interval {touch:?} must be shorter than the idle timeout {idle:?}"
             )));
         }
-        if self.absolute.as_millis() > u128::from(u32::MAX) * 1000 {
-            return Err(Error::InvalidConfig(
-                "absolute timeout is longer than 136 years".into(),
+        if absolute.as_millis() > u128::from(u32::MAX) * 1000 {
+            return Err(Error::invalid_config(
+                "absolute timeout is longer than 136 years",
             ));
         }
-        let hasher = match &self.secret {
-            None => Hasher::Sha256,
-            Some(s) if s.len() < MIN_SECRET_LEN => {
-                return Err(Error::InvalidConfig(format!(
-                    "secret is {} bytes, at least {MIN_SECRET_LEN} are required",
-                    s.len()
-                )));
-            }
-            Some(s) => Hasher::hmac(s)
-                .ok_or_else(|| Error::InvalidConfig("secret rejected by HMAC".into()))?,
-        };
-        Ok(SessionStore::from_parts(
-            self.redis,
-            self.keys.pattern("session")?,
-            hasher,
-            self.codec,
-            crate::store::Timeouts {
-                idle: millis(self.idle),
-                absolute: millis(self.absolute),
-                touch: millis(self.touch_interval),
-            },
-        ))
+        Ok(Self {
+            idle: duration_millis(idle),
+            absolute: duration_millis(absolute),
+            touch: duration_millis(touch),
+        })
+    }
+
+    /// When a session created at `created` and last seen at `seen` ends unless accessed again:
+    /// the earlier of the idle and absolute deadlines.
+    pub(crate) fn deadline(&self, created: u64, seen: u64) -> u64 {
+        (seen.saturating_add(self.idle)).min(created.saturating_add(self.absolute))
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// The digest of ids: plain SHA-256 without a secret, HMAC-SHA-256 with one.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a secret shorter than [`MIN_SECRET_LEN`].
+pub(crate) fn hasher(secret: Option<&[u8]>) -> Result<Hasher> {
+    match secret {
+        None => Ok(Hasher::Sha256),
+        Some(s) if s.len() < MIN_SECRET_LEN => Err(Error::invalid_config(format!(
+            "secret is {} bytes, at least {MIN_SECRET_LEN} are required",
+            s.len()
+        ))),
+        Some(s) => Hasher::hmac(s).ok_or_else(|| Error::invalid_config("secret rejected by HMAC")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn timeouts_become_milliseconds_and_deadlines_take_the_earlier_one() {
+        let t = Timeouts::new(ms(1_000), Duration::from_micros(5_000_999), ms(10)).unwrap();
+        assert_eq!((t.idle, t.absolute, t.touch), (1_000, 5_000, 10));
+        assert_eq!(t.deadline(0, 100), 1_100);
+        assert_eq!(t.deadline(0, 4_500), 5_000);
+        assert_eq!(t.deadline(u64::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn out_of_order_timeouts_and_short_secrets_are_refused() {
+        let invalid = |r: Result<Timeouts>| matches!(r, Err(Error::InvalidConfig(_)));
+        assert!(invalid(Timeouts::new(
+            Duration::from_micros(999),
+            ms(10),
+            ms(0)
+        )));
+        assert!(invalid(Timeouts::new(ms(10), ms(5), ms(0))));
+        assert!(invalid(Timeouts::new(ms(10), ms(10), ms(10))));
+        assert!(invalid(Timeouts::new(ms(10), Duration::MAX, ms(0))));
+        assert!(Timeouts::new(ms(10), ms(10), ms(0)).is_ok());
+        assert!(matches!(
+            hasher(Some(&[1; MIN_SECRET_LEN - 1])),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            hasher(Some(&[1; MIN_SECRET_LEN])),
+            Ok(Hasher::Hmac(_))
+        ));
+        assert!(matches!(hasher(None), Ok(Hasher::Sha256)));
+    }
 }

@@ -28,28 +28,50 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for time-outs (pool checkout, reply deadline, socket).
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_timeout())
+    /// A rejected store setting.
+    pub(crate) fn invalid_config(msg: impl Into<String>) -> Self {
+        Self::InvalidConfig(msg.into())
     }
 
-    /// True when the connection to Redis failed or was lost.
-    pub fn is_connection_error(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_connection_error())
+    /// A reply of Redis that the store cannot read.
+    pub(crate) fn unexpected_reply(what: &str) -> Self {
+        Self::Core(redis_core::Error::UnexpectedReply(what.to_owned()))
     }
+}
 
-    /// True when trying the same operation again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_retryable())
+/// `is_timeout`, `is_connection_error`, `is_retryable`, `is_auth_error` and `is_decode_error`
+/// answer for the wrapped core error; the store's own variants are none of these.
+impl redis_core::ErrorPredicates for Error {
+    fn core_error(&self) -> Option<&redis_core::Error> {
+        match self {
+            Self::Core(e) => Some(e),
+            _ => None,
+        }
     }
+}
 
-    /// True when stored bytes could not be decoded into the requested type.
-    pub fn is_decode_error(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_decode_error())
-    }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-    /// True when the server rejected the credentials.
-    pub fn is_auth_error(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_auth_error())
+    use redis_core::ErrorPredicates as _;
+
+    use super::*;
+
+    #[test]
+    fn predicates_answer_for_the_core_error_and_never_for_the_stores_own() {
+        let timeout = Error::from(redis_core::Error::Timeout(Duration::from_millis(5)));
+        assert!(timeout.is_timeout() && timeout.is_retryable());
+        let decode = Error::from(redis_core::Error::Decode("bad".into()));
+        assert!(decode.is_decode_error() && !decode.is_retryable());
+        for own in [
+            Error::invalid_config("idle timeout is below 1 ms"),
+            Error::InvalidField("__user".into()),
+            Error::NotAMap("a number"),
+        ] {
+            assert!(own.core_error().is_none());
+            assert!(!own.is_timeout() && !own.is_retryable() && !own.is_connection_error());
+            assert!(!own.is_auth_error() && !own.is_decode_error());
+        }
     }
 }

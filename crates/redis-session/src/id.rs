@@ -165,9 +165,13 @@ impl Hasher {
     /// The bucket of a user's sessions and index: 12 bits of a digest of the user id, so the
     /// id's routing characters reveal almost nothing about the user.
     pub(crate) fn user_bucket(&self, user: &str) -> u16 {
-        let d = self.digest("user", user.as_bytes());
-        (u16::from(d[0]) << 4 | u16::from(d[1]) >> 4) % BUCKETS
+        digest_bucket(&self.digest("user", user.as_bytes()))
     }
+}
+
+/// The bucket a digest falls in: its first 12 bits.
+pub(crate) fn digest_bucket(digest: &[u8; 32]) -> u16 {
+    (u16::from(digest[0]) << 4 | u16::from(digest[1]) >> 4) % BUCKETS
 }
 
 /// The hash tag of a bucket: three hex digits.

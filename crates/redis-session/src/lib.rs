@@ -9,17 +9,22 @@
 mod config;
 mod error;
 mod id;
+mod scripts;
+mod session;
 mod store;
 #[cfg(feature = "tower-sessions")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
-pub mod tower_store;
+mod tower_store;
 
-pub use config::{MIN_SECRET_LEN, SessionStoreBuilder};
+pub use config::MIN_SECRET_LEN;
 pub use error::{Error, Result};
 pub use id::{ID_LEN, SessionId};
 /// redis-core, re-exported so users build the [`Redis`](redis_core::Redis) handle and
 /// [`KeySpace`](redis_core::KeySpace) from the same version.
 pub use redis_core;
-pub use store::{RESERVED_PREFIX, Session, SessionInfo, SessionStore};
+/// The error predicates (`is_timeout`, `is_connection_error`, `is_retryable`, ...) of [`Error`].
+pub use redis_core::ErrorPredicates;
+pub use session::{RESERVED_PREFIX, Session, SessionInfo};
+pub use store::{SessionStore, SessionStoreBuilder};
 #[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub use tower_store::TowerSessionStore;

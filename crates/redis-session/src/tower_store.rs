@@ -1,30 +1,5 @@
-//! A [`tower_sessions_core::SessionStore`] on top of redis-core (feature `tower-sessions`).
-//!
-//! tower-sessions owns the cookie and the id format (its [`Id`] is 128 random bits from
-//! `rand`'s CSPRNG), the data model (a map of JSON values saved as a whole) and the expiry date
-//! (`Expiry`). This store adds what the in-memory and fred-based stores do not:
-//!
-//! - the key is a digest of the id (SHA-256 or HMAC-SHA-256 with the secret of the
-//!   [`SessionStore`] it is built from), never the id;
-//! - each data entry is its own hash field (JSON);
-//! - the record's expiry date is enforced by the server (`PEXPIREAT` and a check in every
-//!   script), capped by the store's absolute timeout counted from creation;
-//! - `create` never overwrites: on an id collision it draws a new id;
-//! - `save` of a session that has meanwhile expired or been deleted writes nothing, so a
-//!   session cannot be brought back to life by a late request.
-//!
-//! ```no_run
-//! use redis_core::{KeySpace, Redis};
-//! use redis_session::{SessionStore, TowerSessionStore};
-//! use tower_sessions::{Expiry, SessionManagerLayer, cookie::time::Duration};
-//!
-//! # async fn demo() -> redis_session::Result<()> {
-//! let redis = Redis::open("redis://127.0.0.1:6379").await?;
-//! let store = SessionStore::builder(redis, &KeySpace::new("myapp")?).build()?;
-//! let layer = SessionManagerLayer::new(TowerSessionStore::new(store))
-//!     .with_expiry(Expiry::OnInactivity(Duration::minutes(30)));
-//! # Ok(()) }
-//! ```
+//! [`TowerSessionStore`]: a `tower_sessions_core::SessionStore` on top of the session store's
+//! handle, key space and secret (feature `tower-sessions`).
 
 use std::collections::HashMap;
 
@@ -37,28 +12,42 @@ use tower_sessions_core::{
     session_store,
 };
 
-use crate::{SessionStore, id::bucket_tag};
-
-macro_rules! script {
-    ($name:literal) => {
-        Script::new(
-            concat!("session_tower_", $name),
-            concat!(
-                include_str!("scripts/common.lua"),
-                include_str!(concat!("scripts/tower_", $name, ".lua"))
-            ),
-        )
-    };
-}
-
-static CREATE: Script = script!("create");
-static SAVE: Script = script!("save");
-static LOAD: Script = script!("load");
+use crate::{
+    SessionStore,
+    id::{bucket_tag, digest_bucket},
+    scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
+};
 
 const ATTEMPTS: usize = 4;
 
 /// A tower-sessions store on Redis, built from a [`SessionStore`] (its Redis handle, key space,
 /// secret and absolute timeout; its idle timeout is tower-sessions' `Expiry`).
+///
+/// tower-sessions owns the cookie and the id format (its [`Id`] is 128 random bits from
+/// `rand`'s CSPRNG), the data model (a map of JSON values saved as a whole) and the expiry date
+/// (`Expiry`). This store adds what the in-memory and fred-based stores do not:
+///
+/// - the key is a digest of the id (SHA-256 or HMAC-SHA-256 with the secret of the
+///   [`SessionStore`] it is built from), never the id;
+/// - each data entry is its own hash field (JSON);
+/// - the record's expiry date is enforced by the server (`PEXPIREAT` and a check in every
+///   script), capped by the store's absolute timeout counted from creation;
+/// - `create` never overwrites: on an id collision it draws a new id;
+/// - `save` of a session that has meanwhile expired or been deleted writes nothing, so a
+///   session cannot be brought back to life by a late request.
+///
+/// ```no_run
+/// use redis_core::{KeySpace, Redis};
+/// use redis_session::{SessionStore, TowerSessionStore};
+/// use tower_sessions::{Expiry, SessionManagerLayer, cookie::time::Duration};
+///
+/// # async fn demo() -> redis_session::Result<()> {
+/// let redis = Redis::open("redis://127.0.0.1:6379").await?;
+/// let store = SessionStore::builder(redis, &KeySpace::new("myapp")?).build()?;
+/// let layer = SessionManagerLayer::new(TowerSessionStore::new(store))
+///     .with_expiry(Expiry::OnInactivity(Duration::minutes(30)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TowerSessionStore<C: Codec = redis_core::codec::Json> {
     inner: SessionStore<C>,
@@ -79,7 +68,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .inner
             .hasher()
             .digest("tower-session", id.to_string().as_bytes());
-        let bucket = (u16::from(digest[0]) << 4 | u16::from(digest[1]) >> 4) % crate::id::BUCKETS;
+        let bucket = digest_bucket(&digest);
         let name =
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
         Ok(self.inner.keys().tagged(&bucket_tag(bucket), &name)?)
@@ -110,7 +99,7 @@ impl<C: Codec> TowerSessionStore<C> {
 impl<C: Codec> TowerStore for TowerSessionStore<C> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         for _ in 0..ATTEMPTS {
-            if self.write(&CREATE, record).await? {
+            if self.write(&TOWER_CREATE, record).await? {
                 return Ok(());
             }
             record.id = Id::default();
@@ -121,12 +110,12 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.write(&SAVE, record).await.map(|_| ())
+        self.write(&TOWER_SAVE, record).await.map(|_| ())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.key_of(id).map_err(backend)?;
-        let reply: Option<Vec<Vec<u8>>> = LOAD
+        let reply: Option<Vec<Vec<u8>>> = TOWER_LOAD
             .call()
             .key(&key)
             .arg(self.inner.absolute_ms())

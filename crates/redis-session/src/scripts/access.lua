@@ -11,12 +11,6 @@ end
 seen = touch(KEYS[1], now, created, seen, idle, abs, interval)
 local out = { tostring(created), tostring(seen) }
 if ARGV[4] == '1' then
-  local all = redis.call('HGETALL', KEYS[1])
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) ~= '__' or all[i] == '__user' then
-      out[#out + 1] = all[i]
-      out[#out + 1] = all[i + 1]
-    end
-  end
+  append_fields(out, KEYS[1], { __user = true })
 end
 return out

@@ -1,12 +1,8 @@
--- Shared helpers, prepended to every session script.
+-- Shared helpers, prepended to every session script after redis-core's server clock (now_ms()).
 -- Session hash: user fields as they are, plus reserved metadata fields
 --   __created  creation time, ms since the epoch (server clock)
 --   __seen     last recorded access, ms (server clock)
 --   __user     owner's user id (absent for anonymous sessions)
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- created, seen of a live session; nil (and the key deleted) when it has expired by either timeout.
 local function live(key, now, idle, abs)
@@ -55,4 +51,17 @@ local function argv_chunks(cmd, key, first, last)
   for i = first, last, CHUNK do
     redis.call(cmd, key, unpack(ARGV, i, math.min(i + CHUNK - 1, last)))
   end
+end
+
+-- Appends the field, value pairs of hash `key` to `out`, leaving out the reserved `__` fields
+-- except those `keep` names (a set such as { __user = true }, or nil). Returns `out`.
+local function append_fields(out, key, keep)
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) ~= '__' or (keep and keep[all[i]]) then
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
+    end
+  end
+  return out
 end

@@ -16,13 +16,7 @@ if owner ~= ARGV[3] then
   return {}
 end
 local out = { tostring(created) }
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) ~= '__' then
-    out[#out + 1] = all[i]
-    out[#out + 1] = all[i + 1]
-  end
-end
+append_fields(out, KEYS[1])
 redis.call('DEL', KEYS[1])
 if KEYS[2] then
   redis.call('ZREM', KEYS[2], ARGV[4])

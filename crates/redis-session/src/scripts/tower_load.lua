@@ -14,11 +14,5 @@ if now >= created + abs or now >= expires then
 end
 -- The stored text, not tostring(expires): Lua prints numbers with 14 digits.
 local out = { meta[2] }
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) ~= '__' then
-    out[#out + 1] = all[i]
-    out[#out + 1] = all[i + 1]
-  end
-end
+append_fields(out, KEYS[1])
 return out

@@ -6,6 +6,23 @@ use std::time::Duration;
 use redis_core::{Redis, redis};
 use redis_session::SessionStore;
 use redis_test_support::TestContext;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub items: Vec<String>,
+    pub total_cents: u64,
+    pub theme: Option<String>,
+}
+
+/// The session data most tests store.
+pub fn cart() -> Cart {
+    Cart {
+        items: vec!["lamp".into(), "desk".into()],
+        total_cents: 12_999,
+        theme: Some("dark".into()),
+    }
+}
 
 /// A store under the context's fresh prefix.
 pub fn store(ctx: &TestContext, idle_ms: u64, absolute_ms: u64, touch_ms: u64) -> SessionStore {
@@ -51,4 +68,22 @@ pub async fn dump(redis: &Redis, keys: &[String]) -> Vec<Vec<u8>> {
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// ZCARD of the index of `user`, found by scanning for its name.
+pub async fn index_members(ctx: &TestContext, _store: &SessionStore, user: &str) -> usize {
+    let suffix = format!(":user:{user}");
+    let index = ctx
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(&suffix))
+        .unwrap_or_default();
+    if index.is_empty() {
+        return 0;
+    }
+    ctx.redis()
+        .query(redis::cmd("ZCARD").arg(index))
+        .await
+        .unwrap()
 }

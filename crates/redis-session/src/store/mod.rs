@@ -1,54 +1,26 @@
-//! The session store: create, load, update, rotate, destroy, list and revoke.
+//! The session store: create, load, update, rotate and destroy one session. The per-user index
+//! (listing and revoking a user's sessions) is in `users.rs`, the builder in `builder.rs`.
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, time::Duration};
 
-use redis_core::{Codec, Key, KeyError, KeySpace, Redis, Script, codec::Json, redis};
-use serde::{Serialize, de::DeserializeOwned};
+use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, redis};
+use serde::Serialize;
 
 use crate::{
-    config::SessionStoreBuilder,
+    config::Timeouts,
     error::{Error, Result},
     id::{Hasher, SessionId, bucket_tag, random_bucket},
+    scripts::{ACCESS, CREATE, ROTATE, TAKE, UPDATE},
+    session::{Session, USER_FIELD, check_field, encode_fields, field_pairs},
 };
 
-macro_rules! script {
-    ($name:literal) => {
-        Script::new(
-            concat!("session_", $name),
-            concat!(
-                include_str!("scripts/common.lua"),
-                include_str!(concat!("scripts/", $name, ".lua"))
-            ),
-        )
-    };
-}
+mod builder;
+mod users;
 
-static CREATE: Script = script!("create");
-static ACCESS: Script = script!("access");
-static UPDATE: Script = script!("update");
-static ROTATE: Script = script!("rotate");
-static TAKE: Script = script!("take");
-static LIST: Script = script!("list");
-static REVOKE: Script = script!("revoke");
+pub use builder::SessionStoreBuilder;
 
-/// Prefix of the hash fields the store keeps for itself.
-pub const RESERVED_PREFIX: &str = "__";
-const USER_FIELD: &str = "__user";
-/// Most keys sent in one list or revoke script call.
-const BATCH: usize = 256;
 /// Attempts for operations that retry on an (astronomically unlikely) id collision.
 const ATTEMPTS: usize = 4;
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub(crate) idle: u64,
-    pub(crate) absolute: u64,
-    pub(crate) touch: u64,
-}
 
 /// Secure session storage on Redis.
 ///
@@ -82,22 +54,6 @@ impl SessionStore<Json> {
 }
 
 impl<C: Codec> SessionStore<C> {
-    pub(crate) fn from_parts(
-        redis: Redis,
-        keys: KeySpace,
-        hasher: Hasher,
-        codec: C,
-        timeouts: Timeouts,
-    ) -> Self {
-        Self {
-            redis,
-            keys,
-            hasher,
-            codec,
-            timeouts,
-        }
-    }
-
     /// The idle timeout.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.idle)
@@ -132,7 +88,7 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::NotAMap`] when `data` is not a struct or map, [`Error::InvalidField`] for a
     /// reserved field name, [`Error::Core`] for Redis and codec failures.
     pub async fn create<T: Serialize + ?Sized>(&self, data: &T) -> Result<SessionId> {
-        let fields = self.to_fields(data)?;
+        let fields = encode_fields(&self.codec, data)?;
         self.create_fields(None, &fields, None).await
     }
 
@@ -147,7 +103,7 @@ impl<C: Codec> SessionStore<C> {
         user: &str,
         data: &T,
     ) -> Result<SessionId> {
-        let fields = self.to_fields(data)?;
+        let fields = encode_fields(&self.codec, data)?;
         self.create_fields(Some(user), &fields, None).await
     }
 
@@ -186,7 +142,9 @@ impl<C: Codec> SessionStore<C> {
             }
             tracing::warn!("session id collision, drawing another id");
         }
-        Err(unexpected("could not draw an unused session id"))
+        Err(Error::unexpected_reply(
+            "could not draw an unused session id",
+        ))
     }
 
     /// Loads a live session and records the access (at most once per touch interval).
@@ -199,41 +157,12 @@ impl<C: Codec> SessionStore<C> {
         let Some(id) = SessionId::parse(id.as_ref()) else {
             return Ok(None);
         };
-        let (key, _) = self.session_key(&id)?;
-        let reply: Option<Vec<Vec<u8>>> = ACCESS
-            .call()
-            .key(&key)
-            .arg(self.timeouts.idle)
-            .arg(self.timeouts.absolute)
-            .arg(self.timeouts.touch)
-            .arg("1")
-            .invoke(&self.redis)
-            .await?;
-        let Some(reply) = reply else {
-            return Ok(None);
-        };
-        let mut items = reply.into_iter();
-        let created = parse_ms(items.next())?;
-        let seen = parse_ms(items.next())?;
-        let mut user = None;
-        let mut fields = BTreeMap::new();
-        while let (Some(name), Some(value)) = (items.next(), items.next()) {
-            let name = String::from_utf8(name).map_err(|_| unexpected("non-UTF-8 field name"))?;
-            if name == USER_FIELD {
-                user = Some(String::from_utf8_lossy(&value).into_owned());
-            } else {
-                fields.insert(name, value);
+        match self.access(&id, true).await? {
+            Some(reply) => {
+                Session::from_access_reply(id, reply, &self.timeouts, self.codec.clone()).map(Some)
             }
+            None => Ok(None),
         }
-        Ok(Some(Session {
-            id,
-            user,
-            created_at: at(created),
-            last_seen: at(seen),
-            expires_at: at(self.deadline(created, seen)),
-            fields,
-            codec: self.codec.clone(),
-        }))
     }
 
     /// Records an access without reading the data (at most one write per touch interval).
@@ -245,17 +174,23 @@ impl<C: Codec> SessionStore<C> {
         let Some(id) = SessionId::parse(id.as_ref()) else {
             return Ok(false);
         };
-        let (key, _) = self.session_key(&id)?;
-        let reply: Option<Vec<Vec<u8>>> = ACCESS
+        Ok(self.access(&id, false).await?.is_some())
+    }
+
+    /// Runs the `access` script: `None` when the session is not live, else its timestamps and,
+    /// `with_data`, its fields.
+    async fn access(&self, id: &SessionId, with_data: bool) -> Result<Option<Vec<Vec<u8>>>> {
+        let (key, _) = self.session_key(id)?;
+        let reply = ACCESS
             .call()
             .key(&key)
             .arg(self.timeouts.idle)
             .arg(self.timeouts.absolute)
             .arg(self.timeouts.touch)
-            .arg("0")
+            .arg(if with_data { "1" } else { "0" })
             .invoke(&self.redis)
             .await?;
-        Ok(reply.is_some())
+        Ok(reply)
     }
 
     /// Sets one field of a live session, leaving the others alone (concurrent writers of
@@ -286,7 +221,7 @@ impl<C: Codec> SessionStore<C> {
         id: impl AsRef<str>,
         data: &T,
     ) -> Result<bool> {
-        let fields = self.to_fields(data)?;
+        let fields = encode_fields(&self.codec, data)?;
         self.write(id.as_ref(), &fields, &[]).await
     }
 
@@ -335,10 +270,7 @@ impl<C: Codec> SessionStore<C> {
         for _ in 0..ATTEMPTS {
             // A session's owner never changes, so reading it first and checking it again inside
             // the script is enough to name the owner's index among the script's keys.
-            let user: Option<String> = self
-                .redis
-                .query(redis::cmd("HGET").arg(&key).arg(USER_FIELD))
-                .await?;
+            let user = self.owner(&key).await?;
             let new_id = SessionId::generate(id.bucket());
             let (new_key, new_digest) = self.session_key(&new_id)?;
             let mut call = ROTATE.call().key(&key).key(&new_key);
@@ -359,7 +291,7 @@ impl<C: Codec> SessionStore<C> {
                 _ => continue,
             }
         }
-        Err(unexpected("session rotation did not settle"))
+        Err(Error::unexpected_reply("session rotation did not settle"))
     }
 
     /// Logs a session in as `user`: moves its data to a new id owned by `user` (listed and
@@ -388,10 +320,7 @@ impl<C: Codec> SessionStore<C> {
         let (key, digest) = self.session_key(&id)?;
         for _ in 0..ATTEMPTS {
             // As in `rotate`: read the current owner to name its index, the script checks it.
-            let owner: Option<String> = self
-                .redis
-                .query(redis::cmd("HGET").arg(&key).arg(USER_FIELD))
-                .await?;
+            let owner = self.owner(&key).await?;
             let mut call = TAKE.call().key(&key);
             if let Some(owner) = &owner {
                 call = call.key(self.user_index(owner)?.1);
@@ -409,19 +338,14 @@ impl<C: Codec> SessionStore<C> {
             if taken.is_empty() {
                 continue;
             }
-            let mut fields = Vec::with_capacity(taken.len() / 2);
-            let mut items = taken.into_iter().skip(1);
-            while let (Some(name), Some(value)) = (items.next(), items.next()) {
-                let name =
-                    String::from_utf8(name).map_err(|_| unexpected("non-UTF-8 field name"))?;
-                fields.push((name, value));
-            }
+            // The creation time comes first: a login starts a new absolute timeout.
+            let fields = field_pairs(taken.into_iter().skip(1))?;
             return self
                 .create_fields(Some(user), &fields, None)
                 .await
                 .map(Some);
         }
-        Err(unexpected("session login did not settle"))
+        Err(Error::unexpected_reply("session login did not settle"))
     }
 
     /// Ends a session. Returns whether there was one.
@@ -433,11 +357,7 @@ impl<C: Codec> SessionStore<C> {
             return Ok(false);
         };
         let (key, digest) = self.session_key(&id)?;
-        let user: Option<String> = self
-            .redis
-            .query(redis::cmd("HGET").arg(&key).arg(USER_FIELD))
-            .await?;
-        match user {
+        match self.owner(&key).await? {
             Some(user) => {
                 let (bucket, index) = self.user_index(&user)?;
                 let (revoked, _) = self.revoke_batch(&user, bucket, &index, &[digest]).await?;
@@ -450,116 +370,6 @@ impl<C: Codec> SessionStore<C> {
         }
     }
 
-    /// The live sessions of `user`, oldest first. Expired members are dropped from the index on
-    /// the way. Each entry carries a [`handle`](SessionInfo::handle) (the key digest, not a
-    /// usable id) for [`revoke`](Self::revoke).
-    ///
-    /// # Errors
-    /// [`Error::Core`] when Redis fails or the user id is empty.
-    pub async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>> {
-        let (bucket, index) = self.user_index(user)?;
-        let members: Vec<String> = self
-            .redis
-            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
-            .await?;
-        let mut out = Vec::with_capacity(members.len());
-        for chunk in members.chunks(BATCH) {
-            let mut call = LIST.call().key(&index);
-            for digest in chunk {
-                call = call.key(self.keys.tagged(&bucket_tag(bucket), digest)?);
-            }
-            call = call.arg(self.timeouts.idle).arg(self.timeouts.absolute);
-            for digest in chunk {
-                call = call.arg(digest);
-            }
-            let reply: Vec<String> = call.invoke(&self.redis).await?;
-            for entry in reply.chunks(3) {
-                let [handle, created, seen] = entry else {
-                    return Err(unexpected("session list entry of the wrong size"));
-                };
-                let created = parse_num(created)?;
-                let seen = parse_num(seen)?;
-                out.push(SessionInfo {
-                    handle: handle.clone(),
-                    created_at: at(created),
-                    last_seen: at(seen),
-                    expires_at: at(self.deadline(created, seen)),
-                });
-            }
-        }
-        out.sort_by_key(|s| s.created_at);
-        Ok(out)
-    }
-
-    /// Ends every session of `user` (for example after a password change) and returns how many
-    /// were live. Sessions created while this runs are ended too.
-    ///
-    /// # Errors
-    /// [`Error::Core`] when Redis fails or the user id is empty.
-    pub async fn revoke_user(&self, user: &str) -> Result<usize> {
-        let (bucket, index) = self.user_index(user)?;
-        let mut total = 0;
-        for _ in 0..64 {
-            let members: Vec<String> = self
-                .redis
-                .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(BATCH - 1))
-                .await?;
-            if members.is_empty() {
-                return Ok(total);
-            }
-            let (revoked, left) = self.revoke_batch(user, bucket, &index, &members).await?;
-            total += revoked;
-            if left == 0 {
-                return Ok(total);
-            }
-        }
-        Err(unexpected(
-            "sessions are created faster than they are revoked",
-        ))
-    }
-
-    /// Ends one session of `user` by the [`handle`](SessionInfo::handle) that
-    /// [`list_user`](Self::list_user) gave. Returns whether it was live. A handle that does not
-    /// name a session of `user` (another user's, an anonymous one) ends nothing and gives `false`.
-    ///
-    /// # Errors
-    /// [`Error::Core`] when Redis fails or the user id is empty.
-    pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
-        let (bucket, index) = self.user_index(user)?;
-        if handle.len() != 43
-            || !handle
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Ok(false);
-        }
-        let (revoked, _) = self
-            .revoke_batch(user, bucket, &index, &[handle.to_owned()])
-            .await?;
-        Ok(revoked > 0)
-    }
-
-    /// Deletes those of `digests` that are sessions of `user` and drops them from its index.
-    async fn revoke_batch(
-        &self,
-        user: &str,
-        bucket: u16,
-        index: &Key,
-        digests: &[String],
-    ) -> Result<(usize, usize)> {
-        let tag = bucket_tag(bucket);
-        let mut call = REVOKE.call().key(index);
-        for digest in digests {
-            call = call.key(self.keys.tagged(&tag, digest)?);
-        }
-        call = call.arg(user);
-        for digest in digests {
-            call = call.arg(digest);
-        }
-        let (revoked, left): (usize, usize) = call.invoke(&self.redis).await?;
-        Ok((revoked, left))
-    }
-
     /// The key and digest of a session id.
     fn session_key(&self, id: &SessionId) -> Result<(Key, String)> {
         let digest = self.hasher.session_digest(id.as_str());
@@ -567,169 +377,13 @@ impl<C: Codec> SessionStore<C> {
         Ok((key, digest))
     }
 
-    /// The bucket and index key of a user.
-    fn user_index(&self, user: &str) -> Result<(u16, Key)> {
-        if user.is_empty() {
-            return Err(redis_core::Error::from(KeyError::Empty("user id")).into());
-        }
-        let bucket = self.hasher.user_bucket(user);
-        let key = self
-            .keys
-            .tagged(&bucket_tag(bucket), &format!("user:{user}"))?;
-        Ok((bucket, key))
+    /// The owner of the session at `key`, as stored (`None` for anonymous or missing sessions).
+    async fn owner(&self, key: &Key) -> Result<Option<String>> {
+        Ok(self
+            .redis
+            .query(redis::cmd("HGET").arg(key).arg(USER_FIELD))
+            .await?)
     }
-
-    fn deadline(&self, created: u64, seen: u64) -> u64 {
-        (seen.saturating_add(self.timeouts.idle))
-            .min(created.saturating_add(self.timeouts.absolute))
-    }
-
-    fn to_fields<T: Serialize + ?Sized>(&self, data: &T) -> Result<Vec<(String, Vec<u8>)>> {
-        let value =
-            serde_json::to_value(data).map_err(|e| redis_core::Error::Encode(Box::new(e)))?;
-        let map = match value {
-            serde_json::Value::Object(map) => map,
-            serde_json::Value::Null => return Ok(Vec::new()),
-            serde_json::Value::Bool(_) => return Err(Error::NotAMap("a boolean")),
-            serde_json::Value::Number(_) => return Err(Error::NotAMap("a number")),
-            serde_json::Value::String(_) => return Err(Error::NotAMap("a string")),
-            serde_json::Value::Array(_) => return Err(Error::NotAMap("a sequence")),
-        };
-        map.into_iter()
-            .map(|(name, value)| {
-                check_field(&name)?;
-                Ok((name, self.codec.encode(&value)?))
-            })
-            .collect()
-    }
-}
-
-fn check_field(name: &str) -> Result<()> {
-    if name.is_empty() || name.starts_with(RESERVED_PREFIX) {
-        return Err(Error::InvalidField(name.to_owned()));
-    }
-    Ok(())
-}
-
-fn unexpected(what: &str) -> Error {
-    redis_core::Error::UnexpectedReply(what.to_owned()).into()
-}
-
-fn parse_ms(item: Option<Vec<u8>>) -> Result<u64> {
-    let item = item.ok_or_else(|| unexpected("missing timestamp"))?;
-    std::str::from_utf8(&item)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| unexpected("malformed timestamp"))
-}
-
-fn parse_num(s: &str) -> Result<u64> {
-    s.parse().map_err(|_| unexpected("malformed timestamp"))
-}
-
-fn at(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// A live session as loaded: its id, owner, timestamps and fields.
-pub struct Session<C: Codec = Json> {
-    id: SessionId,
-    user: Option<String>,
-    created_at: SystemTime,
-    last_seen: SystemTime,
-    expires_at: SystemTime,
-    fields: BTreeMap<String, Vec<u8>>,
-    codec: C,
-}
-
-impl<C: Codec> fmt::Debug for Session<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("id", &self.id)
-            .field("user", &self.user)
-            .field("created_at", &self.created_at)
-            .field("last_seen", &self.last_seen)
-            .field("expires_at", &self.expires_at)
-            .field("fields", &self.fields.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl<C: Codec> Session<C> {
-    /// The id it was loaded by.
-    pub fn id(&self) -> &SessionId {
-        &self.id
-    }
-
-    /// The owner, for sessions created with [`SessionStore::create_for_user`] or logged in with
-    /// [`SessionStore::rotate_for_user`].
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
-    }
-
-    /// When it was created (server clock).
-    pub fn created_at(&self) -> SystemTime {
-        self.created_at
-    }
-
-    /// The last recorded access (server clock; recorded at most once per touch interval).
-    pub fn last_seen(&self) -> SystemTime {
-        self.last_seen
-    }
-
-    /// When it ends unless accessed again: the earlier of the idle and absolute deadlines.
-    pub fn expires_at(&self) -> SystemTime {
-        self.expires_at
-    }
-
-    /// One field, decoded; `None` when absent.
-    ///
-    /// # Errors
-    /// [`Error::Core`] with a decode error when the stored bytes are not a `T`.
-    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        match self.fields.get(name) {
-            Some(bytes) => Ok(Some(self.codec.decode(bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The raw bytes of one field.
-    pub fn get_raw(&self, name: &str) -> Option<&[u8]> {
-        self.fields.get(name).map(Vec::as_slice)
-    }
-
-    /// The names of the fields, sorted.
-    pub fn field_names(&self) -> impl Iterator<Item = &str> {
-        self.fields.keys().map(String::as_str)
-    }
-
-    /// All fields as one typed value (a struct whose fields are the session's fields).
-    ///
-    /// # Errors
-    /// [`Error::Core`] with a decode error when the fields do not form a `T`.
-    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
-        let mut map = serde_json::Map::with_capacity(self.fields.len());
-        for (name, bytes) in &self.fields {
-            map.insert(name.clone(), self.codec.decode::<serde_json::Value>(bytes)?);
-        }
-        serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| redis_core::Error::Decode(Box::new(e)).into())
-    }
-}
-
-/// One live session of a user, as [`SessionStore::list_user`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionInfo {
-    /// A handle for [`SessionStore::revoke`]: the digest that names the session's key. It cannot
-    /// be used as a session id.
-    pub handle: String,
-    /// When it was created.
-    pub created_at: SystemTime,
-    /// The last recorded access.
-    pub last_seen: SystemTime,
-    /// When it ends unless accessed again.
-    pub expires_at: SystemTime,
 }
 
 impl<C: Codec> SessionStore<C> {

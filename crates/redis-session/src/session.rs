@@ -1,0 +1,238 @@
+//! What the store hands out: a loaded [`Session`] and the [`SessionInfo`] of a listed one, and the
+//! rules for the field names of session data.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use redis_core::{Codec, codec::Json};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    config::Timeouts,
+    error::{Error, Result},
+    id::SessionId,
+};
+
+/// Prefix of the hash fields the store keeps for itself.
+pub const RESERVED_PREFIX: &str = "__";
+/// The hash field holding a session's owner.
+pub(crate) const USER_FIELD: &str = "__user";
+
+/// A live session as loaded: its id, owner, timestamps and fields.
+pub struct Session<C: Codec = Json> {
+    id: SessionId,
+    user: Option<String>,
+    created_at: SystemTime,
+    last_seen: SystemTime,
+    expires_at: SystemTime,
+    fields: BTreeMap<String, Vec<u8>>,
+    codec: C,
+}
+
+impl<C: Codec> fmt::Debug for Session<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("expires_at", &self.expires_at)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<C: Codec> Session<C> {
+    /// Reads the reply of the `access` script with the data: `created`, `seen`, then field, value
+    /// pairs (the owner among them as `__user`).
+    pub(crate) fn from_access_reply(
+        id: SessionId,
+        reply: Vec<Vec<u8>>,
+        timeouts: &Timeouts,
+        codec: C,
+    ) -> Result<Self> {
+        let mut items = reply.into_iter();
+        let created = parse_ms(items.next())?;
+        let seen = parse_ms(items.next())?;
+        let mut user = None;
+        let mut fields = BTreeMap::new();
+        for (name, value) in field_pairs(items)? {
+            if name == USER_FIELD {
+                user = Some(String::from_utf8_lossy(&value).into_owned());
+            } else {
+                fields.insert(name, value);
+            }
+        }
+        Ok(Self {
+            id,
+            user,
+            created_at: at(created),
+            last_seen: at(seen),
+            expires_at: at(timeouts.deadline(created, seen)),
+            fields,
+            codec,
+        })
+    }
+
+    /// The id it was loaded by.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The owner, for sessions created with [`SessionStore::create_for_user`] or logged in with
+    /// [`SessionStore::rotate_for_user`].
+    ///
+    /// [`SessionStore::create_for_user`]: crate::SessionStore::create_for_user
+    /// [`SessionStore::rotate_for_user`]: crate::SessionStore::rotate_for_user
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// When it was created (server clock).
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// The last recorded access (server clock; recorded at most once per touch interval).
+    pub fn last_seen(&self) -> SystemTime {
+        self.last_seen
+    }
+
+    /// When it ends unless accessed again: the earlier of the idle and absolute deadlines.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// One field, decoded; `None` when absent.
+    ///
+    /// # Errors
+    /// [`Error::Core`] with a decode error when the stored bytes are not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self.fields.get(name) {
+            Some(bytes) => Ok(Some(self.codec.decode(bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw bytes of one field.
+    pub fn get_raw(&self, name: &str) -> Option<&[u8]> {
+        self.fields.get(name).map(Vec::as_slice)
+    }
+
+    /// The names of the fields, sorted.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
+
+    /// All fields as one typed value (a struct whose fields are the session's fields).
+    ///
+    /// # Errors
+    /// [`Error::Core`] with a decode error when the fields do not form a `T`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
+        let mut map = serde_json::Map::with_capacity(self.fields.len());
+        for (name, bytes) in &self.fields {
+            map.insert(name.clone(), self.codec.decode::<serde_json::Value>(bytes)?);
+        }
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| redis_core::Error::Decode(Box::new(e)).into())
+    }
+}
+
+/// One live session of a user, as [`SessionStore::list_user`] reports it.
+///
+/// [`SessionStore::list_user`]: crate::SessionStore::list_user
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// A handle for [`SessionStore::revoke`](crate::SessionStore::revoke): the digest that names
+    /// the session's key. It cannot be used as a session id.
+    pub handle: String,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// The last recorded access.
+    pub last_seen: SystemTime,
+    /// When it ends unless accessed again.
+    pub expires_at: SystemTime,
+}
+
+impl SessionInfo {
+    /// Reads one `{digest, created, seen}` entry of the `list` script's reply.
+    pub(crate) fn from_list_entry(entry: &[String], timeouts: &Timeouts) -> Result<Self> {
+        let [handle, created, seen] = entry else {
+            return Err(Error::unexpected_reply(
+                "session list entry of the wrong size",
+            ));
+        };
+        let created = parse_num(created)?;
+        let seen = parse_num(seen)?;
+        Ok(Self {
+            handle: handle.clone(),
+            created_at: at(created),
+            last_seen: at(seen),
+            expires_at: at(timeouts.deadline(created, seen)),
+        })
+    }
+}
+
+/// Refuses empty names and names in the store's reserved `__` space.
+pub(crate) fn check_field(name: &str) -> Result<()> {
+    if name.is_empty() || name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::InvalidField(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The top-level fields of `data` (a struct or map), each encoded with `codec`.
+pub(crate) fn encode_fields<C: Codec, T: Serialize + ?Sized>(
+    codec: &C,
+    data: &T,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let value = serde_json::to_value(data).map_err(|e| redis_core::Error::Encode(Box::new(e)))?;
+    let map = match value {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => return Ok(Vec::new()),
+        serde_json::Value::Bool(_) => return Err(Error::NotAMap("a boolean")),
+        serde_json::Value::Number(_) => return Err(Error::NotAMap("a number")),
+        serde_json::Value::String(_) => return Err(Error::NotAMap("a string")),
+        serde_json::Value::Array(_) => return Err(Error::NotAMap("a sequence")),
+    };
+    map.into_iter()
+        .map(|(name, value)| {
+            check_field(&name)?;
+            Ok((name, codec.encode(&value)?))
+        })
+        .collect()
+}
+
+/// The field, value pairs of a script reply, names checked to be UTF-8.
+pub(crate) fn field_pairs(
+    mut items: impl Iterator<Item = Vec<u8>>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut pairs = Vec::with_capacity(items.size_hint().0 / 2);
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        let name =
+            String::from_utf8(name).map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+fn parse_ms(item: Option<Vec<u8>>) -> Result<u64> {
+    let item = item.ok_or_else(|| Error::unexpected_reply("missing timestamp"))?;
+    std::str::from_utf8(&item)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::unexpected_reply("malformed timestamp"))
+}
+
+fn parse_num(s: &str) -> Result<u64> {
+    s.parse()
+        .map_err(|_| Error::unexpected_reply("malformed timestamp"))
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
