@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use redis_lock::{
     AcquireOptions, Lock, Semaphore,
-    redis_core::{KeySpace, Redis, Script, redis},
+    redis_core::{Backoff, KeySpace, Redis, Script, redis},
 };
 
 /// The protected resource: a value that accepts a write only with a fencing token at least as
@@ -29,7 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lock = Arc::new(
         Lock::builder(redis.clone(), &keys)
             .ttl(Duration::from_secs(5))
-            .retry_delay(Duration::from_millis(1), Duration::from_millis(20))
+            .retry_delay(Backoff::new(
+                Duration::from_millis(1),
+                Duration::from_millis(20),
+            )?)
             .build()?,
     );
     let counter = keys.key("counter")?;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use redis_core::ErrorPredicates;
+
 /// `Result` with [`enum@Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -9,11 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// A lock that is simply held by someone else is not an error: `try_acquire` returns `Ok(None)`.
 /// [`Error::Timeout`] is what [`acquire`](crate::Lock::acquire) reports when it waited its whole
-/// budget.
+/// budget. Ask [`ErrorPredicates`] (`is_timeout`, `is_retryable`, ...) to decide on a retry.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A Redis command failed, a key could not be built, or the connection was lost.
+    /// A Redis command failed, a key could not be built, the connection was lost, or a script
+    /// answered with a reply of a shape it never sends (a foreign key in the lock's place).
     #[error(transparent)]
     Core(#[from] redis_core::Error),
 
@@ -43,54 +46,48 @@ pub enum Error {
         /// The quorum (a majority of instances).
         needed: usize,
     },
-
-    /// A script returned a reply of a shape it never sends (a foreign key in the lock's place).
-    #[error("unexpected reply from redis: {0}")]
-    UnexpectedReply(String),
 }
 
 impl Error {
-    /// True for time-outs: an `acquire` that waited its budget, or a command that timed out.
-    pub fn is_timeout(&self) -> bool {
-        match self {
-            Self::Timeout(_) => true,
-            Self::Core(e) => e.is_timeout(),
-            _ => false,
-        }
-    }
-
-    /// True when the connection to a server failed or was lost.
-    pub fn is_connection_error(&self) -> bool {
-        match self {
-            Self::Core(e) => e.is_connection_error(),
-            _ => false,
-        }
-    }
-
-    /// True when trying again later may succeed: connection loss, time-outs, transient server
-    /// states, a missed Redlock quorum, and a resource that stayed held.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Timeout(_) | Self::NoQuorum { .. } => true,
-            Self::Core(e) => e.is_retryable(),
-            _ => false,
-        }
-    }
-
-    /// True when the server rejected the credentials.
-    pub fn is_auth_error(&self) -> bool {
-        matches!(self, Self::Core(e) if e.is_auth_error())
-    }
-
     /// True when a lease was lost (expired, taken over, or deleted).
     pub fn is_lost(&self) -> bool {
         matches!(self, Self::Lost { .. })
+    }
+
+    pub(crate) fn invalid_config(message: impl Into<String>) -> Self {
+        Self::InvalidConfig(message.into())
     }
 
     pub(crate) fn lost(resource: &str) -> Self {
         Self::Lost {
             resource: resource.to_owned(),
         }
+    }
+
+    /// A script reply of a shape the script never sends.
+    pub(crate) fn unexpected_reply(detail: impl Into<String>) -> Self {
+        Self::Core(redis_core::Error::UnexpectedReply(detail.into()))
+    }
+}
+
+impl ErrorPredicates for Error {
+    fn core_error(&self) -> Option<&redis_core::Error> {
+        match self {
+            Self::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True for time-outs: an `acquire` that waited its budget, or a command that timed out.
+    fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_)) || self.core_error().is_some_and(|e| e.is_timeout())
+    }
+
+    /// True when trying again later may succeed: connection loss, time-outs, transient server
+    /// states, a missed Redlock quorum, and a resource that stayed held.
+    fn is_retryable(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::NoQuorum { .. })
+            || self.core_error().is_some_and(|e| e.is_retryable())
     }
 }
 
@@ -103,5 +100,31 @@ impl From<redis_core::redis::RedisError> for Error {
 impl From<redis_core::KeyError> for Error {
     fn from(e: redis_core::KeyError) -> Self {
         Self::Core(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_answer_for_the_crates_own_variants_and_defer_to_core() {
+        let waited = Error::Timeout(Duration::from_secs(1));
+        assert!(waited.is_timeout() && waited.is_retryable() && !waited.is_lost());
+        let quorum = Error::NoQuorum {
+            granted: 1,
+            failed: 2,
+            needed: 2,
+        };
+        assert!(quorum.is_retryable() && !quorum.is_timeout());
+        let lost = Error::lost("r");
+        assert!(lost.is_lost() && !lost.is_retryable() && !lost.is_timeout());
+        assert!(!Error::invalid_config("x").is_retryable());
+        let core = Error::Core(redis_core::Error::Timeout(Duration::from_secs(1)));
+        assert!(core.is_timeout() && core.is_retryable());
+        assert!(matches!(
+            Error::unexpected_reply("x"),
+            Error::Core(redis_core::Error::UnexpectedReply(_))
+        ));
     }
 }

@@ -6,18 +6,29 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod error;
+mod acquire;
+mod config;
+mod error;
 mod guard;
+mod lease;
 mod lock;
-pub mod options;
 mod redlock;
+mod scripts;
 mod semaphore;
+mod state;
+#[cfg(test)]
+mod testing;
+mod watchdog;
 
+pub use config::{
+    AcquireOptions, DEFAULT_RETRY, DEFAULT_TTL, DEFAULT_WAIT, MIN_TTL, drift, validity,
+};
 pub use error::{Error, Result};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
-pub use options::{AcquireOptions, MIN_TTL, drift, validity};
-/// The foundation crate, re-exported for [`redis_core::Redis`] and [`redis_core::KeySpace`].
+/// The foundation crate, re-exported for [`redis_core::Redis`], [`redis_core::KeySpace`] and
+/// [`redis_core::Backoff`].
 pub use redis_core;
+pub use redis_core::ErrorPredicates;
 pub use redlock::{DEFAULT_INSTANCE_TIMEOUT, Redlock, RedlockBuilder};
 pub use semaphore::{Semaphore, SemaphoreBuilder};

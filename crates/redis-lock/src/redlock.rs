@@ -3,18 +3,17 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::{BoxFuture, join_all};
-use redis_core::{Key, KeySpace, Redis, Script};
+use redis_core::{Key, KeySpace, Redis, duration_millis};
 use tokio::time::{Instant, timeout};
 
 use crate::{
+    acquire::{Acquirer, Attempt, PendingLease},
+    config::{AcquireOptions, LeaseConfig, lease_setters, validity},
     error::{Error, Result},
-    guard::{Attempt, Lease, LeaseHandle, LockGuard, PendingLease, acquire_loop, run_guarded},
-    lock::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, lease_setters},
-    options::{AcquireOptions, LeaseConfig, millis, validity},
+    guard::{LeaseHandle, LockGuard},
+    lease::Lease,
+    scripts::{ACQUIRE, EXTEND, FENCE_SUFFIX, RAISE_FENCE, RELEASE},
 };
-
-static RAISE_FENCE: Script =
-    Script::new("lock_raise_fence", include_str!("scripts/raise_fence.lua"));
 
 /// Default time one instance may take to answer: 100 ms.
 pub const DEFAULT_INSTANCE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -91,12 +90,10 @@ impl RedlockBuilder {
     pub fn build(self) -> Result<Redlock> {
         self.lease.validate()?;
         if self.instances.is_empty() {
-            return Err(Error::InvalidConfig(
-                "redlock needs at least one instance".into(),
-            ));
+            return Err(Error::invalid_config("redlock needs at least one instance"));
         }
         if self.instance_timeout.is_zero() || self.instance_timeout >= self.lease.ttl {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::invalid_config(format!(
                 "instance time-out {:?} must be above zero and below the lease {:?}",
                 self.instance_timeout, self.lease.ttl
             )));
@@ -135,8 +132,7 @@ impl Redlock {
     /// [`Error::NoQuorum`] when failing instances kept the attempt from reaching a majority;
     /// [`Error::Core`] for a bad resource name.
     pub async fn try_acquire(&self, resource: &str) -> Result<Option<LockGuard>> {
-        self.try_acquire_with_options(resource, &AcquireOptions::new())
-            .await
+        self.try_lease(resource, &AcquireOptions::new()).await
     }
 
     /// [`try_acquire`](Self::try_acquire) with per-call overrides.
@@ -148,12 +144,7 @@ impl Redlock {
         resource: &str,
         options: &AcquireOptions,
     ) -> Result<Option<LockGuard>> {
-        let config = self.inner.lease.with(options)?;
-        let key = self.inner.keys.key(resource)?;
-        match self.attempt(resource, &key, &config).await? {
-            Attempt::Acquired(guard) => Ok(Some(guard)),
-            Attempt::Held(_) => Ok(None),
-        }
+        self.try_lease(resource, options).await
     }
 
     /// Waits for `resource`, retrying after a random delay.
@@ -162,8 +153,7 @@ impl Redlock {
     /// [`Error::Timeout`] when the wait ran out with the resource held; [`Error::NoQuorum`] when
     /// too few instances answered until then.
     pub async fn acquire(&self, resource: &str) -> Result<LockGuard> {
-        self.acquire_with_options(resource, &AcquireOptions::new())
-            .await
+        self.lease(resource, &AcquireOptions::new()).await
     }
 
     /// [`acquire`](Self::acquire) with per-call overrides.
@@ -175,9 +165,7 @@ impl Redlock {
         resource: &str,
         options: &AcquireOptions,
     ) -> Result<LockGuard> {
-        let config = self.inner.lease.with(options)?;
-        let key = self.inner.keys.key(resource)?;
-        acquire_loop(&config, || self.attempt(resource, &key, &config)).await
+        self.lease(resource, options).await
     }
 
     /// Runs `work` under the lock with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
@@ -189,12 +177,22 @@ impl Redlock {
         F: FnOnce(LeaseHandle) -> Fut,
         Fut: Future<Output = T>,
     {
-        let options = AcquireOptions::new().auto_extend(true);
-        let guard = self.acquire_with_options(resource, &options).await?;
-        run_guarded(guard, work).await
+        self.run_leased(resource, work).await
+    }
+}
+
+impl Acquirer for Redlock {
+    fn settings(&self) -> &LeaseConfig {
+        &self.inner.lease
     }
 
-    async fn attempt(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
+    fn keys(&self) -> &KeySpace {
+        &self.inner.keys
+    }
+
+    /// Acquire everywhere in parallel; on a majority, raise the fence on the granting instances;
+    /// success needs a majority of raises and validity left, otherwise release everywhere.
+    async fn try_once(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
         let inner = &self.inner;
         // Armed until the outcome is known: a cancelled attempt releases on every instance.
         let pending = PendingLease::new(
@@ -206,7 +204,7 @@ impl Redlock {
         );
         let token = pending.token();
         let fence_key = key.companion(FENCE_SUFFIX);
-        let ttl_ms = millis(config.ttl);
+        let ttl_ms = duration_millis(config.ttl);
         let start = Instant::now();
         let replies = join_all(inner.instances.iter().map(|redis| {
             bounded(inner.instance_timeout, async {
@@ -328,7 +326,7 @@ impl Lease for RedlockLease {
     fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let ttl_ms = millis(ttl);
+            let ttl_ms = duration_millis(ttl);
             let results = join_all(inner.instances.iter().map(|redis| {
                 bounded(inner.instance_timeout, async move {
                     let n: i64 = EXTEND

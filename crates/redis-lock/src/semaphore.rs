@@ -1,40 +1,24 @@
 //! A counting semaphore whose permits expire, so a crashed holder cannot keep one forever.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::future::Future;
 
-use futures_util::future::BoxFuture;
-use redis_core::{Key, KeySpace, Redis, Script};
-use tokio::time::Instant;
+use redis_core::{Key, KeySpace, Redis};
 
 use crate::{
+    acquire::{Acquirer, Attempt},
+    config::{AcquireOptions, LeaseConfig, lease_setters},
     error::{Error, Result},
-    guard::{
-        Attempt, Lease, LeaseHandle, LockGuard, PendingLease, Permit, acquire_loop, run_guarded,
-    },
-    lock::{FENCE_SUFFIX, lease_setters},
-    options::{AcquireOptions, LeaseConfig, millis},
+    guard::{LeaseHandle, Permit},
+    lease::{SEMAPHORE, ScriptLease},
+    scripts::SEM_HOLDERS,
 };
-
-static SEM_ACQUIRE: Script =
-    Script::new("semaphore_acquire", include_str!("scripts/sem_acquire.lua"));
-static SEM_RELEASE: Script =
-    Script::new("semaphore_release", include_str!("scripts/sem_release.lua"));
-static SEM_EXTEND: Script = Script::new("semaphore_extend", include_str!("scripts/sem_extend.lua"));
-/// Unexpired permits, by the clock of the node that holds the key (one round trip, right on a
-/// cluster).
-static SEM_HOLDERS: Script = Script::new(
-    "semaphore_holders",
-    "local t = redis.call('TIME')\n\
-     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n\
-     return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')",
-);
 
 /// At most `permits` holders per name at any time; each permit is a lease that expires.
 ///
-/// Holders live in a sorted set `<prefix>:semaphore:{<name>}` scored by expiry on the server's
-/// clock; every acquisition first drops expired holders, in the same script, so a crashed holder's
-/// permit comes back when its lease runs out. Permits are [`LockGuard`]s: fencing token, "lost"
-/// signal, watchdog, release on drop.
+/// Holders live in a sorted set `<prefix>:lock:semaphore:{<name>}` scored by expiry on the
+/// server's clock; every acquisition first drops expired holders, in the same script, so a crashed
+/// holder's permit comes back when its lease runs out. Permits are [`LockGuard`](crate::LockGuard)s:
+/// fencing token, "lost" signal, watchdog, release on drop.
 ///
 /// ```no_run
 /// use redis_core::{KeySpace, Redis};
@@ -77,12 +61,12 @@ impl SemaphoreBuilder {
     pub fn build(self) -> Result<Semaphore> {
         self.lease.validate()?;
         if self.permits == 0 {
-            return Err(Error::InvalidConfig(
-                "a semaphore needs at least one permit".into(),
+            return Err(Error::invalid_config(
+                "a semaphore needs at least one permit",
             ));
         }
         Ok(Semaphore {
-            keys: self.keys.pattern("semaphore")?,
+            keys: self.keys.pattern("lock")?.pattern("semaphore")?,
             redis: self.redis,
             permits: self.permits,
             lease: self.lease,
@@ -91,8 +75,8 @@ impl SemaphoreBuilder {
 }
 
 impl Semaphore {
-    /// Starts building a semaphore with `permits` permits per name, keys under `keys`. Every
-    /// process using a name must agree on `permits`.
+    /// Starts building a semaphore with `permits` permits per name, keys under `keys`
+    /// (`<prefix>:lock:semaphore:{<name>}`). Every process using a name must agree on `permits`.
     pub fn builder(redis: Redis, keys: &KeySpace, permits: u32) -> SemaphoreBuilder {
         SemaphoreBuilder {
             redis,
@@ -120,8 +104,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Core`] for a bad name or a failed command.
     pub async fn try_acquire(&self, name: &str) -> Result<Option<Permit>> {
-        self.try_acquire_with_options(name, &AcquireOptions::new())
-            .await
+        self.try_lease(name, &AcquireOptions::new()).await
     }
 
     /// [`try_acquire`](Self::try_acquire) with per-call overrides.
@@ -133,12 +116,7 @@ impl Semaphore {
         name: &str,
         options: &AcquireOptions,
     ) -> Result<Option<Permit>> {
-        let config = self.lease.with(options)?;
-        let key = self.key(name)?;
-        match self.attempt(name, &key, &config).await? {
-            Attempt::Acquired(guard) => Ok(Some(guard)),
-            Attempt::Held(_) => Ok(None),
-        }
+        self.try_lease(name, options).await
     }
 
     /// Waits for a permit (jittered backoff, woken early when the first permit is due to expire).
@@ -146,8 +124,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Timeout`] when none became free within the wait.
     pub async fn acquire(&self, name: &str) -> Result<Permit> {
-        self.acquire_with_options(name, &AcquireOptions::new())
-            .await
+        self.lease(name, &AcquireOptions::new()).await
     }
 
     /// [`acquire`](Self::acquire) with per-call overrides.
@@ -159,9 +136,7 @@ impl Semaphore {
         name: &str,
         options: &AcquireOptions,
     ) -> Result<Permit> {
-        let config = self.lease.with(options)?;
-        let key = self.key(name)?;
-        acquire_loop(&config, || self.attempt(name, &key, &config)).await
+        self.lease(name, options).await
     }
 
     /// Runs `work` holding a permit, with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
@@ -173,12 +148,10 @@ impl Semaphore {
         F: FnOnce(LeaseHandle) -> Fut,
         Fut: Future<Output = T>,
     {
-        let options = AcquireOptions::new().auto_extend(true);
-        let permit = self.acquire_with_options(name, &options).await?;
-        run_guarded(permit, work).await
+        self.run_leased(name, work).await
     }
 
-    /// How many unexpired permits of `name` are out now.
+    /// How many unexpired permits of `name` are out now, by the clock of the node holding the key.
     ///
     /// # Errors
     /// [`Error::Core`] for a bad name or a failed command.
@@ -187,69 +160,20 @@ impl Semaphore {
         let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
         Ok(count)
     }
-
-    async fn attempt(&self, name: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
-        // Armed until the reply is in: a cancelled or failed request gives its permit back.
-        let pending = PendingLease::new(
-            name,
-            Arc::new(SemaphoreLease {
-                redis: self.redis.clone(),
-                key: key.clone(),
-            }),
-        );
-        let start = Instant::now();
-        let (taken, value): (i64, i64) = SEM_ACQUIRE
-            .call()
-            .key(key)
-            .key(key.companion(FENCE_SUFFIX))
-            .arg(pending.token())
-            .arg(millis(config.ttl))
-            .arg(self.permits)
-            .invoke(&self.redis)
-            .await?;
-        if taken != 1 {
-            drop(pending.settle());
-            let hint = u64::try_from(value).ok().map(Duration::from_millis);
-            return Ok(Attempt::Held(hint));
-        }
-        let fence = u64::try_from(value)
-            .map_err(|_| Error::UnexpectedReply(format!("fencing counter {value}")))?;
-        let (lease, token) = pending.settle();
-        Ok(Attempt::Acquired(LockGuard::new(
-            name, token, fence, start, config, lease,
-        )))
-    }
 }
 
-#[derive(Debug)]
-struct SemaphoreLease {
-    redis: Redis,
-    key: Key,
-}
-
-impl Lease for SemaphoreLease {
-    fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let n: i64 = SEM_EXTEND
-                .call()
-                .key(&self.key)
-                .arg(token)
-                .arg(millis(ttl))
-                .invoke(&self.redis)
-                .await?;
-            Ok(n == 1)
-        })
+impl Acquirer for Semaphore {
+    fn settings(&self) -> &LeaseConfig {
+        &self.lease
     }
 
-    fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let n: i64 = SEM_RELEASE
-                .call()
-                .key(&self.key)
-                .arg(token)
-                .invoke(&self.redis)
-                .await?;
-            Ok(n == 1)
-        })
+    fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    async fn try_once(&self, name: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
+        ScriptLease::new(self.redis.clone(), key.clone(), &SEMAPHORE)
+            .try_once(name, config, Some(self.permits))
+            .await
     }
 }

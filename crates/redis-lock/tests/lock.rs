@@ -1,19 +1,18 @@
 //! The single-server lock against a real Redis: exclusion, fencing, ownership, leases, watchdog.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+mod support;
 
-use redis_core::{Config, KeySpace, Redis, redis};
-use redis_lock::{AcquireOptions, Error, Lock};
+use std::{sync::Arc, time::Duration};
+
+use redis_core::{Backoff, Config, KeySpace, Redis, redis};
+use redis_lock::{AcquireOptions, Error, ErrorPredicates, Lock};
 use redis_test_support::{FaultProxy, TestContext, wait_until};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use support::{backoff, ms, race_counter};
 
 fn lock(redis: &Redis, keys: &KeySpace) -> Lock {
     Lock::builder(redis.clone(), keys)
         .ttl(Duration::from_secs(30))
-        .retry_delay(ms(1), ms(5))
+        .retry_delay(backoff(ms(1), ms(5)))
         .wait(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -66,55 +65,20 @@ async fn try_acquire_returns_none_while_held_and_fences_increase() {
     other.release().await.unwrap();
 }
 
-/// 16 tasks x 500 critical sections, each a non-atomic GET then SET on a Redis value. Exact final
-/// count means no two sections overlapped; the value each section read, ordered by fence, must
-/// be 0, 1, 2, ... so fences increase in the order the lock was held.
+/// 16 tasks x 500 critical sections, each a non-atomic GET then SET on a Redis value: the count
+/// is exact and fences strictly increase in the order the lock was held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contended_read_modify_write_is_exact_and_fences_strictly_increase() {
-    const TASKS: usize = 16;
-    const ROUNDS: usize = 500;
     let ctx = TestContext::new().await;
     let lock = Arc::new(lock(ctx.redis(), &ctx.keyspace()));
     let counter = ctx.keyspace().key("counter").unwrap();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let lock = lock.clone();
-            let redis = ctx.redis().clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::with_capacity(ROUNDS);
-                for _ in 0..ROUNDS {
-                    let guard = lock.acquire("counter").await.unwrap();
-                    let value: Option<u64> =
-                        redis.query(redis::cmd("GET").arg(&counter)).await.unwrap();
-                    let value = value.unwrap_or(0);
-                    let _: () = redis
-                        .query(redis::cmd("SET").arg(&counter).arg(value + 1))
-                        .await
-                        .unwrap();
-                    seen.push((guard.fence(), value));
-                    guard.release().await.unwrap();
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    let total: u64 = ctx
-        .redis()
-        .query(redis::cmd("GET").arg(&counter))
-        .await
-        .unwrap();
-    assert_eq!(total, (TASKS * ROUNDS) as u64);
-    all.sort_unstable();
-    let fences: HashSet<u64> = all.iter().map(|&(f, _)| f).collect();
-    assert_eq!(fences.len(), TASKS * ROUNDS, "every fence is unique");
-    for (i, &(fence, value)) in all.iter().enumerate() {
-        assert_eq!(value, i as u64, "section with fence {fence} read {value}");
-    }
+    let race = race_counter(16, 500, ctx.redis(), &counter, move || {
+        let lock = lock.clone();
+        async move { lock.acquire("counter").await }
+    })
+    .await;
+    assert_eq!(race.sections(), 16 * 500);
+    race.assert_exclusive_in_fence_order();
 }
 
 #[tokio::test]
@@ -353,10 +317,17 @@ async fn bad_settings_and_names_are_typed_errors() {
         build(|b| b.ttl(ms(0))),
         Err(Error::InvalidConfig(_))
     ));
-    assert!(matches!(
-        build(|b| b.retry_delay(ms(50), ms(10))),
-        Err(Error::InvalidConfig(_))
-    ));
+    // A zero or inverted retry delay is refused before a builder can take it.
+    for (min, max) in [(ms(50), ms(10)), (ms(0), ms(10))] {
+        let refused = Backoff::new(min, max).map_err(Error::from);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Core(redis_core::Error::InvalidConfig(_)))
+            ),
+            "{min:?}..{max:?}"
+        );
+    }
     assert!(matches!(
         build(|b| b.max_hold(ms(0))),
         Err(Error::InvalidConfig(_))

@@ -1,14 +1,13 @@
 //! Redlock over independent real masters: quorum, failures, fencing.
 
+mod support;
+
 use std::{sync::Arc, time::Duration};
 
 use redis_core::{KeySpace, Redis, redis};
 use redis_lock::{AcquireOptions, Error, Redlock};
-use redis_test_support::{FaultProxy, TestMasters, wait_for, wait_until};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use redis_test_support::{FaultProxy, TestMasters, TestServer, wait_for, wait_until};
+use support::{backoff, ms, race_counter};
 
 async fn connect(masters: &TestMasters) -> Vec<Redis> {
     let mut out = Vec::new();
@@ -22,13 +21,60 @@ fn keys() -> KeySpace {
     KeySpace::new(&format!("rl{}", std::process::id())).unwrap()
 }
 
+/// A warmed-up Redlock (scripts loaded, connections up) reaching every master through a proxy
+/// that then delays each direction by `latency`. Keep the proxies alive for the test.
+async fn slow_redlock(
+    masters: &mut TestMasters,
+    ttl: Duration,
+    instance_timeout: Duration,
+    latency: Duration,
+) -> (Vec<FaultProxy>, Redlock) {
+    let mut proxies = Vec::new();
+    let mut slow = Vec::new();
+    for server in masters.servers().iter() {
+        let proxy = FaultProxy::start(server.port()).await;
+        slow.push(Redis::open(&proxy.url()).await.unwrap());
+        proxies.push(proxy);
+    }
+    let redlock = Redlock::builder(slow, &keys())
+        .ttl(ttl)
+        .instance_timeout(instance_timeout)
+        .build()
+        .unwrap();
+    // The next attempt is then one EVALSHA per master.
+    redlock
+        .try_acquire("warm")
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    for proxy in &proxies {
+        proxy.set_latency(latency);
+    }
+    (proxies, redlock)
+}
+
+async fn wait_until_released(server: &TestServer, key: &str) {
+    wait_until(
+        "the release on every master",
+        Duration::from_secs(10),
+        || async {
+            let exists: i64 = server.cmd(redis::cmd("EXISTS").arg(key)).unwrap();
+            exists == 0
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redlock_keeps_granting_with_two_of_five_masters_killed_and_refuses_with_three() {
     let mut masters = TestMasters::spawn(5);
     let redlock = Redlock::builder(connect(&masters).await, &keys())
         .ttl(Duration::from_secs(10))
         .instance_timeout(ms(500))
-        .retry_delay(ms(5), ms(50))
+        .retry_delay(backoff(ms(5), ms(50)))
         .wait(Duration::from_secs(20))
         .build()
         .unwrap();
@@ -79,45 +125,19 @@ async fn redlock_excludes_concurrent_holders_and_fences_increase_across_majoriti
         Redlock::builder(redis.clone(), &keys())
             .ttl(Duration::from_secs(10))
             .instance_timeout(ms(2000))
-            .retry_delay(ms(1), ms(10))
+            .retry_delay(backoff(ms(1), ms(10)))
             .wait(Duration::from_secs(60))
             .build()
             .unwrap(),
     );
     let counter = keys().key("rl-counter").unwrap();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let redlock = redlock.clone();
-            let store = redis[0].clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                for _ in 0..40 {
-                    let guard = redlock.acquire("shared").await.unwrap();
-                    let v: Option<u64> =
-                        store.query(redis::cmd("GET").arg(&counter)).await.unwrap();
-                    let v = v.unwrap_or(0);
-                    let _: () = store
-                        .query(redis::cmd("SET").arg(&counter).arg(v + 1))
-                        .await
-                        .unwrap();
-                    seen.push((guard.fence(), v));
-                    guard.release().await.unwrap();
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_unstable();
-    for (i, &(fence, v)) in all.iter().enumerate() {
-        assert_eq!(v, i as u64, "fence {fence}");
-    }
-    all.dedup_by_key(|x| x.0);
-    assert_eq!(all.len(), 320, "fences are unique");
+    let race = race_counter(8, 40, &redis[0], &counter, move || {
+        let redlock = redlock.clone();
+        async move { redlock.acquire("shared").await }
+    })
+    .await;
+    assert_eq!(race.sections(), 320);
+    race.assert_exclusive_in_fence_order();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,30 +219,13 @@ async fn redlock_rejects_bad_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_redlock_attempt_is_released_on_every_master() {
     let mut masters = TestMasters::spawn(3);
-    let mut proxies = Vec::new();
-    let mut slow = Vec::new();
-    for server in masters.servers().iter() {
-        let proxy = FaultProxy::start(server.port()).await;
-        slow.push(Redis::open(&proxy.url()).await.unwrap());
-        proxies.push(proxy);
-    }
-    let redlock = Redlock::builder(slow, &keys())
-        .ttl(Duration::from_secs(30))
-        .instance_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    // Scripts loaded and connections up: the next attempt is one EVALSHA per master.
-    redlock
-        .try_acquire("warm")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
-    for proxy in &proxies {
-        proxy.set_latency(ms(500));
-    }
+    let (_proxies, redlock) = slow_redlock(
+        &mut masters,
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+        ms(500),
+    )
+    .await;
     let cancelled = tokio::time::timeout(ms(50), redlock.acquire("orphan")).await;
     assert!(cancelled.is_err(), "dropped before the replies");
 
@@ -237,15 +240,7 @@ async fn a_cancelled_redlock_attempt_is_released_on_every_master() {
         })
         .await;
         // ... and the background release frees it long before its 30 s lease ends.
-        wait_until(
-            "the release on every master",
-            Duration::from_secs(10),
-            || async {
-                let exists: i64 = server.cmd(redis::cmd("EXISTS").arg(&key)).unwrap();
-                exists == 0
-            },
-        )
-        .await;
+        wait_until_released(server, &key).await;
     }
 }
 
@@ -255,29 +250,8 @@ async fn a_cancelled_redlock_attempt_is_released_on_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_granted_too_slowly_is_refused_and_released() {
     let mut masters = TestMasters::spawn(3);
-    let mut proxies = Vec::new();
-    let mut slow = Vec::new();
-    for server in masters.servers().iter() {
-        let proxy = FaultProxy::start(server.port()).await;
-        slow.push(Redis::open(&proxy.url()).await.unwrap());
-        proxies.push(proxy);
-    }
-    let redlock = Redlock::builder(slow, &keys())
-        .ttl(Duration::from_secs(1))
-        .instance_timeout(ms(900))
-        .build()
-        .unwrap();
-    redlock
-        .try_acquire("warm")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
-    for proxy in &proxies {
-        proxy.set_latency(ms(250));
-    }
+    let (_proxies, redlock) =
+        slow_redlock(&mut masters, Duration::from_secs(1), ms(900), ms(250)).await;
     assert!(
         redlock.try_acquire("late").await.unwrap().is_none(),
         "a lease with no validity left is not handed out"
@@ -288,14 +262,6 @@ async fn a_quorum_granted_too_slowly_is_refused_and_released() {
             .cmd(redis::cmd("GET").arg(format!("{key}:fence")))
             .unwrap();
         assert_eq!(fence, Some(1), "every master granted");
-        wait_until(
-            "the release on every master",
-            Duration::from_secs(10),
-            || async {
-                let exists: i64 = server.cmd(redis::cmd("EXISTS").arg(&key)).unwrap();
-                exists == 0
-            },
-        )
-        .await;
+        wait_until_released(server, &key).await;
     }
 }

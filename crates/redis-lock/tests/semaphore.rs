@@ -1,5 +1,7 @@
 //! The counting semaphore against a real Redis.
 
+mod support;
+
 use std::{
     sync::{
         Arc,
@@ -11,10 +13,7 @@ use std::{
 use redis_core::{Redis, redis};
 use redis_lock::{AcquireOptions, Error, Semaphore};
 use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use support::{backoff, ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_semaphore_never_has_more_than_n_holders() {
@@ -22,7 +21,7 @@ async fn a_semaphore_never_has_more_than_n_holders() {
     let ctx = TestContext::new().await;
     let sem = Arc::new(
         Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
-            .retry_delay(ms(1), ms(5))
+            .retry_delay(backoff(ms(1), ms(5)))
             .wait(Duration::from_secs(60))
             .build()
             .unwrap(),
@@ -70,7 +69,7 @@ async fn expiring_permits_never_leave_more_than_n_valid_holders() {
     let sem = Arc::new(
         Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
             .ttl(ms(100))
-            .retry_delay(ms(1), ms(5))
+            .retry_delay(backoff(ms(1), ms(5)))
             .wait(Duration::from_secs(60))
             .build()
             .unwrap(),
@@ -124,6 +123,38 @@ async fn expiring_permits_never_leave_more_than_n_valid_holders() {
         "{peak} holders trusted their permit at once"
     );
     assert!(peak >= 2, "permits were shared");
+}
+
+#[tokio::test]
+async fn permits_live_in_a_sorted_set_nested_under_the_lock_pattern() {
+    let ctx = TestContext::new().await;
+    let sem = Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), 2)
+        .build()
+        .unwrap();
+    let key = sem.key("jobs").unwrap();
+    assert_eq!(
+        key.as_str(),
+        format!("{}:lock:semaphore:{{jobs}}", ctx.prefix())
+    );
+    let permit = sem.try_acquire("jobs").await.unwrap().unwrap();
+    let query = |cmd: &str, key: redis_core::Key| {
+        let (redis, cmd) = (ctx.redis().clone(), redis::cmd(cmd).arg(&key).clone());
+        async move { redis.query::<redis::Value>(&cmd).await.unwrap() }
+    };
+    assert_eq!(
+        query("TYPE", key.clone()).await,
+        redis::Value::SimpleString("zset".into())
+    );
+    let redis::Value::Int(lease) = query("PTTL", key.clone()).await else {
+        panic!("PTTL is an integer");
+    };
+    assert!(lease > 0 && lease <= 30_000, "holders pttl {lease}");
+    assert_eq!(
+        query("PTTL", key.companion("fence")).await,
+        redis::Value::Int(-1),
+        "the fencing counter has no TTL"
+    );
+    permit.release().await.unwrap();
 }
 
 #[tokio::test]

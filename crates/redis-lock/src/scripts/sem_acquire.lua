@@ -3,8 +3,7 @@
 -- KEYS[2] fencing counter (a companion of KEYS[1])
 -- ARGV[1] owner token, ARGV[2] lease in milliseconds, ARGV[3] number of permits
 -- Returns {1, fence} when granted, {0, ms until the earliest permit expires} when all are taken.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then

@@ -1,8 +1,7 @@
 -- Renews a semaphore permit, if the caller still holds an unexpired one.
 -- KEYS[1] holders; ARGV[1] owner token, ARGV[2] new lease in milliseconds
 -- Returns 1 when renewed, 0 when the permit had expired (it is then removed) or was never held.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ttl = tonumber(ARGV[2])
 local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not expiry then

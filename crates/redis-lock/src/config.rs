@@ -1,7 +1,10 @@
 //! Lease settings shared by [`Lock`](crate::Lock), [`Redlock`](crate::Redlock) and
-//! [`Semaphore`](crate::Semaphore), per-call overrides, and the pure timing math behind them.
+//! [`Semaphore`](crate::Semaphore): defaults, the setters their builders share, per-call
+//! overrides, and the pure timing math behind them.
 
 use std::time::Duration;
+
+use redis_core::Backoff;
 
 use crate::error::{Error, Result};
 
@@ -9,10 +12,9 @@ use crate::error::{Error, Result};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// Default time `acquire` waits for a held resource: 10 s.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
-/// Default shortest pause between attempts: 10 ms.
-pub const DEFAULT_RETRY_MIN: Duration = Duration::from_millis(10);
-/// Default longest pause between attempts: 200 ms.
-pub const DEFAULT_RETRY_MAX: Duration = Duration::from_millis(200);
+/// Default pause between attempts of `acquire`: 10 ms doubling up to 200 ms, with jitter.
+pub const DEFAULT_RETRY: Backoff =
+    Backoff::clamped(Duration::from_millis(10), Duration::from_millis(200));
 /// Shortest lease accepted: 10 ms (below that, clock drift and round trips eat the lease).
 pub const MIN_TTL: Duration = Duration::from_millis(10);
 
@@ -75,8 +77,7 @@ impl AcquireOptions {
 pub(crate) struct LeaseConfig {
     pub(crate) ttl: Duration,
     pub(crate) wait: Duration,
-    pub(crate) retry_min: Duration,
-    pub(crate) retry_max: Duration,
+    pub(crate) retry: Backoff,
     pub(crate) auto_extend: bool,
     pub(crate) max_hold: Option<Duration>,
 }
@@ -86,8 +87,7 @@ impl Default for LeaseConfig {
         Self {
             ttl: DEFAULT_TTL,
             wait: DEFAULT_WAIT,
-            retry_min: DEFAULT_RETRY_MIN,
-            retry_max: DEFAULT_RETRY_MAX,
+            retry: DEFAULT_RETRY,
             auto_extend: false,
             max_hold: None,
         }
@@ -95,19 +95,12 @@ impl Default for LeaseConfig {
 }
 
 impl LeaseConfig {
+    /// Checks what the types do not: the lease length and the hold cap. (A [`Backoff`] is valid
+    /// by construction.)
     pub(crate) fn validate(&self) -> Result<()> {
         validate_ttl(self.ttl)?;
-        if self.retry_min.is_zero() {
-            return Err(Error::InvalidConfig("retry delay is zero".into()));
-        }
-        if self.retry_min > self.retry_max {
-            return Err(Error::InvalidConfig(format!(
-                "shortest retry delay {:?} is longer than the longest {:?}",
-                self.retry_min, self.retry_max
-            )));
-        }
         if self.max_hold.is_some_and(|m| m.is_zero()) {
-            return Err(Error::InvalidConfig("max hold time is zero".into()));
+            return Err(Error::invalid_config("max hold time is zero"));
         }
         Ok(())
     }
@@ -128,20 +121,57 @@ impl LeaseConfig {
 
 pub(crate) fn validate_ttl(ttl: Duration) -> Result<()> {
     if ttl < MIN_TTL {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::invalid_config(format!(
             "lease {ttl:?} is shorter than the minimum {MIN_TTL:?}"
         )));
     }
     if ttl.as_millis() > u128::from(u32::MAX) {
-        return Err(Error::InvalidConfig(format!("lease {ttl:?} is too long")));
+        return Err(Error::invalid_config(format!("lease {ttl:?} is too long")));
     }
     Ok(())
 }
 
-/// Whole milliseconds, as Redis wants them (`ttl` was validated to fit).
-pub(crate) fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+/// The consuming setters every builder of this crate has, over its `lease: LeaseConfig` field.
+macro_rules! lease_setters {
+    () => {
+        /// The lease length: how long a crashed holder blocks others. Defaults to 30 s; at least 10 ms.
+        pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+            self.lease.ttl = ttl;
+            self
+        }
+
+        /// How long `acquire` waits for a held resource before [`Error::Timeout`](crate::Error::Timeout).
+        /// Defaults to 10 s.
+        pub fn wait(mut self, wait: std::time::Duration) -> Self {
+            self.lease.wait = wait;
+            self
+        }
+
+        /// The pause between attempts of `acquire`: pause `n` is a random point in the upper half
+        /// of `min * 2^n`, capped at `max` (see [`Backoff`](redis_core::Backoff)), and never past
+        /// the holder's remaining lease when the server reported it. Defaults to
+        /// [`DEFAULT_RETRY`](crate::DEFAULT_RETRY): 10 ms doubling up to 200 ms.
+        pub fn retry_delay(mut self, retry: redis_core::Backoff) -> Self {
+            self.lease.retry = retry;
+            self
+        }
+
+        /// Whether guards renew their lease in the background (about every `ttl / 3`) while they
+        /// live. Defaults to `false`; `with_lock` always turns it on.
+        pub fn auto_extend(mut self, on: bool) -> Self {
+            self.lease.auto_extend = on;
+            self
+        }
+
+        /// The longest the watchdog keeps a lease alive, counted from acquisition; after that the
+        /// lease runs out and the guard reports it lost. Defaults to no cap.
+        pub fn max_hold(mut self, max: std::time::Duration) -> Self {
+            self.lease.max_hold = Some(max);
+            self
+        }
+    };
 }
+pub(crate) use lease_setters;
 
 /// Allowance for clocks running at different rates, from the Redlock spec: 1 % of the lease plus
 /// 2 ms. A lease is trusted for `ttl - elapsed - drift`.
@@ -169,53 +199,12 @@ pub fn validity(ttl: Duration, elapsed: Duration) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
-/// Pause before retry number `attempt` (0-based): `min * 2^attempt`, capped at `max`, scaled by
-/// `jitter` in `[0, 1)` into the upper half `[d/2, d)`, and never below `min`.
-pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.min(20));
-    let ceiling = min.saturating_mul(factor).min(max);
-    let jitter = jitter.clamp(0.0, 1.0);
-    // Not `mul_f64`: it panics when a huge ceiling rounds past `Duration::MAX` as f64.
-    Duration::try_from_secs_f64(ceiling.as_secs_f64() * (0.5 + jitter / 2.0))
-        .unwrap_or(ceiling)
-        .max(min)
-        .min(max)
-}
-
-/// A fresh owner token: 128 random bits from the thread-local CSPRNG, as 32 hex digits.
-pub(crate) fn new_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[test]
-    fn backoff_doubles_until_the_cap_and_stays_in_bounds() {
-        assert_eq!(backoff(0, ms(10), ms(200), 1.0), ms(10));
-        assert_eq!(backoff(1, ms(10), ms(200), 1.0), ms(20));
-        assert_eq!(backoff(3, ms(10), ms(200), 1.0), ms(80));
-        assert_eq!(backoff(10, ms(10), ms(200), 1.0), ms(200));
-        assert_eq!(backoff(u32::MAX, ms(10), ms(200), 1.0), ms(200));
-        for attempt in 0..40 {
-            for jitter in [0.0, 0.1, 0.5, 0.99, 1.0, -3.0, 7.0] {
-                let d = backoff(attempt, ms(10), ms(200), jitter);
-                assert!(d >= ms(10) && d <= ms(200), "{attempt} {jitter} {d:?}");
-            }
-        }
-        // Absurd but accepted bounds do not panic.
-        let huge = Duration::MAX;
-        assert_eq!(backoff(0, huge, huge, 1.0), huge);
-        let d = backoff(3, huge / 2, huge, 0.99);
-        assert!(d >= huge / 2 && d <= huge, "{d:?}");
-        // Jitter spreads retries over the upper half of the window.
-        assert_eq!(backoff(4, ms(10), ms(200), 0.0), ms(80));
-        assert!(backoff(4, ms(10), ms(200), 0.5) > ms(80));
     }
 
     #[test]
@@ -228,15 +217,6 @@ mod tests {
             validity(ms(100), ms(97) - Duration::from_micros(1)),
             Some(Duration::from_micros(1))
         );
-    }
-
-    #[test]
-    fn tokens_are_128_bit_hex_and_distinct() {
-        let a = new_token();
-        let b = new_token();
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
     }
 
     #[test]
@@ -255,17 +235,23 @@ mod tests {
             Error::InvalidConfig(_)
         ));
         assert!(matches!(
-            bad(|c| c.retry_min = ms(0)),
-            Error::InvalidConfig(_)
-        ));
-        assert!(matches!(
-            bad(|c| c.retry_min = ms(300)),
-            Error::InvalidConfig(_)
-        ));
-        assert!(matches!(
             bad(|c| c.max_hold = Some(ms(0))),
             Error::InvalidConfig(_)
         ));
+        // A zero or inverted retry delay cannot reach the settings: `Backoff::new` refuses it, and
+        // `?` turns that into this crate's error.
+        let retry = |min, max| -> Result<Backoff> { Ok(Backoff::new(min, max)?) };
+        for (min, max) in [(ms(0), ms(200)), (ms(300), ms(200))] {
+            assert!(matches!(
+                retry(min, max),
+                Err(Error::Core(redis_core::Error::InvalidConfig(_)))
+            ));
+        }
+        assert_eq!(
+            (ok.retry.min(), ok.retry.max()),
+            (ms(10), ms(200)),
+            "default retry delay"
+        );
         let merged = ok
             .with(&AcquireOptions::new().ttl(ms(500)).auto_extend(true))
             .unwrap();

@@ -1,0 +1,237 @@
+//! Taking a lease: the one acquire path [`Lock`](crate::Lock), [`Redlock`](crate::Redlock) and
+//! [`Semaphore`](crate::Semaphore) share. Each primitive says how to make one attempt
+//! ([`Acquirer::try_once`]); options, the wait loop (backoff, the holder's remaining lease,
+//! deadline) and running work under the lease are written once, here.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use redis_core::{Backoff, ErrorPredicates, Key, KeySpace, random_token, release_in_background};
+use tokio::time::Instant;
+
+use crate::{
+    config::{AcquireOptions, LeaseConfig},
+    error::{Error, Result},
+    guard::{LeaseHandle, LockGuard, run_guarded},
+    lease::Lease,
+};
+
+/// One attempt's outcome.
+pub(crate) enum Attempt {
+    Acquired(LockGuard),
+    /// Held by someone else; the hint is how long until the holder's lease runs out, if known.
+    Held(Option<Duration>),
+}
+
+/// A primitive that hands out leases: one attempt is its own, the rest is shared.
+pub(crate) trait Acquirer: Sync {
+    /// The settings the primitive was built with.
+    fn settings(&self) -> &LeaseConfig;
+
+    /// The key space the primitive's keys live in (its pattern segment included).
+    fn keys(&self) -> &KeySpace;
+
+    /// One attempt on `resource`, whose main key is `key`, with per-call options applied.
+    fn try_once(
+        &self,
+        resource: &str,
+        key: &Key,
+        config: &LeaseConfig,
+    ) -> impl Future<Output = Result<Attempt>> + Send;
+
+    /// One attempt: the guard, or `None` when the resource is held.
+    async fn try_lease(
+        &self,
+        resource: &str,
+        options: &AcquireOptions,
+    ) -> Result<Option<LockGuard>> {
+        let config = self.settings().with(options)?;
+        let key = self.keys().key(resource)?;
+        match self.try_once(resource, &key, &config).await? {
+            Attempt::Acquired(guard) => Ok(Some(guard)),
+            Attempt::Held(_) => Ok(None),
+        }
+    }
+
+    /// Attempts until one succeeds or the wait runs out; see [`acquire_loop`].
+    async fn lease(&self, resource: &str, options: &AcquireOptions) -> Result<LockGuard> {
+        let config = self.settings().with(options)?;
+        let key = self.keys().key(resource)?;
+        acquire_loop(&config, || self.try_once(resource, &key, &config)).await
+    }
+
+    /// Waits for a lease with the watchdog on and runs `work` under it; see [`run_guarded`].
+    async fn run_leased<F, Fut, T>(&self, resource: &str, work: F) -> Result<T>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let options = AcquireOptions::new().auto_extend(true);
+        let guard = self.lease(resource, &options).await?;
+        run_guarded(guard, work).await
+    }
+}
+
+/// Repeats `attempt` with jittered exponential backoff until it succeeds or `config.wait` passes.
+/// Retryable errors are retried; at the deadline the last error (or [`Error::Timeout`]) is returned.
+pub(crate) async fn acquire_loop<F, Fut>(config: &LeaseConfig, mut attempt: F) -> Result<LockGuard>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt>>,
+{
+    let started = Instant::now();
+    // A wait too long to represent (`Duration::MAX`) means no deadline.
+    let deadline = started.checked_add(config.wait);
+    let mut tries = 0u32;
+    loop {
+        let (last_error, holder_left) = match attempt().await {
+            Ok(Attempt::Acquired(guard)) => return Ok(guard),
+            Ok(Attempt::Held(hint)) => (None, hint),
+            Err(e) if e.is_retryable() => (Some(e), None),
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(last_error.unwrap_or(Error::Timeout(now - started)));
+        }
+        let wait_left = deadline.map(|d| d - now);
+        let pause = retry_pause(
+            &config.retry,
+            tries,
+            rand::random::<f64>(),
+            holder_left,
+            wait_left,
+        );
+        tokio::time::sleep(pause).await;
+        tries = tries.saturating_add(1);
+    }
+}
+
+/// The pause before retry number `attempt`: the backoff's delay for the random factor `random`,
+/// cut to just past the holder's remaining lease when the server reported it (look again right
+/// after it ends) and to what is left of the wait.
+fn retry_pause(
+    retry: &Backoff,
+    attempt: u32,
+    random: f64,
+    holder_left: Option<Duration>,
+    wait_left: Option<Duration>,
+) -> Duration {
+    let mut pause = retry.delay_with(attempt, random);
+    if let Some(hint) = holder_left {
+        pause = pause.min(hint.saturating_add(Duration::from_millis(1)));
+    }
+    if let Some(left) = wait_left {
+        pause = pause.min(left);
+    }
+    pause
+}
+
+/// A lease being acquired: armed from before the acquiring request is sent until its outcome is
+/// known. Dropped while armed (the `acquire` future was cancelled, or the request failed with a
+/// time-out or a lost connection after it may have reached the server), it gives the token back in
+/// the background, so a grant nobody heard about does not block the resource for a whole TTL.
+/// The release is a compare-and-delete on a fresh random token: harmless if the grant never happened.
+pub(crate) struct PendingLease {
+    resource: Arc<str>,
+    lease: Arc<dyn Lease>,
+    token: String,
+    armed: bool,
+}
+
+impl PendingLease {
+    /// Arms a fresh token for `resource` on `lease`.
+    pub(crate) fn new(resource: &str, lease: Arc<dyn Lease>) -> Self {
+        Self {
+            resource: resource.into(),
+            lease,
+            token: random_token(),
+            armed: true,
+        }
+    }
+
+    /// The owner token the acquiring request must carry.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The outcome is known: disarms and hands back the lease and its token.
+    pub(crate) fn settle(mut self) -> (Arc<dyn Lease>, String) {
+        self.armed = false;
+        (Arc::clone(&self.lease), std::mem::take(&mut self.token))
+    }
+}
+
+impl Drop for PendingLease {
+    fn drop(&mut self) {
+        if self.armed {
+            let lease = Arc::clone(&self.lease);
+            let token = std::mem::take(&mut self.token);
+            release_in_background(&self.resource, async move { lease.release(&token).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::DEFAULT_RETRY,
+        testing::{Recorder, RecordingLease, ms},
+    };
+
+    #[test]
+    fn retry_pauses_double_until_the_cap_and_stay_in_bounds() {
+        let pause = |attempt, random| retry_pause(&DEFAULT_RETRY, attempt, random, None, None);
+        assert_eq!(pause(0, 1.0), ms(10));
+        assert_eq!(pause(1, 1.0), ms(20));
+        assert_eq!(pause(3, 1.0), ms(80));
+        assert_eq!(pause(10, 1.0), ms(200));
+        assert_eq!(pause(u32::MAX, 1.0), ms(200));
+        for random in [0.0, 0.1, 0.5, 0.99, 1.0, -3.0, 7.0, f64::NAN] {
+            let mut previous = Duration::ZERO;
+            for attempt in 0..40 {
+                let d = pause(attempt, random);
+                let ceiling = DEFAULT_RETRY.ceiling(attempt);
+                assert!(d >= ceiling / 2 && d <= ceiling, "{attempt} {random} {d:?}");
+                assert!(d >= ms(5) && d <= ms(200), "{attempt} {random} {d:?}");
+                assert!(d >= previous, "pauses never shrink: {attempt} {random}");
+                previous = d;
+            }
+        }
+        // Absurd but accepted bounds do not panic, nor does a holder hint or a wait at the limit.
+        let huge = Duration::MAX;
+        let max = Backoff::new(huge, huge).unwrap();
+        assert_eq!(retry_pause(&max, 0, 1.0, None, None), huge);
+        let half = Backoff::new(huge / 2, huge).unwrap();
+        let d = retry_pause(&half, 3, 0.99, Some(huge), Some(huge));
+        assert!(d >= huge / 2 && d <= huge, "{d:?}");
+        // Jitter spreads retries over the upper half of the window.
+        assert_eq!(pause(4, 0.0), ms(80));
+        assert!(pause(4, 0.5) > ms(80));
+    }
+
+    #[test]
+    fn a_retry_pause_ends_just_after_the_holder_and_never_past_the_wait() {
+        let pause = |holder, wait| retry_pause(&DEFAULT_RETRY, 5, 1.0, holder, wait);
+        assert_eq!(pause(None, None), ms(200));
+        assert_eq!(pause(Some(ms(3)), None), ms(4));
+        assert_eq!(pause(Some(ms(0)), None), ms(1));
+        assert_eq!(pause(None, Some(ms(7))), ms(7));
+        assert_eq!(pause(Some(ms(30)), Some(ms(7))), ms(7));
+        assert_eq!(pause(Some(ms(500)), Some(ms(900))), ms(200));
+    }
+
+    #[test]
+    fn pending_leases_carry_distinct_128_bit_hex_tokens() {
+        let lease: Arc<dyn Lease> = Arc::new(RecordingLease(Arc::new(Recorder::default())));
+        let a = PendingLease::new("r", Arc::clone(&lease));
+        let b = PendingLease::new("r", lease);
+        assert_eq!(a.token().len(), 32);
+        assert!(a.token().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a.token(), b.token());
+        let sent = a.token().to_owned();
+        let (_, token) = a.settle();
+        assert_eq!(token, sent, "settling hands the same token over");
+        drop(b.settle());
+    }
+}

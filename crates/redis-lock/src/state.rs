@@ -1,0 +1,175 @@
+//! A held lease's local state, shared by its guard, its handles and its watchdog: held, lost or
+//! released, and the local deadline past which it cannot be trusted.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use tokio::{sync::watch, time::Instant};
+
+use crate::{
+    config::{drift, validity},
+    error::Result,
+    lease::Lease,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Held,
+    Lost,
+    Released,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct State {
+    pub(crate) status: Status,
+    /// Local deadline past which the lease cannot be trusted (`start + ttl - drift`).
+    pub(crate) valid_until: Instant,
+}
+
+/// One held lease: what it is, how to renew or give it back, and its state channel.
+pub(crate) struct Shared {
+    pub(crate) resource: Arc<str>,
+    pub(crate) token: String,
+    pub(crate) fence: u64,
+    pub(crate) acquired_at: Instant,
+    pub(crate) lease: Arc<dyn Lease>,
+    pub(crate) state: watch::Sender<State>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("resource", &self.resource)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// A lease just taken with `ttl` by a request sent at `start`.
+    pub(crate) fn new(
+        resource: &str,
+        token: String,
+        fence: u64,
+        start: Instant,
+        ttl: Duration,
+        lease: Arc<dyn Lease>,
+    ) -> Self {
+        let (state, _) = watch::channel(State {
+            status: Status::Held,
+            valid_until: start + ttl - drift(ttl),
+        });
+        Self {
+            resource: resource.into(),
+            token,
+            fence,
+            acquired_at: start,
+            lease,
+            state,
+        }
+    }
+
+    /// Moves a held lease to `status` (lost or released); a lease no longer held stays as it is.
+    pub(crate) fn mark(&self, status: Status) {
+        self.state.send_if_modified(|s| {
+            if s.status == Status::Held {
+                s.status = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Marks the lease lost if its local deadline has passed; true when it is no longer held.
+    /// Once the deadline passed the "lost" signal may have fired, so a later renewal must not
+    /// bring the lease back: lost stays lost.
+    pub(crate) fn lost_by_now(&self) -> bool {
+        let now = Instant::now();
+        self.state.send_if_modified(|s| {
+            if s.status == Status::Held && s.valid_until <= now {
+                s.status = Status::Lost;
+                true
+            } else {
+                false
+            }
+        });
+        self.state.borrow().status != Status::Held
+    }
+
+    /// Renews to `ttl`; on success moves the local deadline. `Ok(false)` marks the lease lost.
+    pub(crate) async fn extend(&self, ttl: Duration) -> Result<bool> {
+        let start = Instant::now();
+        let kept = self.lease.extend(&self.token, ttl).await?;
+        let valid = kept.then(|| validity(ttl, start.elapsed())).flatten();
+        if valid.is_some() && !self.lost_by_now() {
+            // The server replaced the expiry, so the deadline follows it, earlier or later.
+            let until = start + ttl - drift(ttl);
+            let moved = self.state.send_if_modified(|s| {
+                if s.status == Status::Held {
+                    s.valid_until = until;
+                    true
+                } else {
+                    false
+                }
+            });
+            return Ok(moved);
+        }
+        self.mark(Status::Lost);
+        Ok(false)
+    }
+}
+
+/// How much longer a lease in `state` can be trusted by the local clock (zero unless held).
+pub(crate) fn remaining(state: &State) -> Duration {
+    if state.status != Status::Held {
+        return Duration::ZERO;
+    }
+    state.valid_until.saturating_duration_since(Instant::now())
+}
+
+/// Resolves when the lease is no longer held: lost, released, past its local deadline, or its
+/// guard and watchdog are gone.
+pub(crate) async fn lost(mut rx: watch::Receiver<State>) {
+    loop {
+        let state = *rx.borrow_and_update();
+        if state.status != Status::Held {
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return; // guard and watchdog are gone: released
+                }
+            }
+            () = tokio::time::sleep_until(state.valid_until) => {
+                // The deadline may have moved while we slept; only a deadline still in force counts.
+                if rx.borrow().valid_until <= Instant::now() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_is_zero_unless_held_and_in_time() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let held = State {
+            status: Status::Held,
+            valid_until: later,
+        };
+        assert!(remaining(&held) > Duration::from_secs(59));
+        for status in [Status::Lost, Status::Released] {
+            assert_eq!(remaining(&State { status, ..held }), Duration::ZERO);
+        }
+        let past = State {
+            status: Status::Held,
+            valid_until: Instant::now() - Duration::from_millis(1),
+        };
+        assert_eq!(remaining(&past), Duration::ZERO);
+    }
+}
