@@ -28,10 +28,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = Redis::open(&url).await?;
     let keys = KeySpace::new("example")?.pattern(&format!("axum{}", std::process::id()))?;
 
-    // Three requests per minute per API key.
-    let limiter = RateLimiter::builder(redis, Limit::sliding_window(3, Duration::from_secs(60)))
-        .keys(keys)
-        .build()?;
+    // Three requests per minute per API key: `example:axum<pid>:ratelimit:sliding:{<api key>}`.
+    let limit = Limit::sliding_window(3, Duration::from_secs(60));
+    let limiter = RateLimiter::builder(redis, &keys, limit).build()?;
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
         .layer(RateLimitLayer::new(limiter, api_key));

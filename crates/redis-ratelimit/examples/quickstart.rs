@@ -13,12 +13,12 @@ use redis_ratelimit::{
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let redis = Redis::open(&url).await?;
-    let keys = KeySpace::new("example")?.pattern(&format!("ratelimit{}", std::process::id()))?;
+    let keys = KeySpace::new("example")?.pattern(&format!("quickstart{}", std::process::id()))?;
 
     // 10 per second on average, at most 3 at once.
-    let limiter = RateLimiter::builder(redis, Limit::gcra(10, Duration::from_secs(1), 3))
-        .keys(keys)
-        .build()?;
+    let limiter =
+        RateLimiter::builder(redis, &keys, Limit::gcra(10, Duration::from_secs(1), 3)).build()?;
+    println!("user:42 is limited in {}", limiter.key("user:42")?.as_str());
 
     let mut allowed = 0;
     for i in 1..=5 {

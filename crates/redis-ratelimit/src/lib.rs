@@ -6,22 +6,31 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod block_cache;
 mod concurrency;
-pub mod decision;
-pub mod error;
-pub mod limit;
+mod config;
+mod decision;
+mod error;
+mod limit;
 mod limiter;
 mod local;
+mod permit;
+mod scripts;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
-pub use concurrency::{
-    Acquired, ConcurrencyLimiter, ConcurrencyLimiterBuilder, Permit, concurrency_scripts,
+pub use concurrency::{Acquired, ConcurrencyLimiter, ConcurrencyLimiterBuilder};
+pub use config::FailurePolicy;
+pub use decision::{
+    Decision, Outcome, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, RETRY_AFTER, Source,
 };
-pub use decision::{Decision, Outcome, Source};
 pub use error::{Error, Result};
-pub use limit::{Algorithm, Limit};
-pub use limiter::{FailurePolicy, RateLimiter, RateLimiterBuilder, script};
+pub use limit::{Algorithm, Limit, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, MAX_REFILL};
+pub use limiter::{RateLimiter, RateLimiterBuilder};
+pub use permit::Permit;
 /// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
 pub use redis_core;
+/// The questions every error answers: `is_retryable`, `is_timeout`, `is_connection_error`, ...
+pub use redis_core::ErrorPredicates;
+pub use scripts::{concurrency_scripts, script};

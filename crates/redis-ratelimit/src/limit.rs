@@ -164,35 +164,39 @@ impl Limit {
         };
         let name = self.algorithm.name();
         if self.capacity == 0 {
-            return Err(Error::config(format!("{name}: {what} is zero")));
+            return Err(Error::invalid_config(format!("{name}: {what} is zero")));
         }
         if self.rate == 0 {
-            return Err(Error::config(format!("{name}: {rate_name} is zero")));
+            return Err(Error::invalid_config(format!(
+                "{name}: {rate_name} is zero"
+            )));
         }
         if self.capacity > MAX_LIMIT || self.rate > MAX_LIMIT {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_config(format!(
                 "{name}: {what} or {rate_name} above {MAX_LIMIT}"
             )));
         }
         if self.algorithm == Algorithm::SlidingLog && self.capacity > MAX_LOG_LIMIT {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_config(format!(
                 "{name}: limit above {MAX_LOG_LIMIT} (one sorted-set member per unit); \
                  use the sliding window for larger limits"
             )));
         }
         if self.period.as_micros() == 0 {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_config(format!(
                 "{name}: period is zero (the resolution is one microsecond)"
             )));
         }
         if self.period > MAX_PERIOD {
-            return Err(Error::config(format!("{name}: period above ten years")));
+            return Err(Error::invalid_config(format!(
+                "{name}: period above ten years"
+            )));
         }
         if matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::Gcra)
             && u128::from(self.capacity) * self.period.as_micros() / u128::from(self.rate)
                 > MAX_REFILL.as_micros()
         {
-            return Err(Error::config(format!(
+            return Err(Error::invalid_config(format!(
                 "{name}: {what} takes more than a hundred years to refill at this {rate_name}"
             )));
         }
@@ -201,8 +205,13 @@ impl Limit {
 
     /// The period in microseconds, as the scripts take it.
     pub(crate) fn period_us(&self) -> u64 {
-        u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX)
+        micros(self.period)
     }
+}
+
+/// `d` in whole microseconds, as the scripts take times (saturating).
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! Every algorithm against a real server: no over-admission, refill, costs, TTLs, changing limits.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{HOUR, MINUTE, every_algorithm, limiter};
 use redis_ratelimit::{
     Acquired, Algorithm, ConcurrencyLimiter, Error, Limit, Outcome, RateLimiter, Source,
 };
 use redis_test_support::{TestContext, wait_for};
+use support::{HOUR, MINUTE, every_algorithm, limiter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactly_the_limit_passes_under_50_concurrent_tasks_for_every_algorithm() {
@@ -40,8 +40,7 @@ async fn exactly_the_limit_passes_under_50_concurrent_tasks_for_every_algorithm(
         assert!(after.retry_after().unwrap() > Duration::ZERO, "{limit:?}");
     }
 
-    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), 7)
-        .keys(ctx.keyspace())
+    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), 7)
         .build()
         .unwrap();
     let tasks: Vec<_> = (0..50)
@@ -222,8 +221,7 @@ async fn changing_a_limit_keeps_the_state() {
         }
         assert_eq!(decision.limit(), 10);
         // Lowering it again does not wipe anything either.
-        let lowered = RateLimiter::builder(ctx.redis().clone(), five)
-            .keys(ctx.keyspace().pattern("ratelimit").unwrap())
+        let lowered = RateLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), five)
             .build()
             .unwrap();
         assert!(!lowered.check("c").await.unwrap().is_allowed(), "{five:?}");
@@ -300,8 +298,7 @@ async fn every_key_carries_a_ttl() {
             limiter.check("ttl").await.unwrap();
         }
     }
-    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), 2)
-        .keys(ctx.keyspace())
+    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), 2)
         .build()
         .unwrap();
     let permit = concurrency
@@ -328,18 +325,19 @@ async fn every_key_carries_a_ttl() {
 async fn invalid_config_and_arguments_are_typed_errors() {
     let ctx = TestContext::new().await;
     let redis = ctx.redis().clone();
+    let keys = ctx.keyspace();
     for bad in [
         Limit::fixed_window(0, MINUTE),
         Limit::sliding_window(10, Duration::ZERO),
         Limit::gcra(10, MINUTE, 0),
         Limit::token_bucket(10, 0, MINUTE),
     ] {
-        let err = RateLimiter::builder(redis.clone(), bad)
+        let err = RateLimiter::builder(redis.clone(), &keys, bad)
             .build()
             .unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)), "{bad:?}: {err:?}");
     }
-    let err = RateLimiter::builder(redis.clone(), Limit::gcra(1, MINUTE, 1))
+    let err = RateLimiter::builder(redis.clone(), &keys, Limit::gcra(1, MINUTE, 1))
         .on_redis_error(redis_ratelimit::FailurePolicy::Local(Limit::gcra(
             1,
             Duration::ZERO,
@@ -349,7 +347,7 @@ async fn invalid_config_and_arguments_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
     for (max, lease) in [(0, MINUTE), (1, Duration::ZERO)] {
-        let err = ConcurrencyLimiter::builder(redis.clone(), max)
+        let err = ConcurrencyLimiter::builder(redis.clone(), &keys, max)
             .lease(lease)
             .build()
             .unwrap_err();
@@ -374,11 +372,14 @@ async fn invalid_config_and_arguments_are_typed_errors() {
 #[tokio::test]
 async fn a_denied_key_is_answered_by_the_block_cache_without_a_round_trip() {
     let ctx = TestContext::new().await;
-    let limiter = RateLimiter::builder(ctx.redis().clone(), Limit::fixed_window(1, MINUTE))
-        .keys(ctx.keyspace())
-        .block_cache(100)
-        .build()
-        .unwrap();
+    let limiter = RateLimiter::builder(
+        ctx.redis().clone(),
+        &ctx.keyspace(),
+        Limit::fixed_window(1, MINUTE),
+    )
+    .block_cache(100)
+    .build()
+    .unwrap();
     assert!(limiter.check("hot").await.unwrap().is_allowed());
     let denied = limiter.check("hot").await.unwrap();
     assert_eq!(
@@ -403,9 +404,9 @@ async fn a_denied_key_is_answered_by_the_block_cache_without_a_round_trip() {
     // A short block runs out and the next check asks Redis again.
     let short = RateLimiter::builder(
         ctx.redis().clone(),
+        &ctx.keyspace().pattern("short").unwrap(),
         Limit::fixed_window(1, Duration::from_secs(1)),
     )
-    .keys(ctx.keyspace().pattern("short").unwrap())
     .block_cache(100)
     .build()
     .unwrap();
@@ -426,8 +427,7 @@ async fn concurrency_permits_free_their_slot_on_release_drop_or_expiry() {
     // permits that must not run out however slow the machine is.
     let lease = Duration::from_secs(2);
     let build = |lease: Duration| {
-        ConcurrencyLimiter::builder(ctx.redis().clone(), 1)
-            .keys(ctx.keyspace())
+        ConcurrencyLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), 1)
             .lease(lease)
             .build()
             .unwrap()

@@ -2,13 +2,13 @@
 //! a key's state as it would stand some time ago (by the server's clock), then checks. Windows of
 //! an hour make the few milliseconds a test takes negligible.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{HOUR, limiter};
 use redis_ratelimit::{Outcome, redis_core::redis};
 use redis_test_support::TestContext;
+use support::{HOUR, limiter};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -23,6 +23,19 @@ async fn run(ctx: &TestContext, cmd: &mut redis::Cmd) {
 
 fn us(d: Duration) -> u64 {
     d.as_micros() as u64
+}
+
+/// Stores a GCRA key's theoretical arrival time, living two hours.
+async fn set_tat(ctx: &TestContext, key: &redis_ratelimit::redis_core::Key, tat: u64) {
+    run(
+        ctx,
+        redis::cmd("SET")
+            .arg(key)
+            .arg(tat)
+            .arg("PX")
+            .arg(us(2 * HOUR) / 1000),
+    )
+    .await;
 }
 
 /// `d` is at most 5 s below `expected` (time passes between writing the state and checking).
@@ -167,30 +180,14 @@ async fn the_token_bucket_and_gcra_refill_from_the_stored_time() {
     let gcra = limiter(&ctx, redis_ratelimit::Limit::gcra(1, HOUR, 2));
     let key = gcra.key("g").unwrap();
     let tat = now_us(&ctx).await + us(HOUR + HOUR / 2);
-    run(
-        &ctx,
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(tat)
-            .arg("PX")
-            .arg(us(2 * HOUR) / 1000),
-    )
-    .await;
+    set_tat(&ctx, &key, tat).await;
     let denied = gcra.check("g").await.unwrap();
     assert_eq!(denied.remaining(), 0);
     assert!(about(denied.retry_after().unwrap(), HOUR / 2), "{denied:?}");
     assert!(about(denied.reset_after(), HOUR + HOUR / 2), "{denied:?}");
     // Half an hour on, one unit passes and the TAT moves one emission interval past the old one.
     let tat = now_us(&ctx).await + us(HOUR);
-    run(
-        &ctx,
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(tat)
-            .arg("PX")
-            .arg(us(2 * HOUR) / 1000),
-    )
-    .await;
+    set_tat(&ctx, &key, tat).await;
     let allowed = gcra.check("g").await.unwrap();
     assert!(allowed.is_allowed(), "{allowed:?}");
     let stored: f64 = ctx

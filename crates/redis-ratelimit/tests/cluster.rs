@@ -18,8 +18,7 @@ async fn many_keys_on_a_cluster_with_no_cross_slot_error() {
         Limit::token_bucket(2, 1, minute),
         Limit::gcra(1, minute, 2),
     ] {
-        let limiter = RateLimiter::builder(redis.clone(), limit)
-            .keys(keys.clone())
+        let limiter = RateLimiter::builder(redis.clone(), &keys, limit)
             .build()
             .unwrap();
         let mut masters = HashSet::new();
@@ -41,8 +40,7 @@ async fn many_keys_on_a_cluster_with_no_cross_slot_error() {
             "identities should spread over every master"
         );
     }
-    let concurrency = ConcurrencyLimiter::builder(redis.clone(), 1)
-        .keys(keys)
+    let concurrency = ConcurrencyLimiter::builder(redis.clone(), &keys, 1)
         .build()
         .unwrap();
     for i in 0..30 {

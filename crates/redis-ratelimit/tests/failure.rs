@@ -1,23 +1,22 @@
 //! What checks do when Redis is gone: the failure policies, against a killed server.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{HOUR, MINUTE};
 use redis_ratelimit::{
-    ConcurrencyLimiter, FailurePolicy, Limit, Outcome, RateLimiter, Source,
+    ConcurrencyLimiter, ErrorPredicates, FailurePolicy, Limit, Outcome, RateLimiter, Source,
     redis_core::{Config, Redis},
 };
 use redis_test_support::{FaultProxy, TestContext, wait_for};
+use support::{HOUR, MINUTE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_fail_closed_and_the_fallback_limiter_with_the_server_killed() {
     let mut ctx = TestContext::private().await;
     let limit = Limit::fixed_window(5, MINUTE);
     let build = |policy: FailurePolicy| {
-        RateLimiter::builder(ctx.redis().clone(), limit)
-            .keys(ctx.keyspace())
+        RateLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), limit)
             .on_redis_error(policy)
             .build()
             .unwrap()
@@ -76,8 +75,7 @@ async fn an_acquire_cancelled_in_flight_does_not_hold_the_slot_until_its_lease_e
     let proxy = FaultProxy::start(ctx.server().unwrap().port()).await;
     let slow = Redis::open(&proxy.url()).await.unwrap();
     let build = |redis: Redis| {
-        ConcurrencyLimiter::builder(redis, 1)
-            .keys(ctx.keyspace())
+        ConcurrencyLimiter::builder(redis, &ctx.keyspace(), 1)
             .lease(HOUR)
             .build()
             .unwrap()
@@ -117,8 +115,7 @@ async fn a_hung_server_is_answered_by_the_policy_within_the_response_time_out() 
     let redis = Redis::connect(&config).await.unwrap();
     let limit = Limit::gcra(1, MINUTE, 5);
     let build = |policy: FailurePolicy| {
-        RateLimiter::builder(redis.clone(), limit)
-            .keys(ctx.keyspace())
+        RateLimiter::builder(redis.clone(), &ctx.keyspace(), limit)
             .on_redis_error(policy)
             .build()
             .unwrap()

@@ -31,8 +31,7 @@ async fn memory_per_key_after_limit_admits() {
         Limit::token_bucket(100, 1, minute),
         Limit::gcra(1, minute, 100),
     ] {
-        let limiter = RateLimiter::builder(ctx.redis().clone(), limit)
-            .keys(ctx.keyspace())
+        let limiter = RateLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), limit)
             .build()
             .unwrap();
         for _ in 0..100 {
@@ -45,8 +44,7 @@ async fn memory_per_key_after_limit_admits() {
         }
         rows.push((limit.algorithm().name(), bytes));
     }
-    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), 100)
-        .keys(ctx.keyspace())
+    let concurrency = ConcurrencyLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), 100)
         .build()
         .unwrap();
     let mut permits = Vec::new();
@@ -62,6 +60,8 @@ async fn memory_per_key_after_limit_admits() {
     }
     let key = ctx
         .keyspace()
+        .pattern("ratelimit")
+        .unwrap()
         .pattern("concurrency")
         .unwrap()
         .key("user:42")

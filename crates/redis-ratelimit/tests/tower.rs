@@ -1,14 +1,14 @@
 //! The tower layer: headers on allowed responses, 429 with `Retry-After` on denials, 400 for a
 //! key no Redis key can hold, 503 when the check fails, unlimited requests without a key.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 
-use common::MINUTE;
 use http::{Request, Response, StatusCode};
 use redis_ratelimit::{Limit, tower::RateLimitLayer};
 use redis_test_support::TestContext;
+use support::MINUTE;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 fn by_api_key(req: &Request<String>) -> Option<String> {
@@ -30,7 +30,7 @@ fn request(key: Option<&str>) -> Request<String> {
 #[tokio::test]
 async fn the_layer_sets_headers_and_answers_429() {
     let mut ctx = TestContext::private().await;
-    let limiter = common::limiter(&ctx, Limit::fixed_window(2, MINUTE));
+    let limiter = support::limiter(&ctx, Limit::fixed_window(2, MINUTE));
     let service = ServiceBuilder::new()
         .layer(RateLimitLayer::new(limiter, by_api_key))
         .service(service_fn(|_req: Request<String>| async {

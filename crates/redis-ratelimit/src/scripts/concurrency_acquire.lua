@@ -3,8 +3,7 @@
 -- KEYS[1]  sorted set of lease ids scored by expiry (us)
 -- ARGV     limit, lease ttl (us), lease id
 -- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 granted, 0 denied
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us()
 local limit = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 

@@ -2,8 +2,7 @@
 -- KEYS[1]  sorted set of lease ids scored by expiry (us)
 -- ARGV     ttl (us) or 0, lease id
 -- Returns  1 when the lease was alive, 0 when it had expired or was already released
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us()
 local ttl = tonumber(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not score or tonumber(score) <= now then

@@ -3,14 +3,10 @@
 -- KEYS[1]  string: TAT (us)
 -- ARGV     burst, period (us), cost, rate
 -- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > burst
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local burst = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local rate = tonumber(ARGV[4])
+local now = now_us()
+local burst, period, cost, rate = limit_args()
 if cost > burst then
-  return {-1, 0, 0, 0}
+  return CANNOT_PASS
 end
 
 local emission = period / rate

@@ -3,13 +3,10 @@
 -- KEYS[2]  sequence counter that makes every member unique
 -- ARGV     limit, window (us), cost
 -- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > limit
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+local now = now_us()
+local limit, window, cost = limit_args()
 if cost > limit then
-  return {-1, 0, 0, 0}
+  return CANNOT_PASS
 end
 
 -- The window is (now - window, now]: a unit admitted exactly `window` ago has left it.

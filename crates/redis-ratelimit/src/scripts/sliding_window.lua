@@ -3,13 +3,10 @@
 -- KEYS[1]  hash {w = current window start (us), c = current count, p = previous count}
 -- ARGV     limit, window (us), cost
 -- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > limit
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+local now = now_us()
+local limit, window, cost = limit_args()
 if cost > limit then
-  return {-1, 0, 0, 0}
+  return CANNOT_PASS
 end
 
 local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')

@@ -2,14 +2,10 @@
 -- KEYS[1]  hash {t = tokens (may be fractional), ts = time of that count (us)}
 -- ARGV     capacity, period (us), cost, refill (tokens per period)
 -- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > capacity
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local capacity = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local refill = tonumber(ARGV[4])
+local now = now_us()
+local capacity, period, cost, refill = limit_args()
 if cost > capacity then
-  return {-1, 0, 0, 0}
+  return CANNOT_PASS
 end
 
 local state = redis.call('HMGET', KEYS[1], 't', 'ts')

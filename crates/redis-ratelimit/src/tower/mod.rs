@@ -12,10 +12,12 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use redis_ratelimit::{Limit, RateLimiter, tower::RateLimitLayer};
+//! use redis_ratelimit::{Limit, RateLimiter, redis_core::KeySpace, tower::RateLimitLayer};
 //!
 //! # fn demo(redis: redis_core::Redis) -> redis_ratelimit::Result<()> {
-//! let limiter = RateLimiter::builder(redis, Limit::gcra(10, Duration::from_secs(1), 5)).build()?;
+//! let keys = KeySpace::new("myapp")?.pattern("api")?;
+//! let limit = Limit::gcra(10, Duration::from_secs(1), 5);
+//! let limiter = RateLimiter::builder(redis, &keys, limit).build()?;
 //! let layer = RateLimitLayer::new(limiter, |req: &http::Request<String>| {
 //!     req.headers().get("x-api-key")?.to_str().ok().map(str::to_owned)
 //! });

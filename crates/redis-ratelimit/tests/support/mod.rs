@@ -21,8 +21,7 @@ pub fn every_algorithm(n: u64) -> Vec<Limit> {
 }
 
 pub fn limiter(ctx: &TestContext, limit: Limit) -> RateLimiter {
-    RateLimiter::builder(ctx.redis().clone(), limit)
-        .keys(ctx.keyspace().pattern("ratelimit").unwrap())
+    RateLimiter::builder(ctx.redis().clone(), &ctx.keyspace(), limit)
         .build()
         .unwrap()
 }
