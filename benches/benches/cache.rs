@@ -9,10 +9,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use redis_cache::{Cache, NearCacheConfig};
-use redis_core::{KeySpace, Redis};
-use redis_patterns_benches::{BenchServer, CONCURRENCY, run_concurrent, runtime};
+use redis_core::{KeySpace, Redis, Script};
+use redis_patterns_benches::{
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,18 +34,15 @@ fn product() -> Product {
     }
 }
 
-static STORE: &str = "local gen = redis.call('GET', KEYS[2]) or ''
-if gen == ARGV[1] then
-  if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-end
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
-return 1";
-
-static BEGIN: &str = "local taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-local gen = redis.call('GET', KEYS[2]) or ''
-local exists = redis.call('EXISTS', KEYS[3])
-if taken then return {1, gen, exists} end
-return {0, gen, exists}";
+// The cache's own scripts, as the crate loads them (they read no clock, so no prelude).
+static STORE: Script = Script::new(
+    "cache_store",
+    include_str!("../../crates/redis-cache/src/scripts/store.lua"),
+);
+static BEGIN: Script = Script::new(
+    "cache_begin",
+    include_str!("../../crates/redis-cache/src/scripts/begin.lua"),
+);
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -97,177 +96,139 @@ fn cache(c: &mut Criterion) {
         }
         near
     });
-    let store = redis::Script::new(STORE);
-    let begin = redis::Script::new(BEGIN);
+    let store = STORE.inner().clone();
+    let begin = BEGIN.inner().clone();
 
     for tasks in CONCURRENCY {
-        let mut group = c.benchmark_group(format!("cache/hit/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let key = raw_key.clone();
-            group.bench_function("raw-get-serde-json", |b| {
-                b.iter_custom(|iters| {
-                    let raw = raw.clone();
-                    let key = key.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let mut raw = raw.clone();
-                        let key = key.clone();
-                        async move {
-                            let bytes: Vec<u8> = redis::cmd("GET")
-                                .arg(&key)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                            let p: Product = serde_json::from_slice(&bytes).unwrap();
-                            assert_eq!(p.id, 7);
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let cache = cache.clone();
-            group.bench_function("redis-cache-get", |b| {
-                b.iter_custom(|iters| {
-                    let cache = cache.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let cache = cache.clone();
-                        async move {
-                            let p: Product = cache.get("hit").await.unwrap().unwrap();
-                            assert_eq!(p.id, 7);
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let near = near.clone();
-            group.bench_function("redis-cache-get-near-hit", |b| {
-                b.iter_custom(|iters| {
-                    let near = near.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let near = near.clone();
-                        async move {
-                            let p: Product = near.get("hit").await.unwrap().unwrap();
-                            assert_eq!(p.id, 7);
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "cache/hit", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-get-serde-json",
+            tasks,
+            (raw.clone(), raw_key.clone()),
+            |(mut raw, key), _| async move {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                let p: Product = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(p.id, 7);
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-cache-get",
+            tasks,
+            cache.clone(),
+            |cache, _| async move {
+                let p: Product = cache.get("hit").await.unwrap().unwrap();
+                assert_eq!(p.id, 7);
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-cache-get-near-hit",
+            tasks,
+            near.clone(),
+            |near, _| async move {
+                let p: Product = near.get("hit").await.unwrap().unwrap();
+                assert_eq!(p.id, 7);
+            },
+        );
         group.finish();
 
-        let mut group = c.benchmark_group(format!("cache/miss/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let keys = keys.clone();
-            group.bench_function("raw-seed-get-setex", |b| {
-                b.iter_custom(|iters| {
-                    let raw = raw.clone();
-                    let keys = keys.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let mut raw = raw.clone();
-                        let key = keys
-                            .key(&format!("raw-miss{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-                            .unwrap();
-                        async move {
-                            let got: Option<Vec<u8>> = redis::cmd("GET")
-                                .arg(&key)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert!(got.is_none());
-                            let json = serde_json::to_vec(&product()).unwrap();
-                            let _: () = redis::cmd("SET")
-                                .arg(&key)
-                                .arg(json)
-                                .arg("EX")
-                                .arg(60)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
+        let mut group = concurrent_group(c, "cache/miss", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-seed-get-setex",
+            tasks,
+            (raw.clone(), keys.clone()),
+            |(mut raw, keys), _| async move {
+                let key = keys.key(&next_name("raw-miss")).unwrap();
+                let got: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(got.is_none());
+                let json = serde_json::to_vec(&product()).unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(json)
+                    .arg("EX")
+                    .arg(60)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-same-round-trips",
+            tasks,
+            (raw.clone(), keys.clone(), store.clone(), begin.clone()),
+            |(mut raw, keys, store, begin), _| async move {
+                let key = keys.key(&next_name("raw-miss")).unwrap();
+                let got: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(got.is_none());
+                let (taken, generation, _exists): (i64, Vec<u8>, i64) = begin
+                    .key(key.companion("lease"))
+                    .key(key.companion("gen"))
+                    .key(&key)
+                    .arg("token")
+                    .arg(5000)
+                    .invoke_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert_eq!(taken, 1);
+                let json = serde_json::to_vec(&product()).unwrap();
+                let stored: i64 = store
+                    .key(&key)
+                    .key(key.companion("gen"))
+                    .key(key.companion("lease"))
+                    .arg(generation)
+                    .arg(json)
+                    .arg(60_000)
+                    .arg("token")
+                    .invoke_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert_eq!(stored, 1);
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-cache-get-or-load",
+            tasks,
+            cache.clone(),
+            |cache, _| async move {
+                let p: Option<Product> = cache
+                    .get_or_load(&next_name("miss"), || async {
+                        Ok::<_, std::io::Error>(Some(product()))
                     })
-                })
-            });
-        }
-        {
-            let raw = raw.clone();
-            let keys = keys.clone();
-            let store = store.clone();
-            let begin = begin.clone();
-            group.bench_function("raw-same-round-trips", |b| {
-                b.iter_custom(|iters| {
-                    let raw = raw.clone();
-                    let keys = keys.clone();
-                    let store = store.clone();
-                    let begin = begin.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let mut raw = raw.clone();
-                        let store = store.clone();
-                        let begin = begin.clone();
-                        let key = keys
-                            .key(&format!("raw-miss{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-                            .unwrap();
-                        async move {
-                            let got: Option<Vec<u8>> = redis::cmd("GET")
-                                .arg(&key)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert!(got.is_none());
-                            let (taken, generation, _exists): (i64, Vec<u8>, i64) = begin
-                                .key(key.companion("lease"))
-                                .key(key.companion("gen"))
-                                .key(&key)
-                                .arg("token")
-                                .arg(5000)
-                                .invoke_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert_eq!(taken, 1);
-                            let json = serde_json::to_vec(&product()).unwrap();
-                            let _: i64 = store
-                                .key(&key)
-                                .key(key.companion("gen"))
-                                .key(key.companion("lease"))
-                                .arg(generation)
-                                .arg(json)
-                                .arg(60_000)
-                                .arg("token")
-                                .invoke_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let cache = cache.clone();
-            group.bench_function("redis-cache-get-or-load", |b| {
-                b.iter_custom(|iters| {
-                    let cache = cache.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let cache = cache.clone();
-                        let name = format!("miss{}", NEXT.fetch_add(1, Ordering::Relaxed));
-                        async move {
-                            let p: Option<Product> = cache
-                                .get_or_load(&name, || async {
-                                    Ok::<_, std::io::Error>(Some(product()))
-                                })
-                                .await
-                                .unwrap();
-                            assert!(p.is_some());
-                        }
-                    })
-                })
-            });
-        }
+                    .await
+                    .unwrap();
+                assert!(p.is_some());
+            },
+        );
         group.finish();
     }
+}
+
+/// A name no earlier iteration used: every miss row reads a cold key.
+fn next_name(prefix: &str) -> String {
+    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 criterion_group! {

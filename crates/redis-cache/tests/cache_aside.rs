@@ -1,6 +1,5 @@
 //! Cache-aside, negative caching, TTLs and jitter, write-through against a real Redis.
 
-use redis_core::redis;
 use std::{
     sync::{
         Arc,
@@ -12,6 +11,9 @@ use std::{
 use redis_cache::{Cache, EntryOptions, WriteMode};
 use redis_test_support::{TestContext, wait_until};
 use serde::{Deserialize, Serialize};
+use support::{StalledLoad, exists, pttl};
+
+mod support;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Product {
@@ -26,19 +28,10 @@ fn product(id: u64) -> Product {
     }
 }
 
-async fn pttl(ctx: &TestContext, key: impl redis::ToRedisArgs) -> i64 {
-    ctx.redis()
-        .query(redis::cmd("PTTL").arg(key))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn set_get_delete_round_trip() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     assert_eq!(cache.get::<Product>("p1").await.unwrap(), None);
     cache.set("p1", &product(1)).await.unwrap();
     assert_eq!(cache.get::<Product>("p1").await.unwrap(), Some(product(1)));
@@ -62,9 +55,7 @@ async fn set_get_delete_round_trip() {
 #[tokio::test]
 async fn no_entry_is_written_without_a_ttl() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     cache.set("a", &product(1)).await.unwrap();
     cache
         .set_with("b", &product(2), &EntryOptions::new().tag("t"))
@@ -188,20 +179,16 @@ async fn not_found_is_cached_for_the_negative_ttl() {
         .await
         .unwrap();
     assert_eq!(got, None);
-    let exists: i64 = ctx
-        .redis()
-        .query(redis::cmd("EXISTS").arg(cache.key("gone").unwrap()))
-        .await
-        .unwrap();
-    assert_eq!(exists, 0, "the superseded stale value is still cached");
+    assert!(
+        !exists(&ctx, cache.key("gone").unwrap()).await,
+        "the superseded stale value is still cached"
+    );
 }
 
 #[tokio::test]
 async fn a_loader_error_is_an_error_when_nothing_is_cached() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     let err = cache
         .get_or_load::<Product, _, _, _>("p", || async {
             Err(std::io::Error::other("database down"))
@@ -273,17 +260,7 @@ async fn stale_while_revalidate_serves_stale_while_another_process_refreshes() {
     })
     .await;
 
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
-    let refresher = tokio::spawn(async move {
-        a.get_or_load("p", || async move {
-            started_tx.send(()).unwrap();
-            finish_rx.await.unwrap();
-            Ok::<_, std::io::Error>(Some(product(2)))
-        })
-        .await
-    });
-    started_rx.await.unwrap();
+    let refresher = StalledLoad::start(&a, "p", product(2)).await;
     // `a` holds the lease: `b` gets the stale value at once and does not load.
     let b_loads = AtomicUsize::new(0);
     let got = b
@@ -295,8 +272,7 @@ async fn stale_while_revalidate_serves_stale_while_another_process_refreshes() {
         .unwrap();
     assert_eq!(got, Some(product(1)));
     assert_eq!(b_loads.load(Ordering::SeqCst), 0);
-    finish_tx.send(()).unwrap();
-    assert_eq!(refresher.await.unwrap().unwrap(), Some(product(2)));
+    assert_eq!(refresher.finish().await.unwrap(), Some(product(2)));
     assert_eq!(b.get::<Product>("p").await.unwrap(), Some(product(2)));
 }
 
@@ -347,9 +323,7 @@ async fn early_refresh_follows_the_injected_random_source() {
 #[tokio::test]
 async fn write_through_invalidates_or_updates_after_the_source_write() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     cache.set("p", &product(1)).await.unwrap();
     let written = cache
         .write_through("p", WriteMode::Invalidate, || async {
@@ -382,26 +356,9 @@ async fn write_through_invalidates_or_updates_after_the_source_write() {
 #[tokio::test]
 async fn a_slow_reader_cannot_overwrite_a_newer_write() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("p", || async move {
-                    // Read the old row, then stall before it reaches the cache.
-                    let old = product(1);
-                    started_tx.send(()).unwrap();
-                    finish_rx.await.unwrap();
-                    Ok::<_, std::io::Error>(Some(old))
-                })
-                .await
-        })
-    };
-    started_rx.await.unwrap();
+    let cache = support::cache(&ctx);
+    // The reader read the old row, then stalls before it reaches the cache.
+    let reader = StalledLoad::start(&cache, "p", product(1)).await;
     // The writer updates the source and invalidates while the reader is stalled.
     cache
         .write_through("p", WriteMode::Invalidate, || async {
@@ -409,9 +366,8 @@ async fn a_slow_reader_cannot_overwrite_a_newer_write() {
         })
         .await
         .unwrap();
-    finish_tx.send(()).unwrap();
     // The reader's caller still gets what it loaded...
-    assert_eq!(reader.await.unwrap().unwrap(), Some(product(1)));
+    assert_eq!(reader.finish().await.unwrap(), Some(product(1)));
     // ...but the stale row was not cached.
     assert_eq!(cache.get::<Product>("p").await.unwrap(), None);
     let got = cache
@@ -426,27 +382,8 @@ async fn a_slow_reader_cannot_overwrite_a_newer_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_a_write_does_not_wait_for_a_load_that_started_before_it() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .lease_ttl(Duration::from_secs(120))
-        .lease_wait(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("p", || async move {
-                    let old = product(1);
-                    started_tx.send(()).unwrap();
-                    finish_rx.await.unwrap();
-                    Ok::<_, std::io::Error>(Some(old))
-                })
-                .await
-        })
-    };
-    started_rx.await.unwrap();
+    let cache = support::patient_cache(&ctx);
+    let reader = StalledLoad::start(&cache, "p", product(1)).await;
     cache
         .write_through("p", WriteMode::Invalidate, || async {
             Ok::<_, std::io::Error>(product(2))
@@ -461,8 +398,7 @@ async fn a_read_after_a_write_does_not_wait_for_a_load_that_started_before_it() 
     .expect("the read after the write waited for the older load")
     .unwrap();
     assert_eq!(got, Some(product(2)));
-    finish_tx.send(()).unwrap();
-    assert_eq!(reader.await.unwrap().unwrap(), Some(product(1)));
+    assert_eq!(reader.finish().await.unwrap(), Some(product(1)));
     // The older load neither overwrote the newer value nor released the newer lease holder's
     // lease (there is none left now).
     assert_eq!(cache.get::<Product>("p").await.unwrap(), Some(product(2)));

@@ -9,12 +9,12 @@ use std::{
 use redis_cache::{Cache, ErrorPredicates, FailurePolicy};
 use redis_test_support::{TestContext, wait_until};
 
+mod support;
+
 #[tokio::test]
 async fn a_corrupt_payload_is_a_miss_and_is_removed() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     let key = cache.key("p").unwrap();
     let garbage: &[&[u8]] = &[
         b"\xff\x00garbage",
@@ -30,12 +30,10 @@ async fn a_corrupt_payload_is_a_miss_and_is_removed() {
             .await
             .unwrap();
         assert_eq!(cache.get::<Vec<u32>>("p").await.unwrap(), None);
-        let exists: i64 = ctx
-            .redis()
-            .query(redis::cmd("EXISTS").arg(&key))
-            .await
-            .unwrap();
-        assert_eq!(exists, 0, "corrupt entry {bytes:?} was not removed");
+        assert!(
+            !support::exists(&ctx, &key).await,
+            "corrupt entry {bytes:?} was not removed"
+        );
     }
 
     // get_or_load treats it as a miss and replaces it.

@@ -7,17 +7,13 @@ use redis_cache::{Cache, EntryOptions, FailurePolicy, NearCacheConfig};
 use redis_core::{KeySpace, Redis, redis};
 use redis_test_support::{TestCluster, TestContext, TestSentinel, wait_until};
 
+mod support;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
 // Values are written before the near cache starts tracking: a write after that sends an
 // invalidation push that may reach the near cache after a later read, refusing (or evicting) that
 // read's fill, so exact entry counts would depend on scheduling.
-
-fn plain(ctx: &TestContext) -> Cache {
-    Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap()
-}
 
 fn near_cache(redis: &Redis, ctx: &TestContext, capacity: usize) -> Cache {
     Cache::builder(redis.clone(), &ctx.keyspace())
@@ -60,7 +56,7 @@ async fn raw_connection(ctx: &TestContext) -> redis::aio::MultiplexedConnection 
 async fn a_hit_is_served_from_memory_without_a_round_trip() {
     // A private server: nobody else's GETs in its command statistics.
     let ctx = TestContext::private().await;
-    let plain = plain(&ctx);
+    let plain = support::cache(&ctx);
     assert!(plain.near_cache_stats().is_none());
     plain.set("a", &vec![1u32, 2]).await.unwrap();
     let none = plain
@@ -104,7 +100,7 @@ async fn a_hit_is_served_from_memory_without_a_round_trip() {
 #[tokio::test]
 async fn writes_by_other_clients_evict_the_near_entry() {
     let ctx = TestContext::new().await;
-    let other = plain(&ctx);
+    let other = support::cache(&ctx);
     for (name, value) in [("a", 1u32), ("b", 2), ("c", 3)] {
         other.set(name, &value).await.unwrap();
     }
@@ -167,7 +163,7 @@ async fn writes_by_other_clients_evict_the_near_entry() {
 #[tokio::test]
 async fn tag_invalidation_evicts_near_entries() {
     let ctx = TestContext::new().await;
-    let other = plain(&ctx);
+    let other = support::cache(&ctx);
     let tagged = EntryOptions::new().tag("t");
     for name in ["a", "b"] {
         other.set_with(name, &1u32, &tagged).await.unwrap();
@@ -201,7 +197,7 @@ async fn tag_invalidation_evicts_near_entries() {
 #[tokio::test]
 async fn the_near_cache_holds_at_most_its_capacity() {
     let ctx = TestContext::new().await;
-    let plain = plain(&ctx);
+    let plain = support::cache(&ctx);
     for i in 0..50u32 {
         plain.set(&format!("k{i}"), &i).await.unwrap();
     }
@@ -245,7 +241,7 @@ async fn tracking_client_id(redis: &Redis) -> Option<i64> {
 #[tokio::test]
 async fn a_killed_tracking_connection_flushes_and_recovers() {
     let ctx = TestContext::private().await;
-    plain(&ctx).set("a", &1u32).await.unwrap();
+    support::cache(&ctx).set("a", &1u32).await.unwrap();
     let cache = near_cache(ctx.redis(), &ctx, 100);
     tracking(&cache).await;
     assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
@@ -289,7 +285,7 @@ async fn a_killed_tracking_connection_flushes_and_recovers() {
 #[tokio::test]
 async fn a_flush_of_the_database_flushes_the_near_cache() {
     let ctx = TestContext::private().await;
-    plain(&ctx).set("a", &1u32).await.unwrap();
+    support::cache(&ctx).set("a", &1u32).await.unwrap();
     let cache = near_cache(ctx.redis(), &ctx, 100);
     tracking(&cache).await;
     assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
@@ -308,7 +304,7 @@ async fn a_flush_of_the_database_flushes_the_near_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_flushes_and_the_near_cache_recovers() {
     let mut ctx = TestContext::private().await;
-    plain(&ctx).set("a", &1u32).await.unwrap();
+    support::cache(&ctx).set("a", &1u32).await.unwrap();
     let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
         .near_cache(NearCacheConfig::new(100).ttl(Duration::from_secs(60)))
         .failure_policy(FailurePolicy::FailOpen)

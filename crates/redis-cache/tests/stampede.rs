@@ -12,32 +12,23 @@ use std::{
 use redis_cache::Cache;
 use redis_core::Redis;
 use redis_test_support::{TestContext, wait_until};
+use support::{exists, spawn_loads};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_misses_run_the_loader_once() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     let loads = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let cache = cache.clone();
-            let loads = loads.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                cache
-                    .get_or_load("cold", || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok::<_, std::io::Error>(Some(vec![1u32, 2, 3]))
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let tasks = spawn_loads(&cache, 1000, "cold", {
+        let loads = loads.clone();
+        || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Some(vec![1u32, 2, 3]))
+        }
+    });
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), Some(vec![1, 2, 3]));
     }
@@ -48,28 +39,16 @@ async fn a_thousand_concurrent_misses_run_the_loader_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_loader_errors_are_shared_not_repeated() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     let loads = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(tokio::sync::Barrier::new(200));
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let cache = cache.clone();
-            let loads = loads.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                cache
-                    .get_or_load::<u32, _, _, _>("broken", || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        Err(std::io::Error::other("source down"))
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let tasks = spawn_loads::<u32, _, _>(&cache, 200, "broken", {
+        let loads = loads.clone();
+        || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(std::io::Error::other("source down"))
+        }
+    });
     for t in tasks {
         let err = t.await.unwrap().unwrap_err();
         assert!(err.is_load_error(), "{err:?}");
@@ -170,11 +149,7 @@ async fn a_waiter_loads_itself_when_the_lease_holder_takes_too_long() {
 async fn a_cancelled_leader_releases_its_lease_and_its_followers() {
     let ctx = TestContext::new().await;
     // Long enough that a follower stuck behind a leaked lease would time the test out.
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .lease_ttl(Duration::from_secs(120))
-        .lease_wait(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let cache = support::patient_cache(&ctx);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let leader = {
         let cache = cache.clone();
@@ -198,20 +173,13 @@ async fn a_cancelled_leader_releases_its_lease_and_its_followers() {
     assert!(held.is_some(), "the leader holds the lease while it loads");
 
     let loads = Arc::new(AtomicUsize::new(0));
-    let followers: Vec<_> = (0..10)
-        .map(|_| {
-            let cache = cache.clone();
-            let loads = loads.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load("k", || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        Ok::<_, std::io::Error>(Some(2u32))
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let followers = spawn_loads(&cache, 10, "k", {
+        let loads = loads.clone();
+        || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(2u32))
+        }
+    });
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     for f in followers {
@@ -224,14 +192,11 @@ async fn a_cancelled_leader_releases_its_lease_and_its_followers() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(cache.loads_in_flight(), 0);
-    wait_until("the lease to be released", Duration::from_secs(10), || {
-        let redis = ctx.redis().clone();
-        let lease = lease.clone();
-        async move {
-            let exists: i64 = redis.query(redis::cmd("EXISTS").arg(&lease)).await.unwrap();
-            exists == 0
-        }
-    })
+    wait_until(
+        "the lease to be released",
+        Duration::from_secs(10),
+        || async { !exists(&ctx, &lease).await },
+    )
     .await;
 }
 
@@ -240,11 +205,7 @@ async fn a_cancelled_leader_releases_its_lease_and_its_followers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_loader_does_not_strand_its_followers() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .lease_ttl(Duration::from_secs(120))
-        .lease_wait(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let cache = support::patient_cache(&ctx);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let loads = Arc::new(AtomicUsize::new(0));
@@ -265,20 +226,13 @@ async fn a_panicking_loader_does_not_strand_its_followers() {
         })
     };
     started_rx.await.unwrap();
-    let followers: Vec<_> = (0..10)
-        .map(|_| {
-            let cache = cache.clone();
-            let loads = loads.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load("k", || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        Ok::<_, std::io::Error>(Some(2u32))
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let followers = spawn_loads(&cache, 10, "k", {
+        let loads = loads.clone();
+        || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(2u32))
+        }
+    });
     go_tx.send(()).unwrap();
     assert!(leader.await.unwrap_err().is_panic());
     for f in followers {

@@ -7,6 +7,8 @@ use redis_cache::{Cache, EntryOptions};
 use redis_core::KeySpace;
 use redis_test_support::{TestCluster, TestContext};
 
+mod support;
+
 async fn exercise_tags(cache: &Cache) {
     let lamps = EntryOptions::new().tag("category:lamps");
     let both = EntryOptions::new().tag("category:lamps").tag("brand:acme");
@@ -53,18 +55,14 @@ async fn exercise_tags(cache: &Cache) {
 #[tokio::test]
 async fn invalidating_a_tag_turns_its_entries_into_misses() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     exercise_tags(&cache).await;
 }
 
 #[tokio::test]
 async fn a_load_that_overlaps_an_invalidation_is_not_served() {
     let ctx = TestContext::new().await;
-    let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-        .build()
-        .unwrap();
+    let cache = support::cache(&ctx);
     let opts = EntryOptions::new().tag("t");
     let inner = cache.clone();
     let got = cache

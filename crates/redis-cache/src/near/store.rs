@@ -295,20 +295,25 @@ mod tests {
     use super::*;
     use crate::config::NearCacheConfig;
 
-    fn near(capacity: usize) -> Near {
-        let near = Near::new(
-            NearCacheConfig::new(capacity),
-            "p:cache:".into(),
-            "p:cache:tag:".into(),
-        );
+    /// A store under `p:cache:` with tracking up.
+    fn tracked(config: NearCacheConfig) -> Near {
+        let near = Near::new(config, "p:cache:".into(), "p:cache:tag:".into());
         near.flush(true);
         near
     }
 
-    fn put(near: &Near, key: &str, tags: &[&str]) {
-        let ticket = near.ticket(key).unwrap();
+    fn near(capacity: usize) -> Near {
+        tracked(NearCacheConfig::new(capacity))
+    }
+
+    /// Stores `key` as a reader that took `ticket` before its `GET` would.
+    fn fill(near: &Near, key: &str, ticket: Ticket, tags: &[&str]) {
         let tags = tags.iter().map(|t| t.as_bytes().into()).collect();
         near.insert(key, ticket, b"v", tags, Duration::from_secs(60));
+    }
+
+    fn put(near: &Near, key: &str, tags: &[&str]) {
+        fill(near, key, near.ticket(key).unwrap(), tags);
     }
 
     #[test]
@@ -336,13 +341,7 @@ mod tests {
         let near = near(10);
         let ticket = near.ticket("p:cache:{a}").unwrap();
         near.invalidate(b"p:cache:{a}");
-        near.insert(
-            "p:cache:{a}",
-            ticket,
-            b"old",
-            Box::new([]),
-            Duration::from_secs(60),
-        );
+        fill(&near, "p:cache:{a}", ticket, &[]);
         assert!(near.get("p:cache:{a}").is_none());
 
         let ticket = near.ticket("p:cache:{a}").unwrap();
@@ -352,13 +351,7 @@ mod tests {
             "no ticket while tracking is down"
         );
         near.flush(true);
-        near.insert(
-            "p:cache:{a}",
-            ticket,
-            b"old",
-            Box::new([]),
-            Duration::from_secs(60),
-        );
+        fill(&near, "p:cache:{a}", ticket, &[]);
         assert!(
             near.get("p:cache:{a}").is_none(),
             "a fill across a gap is dropped"
@@ -377,12 +370,7 @@ mod tests {
 
     #[test]
     fn the_near_ttl_caps_the_entry_freshness() {
-        let near = Near::new(
-            NearCacheConfig::new(10).ttl(Duration::from_millis(1)),
-            "p:cache:".into(),
-            "p:cache:tag:".into(),
-        );
-        near.flush(true);
+        let near = tracked(NearCacheConfig::new(10).ttl(Duration::from_millis(1)));
         put(&near, "a", &[]);
         std::thread::sleep(Duration::from_millis(5));
         assert!(near.get("a").is_none());
