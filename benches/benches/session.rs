@@ -6,9 +6,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis};
-use redis_patterns_benches::{BenchServer, CONCURRENCY, run_concurrent, runtime};
+use redis_patterns_benches::{
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+};
 use redis_session::{SessionId, SessionStore};
 use serde::Serialize;
 
@@ -74,134 +76,97 @@ fn session(c: &mut Criterion) {
 
     for tasks in CONCURRENCY {
         // create: one EVALSHA (EXISTS, HSET, PEXPIREAT) vs one HSET of the same fields.
-        let mut group = c.benchmark_group(format!("session/create/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let keys = raw_keys.clone();
-            let fields = fields.clone();
-            group.bench_function("raw-hset", |b| {
-                b.iter_custom(|iters| {
-                    let (raw, keys, fields) = (raw.clone(), keys.clone(), fields.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let mut raw = raw.clone();
-                        let key = keys[i as usize % SESSIONS].clone();
-                        let fields = fields.clone();
-                        async move {
-                            let _: () = redis::cmd("HSET")
-                                .arg(key)
-                                .arg(&fields)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let store = store.clone();
-            group.bench_function("redis-session", |b| {
-                b.iter_custom(|iters| {
-                    let store = store.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let store = store.clone();
-                        async move {
-                            let id = store.create(&DATA).await.unwrap();
-                            std::hint::black_box(id);
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "session/create", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-hset",
+            tasks,
+            (raw.clone(), raw_keys.clone(), fields.clone()),
+            |(mut raw, keys, fields), i| async move {
+                let _: () = redis::cmd("HSET")
+                    .arg(&keys[i as usize % SESSIONS])
+                    .arg(&fields)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-session",
+            tasks,
+            store.clone(),
+            |store, _| async move {
+                let id = store.create(&DATA).await.unwrap();
+                std::hint::black_box(id);
+            },
+        );
         group.finish();
 
         // load: one EVALSHA (checks, throttled touch, HGETALL) vs one HGETALL.
-        let mut group = c.benchmark_group(format!("session/load/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let keys = raw_keys.clone();
-            group.bench_function("raw-hgetall", |b| {
-                b.iter_custom(|iters| {
-                    let (raw, keys) = (raw.clone(), keys.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let mut raw = raw.clone();
-                        let key = keys[i as usize % SESSIONS].clone();
-                        async move {
-                            let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-                                .arg(key)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert!(all.len() >= 3);
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let store = store.clone();
-            let ids = ids.clone();
-            group.bench_function("redis-session", |b| {
-                b.iter_custom(|iters| {
-                    let (store, ids) = (store.clone(), ids.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let store = store.clone();
-                        let ids = ids.clone();
-                        async move {
-                            let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
-                            assert!(s.is_some());
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "session/load", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-hgetall",
+            tasks,
+            (raw.clone(), raw_keys.clone()),
+            |(mut raw, keys), i| async move {
+                let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+                    .arg(&keys[i as usize % SESSIONS])
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(all.len() >= 3);
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-session",
+            tasks,
+            (store.clone(), ids.clone()),
+            |(store, ids), i| async move {
+                let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
+                assert!(s.is_some());
+            },
+        );
         group.finish();
 
         // touch: one EVALSHA vs one single-field HSET (what recording an access costs raw).
-        let mut group = c.benchmark_group(format!("session/touch/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let raw = raw.clone();
-            let keys = raw_keys.clone();
-            group.bench_function("raw-hset", |b| {
-                b.iter_custom(|iters| {
-                    let (raw, keys) = (raw.clone(), keys.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let mut raw = raw.clone();
-                        let key = keys[i as usize % SESSIONS].clone();
-                        async move {
-                            let _: () = redis::cmd("HSET")
-                                .arg(key)
-                                .arg("__seen")
-                                .arg(i)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "session/touch", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-hset",
+            tasks,
+            (raw.clone(), raw_keys.clone()),
+            |(mut raw, keys), i| async move {
+                let _: () = redis::cmd("HSET")
+                    .arg(&keys[i as usize % SESSIONS])
+                    .arg("__seen")
+                    .arg(i)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        );
         for (name, store) in [
             ("redis-session", &store),
             ("redis-session-every-access", &eager),
         ] {
-            let store = store.clone();
-            let ids = ids.clone();
-            group.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let (store, ids) = (store.clone(), ids.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let store = store.clone();
-                        let ids = ids.clone();
-                        async move {
-                            assert!(store.touch(&ids[i as usize % SESSIONS]).await.unwrap());
-                        }
-                    })
-                })
-            });
+            bench_concurrent(
+                &mut group,
+                &rt,
+                name,
+                tasks,
+                (store.clone(), ids.clone()),
+                |(store, ids), i| async move {
+                    assert!(store.touch(&ids[i as usize % SESSIONS]).await.unwrap());
+                },
+            );
         }
         group.finish();
     }
