@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let redis = Redis::open(&url).await?;
     let prefix = format!("example{}", std::process::id());
-    let stream = KeySpace::new(&prefix)?.pattern("stream")?.key("orders")?;
+    let keys = KeySpace::new(&prefix)?;
     let channel = format!("{prefix}:orders:billed");
 
     // Someone listening for "billed" notifications (fire-and-forget pub/sub).
@@ -32,7 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .subscribe::<Order>()
         .await?;
 
-    let producer = Producer::builder(redis.clone(), stream.clone())
+    // Writes the stream `<prefix>:messaging:{orders}`.
+    let producer = Producer::builder(redis.clone(), &keys, "orders")
         .retention(Retention::MaxLen(10_000))
         .build()?;
     let orders: Vec<Order> = (1..=5)
@@ -42,9 +43,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     producer.send_batch(&orders).await?;
-    println!("produced {} orders to {stream}", orders.len());
+    println!("produced {} orders to {}", orders.len(), producer.stream());
 
-    let consumer = Consumer::builder(redis.clone(), stream.clone(), "billing", "billing-1")
+    let consumer = Consumer::builder(redis.clone(), &keys, "orders", "billing", "billing-1")
         .concurrency(2)
         .block(Duration::from_millis(100))
         .min_idle(Duration::from_millis(200))
@@ -89,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         loop {
-            let dead = read_dead_letters(&redis, &stream, "-", 10).await?;
+            let dead = read_dead_letters(&redis, &keys, "orders", "-", 10).await?;
             if let Some(d) = dead.first() {
                 println!(
                     "dead letter: entry {} after {} attempts: {}",
@@ -108,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _: i64 = redis
         .query(
             redis_core::redis::cmd("DEL")
-                .arg(&stream)
+                .arg(consumer.stream())
                 .arg(consumer.dead_letter_stream()),
         )
         .await?;

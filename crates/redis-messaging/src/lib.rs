@@ -6,24 +6,28 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod backoff;
-mod consumer;
+mod config;
 mod error;
-mod idempotency;
-mod producer;
 mod pubsub;
+mod scripts;
+mod streams;
+mod value;
 
-pub use backoff::Backoff;
-pub use consumer::{
-    Consumer, ConsumerBuilder, ConsumerStats, DEAD_LETTER_SUFFIX, DeadLetter, Delivery,
-    dead_letter_key, read_dead_letters, remove_idle_consumers,
-};
+pub use config::{DEFAULT_MAX_BACKLOG, Retention};
 pub use error::{Error, Result};
-pub use idempotency::{Claim, Idempotency, Lease};
-pub use producer::{PAYLOAD_FIELD, Producer, ProducerBuilder, Retention};
 pub use pubsub::{
-    DEFAULT_MAX_BACKLOG, Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder,
-    Subscription, Undecodable,
+    Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder, Subscription,
+    Undecodable,
+};
+pub use redis_core;
+/// Capped exponential backoff with jitter (re-exported from `redis-core`): what
+/// [`ConsumerBuilder::reconnect_backoff`] and [`SubscriberBuilder::reconnect_backoff`] take.
+pub use redis_core::Backoff;
+pub use redis_core::ErrorPredicates;
+pub use streams::{
+    Claim, Consumer, ConsumerBuilder, ConsumerStats, DEAD_LETTER_SUFFIX, DeadLetter, Delivery,
+    Idempotency, Lease, PAYLOAD_FIELD, Producer, ProducerBuilder, dead_letter_key,
+    read_dead_letters, remove_idle_consumers, stream_key,
 };
 /// The shutdown signal [`Consumer::run`] takes (re-exported from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;

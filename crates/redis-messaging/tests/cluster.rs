@@ -1,5 +1,7 @@
 //! Sharded pub/sub and streams on a 3-master Redis Cluster.
 
+mod support;
+
 use std::{
     collections::{BTreeSet, HashSet},
     sync::{Arc, Mutex},
@@ -8,13 +10,11 @@ use std::{
 
 use redis_core::KeySpace;
 use redis_messaging::{
-    CancellationToken, Consumer, Delivery, Event, Producer, Publisher, Subscriber,
-    read_dead_letters,
+    Consumer, Delivery, Event, Producer, Publisher, Subscriber, read_dead_letters,
 };
 use redis_test_support::{TestCluster, wait_until};
 use serde::{Deserialize, Serialize};
-
-const DEADLINE: Duration = Duration::from_secs(30);
+use support::{DEADLINE, Running};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Tick {
@@ -155,13 +155,11 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
     drop(plain);
 
     // Streams on three slots, each with its dead-letter companion on the same slot.
-    let ks = KeySpace::new("cluster").unwrap().pattern("stream").unwrap();
+    let keys = KeySpace::new("cluster").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let shutdown = CancellationToken::new();
     let mut runs = Vec::new();
     for name in ["orders", "payments", "emails"] {
-        let stream = ks.key(name).unwrap();
-        let producer = Producer::builder(redis.clone(), stream.clone())
+        let producer = Producer::builder(redis.clone(), &keys, name)
             .build()
             .unwrap();
         let ticks: Vec<Tick> = (0..50)
@@ -171,7 +169,7 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
             })
             .collect();
         producer.send_batch(&ticks).await.unwrap();
-        let consumer = Consumer::builder(redis.clone(), stream.clone(), "g", "c1")
+        let consumer = Consumer::builder(redis.clone(), &keys, name, "g", "c1")
             .batch_size(10)
             .concurrency(4)
             .block(Duration::from_millis(100))
@@ -180,22 +178,21 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
             .max_deliveries(2)
             .build()
             .unwrap();
+        assert_eq!(
+            consumer.dead_letter_stream().slot(),
+            consumer.stream().slot()
+        );
         let seen = seen.clone();
-        let shutdown = shutdown.clone();
-        runs.push(tokio::spawn(async move {
-            consumer
-                .run(shutdown, move |d: Delivery<Tick>| {
-                    let seen = seen.clone();
-                    async move {
-                        // Tick 13 of each stream is poison and ends in that stream's dead letters.
-                        if d.payload.n == 13 {
-                            return Err("unlucky");
-                        }
-                        seen.lock().unwrap().push((d.payload.shard, d.payload.n));
-                        Ok(())
-                    }
-                })
-                .await
+        runs.push(Running::start(&consumer, move |d: Delivery<Tick>| {
+            let seen = seen.clone();
+            async move {
+                // Tick 13 of each stream is poison and ends in that stream's dead letters.
+                if d.payload.n == 13 {
+                    return Err("unlucky");
+                }
+                seen.lock().unwrap().push((d.payload.shard, d.payload.n));
+                Ok(())
+            }
         }));
     }
     wait_until(
@@ -206,8 +203,7 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
                 return false;
             }
             for name in ["orders", "payments", "emails"] {
-                let stream = ks.key(name).unwrap();
-                if read_dead_letters(&redis, &stream, "-", 10)
+                if read_dead_letters(&redis, &keys, name, "-", 10)
                     .await
                     .unwrap()
                     .len()
@@ -220,16 +216,16 @@ async fn sharded_pub_sub_and_streams_work_across_every_master() {
         },
     )
     .await;
-    shutdown.cancel();
     for run in runs {
-        run.await.unwrap().unwrap();
+        run.stop().await;
     }
     let seen = seen.lock().unwrap().clone();
     let unique: HashSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), 3 * 49);
     for name in ["orders", "payments", "emails"] {
-        let stream = ks.key(name).unwrap();
-        let dead = read_dead_letters(&redis, &stream, "-", 10).await.unwrap();
+        let dead = read_dead_letters(&redis, &keys, name, "-", 10)
+            .await
+            .unwrap();
         assert_eq!(dead[0].attempts, 2);
         assert_eq!(dead[0].reason, "unlucky");
     }

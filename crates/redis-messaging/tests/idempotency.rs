@@ -1,6 +1,7 @@
 //! The lease-based idempotency guard against a real server: done ids are skipped, a crashed
 //! attempt's lease expires and the id runs again, a stale holder cannot touch a newer lease, and
-//! of concurrent attempts exactly one runs. Every key carries a TTL.
+//! of concurrent attempts exactly one runs; the at-most-once `begin` lets each id through once
+//! until abandoned. Every key carries a TTL.
 
 use std::{
     sync::{
@@ -11,7 +12,7 @@ use std::{
 };
 
 use redis_core::Key;
-use redis_messaging::{Claim, Error, Idempotency, Lease};
+use redis_messaging::{Claim, Error, Idempotency, Lease, stream_key};
 use redis_test_support::{TestContext, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -34,13 +35,15 @@ fn run(claim: Claim) -> Lease {
 #[tokio::test]
 async fn a_completed_id_is_skipped_and_every_key_has_a_ttl() {
     let ctx = TestContext::new().await;
-    let scope = ctx.keyspace().key("orders").unwrap();
-    let seen = Idempotency::new(ctx.redis().clone(), scope.clone(), DAY).unwrap();
+    let keys = ctx.keyspace();
+    let seen = Idempotency::new(ctx.redis().clone(), &keys, "orders", DAY).unwrap();
+    let stream = stream_key(&keys, "orders").unwrap();
     let lease_time = Duration::from_secs(30);
 
     let lease = run(seen.acquire("1-0", lease_time).await.unwrap());
     assert_eq!(lease.key(), &seen.key("1-0"));
-    assert_eq!(seen.key("1-0").slot(), scope.slot());
+    assert_eq!(seen.key("1-0").as_str(), format!("{stream}:done:1-0"));
+    assert_eq!(seen.key("1-0").slot(), stream.slot());
     // The lease is short-lived...
     let ttl = pttl(&ctx, lease.key()).await;
     assert!(ttl > 0 && ttl <= 30_000, "lease pttl {ttl}");
@@ -92,8 +95,7 @@ async fn a_completed_id_is_skipped_and_every_key_has_a_ttl() {
 #[tokio::test]
 async fn a_crashed_attempt_lets_a_later_one_run_after_the_lease() {
     let ctx = TestContext::new().await;
-    let scope = ctx.keyspace().key("orders").unwrap();
-    let seen = Idempotency::new(ctx.redis().clone(), scope, DAY).unwrap();
+    let seen = Idempotency::new(ctx.redis().clone(), &ctx.keyspace(), "orders", DAY).unwrap();
     // Long enough that the checks below run before it expires, even on a loaded machine.
     let lease_time = Duration::from_secs(2);
 
@@ -124,8 +126,7 @@ async fn a_crashed_attempt_lets_a_later_one_run_after_the_lease() {
 #[tokio::test]
 async fn a_stale_holder_cannot_complete_or_abandon_a_newer_lease() {
     let ctx = TestContext::new().await;
-    let scope = ctx.keyspace().key("orders").unwrap();
-    let seen = Idempotency::new(ctx.redis().clone(), scope, DAY).unwrap();
+    let seen = Idempotency::new(ctx.redis().clone(), &ctx.keyspace(), "orders", DAY).unwrap();
 
     let stale = run(seen
         .acquire("1-0", Duration::from_millis(200))
@@ -160,8 +161,7 @@ async fn a_stale_holder_cannot_complete_or_abandon_a_newer_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_attempts_exactly_one_runs() {
     let ctx = TestContext::new().await;
-    let scope = ctx.keyspace().key("orders").unwrap();
-    let seen = Idempotency::new(ctx.redis().clone(), scope, DAY).unwrap();
+    let seen = Idempotency::new(ctx.redis().clone(), &ctx.keyspace(), "orders", DAY).unwrap();
 
     for round in 0..20 {
         let id = format!("{round}-0");
@@ -202,4 +202,33 @@ async fn of_concurrent_attempts_exactly_one_runs() {
             Claim::Done
         ));
     }
+}
+
+#[tokio::test]
+async fn idempotency_lets_each_id_through_once_until_abandoned() {
+    let ctx = TestContext::new().await;
+    let keys = ctx.keyspace();
+    let seen = Idempotency::new(
+        ctx.redis().clone(),
+        &keys,
+        "orders",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(seen.begin("1-0").await.unwrap());
+    assert!(!seen.begin("1-0").await.unwrap());
+    assert!(seen.begin("2-0").await.unwrap());
+    seen.abandon("1-0").await.unwrap();
+    assert!(seen.begin("1-0").await.unwrap());
+    assert_eq!(
+        seen.key("1-0").slot(),
+        stream_key(&keys, "orders").unwrap().slot()
+    );
+    let ttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(seen.key("1-0")))
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000);
+    assert!(Idempotency::new(ctx.redis().clone(), &keys, "orders", Duration::ZERO).is_err());
 }

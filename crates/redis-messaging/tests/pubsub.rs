@@ -1,21 +1,23 @@
 //! Pub/sub against real servers: typed messages, patterns, bad payloads, and subscriptions that
 //! survive `CLIENT KILL` and a server restart with a visible gap.
 
+mod support;
+
 use std::time::Duration;
 
 use redis_messaging::{
-    DEFAULT_MAX_BACKLOG, Error, Event, Gap, GapKind, Message, Publisher, Subscriber, Subscription,
+    Backoff, DEFAULT_MAX_BACKLOG, Error, Event, Gap, GapKind, Message, Publisher, Subscriber,
+    Subscription,
 };
 use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
 use serde::{Deserialize, Serialize};
+use support::{DEADLINE, backoff, ms};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Price {
     sku: String,
     cents: u64,
 }
-
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Publishes until someone is listening on `channel` (a subscription becomes active
 /// asynchronously), then returns.
@@ -129,17 +131,19 @@ async fn bad_subscriptions_are_rejected() {
         .subscribe::<Price>()
         .await;
     assert!(matches!(blank, Err(Error::InvalidConfig(_))));
-    let backoff = Subscriber::builder(ctx.redis().clone())
-        .channel("x")
-        .reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1))
-        .subscribe::<Price>()
-        .await;
-    assert!(matches!(backoff, Err(Error::InvalidConfig(_))));
+    // A backoff whose minimum is above its maximum is refused before any builder sees it.
+    assert!(matches!(
+        Backoff::new(Duration::from_secs(2), Duration::from_secs(1)),
+        Err(redis_core::Error::InvalidConfig(_))
+    ));
     let sharded = Subscriber::builder(ctx.redis().clone())
         .sharded_channel("x")
         .subscribe::<Price>()
         .await;
-    assert!(matches!(sharded, Err(Error::Unsupported(_))));
+    assert!(matches!(
+        sharded,
+        Err(Error::Core(redis_core::Error::Unsupported(_)))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +155,7 @@ async fn subscription_survives_client_kill_and_reports_a_gap() {
     let mut sub = Subscriber::builder(ctx.redis().clone())
         .channel(&channel)
         .pattern(format!("{p}:p*"))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(500))
+        .reconnect_backoff(backoff(ms(20), ms(500)))
         .subscribe::<Price>()
         .await
         .unwrap();
@@ -204,7 +208,7 @@ async fn subscription_survives_a_server_restart_and_reports_a_gap() {
     let publisher = Publisher::new(ctx.redis().clone());
     let mut sub = Subscriber::builder(ctx.redis().clone())
         .channel(&channel)
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .reconnect_backoff(backoff(ms(20), ms(300)))
         .health_check_interval(Duration::from_millis(500))
         .subscribe::<Price>()
         .await
@@ -254,7 +258,7 @@ async fn a_silently_dead_connection_is_caught_by_the_health_check() {
     let mut sub = Subscriber::builder(through_proxy)
         .channel(&channel)
         .health_check_interval(Duration::from_millis(300))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .reconnect_backoff(backoff(ms(20), ms(200)))
         .subscribe::<Price>()
         .await
         .unwrap();
@@ -295,7 +299,7 @@ async fn a_connection_killed_again_and_again_gets_backoff_not_a_reconnect_storm(
     let publisher = Publisher::new(ctx.redis().clone());
     let mut sub = Subscriber::builder(ctx.redis().clone())
         .channel(&channel)
-        .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(2))
+        .reconnect_backoff(backoff(ms(50), Duration::from_secs(2)))
         .subscribe::<Price>()
         .await
         .unwrap();

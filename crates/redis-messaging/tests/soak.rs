@@ -1,6 +1,8 @@
 //! 100 000 messages, 4 consumers, consumers restarted at random (half gracefully, half killed
 //! mid-work): every message is processed at least once, none is lost, duplicates are counted.
 
+mod support;
+
 use std::{
     sync::{
         Arc,
@@ -9,10 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis_messaging::{CancellationToken, Consumer, ConsumerStats, Delivery, Producer, Retention};
+use redis_messaging::{Consumer, Delivery, Producer, Retention};
 use redis_test_support::TestContext;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
+use support::{Running, pending};
 
 const MESSAGES: usize = 100_000;
 const CONSUMERS: usize = 4;
@@ -23,23 +25,13 @@ struct Job {
     seq: u32,
 }
 
-struct Running {
-    shutdown: CancellationToken,
-    handle: JoinHandle<redis_messaging::Result<ConsumerStats>>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_message_is_processed_at_least_once_across_random_consumer_restarts() {
     let ctx = TestContext::new().await;
-    let stream = ctx
-        .keyspace()
-        .pattern("stream")
-        .unwrap()
-        .key("soak")
-        .unwrap();
+    let keys = ctx.keyspace();
     let started = Instant::now();
 
-    let producer = Producer::builder(ctx.redis().clone(), stream.clone())
+    let producer = Producer::builder(ctx.redis().clone(), &keys, "soak")
         .retention(Retention::MaxLen(10 * MESSAGES as u64))
         .build()
         .unwrap();
@@ -54,7 +46,7 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
     // Deliveries with `attempt > 1`: every duplicate must be one of them.
     let redeliveries = Arc::new(AtomicU64::new(0));
     let spawn = |name: String| -> Running {
-        let consumer = Consumer::builder(ctx.redis().clone(), stream.clone(), "soak", name)
+        let consumer = Consumer::builder(ctx.redis().clone(), &keys, "soak", "soak", name)
             .batch_size(100)
             .concurrency(16)
             .block(Duration::from_millis(100))
@@ -63,33 +55,24 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
             .max_deliveries(1_000)
             .build()
             .unwrap();
-        let shutdown = CancellationToken::new();
         let counts = counts.clone();
         let processed = processed.clone();
         let redeliveries = redeliveries.clone();
-        let handle = tokio::spawn({
-            let shutdown = shutdown.clone();
+        Running::start(&consumer, move |d: Delivery<Job>| {
+            let counts = counts.clone();
+            let processed = processed.clone();
+            let redeliveries = redeliveries.clone();
             async move {
-                consumer
-                    .run(shutdown, move |d: Delivery<Job>| {
-                        let counts = counts.clone();
-                        let processed = processed.clone();
-                        let redeliveries = redeliveries.clone();
-                        async move {
-                            // Some asynchronous work, so that kills land mid-message.
-                            tokio::task::yield_now().await;
-                            counts[d.payload.seq as usize].fetch_add(1, Ordering::Relaxed);
-                            processed.fetch_add(1, Ordering::Relaxed);
-                            if d.attempt > 1 {
-                                redeliveries.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok::<_, std::convert::Infallible>(())
-                        }
-                    })
-                    .await
+                // Some asynchronous work, so that kills land mid-message.
+                tokio::task::yield_now().await;
+                counts[d.payload.seq as usize].fetch_add(1, Ordering::Relaxed);
+                processed.fetch_add(1, Ordering::Relaxed);
+                if d.attempt > 1 {
+                    redeliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, std::convert::Infallible>(())
             }
-        });
-        Running { shutdown, handle }
+        })
     };
 
     let mut running: Vec<Running> = (0..CONSUMERS).map(|i| spawn(format!("c{i}"))).collect();
@@ -99,20 +82,8 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
     let mut next_restart = RESTART_EVERY;
     let mut rng_state = 0x9E37_79B9_u32;
     let all_seen = || counts.iter().all(|c| c.load(Ordering::Relaxed) > 0);
-    let pending = || async {
-        let summary: redis::Value = ctx
-            .redis()
-            .query(redis::cmd("XPENDING").arg(&stream).arg("soak"))
-            .await
-            .unwrap();
-        match summary {
-            redis::Value::Array(p) => match p[0] {
-                redis::Value::Int(n) => n,
-                ref other => panic!("{other:?}"),
-            },
-            other => panic!("{other:?}"),
-        }
-    };
+    let stream = producer.stream().clone();
+    let pending = || pending(ctx.redis(), &stream, "soak");
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut polls = 0u64;
     // Done when every message was processed and nothing is pending any more: the entries a killed
@@ -151,12 +122,10 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
             });
             if generation.is_multiple_of(3) {
                 // Killed mid-work: its fetched and unacknowledged entries must be reclaimed.
-                old.handle.abort();
-                let _ = old.handle.await;
+                old.kill().await;
                 killed += 1;
             } else {
-                old.shutdown.cancel();
-                let stats = old.handle.await.unwrap().unwrap();
+                let stats = old.stop().await;
                 // Graceful: everything it handled was acknowledged before `run` returned.
                 assert_eq!(stats.delivered, stats.acked, "{stats:?}");
                 assert_eq!((stats.failed, stats.dead_lettered), (0, 0), "{stats:?}");
@@ -171,12 +140,12 @@ async fn every_message_is_processed_at_least_once_across_random_consumer_restart
         r.shutdown.cancel();
     }
     for r in running {
-        let stats = r.handle.await.unwrap().unwrap();
+        let stats = r.stop().await;
         assert_eq!(stats.delivered, stats.acked, "{stats:?}");
     }
     // A graceful stop leaves nothing pending, and nothing went to the dead-letter stream.
     assert_eq!(pending().await, 0);
-    let dead = redis_messaging::read_dead_letters(ctx.redis(), &stream, "-", 10)
+    let dead = redis_messaging::read_dead_letters(ctx.redis(), &keys, "soak", "-", 10)
         .await
         .unwrap();
     assert!(dead.is_empty(), "{dead:?}");

@@ -43,9 +43,8 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
     }
     drop(prices);
 
-    // Streams: a producer with bounded retention and a consumer group.
-    let stream = keys.key("orders")?;
-    let producer = Producer::builder(redis.clone(), stream.clone())
+    // Streams: a producer with bounded retention and a consumer group, all on the stream "orders".
+    let producer = Producer::builder(redis.clone(), &keys, "orders")
         .retention(Retention::MaxLen(1_000))
         .build()?;
     let orders: Vec<Order> = (1..=5)
@@ -56,18 +55,19 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         .collect();
     let ids = producer.send_batch(&orders).await?;
     println!(
-        "   produced {} orders to {stream} (MAXLEN ~ 1000), first id {}",
+        "   produced {} orders to {} (MAXLEN ~ 1000), first id {}",
         ids.len(),
+        producer.stream(),
         ids[0]
     );
 
-    let consumer = Consumer::builder(redis.clone(), stream.clone(), "billing", "billing-1")
+    let consumer = Consumer::builder(redis.clone(), &keys, "orders", "billing", "billing-1")
         .concurrency(2)
         .block(Duration::from_millis(100))
         .min_idle(Duration::from_millis(200))
         .max_deliveries(2)
         .build()?;
-    let seen = Idempotency::new(redis.clone(), stream.clone(), Duration::from_secs(60))?;
+    let seen = Idempotency::new(redis.clone(), &keys, "orders", Duration::from_secs(60))?;
     let shutdown = CancellationToken::new();
     let run = tokio::spawn({
         let consumer = consumer.clone();
@@ -94,7 +94,7 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let dead = loop {
-        let dead = read_dead_letters(&redis, &stream, "-", 10).await?;
+        let dead = read_dead_letters(&redis, &keys, "orders", "-", 10).await?;
         if !dead.is_empty() || tokio::time::Instant::now() > deadline {
             break dead;
         }

@@ -3,9 +3,7 @@
 -- ARGV[1]  maximum age in milliseconds
 -- ARGV[2..] payloads, one entry each (field "p")
 -- Returns the new entry ids, in order.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local minid = now - tonumber(ARGV[1])
+local minid = now_ms() - tonumber(ARGV[1])
 if minid < 0 then minid = 0 end
 minid = string.format('%.0f', minid)
 local ids = {}

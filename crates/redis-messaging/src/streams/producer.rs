@@ -1,39 +1,14 @@
 //! The Streams producer: typed `XADD` with retention.
 
-use std::time::Duration;
-
-use redis_core::{Codec, Key, Redis, Script, codec::Json};
+use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, duration_millis};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-
-static XADD_MINID: Script = Script::new(
-    "messaging_xadd_minid",
-    include_str!("scripts/xadd_minid.lua"),
-);
-
-/// The field every entry written by a [`Producer`] carries its encoded payload in.
-pub const PAYLOAD_FIELD: &str = "p";
-
-/// How much history a stream keeps. Trimming is approximate (`~`), which lets Redis drop whole
-/// radix-tree nodes: cheap, and it keeps at least what was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Retention {
-    /// Keep about the newest `n` entries (`XADD .. MAXLEN ~ n`).
-    MaxLen(u64),
-    /// Keep about the entries younger than this, by the server's clock (`XADD .. MINID ~ now-age`).
-    MaxAge(Duration),
-    /// Never trim. The stream grows until something else trims it; not a default for a reason.
-    Unbounded,
-}
-
-impl Default for Retention {
-    /// `MaxLen(1_000_000)`.
-    fn default() -> Self {
-        Self::MaxLen(1_000_000)
-    }
-}
+use super::{PAYLOAD_FIELD, stream_key};
+use crate::{
+    config::Retention,
+    error::{Error, Result},
+    scripts::XADD_MINID,
+};
 
 /// Appends typed entries to one stream.
 ///
@@ -42,8 +17,9 @@ impl Default for Retention {
 /// ```
 /// use redis_messaging::{Producer, Retention};
 /// # async fn demo(redis: redis_core::Redis) -> redis_messaging::Result<()> {
-/// let stream = redis_core::KeySpace::new("shop")?.pattern("stream")?.key("orders")?;
-/// let producer = Producer::builder(redis, stream)
+/// let keys = redis_core::KeySpace::new("shop")?;
+/// // Writes the stream `shop:messaging:{orders}`.
+/// let producer = Producer::builder(redis, &keys, "orders")
 ///     .retention(Retention::MaxAge(std::time::Duration::from_secs(24 * 3600)))
 ///     .build()?;
 /// let id = producer.send(&serde_json::json!({"order": 42})).await?;
@@ -62,17 +38,24 @@ pub struct Producer<C: Codec = Json> {
 #[derive(Debug, Clone)]
 pub struct ProducerBuilder<C: Codec = Json> {
     redis: Redis,
-    stream: Key,
+    keys: KeySpace,
+    stream: String,
     retention: Retention,
     codec: C,
 }
 
 impl Producer<Json> {
-    /// Starts building a producer for `stream` (build the key with a [`redis_core::KeySpace`]).
-    pub fn builder(redis: Redis, stream: Key) -> ProducerBuilder<Json> {
+    /// Starts building a producer for the stream named `stream`, whose key is
+    /// `<keys>:messaging:{<stream>}` (see [`stream_key`](crate::stream_key)).
+    pub fn builder(
+        redis: Redis,
+        keys: &KeySpace,
+        stream: impl Into<String>,
+    ) -> ProducerBuilder<Json> {
         ProducerBuilder {
             redis,
-            stream,
+            keys: keys.clone(),
+            stream: stream.into(),
             retention: Retention::default(),
             codec: Json,
         }
@@ -90,28 +73,23 @@ impl<C: Codec> ProducerBuilder<C> {
     pub fn codec<C2: Codec>(self, codec: C2) -> ProducerBuilder<C2> {
         ProducerBuilder {
             redis: self.redis,
+            keys: self.keys,
             stream: self.stream,
             retention: self.retention,
             codec,
         }
     }
 
-    /// Checks the settings.
+    /// Checks the settings and builds the stream's key.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for `MaxLen(0)` or a zero `MaxAge`.
+    /// [`Error::InvalidConfig`] for `MaxLen(0)` or a zero `MaxAge`; [`Error::Core`] for a stream
+    /// name that makes no valid key (empty, too long).
     pub fn build(self) -> Result<Producer<C>> {
-        match self.retention {
-            Retention::MaxLen(0) => return Err(Error::config("retention MaxLen(0) keeps nothing")),
-            Retention::MaxAge(age) if age.as_millis() == 0 => {
-                return Err(Error::config("retention MaxAge below one millisecond"));
-            }
-            _ => {}
-        }
         Ok(Producer {
+            retention: self.retention.validate()?,
+            stream: stream_key(&self.keys, &self.stream)?,
             redis: self.redis,
-            stream: self.stream,
-            retention: self.retention,
             codec: self.codec,
         })
     }
@@ -134,13 +112,12 @@ impl<C: Codec> Producer<C> {
                 let mut ids: Vec<String> = XADD_MINID
                     .call()
                     .key(&self.stream)
-                    .arg(millis(age))
+                    .arg(duration_millis(age))
                     .arg(payload)
                     .invoke(&self.redis)
                     .await?;
-                ids.pop().ok_or_else(|| {
-                    Error::Core(redis_core::Error::UnexpectedReply("no id from XADD".into()))
-                })
+                ids.pop()
+                    .ok_or_else(|| Error::unexpected_reply("no id from XADD"))
             }
             _ => Ok(self.redis.query(&self.xadd(payload)).await?),
         }
@@ -162,7 +139,10 @@ impl<C: Codec> Producer<C> {
             .collect::<redis_core::Result<Vec<_>>>()?;
         match self.retention {
             Retention::MaxAge(age) => {
-                let mut call = XADD_MINID.call().key(&self.stream).arg(millis(age));
+                let mut call = XADD_MINID
+                    .call()
+                    .key(&self.stream)
+                    .arg(duration_millis(age));
                 for payload in payloads {
                     call = call.arg(payload);
                 }
@@ -187,8 +167,4 @@ impl<C: Codec> Producer<C> {
         cmd.arg("*").arg(PAYLOAD_FIELD).arg(payload);
         cmd
     }
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -2,22 +2,13 @@
 
 use std::time::Duration;
 
-use rand::RngExt;
-use redis_core::{Key, Redis, Script};
+use redis_core::{Key, KeySpace, Redis, duration_millis, random_token};
 
+use super::stream_key;
 use crate::{
     error::{Error, Result},
-    producer::millis,
+    scripts::{LEASE_ACQUIRE, LEASE_RELEASE},
 };
-
-static LEASE_ACQUIRE: Script = Script::new(
-    "messaging_lease_acquire",
-    include_str!("scripts/lease_acquire.lua"),
-);
-static LEASE_RELEASE: Script = Script::new(
-    "messaging_lease_release",
-    include_str!("scripts/lease_release.lua"),
-);
 
 /// Remembers processed message ids, so a handler can skip a redelivered message.
 ///
@@ -47,16 +38,16 @@ static LEASE_RELEASE: Script = Script::new(
 /// otherwise use `acquire`, or make the side effect itself idempotent (an upsert keyed by the
 /// entry id).
 ///
-/// Keys are `<scope>:done:<id>`, companions of `scope` (usually the stream key); every key has a
-/// TTL: a lease its lease time, a done marker `ttl`, which must outlive the longest redelivery
-/// window (`min_idle × max_deliveries`, plus margin). Both ways share the keys: an id marked by
+/// Keys are `<keys>:messaging:{<stream>}:done:<id>`, companions of the stream's key (the same
+/// slot); every key has a TTL: a lease its lease time, a done marker `ttl`, which must outlive
+/// the longest redelivery window (`min_idle × max_deliveries`, plus margin). Both ways share the keys: an id marked by
 /// `begin` is [`Claim::Done`] for `acquire`.
 ///
 /// ```no_run
 /// use std::time::Duration;
 /// use redis_messaging::Idempotency;
-/// # async fn demo(redis: redis_core::Redis, stream: redis_core::Key) -> redis_messaging::Result<()> {
-/// let seen = Idempotency::new(redis, stream, Duration::from_secs(24 * 3600))?;
+/// # async fn demo(redis: redis_core::Redis, keys: redis_core::KeySpace) -> redis_messaging::Result<()> {
+/// let seen = Idempotency::new(redis, &keys, "orders", Duration::from_secs(24 * 3600))?;
 /// if seen.begin("1700000000000-0").await? {
 ///     // first time: do the work; on failure call `seen.abandon(id)` so a retry may run
 /// } else {
@@ -71,8 +62,8 @@ static LEASE_RELEASE: Script = Script::new(
 /// use std::time::Duration;
 /// use redis_messaging::{Claim, Idempotency};
 /// # async fn work() -> Result<(), std::io::Error> { Ok(()) }
-/// # async fn demo(redis: redis_core::Redis, stream: redis_core::Key) -> redis_messaging::Result<()> {
-/// let seen = Idempotency::new(redis, stream, Duration::from_secs(24 * 3600))?;
+/// # async fn demo(redis: redis_core::Redis, keys: redis_core::KeySpace) -> redis_messaging::Result<()> {
+/// let seen = Idempotency::new(redis, &keys, "orders", Duration::from_secs(24 * 3600))?;
 /// match seen.acquire("1700000000000-0", Duration::from_secs(30)).await? {
 ///     Claim::Run(lease) => match work().await {
 ///         Ok(()) => {
@@ -91,25 +82,33 @@ static LEASE_RELEASE: Script = Script::new(
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     redis: Redis,
-    scope: Key,
+    stream: Key,
     ttl: Duration,
 }
 
 impl Idempotency {
-    /// Remembers ids under `scope` for `ttl`.
+    /// Remembers the ids of the stream named `stream` for `ttl`, under
+    /// `<keys>:messaging:{<stream>}:done:<id>`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `ttl` is below one millisecond.
-    pub fn new(redis: Redis, scope: Key, ttl: Duration) -> Result<Self> {
+    /// [`Error::InvalidConfig`] when `ttl` is below one millisecond; [`Error::Core`] for a stream
+    /// name that makes no valid key.
+    pub fn new(redis: Redis, keys: &KeySpace, stream: &str, ttl: Duration) -> Result<Self> {
         if ttl.as_millis() == 0 {
-            return Err(Error::config("idempotency ttl below one millisecond"));
+            return Err(Error::invalid_config(
+                "idempotency ttl below one millisecond",
+            ));
         }
-        Ok(Self { redis, scope, ttl })
+        Ok(Self {
+            stream: stream_key(keys, stream)?,
+            redis,
+            ttl,
+        })
     }
 
     /// The key that records `id`.
     pub fn key(&self, id: &str) -> Key {
-        self.scope.companion(&format!("done:{id}"))
+        self.stream.companion(&format!("done:{id}"))
     }
 
     /// Takes the in-progress lease on `id` for `lease` (the longest the work may take), unless the
@@ -122,15 +121,18 @@ impl Idempotency {
     /// script fails.
     pub async fn acquire(&self, id: &str, lease: Duration) -> Result<Claim> {
         if lease.as_millis() == 0 {
-            return Err(Error::config("idempotency lease below one millisecond"));
+            return Err(Error::invalid_config(
+                "idempotency lease below one millisecond",
+            ));
         }
         let key = self.key(id);
-        let token = format!("lease:{:032x}", rand::rng().random::<u128>());
+        // `lease_acquire.lua` tells a lease from a done marker by this prefix.
+        let token = format!("lease:{}", random_token());
         let (state, pttl): (i64, i64) = LEASE_ACQUIRE
             .call()
             .key(&key)
             .arg(&token)
-            .arg(millis(lease))
+            .arg(duration_millis(lease))
             .invoke(&self.redis)
             .await?;
         let remaining = Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
@@ -162,7 +164,7 @@ impl Idempotency {
                     .arg(1)
                     .arg("NX")
                     .arg("PX")
-                    .arg(millis(self.ttl)),
+                    .arg(duration_millis(self.ttl)),
             )
             .await?;
         Ok(set.is_some())
@@ -245,7 +247,7 @@ impl Lease {
             .arg(&self.token)
             .arg(
                 done_ttl
-                    .map(|ttl| millis(ttl).to_string())
+                    .map(|ttl| duration_millis(ttl).to_string())
                     .unwrap_or_default(),
             )
             .invoke(&self.redis)

@@ -1,0 +1,202 @@
+//! Plain settings and policies: stream retention, the consumer's and the subscriber's settings.
+//! The builders that fill them sit next to their types.
+
+use std::time::Duration;
+
+use redis_core::Backoff;
+
+use crate::error::{Error, Result};
+
+/// How much history a stream keeps. Trimming is approximate (`~`), which lets Redis drop whole
+/// radix-tree nodes: cheap, and it keeps at least what was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// Keep about the newest `n` entries (`XADD .. MAXLEN ~ n`).
+    MaxLen(u64),
+    /// Keep about the entries younger than this, by the server's clock (`XADD .. MINID ~ now-age`).
+    MaxAge(Duration),
+    /// Never trim. The stream grows until something else trims it; not a default for a reason.
+    Unbounded,
+}
+
+impl Default for Retention {
+    /// `MaxLen(1_000_000)`.
+    fn default() -> Self {
+        Self::MaxLen(1_000_000)
+    }
+}
+
+impl Retention {
+    pub(crate) fn validate(self) -> Result<Self> {
+        match self {
+            Self::MaxLen(0) => Err(Error::invalid_config("retention MaxLen(0) keeps nothing")),
+            Self::MaxAge(age) if age.as_millis() == 0 => Err(Error::invalid_config(
+                "retention MaxAge below one millisecond",
+            )),
+            _ => Ok(self),
+        }
+    }
+}
+
+/// The default of [`SubscriberBuilder::max_backlog`](crate::SubscriberBuilder::max_backlog).
+pub const DEFAULT_MAX_BACKLOG: usize = 10_000;
+
+/// How a [`Consumer`](crate::Consumer) reads, claims, retries and dead-letters; filled by
+/// [`ConsumerBuilder`](crate::ConsumerBuilder), whose setters document each default.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerSettings {
+    pub(crate) batch_size: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) block: Duration,
+    pub(crate) min_idle: Duration,
+    /// `None`: half of `min_idle`.
+    pub(crate) claim_interval: Option<Duration>,
+    pub(crate) max_deliveries: u64,
+    pub(crate) dead_letter_max_len: u64,
+    pub(crate) start_id: String,
+    pub(crate) backoff: Backoff,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            concurrency: 1,
+            block: Duration::from_secs(1),
+            min_idle: Duration::from_secs(30),
+            claim_interval: None,
+            max_deliveries: 5,
+            dead_letter_max_len: 100_000,
+            start_id: "0".into(),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl ConsumerSettings {
+    /// Checks the settings and fills in the claim interval.
+    pub(crate) fn validate(mut self) -> Result<Self> {
+        if self.batch_size == 0 || self.concurrency == 0 {
+            return Err(Error::invalid_config(
+                "batch size and concurrency must be at least 1",
+            ));
+        }
+        if self.max_deliveries == 0 || self.dead_letter_max_len == 0 {
+            return Err(Error::invalid_config(
+                "max deliveries and dead-letter length must be at least 1",
+            ));
+        }
+        if self.block.as_millis() == 0 {
+            return Err(Error::invalid_config(
+                "block below one millisecond (BLOCK 0 would wait forever)",
+            ));
+        }
+        if self.min_idle.as_millis() == 0 {
+            return Err(Error::invalid_config("min idle below one millisecond"));
+        }
+        let claim_interval = self.claim_interval.unwrap_or(self.min_idle / 2);
+        if claim_interval.is_zero() || claim_interval > self.min_idle {
+            return Err(Error::invalid_config(
+                "claim interval must be above zero and at most min idle",
+            ));
+        }
+        if self.start_id.is_empty() {
+            return Err(Error::invalid_config("empty start id"));
+        }
+        self.claim_interval = Some(claim_interval);
+        Ok(self)
+    }
+
+    /// The claim interval (filled in by [`validate`](Self::validate)).
+    pub(crate) fn claim_interval(&self) -> Duration {
+        self.claim_interval.unwrap_or(self.min_idle / 2)
+    }
+}
+
+/// What a [`Subscription`](crate::Subscription) listens to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Channels {
+    pub(crate) channels: Vec<String>,
+    pub(crate) patterns: Vec<String>,
+    pub(crate) sharded: Vec<String>,
+}
+
+/// How a [`Subscription`](crate::Subscription) stays connected and how much it buffers; filled
+/// by [`SubscriberBuilder`](crate::SubscriberBuilder), whose setters document each default.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriberSettings {
+    pub(crate) channels: Channels,
+    pub(crate) backoff: Backoff,
+    pub(crate) health_check: Duration,
+    pub(crate) max_backlog: usize,
+}
+
+impl Default for SubscriberSettings {
+    fn default() -> Self {
+        Self {
+            channels: Channels::default(),
+            backoff: Backoff::default(),
+            health_check: Duration::from_secs(5),
+            max_backlog: DEFAULT_MAX_BACKLOG,
+        }
+    }
+}
+
+impl SubscriberSettings {
+    pub(crate) fn validate(self) -> Result<Self> {
+        let Channels {
+            channels,
+            patterns,
+            sharded,
+        } = &self.channels;
+        if channels.is_empty() && patterns.is_empty() && sharded.is_empty() {
+            return Err(Error::invalid_config(
+                "a subscription needs a channel or a pattern",
+            ));
+        }
+        if channels
+            .iter()
+            .chain(patterns)
+            .chain(sharded)
+            .any(String::is_empty)
+        {
+            return Err(Error::invalid_config("empty channel name or pattern"));
+        }
+        if self.health_check.is_zero() {
+            return Err(Error::invalid_config("health check interval is zero"));
+        }
+        if self.max_backlog == 0 {
+            return Err(Error::invalid_config("subscription max_backlog is zero"));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_interval_defaults_to_half_of_min_idle() {
+        let settings = ConsumerSettings {
+            min_idle: Duration::from_secs(10),
+            ..ConsumerSettings::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(settings.claim_interval(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retention_that_keeps_nothing_is_rejected() {
+        assert!(Retention::MaxLen(0).validate().is_err());
+        assert!(
+            Retention::MaxAge(Duration::from_micros(10))
+                .validate()
+                .is_err()
+        );
+        assert!(Retention::Unbounded.validate().is_ok());
+        assert!(Retention::default().validate().is_ok());
+    }
+}
