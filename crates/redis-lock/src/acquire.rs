@@ -71,6 +71,64 @@ pub(crate) trait Acquirer: Sync {
     }
 }
 
+/// The public verbs of a primitive that implements [`Acquirer`]: `try_acquire`, `acquire`, their
+/// `_with_options` variants, and the run-under-a-lease method named `$with`. The caller writes the
+/// docs of `try_acquire`, `acquire` and `$with`; `$name` names the resource parameter.
+macro_rules! acquire_verbs {
+    (
+        guard = $guard:ty, name = $name:ident;
+        $(#[$try_doc:meta])* try_acquire;
+        $(#[$acquire_doc:meta])* acquire;
+        $(#[$with_doc:meta])* $with:ident;
+    ) => {
+        $(#[$try_doc])*
+        pub async fn try_acquire(&self, $name: &str) -> $crate::Result<Option<$guard>> {
+            $crate::acquire::Acquirer::try_lease(self, $name, &$crate::AcquireOptions::new()).await
+        }
+
+        /// [`try_acquire`](Self::try_acquire) with per-call overrides.
+        ///
+        /// # Errors
+        /// As [`try_acquire`](Self::try_acquire), plus
+        /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for bad options.
+        pub async fn try_acquire_with_options(
+            &self,
+            $name: &str,
+            options: &$crate::AcquireOptions,
+        ) -> $crate::Result<Option<$guard>> {
+            $crate::acquire::Acquirer::try_lease(self, $name, options).await
+        }
+
+        $(#[$acquire_doc])*
+        pub async fn acquire(&self, $name: &str) -> $crate::Result<$guard> {
+            $crate::acquire::Acquirer::lease(self, $name, &$crate::AcquireOptions::new()).await
+        }
+
+        /// [`acquire`](Self::acquire) with per-call overrides.
+        ///
+        /// # Errors
+        /// As [`acquire`](Self::acquire), plus
+        /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for bad options.
+        pub async fn acquire_with_options(
+            &self,
+            $name: &str,
+            options: &$crate::AcquireOptions,
+        ) -> $crate::Result<$guard> {
+            $crate::acquire::Acquirer::lease(self, $name, options).await
+        }
+
+        $(#[$with_doc])*
+        pub async fn $with<F, Fut, T>(&self, $name: &str, work: F) -> $crate::Result<T>
+        where
+            F: FnOnce($crate::LeaseHandle) -> Fut,
+            Fut: std::future::Future<Output = T>,
+        {
+            $crate::acquire::Acquirer::run_leased(self, $name, work).await
+        }
+    };
+}
+pub(crate) use acquire_verbs;
+
 /// Repeats `attempt` with jittered exponential backoff until it succeeds or `config.wait` passes.
 /// Retryable errors are retried; at the deadline the last error (or [`Error::Timeout`]) is returned.
 pub(crate) async fn acquire_loop<F, Fut>(config: &LeaseConfig, mut attempt: F) -> Result<LockGuard>

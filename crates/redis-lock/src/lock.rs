@@ -1,14 +1,12 @@
 //! The single-server lock: `SET NX PX` plus a fencing counter, compare-and-act release and extend.
 
-use std::future::Future;
-
 use redis_core::{Key, KeySpace, Redis};
 
 use crate::{
-    acquire::{Acquirer, Attempt},
-    config::{AcquireOptions, LeaseConfig, lease_setters},
+    acquire::{Acquirer, Attempt, acquire_verbs},
+    config::{LeaseConfig, lease_setters},
     error::Result,
-    guard::{LeaseHandle, LockGuard},
+    guard::LockGuard,
     lease::{LOCK, ScriptLease},
     scripts::FENCE_SUFFIX,
 };
@@ -87,64 +85,29 @@ impl Lock {
         Ok(self.keys.key(resource)?)
     }
 
-    /// One attempt: the guard, or `None` when someone else holds `resource`.
-    ///
-    /// # Errors
-    /// [`Error::Core`](crate::Error::Core) for a bad resource name or a failed command.
-    pub async fn try_acquire(&self, resource: &str) -> Result<Option<LockGuard>> {
-        self.try_lease(resource, &AcquireOptions::new()).await
-    }
-
-    /// [`try_acquire`](Self::try_acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`try_acquire`](Self::try_acquire), plus [`Error::InvalidConfig`](crate::Error::InvalidConfig)
-    /// for bad options.
-    pub async fn try_acquire_with_options(
-        &self,
-        resource: &str,
-        options: &AcquireOptions,
-    ) -> Result<Option<LockGuard>> {
-        self.try_lease(resource, options).await
-    }
-
-    /// Waits for `resource` (jittered exponential backoff, no longer than the configured wait).
-    ///
-    /// # Errors
-    /// [`Error::Timeout`](crate::Error::Timeout) when the wait ran out with the resource still
-    /// held; the last error when a failing server kept every attempt from deciding;
-    /// [`Error::Core`](crate::Error::Core) for a bad name.
-    pub async fn acquire(&self, resource: &str) -> Result<LockGuard> {
-        self.lease(resource, &AcquireOptions::new()).await
-    }
-
-    /// [`acquire`](Self::acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire), plus [`Error::InvalidConfig`](crate::Error::InvalidConfig)
-    /// for bad options.
-    pub async fn acquire_with_options(
-        &self,
-        resource: &str,
-        options: &AcquireOptions,
-    ) -> Result<LockGuard> {
-        self.lease(resource, options).await
-    }
-
-    /// Runs `work` while holding `resource`, with the watchdog on, and releases afterwards.
-    /// `work` gets a [`LeaseHandle`] (fence, "lost" signal). If the lease is lost first, `work`'s
-    /// future is dropped (cancelled at its next `.await`) and [`Error::Lost`](crate::Error::Lost)
-    /// is returned.
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire); [`Error::Lost`](crate::Error::Lost) when the lease was lost
-    /// while `work` ran or before it could be released.
-    pub async fn with_lock<F, Fut, T>(&self, resource: &str, work: F) -> Result<T>
-    where
-        F: FnOnce(LeaseHandle) -> Fut,
-        Fut: Future<Output = T>,
-    {
-        self.run_leased(resource, work).await
+    acquire_verbs! {
+        guard = LockGuard, name = resource;
+        /// One attempt: the guard, or `None` when someone else holds `resource`.
+        ///
+        /// # Errors
+        /// [`Error::Core`](crate::Error::Core) for a bad resource name or a failed command.
+        try_acquire;
+        /// Waits for `resource` (jittered exponential backoff, no longer than the configured wait).
+        ///
+        /// # Errors
+        /// [`Error::Timeout`](crate::Error::Timeout) when the wait ran out with the resource still
+        /// held; the last error when a failing server kept every attempt from deciding;
+        /// [`Error::Core`](crate::Error::Core) for a bad name.
+        acquire;
+        /// Runs `work` while holding `resource`, with the watchdog on, and releases afterwards.
+        /// `work` gets a [`LeaseHandle`](crate::LeaseHandle) (fence, "lost" signal). If the lease is lost first, `work`'s
+        /// future is dropped (cancelled at its next `.await`) and [`Error::Lost`](crate::Error::Lost)
+        /// is returned.
+        ///
+        /// # Errors
+        /// As [`acquire`](Self::acquire); [`Error::Lost`](crate::Error::Lost) when the lease was lost
+        /// while `work` ran or before it could be released.
+        with_lock;
     }
 
     /// The last fencing token handed out for `resource` (0 if never locked).

@@ -7,10 +7,10 @@ use redis_core::{Key, KeySpace, Redis, duration_millis};
 use tokio::time::{Instant, timeout};
 
 use crate::{
-    acquire::{Acquirer, Attempt, PendingLease},
-    config::{AcquireOptions, LeaseConfig, lease_setters, validity},
+    acquire::{Acquirer, Attempt, PendingLease, acquire_verbs},
+    config::{LeaseConfig, lease_setters, validity},
     error::{Error, Result},
-    guard::{LeaseHandle, LockGuard},
+    guard::LockGuard,
     lease::Lease,
     scripts::{ACQUIRE, EXTEND, FENCE_SUFFIX, RAISE_FENCE, RELEASE},
 };
@@ -126,58 +126,25 @@ impl Redlock {
         self.inner.quorum()
     }
 
-    /// One attempt: the guard, or `None` when a majority of instances has it held by someone else.
-    ///
-    /// # Errors
-    /// [`Error::NoQuorum`] when failing instances kept the attempt from reaching a majority;
-    /// [`Error::Core`] for a bad resource name.
-    pub async fn try_acquire(&self, resource: &str) -> Result<Option<LockGuard>> {
-        self.try_lease(resource, &AcquireOptions::new()).await
-    }
-
-    /// [`try_acquire`](Self::try_acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`try_acquire`](Self::try_acquire), plus [`Error::InvalidConfig`] for bad options.
-    pub async fn try_acquire_with_options(
-        &self,
-        resource: &str,
-        options: &AcquireOptions,
-    ) -> Result<Option<LockGuard>> {
-        self.try_lease(resource, options).await
-    }
-
-    /// Waits for `resource`, retrying after a random delay.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when the wait ran out with the resource held; [`Error::NoQuorum`] when
-    /// too few instances answered until then.
-    pub async fn acquire(&self, resource: &str) -> Result<LockGuard> {
-        self.lease(resource, &AcquireOptions::new()).await
-    }
-
-    /// [`acquire`](Self::acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire), plus [`Error::InvalidConfig`] for bad options.
-    pub async fn acquire_with_options(
-        &self,
-        resource: &str,
-        options: &AcquireOptions,
-    ) -> Result<LockGuard> {
-        self.lease(resource, options).await
-    }
-
-    /// Runs `work` under the lock with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire); [`Error::Lost`] when the lease was lost while `work` ran.
-    pub async fn with_lock<F, Fut, T>(&self, resource: &str, work: F) -> Result<T>
-    where
-        F: FnOnce(LeaseHandle) -> Fut,
-        Fut: Future<Output = T>,
-    {
-        self.run_leased(resource, work).await
+    acquire_verbs! {
+        guard = LockGuard, name = resource;
+        /// One attempt: the guard, or `None` when a majority of instances has it held by someone else.
+        ///
+        /// # Errors
+        /// [`Error::NoQuorum`] when failing instances kept the attempt from reaching a majority;
+        /// [`Error::Core`] for a bad resource name.
+        try_acquire;
+        /// Waits for `resource`, retrying after a random delay.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`] when the wait ran out with the resource held; [`Error::NoQuorum`] when
+        /// too few instances answered until then.
+        acquire;
+        /// Runs `work` under the lock with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
+        ///
+        /// # Errors
+        /// As [`acquire`](Self::acquire); [`Error::Lost`] when the lease was lost while `work` ran.
+        with_lock;
     }
 }
 

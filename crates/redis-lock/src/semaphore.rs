@@ -1,14 +1,12 @@
 //! A counting semaphore whose permits expire, so a crashed holder cannot keep one forever.
 
-use std::future::Future;
-
 use redis_core::{Key, KeySpace, Redis};
 
 use crate::{
-    acquire::{Acquirer, Attempt},
-    config::{AcquireOptions, LeaseConfig, lease_setters},
+    acquire::{Acquirer, Attempt, acquire_verbs},
+    config::{LeaseConfig, lease_setters},
     error::{Error, Result},
-    guard::{LeaseHandle, Permit},
+    guard::Permit,
     lease::{SEMAPHORE, ScriptLease},
     scripts::SEM_HOLDERS,
 };
@@ -99,56 +97,23 @@ impl Semaphore {
         Ok(self.keys.key(name)?)
     }
 
-    /// One attempt: a permit, or `None` when all are taken.
-    ///
-    /// # Errors
-    /// [`Error::Core`] for a bad name or a failed command.
-    pub async fn try_acquire(&self, name: &str) -> Result<Option<Permit>> {
-        self.try_lease(name, &AcquireOptions::new()).await
-    }
-
-    /// [`try_acquire`](Self::try_acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`try_acquire`](Self::try_acquire), plus [`Error::InvalidConfig`] for bad options.
-    pub async fn try_acquire_with_options(
-        &self,
-        name: &str,
-        options: &AcquireOptions,
-    ) -> Result<Option<Permit>> {
-        self.try_lease(name, options).await
-    }
-
-    /// Waits for a permit (jittered backoff, woken early when the first permit is due to expire).
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when none became free within the wait.
-    pub async fn acquire(&self, name: &str) -> Result<Permit> {
-        self.lease(name, &AcquireOptions::new()).await
-    }
-
-    /// [`acquire`](Self::acquire) with per-call overrides.
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire), plus [`Error::InvalidConfig`] for bad options.
-    pub async fn acquire_with_options(
-        &self,
-        name: &str,
-        options: &AcquireOptions,
-    ) -> Result<Permit> {
-        self.lease(name, options).await
-    }
-
-    /// Runs `work` holding a permit, with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
-    ///
-    /// # Errors
-    /// As [`acquire`](Self::acquire); [`Error::Lost`] when the permit was lost while `work` ran.
-    pub async fn with_permit<F, Fut, T>(&self, name: &str, work: F) -> Result<T>
-    where
-        F: FnOnce(LeaseHandle) -> Fut,
-        Fut: Future<Output = T>,
-    {
-        self.run_leased(name, work).await
+    acquire_verbs! {
+        guard = Permit, name = name;
+        /// One attempt: a permit, or `None` when all are taken.
+        ///
+        /// # Errors
+        /// [`Error::Core`] for a bad name or a failed command.
+        try_acquire;
+        /// Waits for a permit (jittered backoff, woken early when the first permit is due to expire).
+        ///
+        /// # Errors
+        /// [`Error::Timeout`] when none became free within the wait.
+        acquire;
+        /// Runs `work` holding a permit, with the watchdog on; see [`Lock::with_lock`](crate::Lock::with_lock).
+        ///
+        /// # Errors
+        /// As [`acquire`](Self::acquire); [`Error::Lost`] when the permit was lost while `work` ran.
+        with_permit;
     }
 
     /// How many unexpired permits of `name` are out now, by the clock of the node holding the key.

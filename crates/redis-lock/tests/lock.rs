@@ -5,9 +5,9 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use redis_core::{Backoff, Config, KeySpace, Redis, redis};
-use redis_lock::{AcquireOptions, Error, ErrorPredicates, Lock};
+use redis_lock::{AcquireOptions, Error, ErrorPredicates, Lock, LockGuard};
 use redis_test_support::{FaultProxy, TestContext, wait_until};
-use support::{backoff, ms, race_counter};
+use support::{backoff, ms, race_counter, take_and_release};
 
 fn lock(redis: &Redis, keys: &KeySpace) -> Lock {
     Lock::builder(redis.clone(), keys)
@@ -16,6 +16,14 @@ fn lock(redis: &Redis, keys: &KeySpace) -> Lock {
         .wait(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// One attempt with `options` that must succeed.
+async fn take(lock: &Lock, resource: &str, options: AcquireOptions) -> LockGuard {
+    lock.try_acquire_with_options(resource, &options)
+        .await
+        .unwrap()
+        .expect("the resource is free")
 }
 
 async fn owner(redis: &Redis, lock: &Lock, resource: &str) -> Option<String> {
@@ -85,11 +93,7 @@ async fn contended_read_modify_write_is_exact_and_fences_strictly_increase() {
 async fn release_and_extend_by_a_former_owner_are_rejected() {
     let ctx = TestContext::new().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let stale = lock
-        .try_acquire_with_options("doc", &AcquireOptions::new().ttl(ms(100)))
-        .await
-        .unwrap()
-        .unwrap();
+    let stale = take(&lock, "doc", AcquireOptions::new().ttl(ms(100))).await;
     let current = wait_for_lock(&lock, "doc").await;
     assert!(current.fence() > stale.fence());
 
@@ -117,7 +121,7 @@ async fn release_and_extend_by_a_former_owner_are_rejected() {
     current.release().await.unwrap();
 }
 
-async fn wait_for_lock(lock: &Lock, resource: &str) -> redis_lock::LockGuard {
+async fn wait_for_lock(lock: &Lock, resource: &str) -> LockGuard {
     redis_test_support::wait_for("the lease to run out", Duration::from_secs(20), || async {
         lock.try_acquire(resource).await.unwrap()
     })
@@ -128,11 +132,7 @@ async fn wait_for_lock(lock: &Lock, resource: &str) -> redis_lock::LockGuard {
 async fn a_holder_pausing_past_its_ttl_loses_the_lock_and_is_told() {
     let ctx = TestContext::new().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let paused = lock
-        .try_acquire_with_options("report", &AcquireOptions::new().ttl(ms(300)))
-        .await
-        .unwrap()
-        .unwrap();
+    let paused = take(&lock, "report", AcquireOptions::new().ttl(ms(300))).await;
     let lost = tokio::spawn(paused.lost());
     let handle = paused.handle();
     assert!(!paused.is_lost());
@@ -164,14 +164,12 @@ async fn a_holder_pausing_past_its_ttl_loses_the_lock_and_is_told() {
 async fn the_watchdog_keeps_a_lease_alive_past_its_ttl() {
     let ctx = TestContext::new().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let guard = lock
-        .try_acquire_with_options(
-            "long-job",
-            &AcquireOptions::new().ttl(ms(600)).auto_extend(true),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(
+        &lock,
+        "long-job",
+        AcquireOptions::new().ttl(ms(600)).auto_extend(true),
+    )
+    .await;
     // Hold for several TTLs on purpose: without renewal the lease would be gone.
     tokio::time::sleep(ms(2000)).await;
     assert!(!guard.is_lost(), "remaining {:?}", guard.remaining());
@@ -188,17 +186,15 @@ async fn the_watchdog_keeps_a_lease_alive_past_its_ttl() {
 async fn the_watchdog_stops_at_the_hold_cap_and_the_lease_runs_out() {
     let ctx = TestContext::new().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let guard = lock
-        .try_acquire_with_options(
-            "capped",
-            &AcquireOptions::new()
-                .ttl(ms(200))
-                .auto_extend(true)
-                .max_hold(ms(500)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(
+        &lock,
+        "capped",
+        AcquireOptions::new()
+            .ttl(ms(200))
+            .auto_extend(true)
+            .max_hold(ms(500)),
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(10), guard.lost())
         .await
         .expect("capped lease ran out");
@@ -265,11 +261,7 @@ async fn a_dropped_guard_releases_in_the_background() {
 async fn a_detached_guard_keeps_the_lock_until_it_expires() {
     let ctx = TestContext::new().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let guard = lock
-        .try_acquire_with_options("crashy", &AcquireOptions::new().ttl(ms(300)))
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(&lock, "crashy", AcquireOptions::new().ttl(ms(300))).await;
     let token = guard.token().to_owned();
     guard.detach();
     assert_eq!(owner(ctx.redis(), &lock, "crashy").await, Some(token));
@@ -390,13 +382,7 @@ async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
     let slow = lock(&Redis::connect(&config).await.unwrap(), &ctx.keyspace());
     let direct = lock(ctx.redis(), &ctx.keyspace());
     // Scripts loaded, connection up: the next requests are single EVALSHAs.
-    slow.try_acquire("warm")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_release(slow.try_acquire("warm")).await;
     let held = slow
         .try_acquire("release-cancelled")
         .await
@@ -432,14 +418,7 @@ async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
         )
         .await;
     }
-    direct
-        .try_acquire("cancelled")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_release(direct.try_acquire("cancelled")).await;
 }
 
 /// A watchdog whose renewals fail because the server is gone reports the lease lost by its
@@ -448,14 +427,12 @@ async fn a_cancelled_or_timed_out_acquire_does_not_leave_the_lock_held() {
 async fn the_lost_signal_fires_when_renewals_fail_with_errors() {
     let mut ctx = TestContext::private().await;
     let lock = lock(ctx.redis(), &ctx.keyspace());
-    let guard = lock
-        .try_acquire_with_options(
-            "renewed",
-            &AcquireOptions::new().ttl(ms(600)).auto_extend(true),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(
+        &lock,
+        "renewed",
+        AcquireOptions::new().ttl(ms(600)).auto_extend(true),
+    )
+    .await;
     let handle = guard.handle();
     ctx.server().unwrap().kill();
     tokio::time::timeout(Duration::from_secs(10), handle.lost())

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use redis_core::{KeySpace, Redis, redis};
 use redis_lock::{AcquireOptions, Error, Redlock};
 use redis_test_support::{FaultProxy, TestMasters, TestServer, wait_for, wait_until};
-use support::{backoff, ms, race_counter};
+use support::{assert_refused_as_lost, backoff, ms, race_counter, take_and_release};
 
 async fn connect(masters: &TestMasters) -> Vec<Redis> {
     let mut out = Vec::new();
@@ -42,14 +42,7 @@ async fn slow_redlock(
         .build()
         .unwrap();
     // The next attempt is then one EVALSHA per master.
-    redlock
-        .try_acquire("warm")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_release(redlock.try_acquire("warm")).await;
     for proxy in &proxies {
         proxy.set_latency(latency);
     }
@@ -194,14 +187,7 @@ async fn an_expired_redlock_lease_is_lost_and_taken_over() {
         },
     )
     .await;
-    assert!(
-        first
-            .extend(Duration::from_secs(1))
-            .await
-            .unwrap_err()
-            .is_lost()
-    );
-    assert!(first.release().await.unwrap_err().is_lost());
+    assert_refused_as_lost(first).await;
     second.release().await.unwrap();
 }
 

@@ -11,21 +11,22 @@ use std::{
 };
 
 use redis_core::{Redis, redis};
-use redis_lock::{AcquireOptions, Error, Semaphore};
+use redis_lock::{AcquireOptions, Error, Semaphore, SemaphoreBuilder};
 use redis_test_support::{FaultProxy, TestContext, wait_for, wait_until};
-use support::{backoff, ms};
+use support::{assert_refused_as_lost, backoff, ms, take_and_release};
+
+/// A semaphore for many tasks racing for `permits` permits: short retries, a long wait.
+fn contended(ctx: &TestContext, permits: usize) -> SemaphoreBuilder {
+    Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), permits as u32)
+        .retry_delay(backoff(ms(1), ms(5)))
+        .wait(Duration::from_secs(60))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_semaphore_never_has_more_than_n_holders() {
     const PERMITS: usize = 3;
     let ctx = TestContext::new().await;
-    let sem = Arc::new(
-        Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
-            .retry_delay(backoff(ms(1), ms(5)))
-            .wait(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    );
+    let sem = Arc::new(contended(&ctx, PERMITS).build().unwrap());
     let inside = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..16)
@@ -66,14 +67,7 @@ async fn a_semaphore_never_has_more_than_n_holders() {
 async fn expiring_permits_never_leave_more_than_n_valid_holders() {
     const PERMITS: usize = 2;
     let ctx = TestContext::new().await;
-    let sem = Arc::new(
-        Semaphore::builder(ctx.redis().clone(), &ctx.keyspace(), PERMITS as u32)
-            .ttl(ms(100))
-            .retry_delay(backoff(ms(1), ms(5)))
-            .wait(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    );
+    let sem = Arc::new(contended(&ctx, PERMITS).ttl(ms(100)).build().unwrap());
     let tasks: Vec<_> = (0..8)
         .map(|t| {
             let sem = sem.clone();
@@ -204,14 +198,7 @@ async fn an_expired_permit_cannot_be_extended_or_released() {
         sem.try_acquire("one").await.unwrap()
     })
     .await;
-    assert!(
-        permit
-            .extend(Duration::from_secs(5))
-            .await
-            .unwrap_err()
-            .is_lost()
-    );
-    assert!(permit.release().await.unwrap_err().is_lost());
+    assert_refused_as_lost(permit).await;
     next.extend(Duration::from_secs(5)).await.unwrap();
     next.release().await.unwrap();
 }
@@ -256,13 +243,7 @@ async fn a_cancelled_acquire_does_not_keep_a_permit() {
             .unwrap()
     };
     let (slow, direct) = (build(&slow), build(ctx.redis()));
-    slow.try_acquire("warm")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_release(slow.try_acquire("warm")).await;
     proxy.set_latency(ms(500));
     let cancelled = tokio::time::timeout(ms(50), slow.acquire("pool")).await;
     assert!(cancelled.is_err(), "dropped before the reply");
@@ -282,12 +263,5 @@ async fn a_cancelled_acquire_does_not_keep_a_permit() {
         || async { direct.holders("pool").await.unwrap() == 0 },
     )
     .await;
-    direct
-        .try_acquire("pool")
-        .await
-        .unwrap()
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    take_and_release(direct.try_acquire("pool")).await;
 }

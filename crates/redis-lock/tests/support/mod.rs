@@ -89,3 +89,21 @@ impl CounterRace {
         self.sections.len()
     }
 }
+
+/// Takes a lease with one attempt that must succeed, and gives it back: warms up scripts and
+/// connections so that the next request is a single `EVALSHA`.
+pub(crate) async fn take_and_release(
+    attempt: impl Future<Output = redis_lock::Result<Option<LockGuard>>>,
+) {
+    let guard = attempt.await.unwrap().expect("the resource is free");
+    guard.release().await.unwrap();
+}
+
+/// A guard whose lease is gone can neither renew nor give it back: both report it lost.
+pub(crate) async fn assert_refused_as_lost(guard: LockGuard) {
+    let err = guard.extend(Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.is_lost(), "extend: {err}");
+    assert!(guard.is_lost());
+    let err = guard.release().await.unwrap_err();
+    assert!(err.is_lost(), "release: {err}");
+}
