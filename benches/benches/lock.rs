@@ -1,28 +1,60 @@
 //! redis-lock: uncontended acquire + release pairs against raw redis-rs doing the same two round
-//! trips (`SET NX PX`, then an `EVALSHA` compare-and-delete) at 1 and 50 concurrent tasks on
-//! different resources, and Redlock(3) acquire + release latency against a raw parallel
-//! `SET NX PX` + compare-and-delete on three servers.
+//! trips (`SET NX PX`, then an `EVALSHA` of the crate's own compare-and-delete script) at 1 and 50
+//! concurrent tasks on different resources, and Redlock(3) acquire + release latency against a
+//! raw parallel `SET NX PX` + compare-and-delete on three servers.
 //!
 //! Run: `cargo xtask bench -- lock` (or `cargo bench -p redis-patterns-benches --bench lock`).
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use redis_core::{KeySpace, Redis};
+use redis::aio::MultiplexedConnection;
+use redis_core::{Key, KeySpace, Redis, Script, random_token};
 use redis_lock::{Lock, Redlock};
-use redis_patterns_benches::{BenchServer, CONCURRENCY, run_concurrent, runtime};
+use redis_patterns_benches::{
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+};
 use redis_test_support::TestServer;
 
-const RELEASE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/// The lock's own release script (compare-and-delete), for the raw baseline.
+static RELEASE: Script = Script::new(
+    "lock_release",
+    include_str!("../../crates/redis-lock/src/scripts/release.lua"),
+);
 
 /// One resource per running task (tasks are fresh per sample), so acquisitions never contend.
 fn resource() -> String {
     format!("r{}", tokio::task::id())
 }
 
-fn token(i: u64) -> String {
-    format!("{:032x}", u128::from(i) << 64 | 0xfeed)
+/// The raw baseline's acquire: `SET key token NX PX 10000`, which must succeed.
+async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
+    let ok: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&token)
+        .arg("NX")
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ok.is_some());
+}
+
+/// The raw baseline's release: the compare-and-delete script, which must delete.
+async fn raw_release(
+    mut raw: MultiplexedConnection,
+    release: redis::Script,
+    key: Key,
+    token: String,
+) {
+    let n: i64 = release
+        .key(&key)
+        .arg(&token)
+        .invoke_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }
 
 fn lock(c: &mut Criterion) {
@@ -43,63 +75,38 @@ fn lock(c: &mut Criterion) {
         .ttl(Duration::from_secs(10))
         .build()
         .unwrap();
-    let release = redis::Script::new(RELEASE);
+    let release = RELEASE.inner().clone();
 
     for tasks in CONCURRENCY {
-        let mut group = c.benchmark_group(format!("lock/acquire-release/{tasks}-tasks"));
-        group.throughput(Throughput::Elements(1));
-        {
-            let (raw, raw_keys, release) = (raw.clone(), raw_keys.clone(), release.clone());
-            group.bench_function("raw-redis-rs", |b| {
-                b.iter_custom(|iters| {
-                    let (raw, raw_keys, release) = (raw.clone(), raw_keys.clone(), release.clone());
-                    run_concurrent(&rt, tasks, iters, move |i| {
-                        let mut raw = raw.clone();
-                        let key = raw_keys.key(&resource()).unwrap();
-                        let release = release.clone();
-                        async move {
-                            let token = token(i);
-                            let ok: Option<String> = redis::cmd("SET")
-                                .arg(&key)
-                                .arg(&token)
-                                .arg("NX")
-                                .arg("PX")
-                                .arg(10_000)
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert!(ok.is_some());
-                            let n: i64 = release
-                                .key(&key)
-                                .arg(&token)
-                                .invoke_async(&mut raw)
-                                .await
-                                .unwrap();
-                            assert_eq!(n, 1);
-                        }
-                    })
-                })
-            });
-        }
-        {
-            let lock = lock.clone();
-            group.bench_function("redis-lock", |b| {
-                b.iter_custom(|iters| {
-                    let lock = lock.clone();
-                    run_concurrent(&rt, tasks, iters, move |_| {
-                        let lock = lock.clone();
-                        async move {
-                            let guard = lock
-                                .try_acquire(&resource())
-                                .await
-                                .unwrap()
-                                .expect("uncontended");
-                            guard.release().await.unwrap();
-                        }
-                    })
-                })
-            });
-        }
+        let mut group = concurrent_group(c, "lock/acquire-release", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-redis-rs",
+            tasks,
+            (raw.clone(), raw_keys.clone(), release.clone()),
+            |(raw, raw_keys, release), _| async move {
+                let key = raw_keys.key(&resource()).unwrap();
+                let token = random_token();
+                raw_set(raw.clone(), key.clone(), token.clone()).await;
+                raw_release(raw, release, key, token).await;
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-lock",
+            tasks,
+            lock.clone(),
+            |lock, _| async move {
+                let guard = lock
+                    .try_acquire(&resource())
+                    .await
+                    .unwrap()
+                    .expect("uncontended");
+                guard.release().await.unwrap();
+            },
+        );
         group.finish();
     }
 
@@ -125,73 +132,41 @@ fn lock(c: &mut Criterion) {
         .instance_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
+    // One task only, so the group keeps its singular name rather than `concurrent_group`'s.
     let mut group = c.benchmark_group("lock/redlock-3/1-task");
     group.throughput(Throughput::Elements(1));
-    {
-        group.bench_function("raw-redis-rs", |b| {
-            b.iter_custom(|iters| {
-                let (raws, raw_keys, release) = (raws.clone(), raw_keys.clone(), release.clone());
-                run_concurrent(&rt, 1, iters, move |i| {
-                    let raws = raws.clone();
-                    let key = raw_keys.key("redlock").unwrap();
-                    let release = release.clone();
-                    async move {
-                        let token = token(i);
-                        let set = |raw: &redis::aio::MultiplexedConnection| {
-                            let mut raw = raw.clone();
-                            let (key, token) = (key.clone(), token.clone());
-                            async move {
-                                let ok: Option<String> = redis::cmd("SET")
-                                    .arg(&key)
-                                    .arg(&token)
-                                    .arg("NX")
-                                    .arg("PX")
-                                    .arg(10_000)
-                                    .query_async(&mut raw)
-                                    .await
-                                    .unwrap();
-                                assert!(ok.is_some());
-                            }
-                        };
-                        tokio::join!(set(&raws[0]), set(&raws[1]), set(&raws[2]));
-                        let del = |raw: &redis::aio::MultiplexedConnection| {
-                            let mut raw = raw.clone();
-                            let (key, token, release) =
-                                (key.clone(), token.clone(), release.clone());
-                            async move {
-                                let n: i64 = release
-                                    .key(&key)
-                                    .arg(&token)
-                                    .invoke_async(&mut raw)
-                                    .await
-                                    .unwrap();
-                                assert_eq!(n, 1);
-                            }
-                        };
-                        tokio::join!(del(&raws[0]), del(&raws[1]), del(&raws[2]));
-                    }
-                })
-            })
-        });
-    }
-    {
-        group.bench_function("redis-lock", |b| {
-            b.iter_custom(|iters| {
-                let redlock = redlock.clone();
-                run_concurrent(&rt, 1, iters, move |_| {
-                    let redlock = redlock.clone();
-                    async move {
-                        let guard = redlock
-                            .try_acquire("redlock")
-                            .await
-                            .unwrap()
-                            .expect("uncontended");
-                        guard.release().await.unwrap();
-                    }
-                })
-            })
-        });
-    }
+    bench_concurrent(
+        &mut group,
+        &rt,
+        "raw-redis-rs",
+        1,
+        (raws, raw_keys.key("redlock").unwrap(), release),
+        |(raws, key, release), _| async move {
+            let token = random_token();
+            let set =
+                |raw: &MultiplexedConnection| raw_set(raw.clone(), key.clone(), token.clone());
+            tokio::join!(set(&raws[0]), set(&raws[1]), set(&raws[2]));
+            let del = |raw: &MultiplexedConnection| {
+                raw_release(raw.clone(), release.clone(), key.clone(), token.clone())
+            };
+            tokio::join!(del(&raws[0]), del(&raws[1]), del(&raws[2]));
+        },
+    );
+    bench_concurrent(
+        &mut group,
+        &rt,
+        "redis-lock",
+        1,
+        redlock,
+        |redlock, _| async move {
+            let guard = redlock
+                .try_acquire("redlock")
+                .await
+                .unwrap()
+                .expect("uncontended");
+            guard.release().await.unwrap();
+        },
+    );
     group.finish();
     drop(masters);
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis_lock::{AcquireOptions, Lock, Semaphore};
+use redis_lock::{AcquireOptions, Lock, Semaphore, redis_core::Backoff};
 
 use crate::Tour;
 
@@ -10,7 +10,10 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
     let Tour { redis, keys } = tour;
     let lock = Lock::builder(redis.clone(), &keys)
         .ttl(Duration::from_secs(10))
-        .retry_delay(Duration::from_millis(1), Duration::from_millis(20))
+        .retry_delay(Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        )?)
         .build()?;
 
     let guard = lock.acquire("invoice:42").await?;
