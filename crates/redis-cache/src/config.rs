@@ -168,7 +168,8 @@ impl Settings {
     }
 }
 
-/// Settings of the optional near cache (see [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
+/// Settings of the optional near cache (see
+/// [`CacheBuilder::near_cache`](crate::CacheBuilder::near_cache)).
 ///
 /// ```
 /// use std::time::Duration;

@@ -44,12 +44,16 @@ async fn get_calls(redis: &Redis) -> u64 {
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
-async fn raw_connection(ctx: &TestContext) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(ctx.url())
+/// Runs `cmd` on a connection of its own, as another client would, then waits until the near
+/// cache holds nothing.
+async fn write_elsewhere(ctx: &TestContext, cache: &Cache, cmd: &mut redis::Cmd, what: &str) {
+    let mut raw = redis::Client::open(ctx.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap()
+        .unwrap();
+    let _: () = cmd.query_async(&mut raw).await.unwrap();
+    wait_until(what, DEADLINE, || async { entries(cache) == 0 }).await;
 }
 
 #[tokio::test]
@@ -105,36 +109,22 @@ async fn writes_by_other_clients_evict_the_near_entry() {
         other.set(name, &value).await.unwrap();
     }
     let cache = near_cache(ctx.redis(), &ctx, 100);
-    let mut raw = raw_connection(&ctx).await;
     tracking(&cache).await;
 
     // A raw DEL.
     assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
     assert_eq!(entries(&cache), 1);
-    let _: () = redis::cmd("DEL")
-        .arg(cache.key("a").unwrap())
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    wait_until("eviction after DEL", DEADLINE, || async {
-        entries(&cache) == 0
-    })
-    .await;
+    let del = &mut redis::cmd("DEL");
+    del.arg(cache.key("a").unwrap());
+    write_elsewhere(&ctx, &cache, del, "eviction after DEL").await;
     assert_eq!(cache.get::<u32>("a").await.unwrap(), None);
 
     // A raw SET (of bytes that are no entry: a miss, removed).
     assert_eq!(cache.get::<u32>("b").await.unwrap(), Some(2));
     assert_eq!(entries(&cache), 1);
-    let _: () = redis::cmd("SET")
-        .arg(cache.key("b").unwrap())
-        .arg("not an entry")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    wait_until("eviction after SET", DEADLINE, || async {
-        entries(&cache) == 0
-    })
-    .await;
+    let set = &mut redis::cmd("SET");
+    set.arg(cache.key("b").unwrap()).arg("not an entry");
+    write_elsewhere(&ctx, &cache, set, "eviction after SET").await;
     assert_eq!(cache.get::<u32>("b").await.unwrap(), None);
 
     // Another cache instance (think: another process) writes a new value, then deletes it.
@@ -270,16 +260,9 @@ async fn a_killed_tracking_connection_flushes_and_recovers() {
     // Filling and invalidation work again on the new connection.
     assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
     assert_eq!(entries(&cache), 1);
-    let mut raw = raw_connection(&ctx).await;
-    let _: () = redis::cmd("DEL")
-        .arg(cache.key("a").unwrap())
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    wait_until("eviction after reconnection", DEADLINE, || async {
-        entries(&cache) == 0
-    })
-    .await;
+    let del = &mut redis::cmd("DEL");
+    del.arg(cache.key("a").unwrap());
+    write_elsewhere(&ctx, &cache, del, "eviction after reconnection").await;
 }
 
 #[tokio::test]
@@ -337,17 +320,9 @@ async fn a_server_restart_flushes_and_the_near_cache_recovers() {
         cache.get::<u32>("b").await.unwrap() == Some(2) && entries(&cache) == 1
     })
     .await;
-    let mut raw = raw_connection(&ctx).await;
-    let _: () = redis::cmd("SET")
-        .arg(cache.key("b").unwrap())
-        .arg("x")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    wait_until("eviction after restart", DEADLINE, || async {
-        entries(&cache) == 0
-    })
-    .await;
+    let set = &mut redis::cmd("SET");
+    set.arg(cache.key("b").unwrap()).arg("x");
+    write_elsewhere(&ctx, &cache, set, "eviction after restart").await;
 }
 
 #[test]

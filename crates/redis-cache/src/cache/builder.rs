@@ -159,10 +159,11 @@ impl<C: Codec> CacheBuilder<C> {
     /// Validates the settings and builds the cache.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero TTL, lease or version TTL, a jitter outside `[0, 1)`,
-    /// a negative or non-finite `beta`, a near cache of no capacity or a zero near TTL, or a near
-    /// cache built outside a Tokio runtime; [`redis_core::Error::InvalidKey`] (as
-    /// [`Error::Core`](crate::Error::Core)) if the key space cannot take the `cache` segment.
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero TTL, lease or version TTL,
+    /// a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near cache of no capacity or a
+    /// zero near TTL, or a near cache built outside a Tokio runtime;
+    /// [`redis_core::Error::InvalidKey`] (as [`Error::Core`](crate::Error::Core)) if the key space
+    /// cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {
         self.settings.validate()?;
         Cache::from_parts(self.redis, &self.keys, self.codec, self.settings)

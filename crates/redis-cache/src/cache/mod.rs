@@ -105,8 +105,8 @@ impl<C: Codec> Cache<C> {
     /// One `GET`, plus one `GET` per tag when the entry has tags.
     ///
     /// # Errors
-    /// Redis errors under [`FailurePolicy::FailClosed`] (under `FailOpen` they read as a miss);
-    /// invalid names.
+    /// Redis errors under [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed) (under
+    /// `FailOpen` they read as a miss); invalid names.
     pub async fn get<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>> {
         self.engine.get(&self.key(name)?).await
     }
@@ -146,7 +146,7 @@ impl<C: Codec> Cache<C> {
     ///
     /// # Errors
     /// [`Error::Load`] when the loader fails and no stale value is available; Redis errors under
-    /// [`FailurePolicy::FailClosed`]; invalid names.
+    /// [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed); invalid names.
     pub async fn get_or_load<V, F, Fut, E>(&self, name: &str, loader: F) -> Result<Option<V>>
     where
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,

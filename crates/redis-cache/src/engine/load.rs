@@ -54,7 +54,8 @@ struct Begun {
 }
 
 impl<C: Codec> Engine<C> {
-    /// Cache-aside with stampede protection (see [`Cache::get_or_load`](crate::Cache::get_or_load)).
+    /// Cache-aside with stampede protection (see
+    /// [`Cache::get_or_load`](crate::Cache::get_or_load)).
     pub(crate) async fn get_or_load<V, F, Fut, E>(
         &self,
         key: &Key,
@@ -312,7 +313,8 @@ impl<C: Codec> Engine<C> {
         })
     }
 
-    /// Conditional fill after a load; failures are logged, never returned (the caller has its value).
+    /// Conditional fill after a load; failures are logged, never returned (the caller has its
+    /// value).
     async fn fill<V: Serialize>(
         &self,
         key: &Key,

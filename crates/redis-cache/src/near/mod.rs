@@ -11,8 +11,8 @@
 //!
 //! Filling races with invalidation: a reader may read the old value from Redis, a writer then
 //! changes it, and the push may reach this process before the reader stores what it read. Each
-//! reader therefore takes a [`Ticket`](store::Ticket) (the global epoch and the epoch of the key's stripe)
-//! *before* sending its `GET`; every invalidation bumps the key's stripe (tags, flushes and
+//! reader therefore takes a [`Ticket`](store::Ticket) (the global epoch and the epoch of the key's
+//! stripe) *before* sending its `GET`; every invalidation bumps the key's stripe (tags, flushes and
 //! tracking (re)connections bump the global epoch), and a fill whose ticket no longer matches is
 //! dropped. Either the push arrives before the fill (refused) or after it (evicted).
 //!
