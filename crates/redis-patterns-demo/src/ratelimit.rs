@@ -1,5 +1,6 @@
 //! redis-ratelimit tour: five checks of one identity against a limit of 3 with every algorithm,
-//! a cost that can never pass, and a concurrency limit.
+//! a cost that can never pass, and a concurrency limit. Keys are
+//! `<section>:ratelimit:<algorithm>:{<identity>}`.
 
 use std::time::Duration;
 
@@ -17,9 +18,7 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         Limit::gcra(1, ten_s, 3),
     ];
     for limit in limits {
-        let limiter = RateLimiter::builder(tour.redis.clone(), limit)
-            .keys(tour.keys.clone())
-            .build()?;
+        let limiter = RateLimiter::builder(tour.redis.clone(), &tour.keys, limit).build()?;
         let mut line = Vec::new();
         let mut allowed = 0;
         for _ in 0..5 {
@@ -34,9 +33,8 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         println!("   {:<8} {}", limit.algorithm().name(), line.join(" "));
     }
 
-    let gcra = RateLimiter::builder(tour.redis.clone(), Limit::gcra(1, ten_s, 3))
-        .keys(tour.keys.clone())
-        .build()?;
+    let gcra =
+        RateLimiter::builder(tour.redis.clone(), &tour.keys, Limit::gcra(1, ten_s, 3)).build()?;
     let huge = gcra.check_n("bob", 4).await?;
     anyhow::ensure!(
         huge.can_never_pass(),
@@ -47,8 +45,7 @@ pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
         huge.outcome()
     );
 
-    let jobs = ConcurrencyLimiter::builder(tour.redis.clone(), 2)
-        .keys(tour.keys.clone())
+    let jobs = ConcurrencyLimiter::builder(tour.redis.clone(), &tour.keys, 2)
         .lease(ten_s)
         .build()?;
     let first = jobs.try_acquire("tenant:7").await?.permit();
