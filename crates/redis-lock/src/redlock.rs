@@ -56,12 +56,6 @@ struct Inner {
     instance_timeout: Duration,
 }
 
-impl Inner {
-    fn quorum(&self) -> usize {
-        self.instances.len() / 2 + 1
-    }
-}
-
 /// Builds a [`Redlock`]; see [`Redlock::builder`].
 #[derive(Debug)]
 #[must_use]
@@ -170,11 +164,68 @@ impl Acquirer for Redlock {
             }),
         );
         let token = pending.token();
-        let fence_key = key.companion(FENCE_SUFFIX);
-        let ttl_ms = duration_millis(config.ttl);
         let start = Instant::now();
-        let replies = join_all(inner.instances.iter().map(|redis| {
-            bounded(inner.instance_timeout, async {
+        let votes = inner.ask_everywhere(key, token, config.ttl).await;
+        let quorum = inner.quorum();
+        if votes.granted.len() >= quorum {
+            let fence = votes.highest_fence();
+            let raised = inner.raise_fence(&votes, key, token, fence).await;
+            if raised >= quorum && validity(config.ttl, start.elapsed()).is_some() {
+                let (lease, token) = pending.settle();
+                return Ok(Attempt::Acquired(LockGuard::new(
+                    resource, token, fence, start, config, lease,
+                )));
+            }
+        }
+
+        // Not enough: undo what we got, everywhere (an instance that timed out may have set it).
+        release_everywhere(inner, key, token).await;
+        drop(pending.settle());
+        if votes.granted.len() >= quorum || votes.failed == 0 || votes.held >= quorum {
+            // Contention, or a grant that came too late to be useful: try again later.
+            return Ok(Attempt::Held(
+                votes.shortest_hold.map(Duration::from_millis),
+            ));
+        }
+        Err(Error::NoQuorum {
+            granted: votes.granted.len(),
+            failed: votes.failed,
+            needed: quorum,
+        })
+    }
+}
+
+/// What the instances answered to the first round of an attempt.
+#[derive(Debug, Default)]
+struct Votes {
+    /// `(instance, its fencing counter)` for every instance that granted the lock.
+    granted: Vec<(usize, u64)>,
+    /// Instances where someone else holds it.
+    held: usize,
+    /// Instances that failed or did not answer in time.
+    failed: usize,
+    /// The shortest remaining lease among the holders, in ms.
+    shortest_hold: Option<u64>,
+}
+
+impl Votes {
+    fn highest_fence(&self) -> u64 {
+        self.granted.iter().map(|&(_, f)| f).max().unwrap_or(0)
+    }
+}
+
+impl Inner {
+    fn quorum(&self) -> usize {
+        self.instances.len() / 2 + 1
+    }
+
+    /// First round: the acquire script on every instance in parallel, each bounded by the
+    /// instance time-out.
+    async fn ask_everywhere(&self, key: &Key, token: &str, ttl: Duration) -> Votes {
+        let fence_key = key.companion(FENCE_SUFFIX);
+        let ttl_ms = duration_millis(ttl);
+        let replies = join_all(self.instances.iter().map(|redis| {
+            bounded(self.instance_timeout, async {
                 let reply: (i64, i64) = ACQUIRE
                     .call()
                     .key(key)
@@ -187,68 +238,47 @@ impl Acquirer for Redlock {
             })
         }))
         .await;
-
-        let mut granted = Vec::new();
-        let mut held = 0usize;
-        let mut failed = 0usize;
-        let mut shortest_hold: Option<u64> = None;
+        let mut votes = Votes::default();
         for (i, reply) in replies.into_iter().enumerate() {
             match reply {
-                Ok((1, fence)) => granted.push((i, u64::try_from(fence).unwrap_or(0))),
+                Ok((1, fence)) => votes.granted.push((i, u64::try_from(fence).unwrap_or(0))),
                 Ok((_, pttl)) => {
-                    held += 1;
+                    votes.held += 1;
                     if let Ok(pttl) = u64::try_from(pttl) {
-                        shortest_hold = Some(shortest_hold.map_or(pttl, |s| s.min(pttl)));
+                        votes.shortest_hold =
+                            Some(votes.shortest_hold.map_or(pttl, |s| s.min(pttl)));
                     }
                 }
                 Err(e) => {
                     tracing::debug!(instance = i, error = %e, "redlock instance failed");
-                    failed += 1;
+                    votes.failed += 1;
                 }
             }
         }
+        votes
+    }
 
-        let quorum = inner.quorum();
-        if granted.len() >= quorum {
-            let fence = granted.iter().map(|&(_, f)| f).max().unwrap_or(0);
-            let (token_ref, fence_key) = (token, &fence_key);
-            let raised = join_all(granted.iter().map(|&(i, _)| {
-                bounded(inner.instance_timeout, async move {
-                    let ok: i64 = RAISE_FENCE
-                        .call()
-                        .key(key)
-                        .key(fence_key)
-                        .arg(token_ref)
-                        .arg(fence)
-                        .invoke(&inner.instances[i])
-                        .await?;
-                    Ok(ok == 1)
-                })
-            }))
-            .await
-            .into_iter()
-            .filter(|r| matches!(r, Ok(true)))
-            .count();
-            if raised >= quorum && validity(config.ttl, start.elapsed()).is_some() {
-                let (lease, token) = pending.settle();
-                return Ok(Attempt::Acquired(LockGuard::new(
-                    resource, token, fence, start, config, lease,
-                )));
-            }
-        }
-
-        // Not enough: undo what we got, everywhere (an instance that timed out may have set it).
-        release_everywhere(inner, key, token).await;
-        drop(pending.settle());
-        if granted.len() >= quorum || failed == 0 || held >= quorum {
-            // Contention, or a grant that came too late to be useful: try again later.
-            return Ok(Attempt::Held(shortest_hold.map(Duration::from_millis)));
-        }
-        Err(Error::NoQuorum {
-            granted: granted.len(),
-            failed,
-            needed: quorum,
-        })
+    /// Second round: lifts the fencing counter of every granting instance to `fence`, while we
+    /// own the lock there. Returns how many did.
+    async fn raise_fence(&self, votes: &Votes, key: &Key, token: &str, fence: u64) -> usize {
+        let fence_key = &key.companion(FENCE_SUFFIX);
+        join_all(votes.granted.iter().map(|&(i, _)| {
+            bounded(self.instance_timeout, async move {
+                let ok: i64 = RAISE_FENCE
+                    .call()
+                    .key(key)
+                    .key(fence_key)
+                    .arg(token)
+                    .arg(fence)
+                    .invoke(&self.instances[i])
+                    .await?;
+                Ok(ok == 1)
+            })
+        }))
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count()
     }
 }
 
