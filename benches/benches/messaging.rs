@@ -1,10 +1,12 @@
 //! redis-messaging throughput against raw redis-rs on the same server, in messages per second:
-//! publish → receive, XADD at batch sizes 1/10/100, and consume + acknowledge at batch sizes
-//! 1/10/100 (`XREADGROUP` + `XACK`).
+//! publish → receive, XADD at batch sizes 1/10/100 (trimmed by length, and by age through the
+//! crate's own `xadd_minid.lua`), and consume + acknowledge at batch sizes 1/10/100
+//! (`XREADGROUP` + `XACK`).
 //!
 //! Run: `cargo xtask bench -- messaging` (or `cargo bench -p redis-patterns-benches --bench messaging`).
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -12,24 +14,38 @@ use std::{
     time::{Duration, Instant},
 };
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::{criterion_group, criterion_main};
 use redis::PushKind;
-use redis_core::{KeySpace, Redis};
+use redis_core::{Key, KeySpace, Redis, Script, script::SERVER_CLOCK};
 use redis_messaging::{
     CancellationToken, Consumer, Delivery, Event, Producer, Publisher, Retention, Subscriber,
+    stream_key,
 };
-use redis_patterns_benches::{BenchServer, runtime};
+use redis_patterns_benches::{BenchServer, bench_concurrent, run_concurrent, runtime};
+use tokio::runtime::Runtime;
+
+/// The crate's `MaxAge` script, from its own file, for the raw baseline.
+static XADD_MINID: Script = Script::new(
+    "bench_xadd_minid",
+    include_str!("../../crates/redis-messaging/src/scripts/xadd_minid.lua"),
+)
+.with_preludes(&[SERVER_CLOCK]);
 
 const BATCHES: [usize; 3] = [1, 10, 100];
 /// Batches per measured iteration of the consume benches, so start-up costs are amortised.
 const BATCHES_PER_ITER: usize = 50;
-const PUBLISHERS: u64 = 50;
+const PUBLISHERS: usize = 50;
+/// The age limit of the `MaxAge` rows: long enough that nothing is trimmed while they run.
+const MAX_AGE: Duration = Duration::from_secs(3600);
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-fn fresh(keys: &KeySpace, what: &str) -> redis_core::Key {
-    keys.key(&format!("{what}{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-        .unwrap()
+/// A stream name no other row uses, and its key (the one the crate's builders write).
+fn fresh(keys: &KeySpace, what: &str) -> (String, Key) {
+    let name = format!("{what}{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let key = stream_key(keys, &name).unwrap();
+    (name, key)
 }
 
 fn messaging(c: &mut Criterion) {
@@ -79,11 +95,34 @@ fn messaging(c: &mut Criterion) {
     });
 }
 
-/// `PUBLISHERS` tasks publish `iters` messages in total; the clock stops when the one subscriber
-/// has received them all.
+/// One row of the publish → receive group: `PUBLISHERS` tasks run `publish` for `0..iters`
+/// between them while `receive(iters)` takes the messages; the clock stops when it has them all.
+fn bench_publish_receive<P, PF, R, RF>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    publish: P,
+    receive: R,
+) where
+    P: Fn(u64) -> PF + Clone + Send + Sync + 'static,
+    PF: Future<Output = ()> + Send + 'static,
+    R: Fn(u64) -> RF,
+    RF: Future<Output = ()> + Send + 'static,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let received = rt.spawn(receive(iters));
+            run_concurrent(rt, PUBLISHERS, iters, publish.clone());
+            rt.block_on(received).unwrap();
+            start.elapsed()
+        })
+    });
+}
+
 fn publish_receive(
     c: &mut Criterion,
-    rt: &tokio::runtime::Runtime,
+    rt: &Runtime,
     url: &str,
     redis: &Redis,
     raw: &redis::aio::MultiplexedConnection,
@@ -106,26 +145,26 @@ fn publish_receive(
             conn.subscribe(&channel).await.unwrap();
             conn
         });
-        group.bench_function("raw-redis-rs", |b| {
-            b.iter_custom(|iters| {
+        let (raw, channel) = (raw.clone(), channel.clone());
+        bench_publish_receive(
+            &mut group,
+            rt,
+            "raw-redis-rs",
+            move |i| {
+                let (mut raw, channel) = (raw.clone(), channel.clone());
+                async move {
+                    let _: i64 = redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(serde_json::to_vec(&i).unwrap())
+                        .query_async(&mut raw)
+                        .await
+                        .unwrap();
+                }
+            },
+            |iters| {
                 let rx = rx.clone();
-                let raw = raw.clone();
-                let channel = channel.clone();
-                rt.block_on(async move {
+                async move {
                     let mut rx = rx.lock().await;
-                    let start = Instant::now();
-                    publish_all(iters, move |i| {
-                        let mut raw = raw.clone();
-                        let channel = channel.clone();
-                        async move {
-                            let _: i64 = redis::cmd("PUBLISH")
-                                .arg(&channel)
-                                .arg(serde_json::to_vec(&i).unwrap())
-                                .query_async(&mut raw)
-                                .await
-                                .unwrap();
-                        }
-                    });
                     let mut got = 0;
                     while got < iters {
                         let push = rx.recv().await.unwrap();
@@ -138,239 +177,275 @@ fn publish_receive(
                             got += 1;
                         }
                     }
-                    start.elapsed()
-                })
-            })
-        });
+                }
+            },
+        );
     }
     {
+        let channel = format!("{channel}:crate");
         let sub = rt.block_on(async {
             Subscriber::builder(redis.clone())
-                .channel(format!("{channel}:crate"))
+                .channel(&channel)
                 .subscribe::<u64>()
                 .await
                 .unwrap()
         });
         let sub = Arc::new(tokio::sync::Mutex::new(sub));
         let publisher = Publisher::new(redis.clone());
-        let channel = format!("{channel}:crate");
-        group.bench_function("redis-messaging", |b| {
-            b.iter_custom(|iters| {
+        bench_publish_receive(
+            &mut group,
+            rt,
+            "redis-messaging",
+            move |i| {
+                let (publisher, channel) = (publisher.clone(), channel.clone());
+                async move {
+                    publisher.publish(&channel, &i).await.unwrap();
+                }
+            },
+            |iters| {
                 let sub = sub.clone();
-                let publisher = publisher.clone();
-                let channel = channel.clone();
-                rt.block_on(async move {
+                async move {
                     let mut sub = sub.lock().await;
-                    let start = Instant::now();
-                    publish_all(iters, move |i| {
-                        let publisher = publisher.clone();
-                        let channel = channel.clone();
-                        async move {
-                            publisher.publish(&channel, &i).await.unwrap();
-                        }
-                    });
                     let mut got = 0;
                     while got < iters {
                         if let Some(Event::Message(_)) = sub.next().await {
                             got += 1;
                         }
                     }
-                    start.elapsed()
-                })
-            })
-        });
+                }
+            },
+        );
     }
     group.finish();
-}
-
-/// Spawns `PUBLISHERS` tasks that run `op` for `0..iters` between them (not awaited: the
-/// receiving side decides when the work is done).
-fn publish_all<F, Fut>(iters: u64, op: F)
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let op = Arc::new(op);
-    let per_task = iters.div_ceil(PUBLISHERS);
-    for t in 0..PUBLISHERS {
-        let op = op.clone();
-        tokio::spawn(async move {
-            for i in t * per_task..((t + 1) * per_task).min(iters) {
-                op(i).await;
-            }
-        });
-    }
 }
 
 /// One task appends batches back to back: one pipeline (or one script) per batch.
 fn xadd(
     c: &mut Criterion,
-    rt: &tokio::runtime::Runtime,
+    rt: &Runtime,
     redis: &Redis,
     raw: &redis::aio::MultiplexedConnection,
     keys: &KeySpace,
 ) {
     for batch in BATCHES {
+        let payloads: Vec<u64> = (0..batch as u64).collect();
+        let encoded: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| serde_json::to_vec(p).unwrap())
+            .collect();
+        let producer = |name: &str, retention: Retention| {
+            Producer::builder(redis.clone(), keys, name)
+                .retention(retention)
+                .build()
+                .unwrap()
+        };
+
         let mut group = c.benchmark_group(format!("messaging/xadd/batch-{batch}"));
         group.throughput(Throughput::Elements(batch as u64));
-        let payloads: Vec<u64> = (0..batch as u64).collect();
-        {
-            let raw = raw.clone();
-            let stream = fresh(keys, "xadd-raw");
-            let encoded: Vec<Vec<u8>> = payloads
-                .iter()
-                .map(|p| serde_json::to_vec(p).unwrap())
-                .collect();
-            group.bench_function("raw-redis-rs", |b| {
-                b.to_async(rt).iter(|| {
-                    let mut raw = raw.clone();
-                    let stream = stream.clone();
-                    let encoded = encoded.clone();
-                    async move {
-                        let mut pipe = redis::pipe();
-                        for p in encoded {
-                            pipe.cmd("XADD")
-                                .arg(&stream)
-                                .arg("MAXLEN")
-                                .arg("~")
-                                .arg(100_000)
-                                .arg("*")
-                                .arg("p")
-                                .arg(p);
-                        }
-                        let _: Vec<String> = pipe.query_async(&mut raw).await.unwrap();
-                    }
-                })
-            });
-        }
-        {
-            let producer = Producer::builder(redis.clone(), fresh(keys, "xadd"))
-                .retention(Retention::MaxLen(100_000))
-                .build()
-                .unwrap();
-            let payloads = payloads.clone();
-            group.bench_function("redis-messaging", |b| {
-                b.to_async(rt).iter(|| {
-                    let producer = producer.clone();
-                    let payloads = payloads.clone();
-                    async move {
-                        let _ = producer.send_batch(&payloads).await.unwrap();
-                    }
-                })
-            });
-        }
+        bench_concurrent(
+            &mut group,
+            rt,
+            "raw-redis-rs",
+            1,
+            (raw.clone(), fresh(keys, "xadd-raw").1, encoded.clone()),
+            |(mut raw, stream, encoded), _| async move {
+                let mut pipe = redis::pipe();
+                for p in encoded {
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(100_000)
+                        .arg("*")
+                        .arg("p")
+                        .arg(p);
+                }
+                let _: Vec<String> = pipe.query_async(&mut raw).await.unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            rt,
+            "redis-messaging",
+            1,
+            (
+                producer(&fresh(keys, "xadd").0, Retention::MaxLen(100_000)),
+                payloads.clone(),
+            ),
+            |(producer, payloads), _| async move {
+                let _ = producer.send_batch(&payloads).await.unwrap();
+            },
+        );
+        group.finish();
+
+        // Trimming by age is one script per batch: the same Lua file on both rows.
+        let mut group = c.benchmark_group(format!("messaging/xadd-max-age/batch-{batch}"));
+        group.throughput(Throughput::Elements(batch as u64));
+        bench_concurrent(
+            &mut group,
+            rt,
+            "raw-redis-rs",
+            1,
+            (
+                raw.clone(),
+                fresh(keys, "xadd-age-raw").1,
+                encoded.clone(),
+                XADD_MINID.inner().clone(),
+            ),
+            |(mut raw, stream, encoded, script), _| async move {
+                let mut call = script.key(&stream);
+                call.arg(MAX_AGE.as_millis() as u64);
+                for p in encoded {
+                    call.arg(p);
+                }
+                let _: Vec<String> = call.invoke_async(&mut raw).await.unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            rt,
+            "redis-messaging",
+            1,
+            (
+                producer(&fresh(keys, "xadd-age").0, Retention::MaxAge(MAX_AGE)),
+                payloads.clone(),
+            ),
+            |(producer, payloads), _| async move {
+                let _ = producer.send_batch(&payloads).await.unwrap();
+            },
+        );
         group.finish();
     }
 }
 
-/// Fills a fresh stream with `BATCHES_PER_ITER × batch × iters` entries (not timed), then times
-/// consuming and acknowledging all of them.
-fn consume(
-    c: &mut Criterion,
-    rt: &tokio::runtime::Runtime,
-    url: &str,
+/// One row of a consume group: each iteration fills a fresh stream with `per_iter × iters`
+/// entries (not timed), then times `consume(stream name, stream key, total)`.
+fn bench_consume<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
     redis: &Redis,
     keys: &KeySpace,
-) {
-    for batch in BATCHES {
-        let mut group = c.benchmark_group(format!("messaging/consume-ack/batch-{batch}"));
-        let per_iter = (BATCHES_PER_ITER * batch) as u64;
-        group.throughput(Throughput::Elements(per_iter));
-        let fill = |stream: &redis_core::Key, n: u64| {
-            let producer = Producer::builder(redis.clone(), stream.clone())
+    name: &str,
+    per_iter: u64,
+    consume: F,
+) where
+    F: Fn(String, Key, u64) -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let total = per_iter * iters;
+            let (stream, key) = fresh(keys, "consume");
+            let producer = Producer::builder(redis.clone(), keys, &stream)
                 .retention(Retention::Unbounded)
                 .build()
                 .unwrap();
             let payloads: Vec<u64> = (0..1000).collect();
             rt.block_on(async {
-                let mut left = n;
+                let mut left = total;
                 while left > 0 {
                     let take = left.min(1000) as usize;
                     producer.send_batch(&payloads[..take]).await.unwrap();
                     left -= take as u64;
                 }
             });
-        };
-        {
-            let client = redis::Client::open(url).unwrap();
-            let mut conn = rt
-                .block_on(client.get_multiplexed_async_connection())
-                .unwrap();
-            group.bench_function("raw-redis-rs", |b| {
-                b.iter_custom(|iters| {
-                    let total = per_iter * iters;
-                    let stream = fresh(keys, "consume-raw");
-                    fill(&stream, total);
+            rt.block_on(consume(stream, key, total))
+        })
+    });
+}
+
+/// Fills a fresh stream with `BATCHES_PER_ITER × batch × iters` entries (not timed), then times
+/// consuming and acknowledging all of them.
+fn consume(c: &mut Criterion, rt: &Runtime, url: &str, redis: &Redis, keys: &KeySpace) {
+    for batch in BATCHES {
+        let mut group = c.benchmark_group(format!("messaging/consume-ack/batch-{batch}"));
+        let per_iter = (BATCHES_PER_ITER * batch) as u64;
+        group.throughput(Throughput::Elements(per_iter));
+        let client = redis::Client::open(url).unwrap();
+        let conn = rt
+            .block_on(client.get_multiplexed_async_connection())
+            .unwrap();
+        bench_consume(
+            &mut group,
+            rt,
+            redis,
+            keys,
+            "raw-redis-rs",
+            per_iter,
+            |_, stream, total| {
+                let mut conn = conn.clone();
+                async move {
                     let conn = &mut conn;
-                    rt.block_on(async move {
-                        let start = Instant::now();
-                        let _: () = redis::cmd("XGROUP")
-                            .arg("CREATE")
-                            .arg(&stream)
-                            .arg("g")
-                            .arg("0")
-                            .arg("MKSTREAM")
-                            .query_async(conn)
-                            .await
-                            .unwrap();
-                        let mut done = 0u64;
-                        while done < total {
-                            let reply: Option<redis::streams::StreamReadReply> =
-                                redis::cmd("XREADGROUP")
-                                    .arg("GROUP")
-                                    .arg("g")
-                                    .arg("c")
-                                    .arg("COUNT")
-                                    .arg(batch)
-                                    .arg("BLOCK")
-                                    .arg(100)
-                                    .arg("STREAMS")
-                                    .arg(&stream)
-                                    .arg(">")
-                                    .query_async(conn)
-                                    .await
-                                    .unwrap();
-                            let Some(reply) = reply else { continue };
-                            let ids: Vec<String> = reply
-                                .keys
-                                .into_iter()
-                                .flat_map(|k| k.ids)
-                                .map(|e| {
-                                    let _: u64 = match e.map.get("p") {
-                                        Some(redis::Value::BulkString(b)) => {
-                                            serde_json::from_slice(b).unwrap()
-                                        }
-                                        other => panic!("{other:?}"),
-                                    };
-                                    e.id
-                                })
-                                .collect();
-                            let _: i64 = redis::cmd("XACK")
-                                .arg(&stream)
+                    let start = Instant::now();
+                    let _: () = redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&stream)
+                        .arg("g")
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async(conn)
+                        .await
+                        .unwrap();
+                    let mut done = 0u64;
+                    while done < total {
+                        let reply: Option<redis::streams::StreamReadReply> =
+                            redis::cmd("XREADGROUP")
+                                .arg("GROUP")
                                 .arg("g")
-                                .arg(&ids)
+                                .arg("c")
+                                .arg("COUNT")
+                                .arg(batch)
+                                .arg("BLOCK")
+                                .arg(100)
+                                .arg("STREAMS")
+                                .arg(&stream)
+                                .arg(">")
                                 .query_async(conn)
                                 .await
                                 .unwrap();
-                            done += ids.len() as u64;
-                        }
-                        start.elapsed()
-                    })
-                })
-            });
-        }
-        group.bench_function("redis-messaging", |b| {
-            b.iter_custom(|iters| {
-                let total = per_iter * iters;
-                let stream = fresh(keys, "consume");
-                fill(&stream, total);
-                let consumer = Consumer::builder(redis.clone(), stream, "g", "c")
+                        let Some(reply) = reply else { continue };
+                        let ids: Vec<String> = reply
+                            .keys
+                            .into_iter()
+                            .flat_map(|k| k.ids)
+                            .map(|e| {
+                                let _: u64 = match e.map.get("p") {
+                                    Some(redis::Value::BulkString(b)) => {
+                                        serde_json::from_slice(b).unwrap()
+                                    }
+                                    other => panic!("{other:?}"),
+                                };
+                                e.id
+                            })
+                            .collect();
+                        let _: i64 = redis::cmd("XACK")
+                            .arg(&stream)
+                            .arg("g")
+                            .arg(&ids)
+                            .query_async(conn)
+                            .await
+                            .unwrap();
+                        done += ids.len() as u64;
+                    }
+                    start.elapsed()
+                }
+            },
+        );
+        bench_consume(
+            &mut group,
+            rt,
+            redis,
+            keys,
+            "redis-messaging",
+            per_iter,
+            |stream, _, total| {
+                let consumer = Consumer::builder(redis.clone(), keys, stream, "g", "c")
                     .batch_size(batch)
                     .concurrency(batch)
                     .block(Duration::from_millis(100))
                     .build()
                     .unwrap();
-                rt.block_on(async move {
+                async move {
                     let start = Instant::now();
                     let shutdown = CancellationToken::new();
                     let done = Arc::new(tokio::sync::Notify::new());
@@ -400,9 +475,9 @@ fn consume(
                     shutdown.cancel();
                     run.await.unwrap().unwrap();
                     elapsed
-                })
-            })
-        });
+                }
+            },
+        );
         group.finish();
     }
 }
