@@ -18,7 +18,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Redis, a key, a codec or the configuration failed (see [`redis_core::Error`]).
+    /// Redis, a key or a codec failed (see [`redis_core::Error`]).
     #[error(transparent)]
     Core(#[from] redis_core::Error),
 
@@ -64,6 +64,7 @@ impl Error {
     pub(crate) fn duplicate(&self) -> Option<Self> {
         match self {
             Self::Load(e) => Some(Self::Load(e.clone())),
+            Self::InvalidConfig(m) => Some(Self::InvalidConfig(m.clone())),
             Self::Core(redis_core::Error::Redis(e)) => {
                 Some(Self::Core(redis_core::Error::Redis(e.clone())))
             }

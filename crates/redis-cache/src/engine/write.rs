@@ -141,7 +141,7 @@ impl<C: Codec> Engine<C> {
         {
             return Err(Error::invalid_config("tag key or version too long"));
         }
-        // At least 1 ms: Redis refuses `PX 0`.
+        // Never below 1 ms (Redis refuses `PX 0`), so no clamp is needed here.
         let fresh = entry::jittered_ttl(fresh, s.jitter, self.random());
         let fresh_ms = duration_millis(fresh);
         let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);

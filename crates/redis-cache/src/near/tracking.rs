@@ -167,7 +167,12 @@ async fn check(tracking: &mut Tracking) -> Result<(), String> {
             .await
             .map_err(|e| format!("cluster topology check failed: {e}"))?;
         if &now != known {
-            return Err(format!("cluster masters changed: {known:?} -> {now:?}"));
+            let list = |m: &[NodeAddr]| m.iter().map(ToString::to_string).collect::<Vec<_>>();
+            return Err(format!(
+                "cluster masters changed: {:?} -> {:?}",
+                list(known),
+                list(&now)
+            ));
         }
     }
     Ok(())
