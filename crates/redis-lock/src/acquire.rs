@@ -233,9 +233,28 @@ impl Drop for PendingLease {
 mod tests {
     use super::*;
     use crate::{
+        Lock, Redlock, Semaphore,
         config::DEFAULT_RETRY,
         testing::{Recorder, RecordingLease, ms},
     };
+
+    /// Compile-time check: the future of every public verb can be spawned.
+    #[allow(dead_code)]
+    fn public_verbs_are_send(lock: &Lock, redlock: &Redlock, semaphore: &Semaphore) {
+        fn send<T: Send>(_: T) {}
+        let options = AcquireOptions::new();
+        send(lock.try_acquire("r"));
+        send(lock.try_acquire_with_options("r", &options));
+        send(lock.acquire("r"));
+        send(lock.acquire_with_options("r", &options));
+        send(lock.with_lock("r", |_| async {}));
+        send(redlock.try_acquire("r"));
+        send(redlock.acquire_with_options("r", &options));
+        send(redlock.with_lock("r", |_| async {}));
+        send(semaphore.try_acquire("r"));
+        send(semaphore.acquire_with_options("r", &options));
+        send(semaphore.with_permit("r", |_| async {}));
+    }
 
     #[test]
     fn retry_pauses_double_until_the_cap_and_stay_in_bounds() {
