@@ -15,6 +15,7 @@ static COUNT_AND_STAMP: Script = Script::new(
 
 pub(crate) async fn run(tour: Tour) -> anyhow::Result<()> {
     let Tour { redis, keys } = tour;
+    let keys = keys.pattern("core")?;
     println!("   topology: {:?}", redis.topology());
     let server_now = redis.server_time().await?;
     println!(

@@ -18,7 +18,9 @@ use std::{future::Future, time::Instant};
 use anyhow::Context as _;
 use redis_core::{KeySpace, Redis};
 
-/// What every section gets: the connection and its own key space.
+/// What every section gets: the connection and the tour's key space. Pattern builders add their
+/// own segment (`<tour>:ratelimit:...`, `<tour>:lock:...`); a section's keys are listed under
+/// `<tour>:<section>:`.
 pub(crate) struct Tour {
     pub(crate) redis: Redis,
     pub(crate) keys: KeySpace,
@@ -106,7 +108,7 @@ where
     let started = Instant::now();
     let result = run(Tour {
         redis: redis.clone(),
-        keys: keys.clone(),
+        keys: root.clone(),
     })
     .await;
     let elapsed = started.elapsed();
