@@ -1,6 +1,6 @@
 //! The error type of `redis-messaging`.
 
-use redis_core::ErrorPredicates;
+use redis_core::{ErrorPredicates, redis};
 
 /// `Result` with [`enum@Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

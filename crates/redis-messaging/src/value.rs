@@ -1,6 +1,6 @@
 //! Reading the bulk strings out of replies and pushes.
 
-use redis::Value;
+use redis_core::redis::Value;
 
 /// The bytes of a bulk or simple string; `None` for anything else.
 pub(crate) fn bytes(value: Value) -> Option<Vec<u8>> {

@@ -5,6 +5,7 @@ mod support;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use redis_core::redis;
 use redis_messaging::{
     Consumer, Delivery, Producer, read_dead_letters, remove_idle_consumers, stream_key,
 };

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use redis_core::KeySpace;
+use redis_core::{KeySpace, redis};
 use redis_messaging::{
     Consumer, Delivery, Event, Producer, Publisher, Subscriber, read_dead_letters,
 };

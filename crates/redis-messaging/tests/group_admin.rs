@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use redis_core::redis;
 use redis_messaging::{remove_idle_consumers, stream_key};
 use redis_test_support::TestContext;
 use support::{pending, pending_with};

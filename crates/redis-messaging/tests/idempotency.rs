@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use redis_core::Key;
+use redis_core::{Key, redis};
 use redis_messaging::{Claim, Error, Idempotency, Lease, stream_key};
 use redis_test_support::{TestContext, wait_for};
 

@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use redis_core::redis;
 use redis_messaging::{Error, Producer, Retention, stream_key};
 use redis_test_support::{TestContext, wait_until};
 use support::{DEADLINE, Order};

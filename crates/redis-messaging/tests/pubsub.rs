@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use redis_core::redis;
 use redis_messaging::{
     Backoff, DEFAULT_MAX_BACKLOG, Error, Event, Gap, GapKind, Message, Publisher, Subscriber,
     Subscription,
@@ -26,6 +27,17 @@ async fn publish_until_heard(publisher: &Publisher, channel: &str, price: &Price
         publisher.publish(channel, price).await.unwrap() >= 1
     })
     .await;
+}
+
+/// Waits until `sub` hears `channel`: publishes a first price until someone listens, then reads
+/// it (or a later copy of it).
+async fn subscribed(publisher: &Publisher, channel: &str, sub: &mut Subscription<Price>) {
+    let lamp = Price {
+        sku: "lamp".into(),
+        cents: 1,
+    };
+    publish_until_heard(publisher, channel, &lamp).await;
+    assert_eq!(next_message(sub).await.payload, lamp);
 }
 
 /// The next message, skipping the ones published while waiting for the subscription.
@@ -159,12 +171,7 @@ async fn subscription_survives_client_kill_and_reports_a_gap() {
         .subscribe::<Price>()
         .await
         .unwrap();
-    let lamp = Price {
-        sku: "lamp".into(),
-        cents: 1,
-    };
-    publish_until_heard(&publisher, &channel, &lamp).await;
-    next_message(&mut sub).await;
+    subscribed(&publisher, &channel, &mut sub).await;
 
     // Kill every connection with subscriptions (only ours on this private server).
     let killed: i64 = ctx
@@ -213,12 +220,7 @@ async fn subscription_survives_a_server_restart_and_reports_a_gap() {
         .subscribe::<Price>()
         .await
         .unwrap();
-    let lamp = Price {
-        sku: "lamp".into(),
-        cents: 1,
-    };
-    publish_until_heard(&publisher, &channel, &lamp).await;
-    next_message(&mut sub).await;
+    subscribed(&publisher, &channel, &mut sub).await;
 
     // Crash the server, keep it down a moment (reconnects fail meanwhile), bring it back.
     let server = ctx.server().unwrap();
@@ -262,12 +264,7 @@ async fn a_silently_dead_connection_is_caught_by_the_health_check() {
         .subscribe::<Price>()
         .await
         .unwrap();
-    let lamp = Price {
-        sku: "lamp".into(),
-        cents: 1,
-    };
-    publish_until_heard(&publisher, &channel, &lamp).await;
-    next_message(&mut sub).await;
+    subscribed(&publisher, &channel, &mut sub).await;
 
     // Bytes vanish, nothing is closed: only the health check can notice.
     proxy.set_blackhole(true);
@@ -303,12 +300,7 @@ async fn a_connection_killed_again_and_again_gets_backoff_not_a_reconnect_storm(
         .subscribe::<Price>()
         .await
         .unwrap();
-    let lamp = Price {
-        sku: "lamp".into(),
-        cents: 1,
-    };
-    publish_until_heard(&publisher, &channel, &lamp).await;
-    next_message(&mut sub).await;
+    subscribed(&publisher, &channel, &mut sub).await;
 
     // Every connection the subscription makes is killed as soon as it shows up, for 1.5 s. Each
     // reconnect succeeds (the server is up), so only a backoff that carries over from one

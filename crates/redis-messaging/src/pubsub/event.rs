@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use redis::{PushKind, Value};
+use redis_core::redis::{PushKind, Value};
 
 use crate::value::{bytes, text};
 

@@ -1,6 +1,6 @@
 //! Publishing typed messages.
 
-use redis_core::{Codec, Redis, codec::Json};
+use redis_core::{Codec, Redis, codec::Json, redis};
 use serde::Serialize;
 
 use crate::error::Result;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use redis::{ProtocolVersion, PushInfo, PushKind, aio::ConnectionLike};
-use redis_core::{Backoff, Endpoint, Redis};
+use redis_core::{
+    Backoff, Endpoint, Redis,
+    redis::{self, ProtocolVersion, PushInfo, PushKind, aio::ConnectionLike},
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

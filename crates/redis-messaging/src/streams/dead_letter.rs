@@ -2,8 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
-use redis::streams::StreamRangeReply;
-use redis_core::{Codec, Key, KeySpace, Redis};
+use redis_core::{
+    Codec, Key, KeySpace, Redis,
+    redis::{self, streams::StreamRangeReply},
+};
 
 use super::{PAYLOAD_FIELD, consumer::Consumer, stream_key};
 use crate::{

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use redis::Value;
-use redis_core::{Key, KeySpace, Redis, duration_millis};
+use redis_core::{
+    Key, KeySpace, Redis, duration_millis,
+    redis::{self, Value},
+};
 
 use super::stream_key;
 use crate::{

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::FutureExt as _;
-use redis_core::Codec;
+use redis_core::{Codec, redis};
 use serde::de::DeserializeOwned;
 use tokio::{
     sync::{Semaphore, mpsc},

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis_core::{Key, KeySpace, Redis, duration_millis, random_token};
+use redis_core::{Key, KeySpace, Redis, duration_millis, random_token, redis};
 
 use super::stream_key;
 use crate::{

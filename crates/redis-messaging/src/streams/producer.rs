@@ -1,6 +1,6 @@
 //! The Streams producer: typed `XADD` with retention.
 
-use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, duration_millis};
+use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, duration_millis, redis};
 use serde::Serialize;
 
 use super::{PAYLOAD_FIELD, stream_key};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use redis::{Value, streams::StreamReadReply};
+use redis_core::redis::{Value, streams::StreamReadReply};
 
 use super::PAYLOAD_FIELD;
 use crate::{
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn read_replies_become_first_deliveries() {
-        use redis::streams::{StreamId, StreamKey};
+        use redis_core::redis::streams::{StreamId, StreamKey};
 
         assert!(read_entries(None).is_empty());
         let entry = |id: &str, fields: &[(&str, &[u8])]| StreamId {

@@ -3,8 +3,10 @@
 
 use std::{fmt, future::Future, time::Duration};
 
-use redis::{Value, streams::StreamReadOptions};
-use redis_core::{Codec, DedicatedConnection, ErrorPredicates, duration_millis};
+use redis_core::{
+    Codec, DedicatedConnection, ErrorPredicates, duration_millis,
+    redis::{self, Value, streams::StreamReadOptions},
+};
 use serde::de::DeserializeOwned;
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
