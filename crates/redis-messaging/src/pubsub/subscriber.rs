@@ -150,7 +150,7 @@ impl<C: Codec> SubscriberBuilder<C> {
         let cancel = CancellationToken::new();
         let worker = Worker {
             redis: self.redis,
-            plan: channels,
+            channels,
             backoff,
             health_check,
             cancel: cancel.clone(),

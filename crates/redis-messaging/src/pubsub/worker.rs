@@ -35,11 +35,11 @@ impl Conn {
 
 pub(super) type PushTx = mpsc::UnboundedSender<PushInfo>;
 
-/// Opens a RESP3 connection whose pushes go to `push_tx` and subscribes everything in `plan`.
-pub(super) async fn connect(redis: &Redis, plan: &Channels, push_tx: PushTx) -> Result<Conn> {
+/// Opens a RESP3 connection whose pushes go to `push_tx` and subscribes everything in `channels`.
+pub(super) async fn connect(redis: &Redis, channels: &Channels, push_tx: PushTx) -> Result<Conn> {
     match redis.endpoint().await? {
         Endpoint::Single(client) => {
-            if !plan.sharded.is_empty() {
+            if !channels.sharded.is_empty() {
                 return Err(redis_core::Error::Unsupported(
                     "sharded channels need a Redis Cluster endpoint",
                 )
@@ -51,11 +51,11 @@ pub(super) async fn connect(redis: &Redis, plan: &Channels, push_tx: PushTx) -> 
                 Duration::from_secs(5),
             )
             .await?;
-            if !plan.channels.is_empty() {
-                conn.subscribe(&plan.channels).await?;
+            if !channels.channels.is_empty() {
+                conn.subscribe(&channels.channels).await?;
             }
-            if !plan.patterns.is_empty() {
-                conn.psubscribe(&plan.patterns).await?;
+            if !channels.patterns.is_empty() {
+                conn.psubscribe(&channels.patterns).await?;
             }
             Ok(Conn::Single(conn))
         }
@@ -67,13 +67,13 @@ pub(super) async fn connect(redis: &Redis, plan: &Channels, push_tx: PushTx) -> 
                 .response_timeout(Duration::from_secs(5))
                 .build()?;
             let mut conn = client.get_async_connection().await?;
-            for channel in &plan.channels {
+            for channel in &channels.channels {
                 conn.subscribe(channel).await?;
             }
-            for pattern in &plan.patterns {
+            for pattern in &channels.patterns {
                 conn.psubscribe(pattern).await?;
             }
-            for channel in &plan.sharded {
+            for channel in &channels.sharded {
                 conn.ssubscribe(channel).await?;
             }
             Ok(Conn::Cluster(conn))
@@ -86,7 +86,7 @@ pub(super) async fn connect(redis: &Redis, plan: &Channels, push_tx: PushTx) -> 
 /// reconnects and resubscribes after a loss.
 pub(super) struct Worker {
     pub(super) redis: Redis,
-    pub(super) plan: Channels,
+    pub(super) channels: Channels,
     pub(super) backoff: Backoff,
     pub(super) health_check: Duration,
     pub(super) cancel: CancellationToken,
@@ -135,7 +135,7 @@ impl Worker {
                 attempts += 1;
                 let (push_tx, rx) = mpsc::unbounded_channel();
                 push_rx = rx;
-                match connect(&self.redis, &self.plan, push_tx).await {
+                match connect(&self.redis, &self.channels, push_tx).await {
                     Ok(conn) => break conn,
                     Err(e) => {
                         let delay = self.backoff.delay(short_lived.saturating_add(attempts - 1));
