@@ -55,6 +55,16 @@ pub struct Script {
     preludes: &'static [&'static str],
     body: &'static str,
     compiled: OnceLock<(String, redis::Script)>,
+    #[cfg(feature = "metrics")]
+    metrics: OnceLock<ScriptMetrics>,
+}
+
+/// The metric handles of one script, registered on its first call.
+#[cfg(feature = "metrics")]
+struct ScriptMetrics {
+    calls: [crate::metrics::Counter; 2],
+    duration: crate::metrics::Histogram,
+    reloads: crate::metrics::Counter,
 }
 
 impl std::fmt::Debug for Script {
@@ -71,6 +81,8 @@ impl Script {
             preludes: &[],
             body: source,
             compiled: OnceLock::new(),
+            #[cfg(feature = "metrics")]
+            metrics: OnceLock::new(),
         }
     }
 
@@ -115,6 +127,27 @@ impl Script {
     /// The underlying redis-rs script.
     pub fn inner(&self) -> &redis::Script {
         &self.compiled().1
+    }
+
+    #[cfg(feature = "metrics")]
+    fn metrics(&self) -> &ScriptMetrics {
+        use crate::metrics::{Counter, Histogram, result_label};
+        self.metrics.get_or_init(|| ScriptMetrics {
+            calls: [true, false].map(|ok| {
+                Counter::new(
+                    "redis_patterns_core_scripts_total",
+                    &[("script", self.name), ("result", result_label(ok))],
+                )
+            }),
+            duration: Histogram::new(
+                "redis_patterns_core_script_duration_seconds",
+                &[("script", self.name)],
+            ),
+            reloads: Counter::new(
+                "redis_patterns_core_script_reloads_total",
+                &[("script", self.name)],
+            ),
+        })
     }
 
     fn compiled(&self) -> &(String, redis::Script) {
@@ -201,11 +234,58 @@ impl<'a> ScriptCall<'a> {
             return Err(Error::CrossSlot(detail));
         }
         let span = tracing::trace_span!("redis.script", name = self.script.name);
+        #[cfg(feature = "metrics")]
+        let (started, metrics) = (std::time::Instant::now(), self.script.metrics());
+        #[cfg(feature = "metrics")]
+        let conn = &mut ReloadCounter {
+            conn,
+            reloads: &metrics.reloads,
+        };
         let result =
             tracing::Instrument::instrument(self.invocation.invoke_async(conn), span).await;
+        #[cfg(feature = "metrics")]
+        {
+            metrics.duration.record_duration(started.elapsed());
+            metrics.calls[usize::from(result.is_err())].increment(1);
+        }
         result.map_err(|e| {
             tracing::debug!(script = self.script.name, error = %e, "script failed");
             Error::from(e)
         })
+    }
+}
+
+/// Passes commands through to `conn`, counting the `SCRIPT LOAD` that redis-rs sends after a
+/// `NOSCRIPT` reply.
+#[cfg(feature = "metrics")]
+struct ReloadCounter<'c, C> {
+    conn: &'c mut C,
+    reloads: &'c crate::metrics::Counter,
+}
+
+#[cfg(feature = "metrics")]
+impl<C: ConnectionLike + Send> ConnectionLike for ReloadCounter<'_, C> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        if matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"SCRIPT"))
+        {
+            self.reloads.increment(1);
+        }
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
     }
 }

@@ -7,6 +7,7 @@
 //! - [`TestContext`]: a [`redis_core::Redis`] and a unique key prefix per test; uses `REDIS_URL`
 //!   when set (cleaning only its own keys), else a private server.
 //! - [`FaultProxy`]: latency, blackhole, refused and reset connections between client and server.
+//! - [`observe`]: the metrics and span fields the patterns record, for assertions.
 //! - [`wait_until`] / [`wait_for`]: wait for a condition with a deadline instead of sleeping.
 //!
 //! Every process is a child of the test and is killed when its handle drops. Servers come from
@@ -16,6 +17,7 @@
 
 mod cluster;
 mod context;
+mod observe;
 mod proxy;
 mod sentinel;
 mod server;
@@ -23,6 +25,7 @@ mod wait;
 
 pub use cluster::TestCluster;
 pub use context::{REDIS_URL_ENV, TestContext};
+pub use observe::{Metrics, Observed, Sample, SpanRecord, assert_no_field_contains, observe};
 pub use proxy::FaultProxy;
 pub use sentinel::{SERVICE as SENTINEL_SERVICE, TestSentinel};
 pub use server::{

@@ -135,12 +135,30 @@ pub async fn connect_with_pushes(
 /// commands run on it directly (`cmd.query_async(&mut redis.clone())`).
 #[derive(Clone)]
 pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     backend: Arc<dyn Backend>,
+    /// Host and port for spans (`server.address`, `server.port`): the server, the first cluster
+    /// seed node, or the first sentinel.
+    server: Option<(String, u16)>,
+    #[cfg(feature = "metrics")]
+    commands: crate::metrics::CommandMetrics,
 }
 
 impl fmt::Debug for Redis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Redis").field(&self.backend).finish()
+        f.debug_tuple("Redis").field(&self.inner.backend).finish()
+    }
+}
+
+/// Host and port of a TCP address.
+fn host_port(info: &redis::ConnectionInfo) -> Option<(String, u16)> {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
     }
 }
 
@@ -153,6 +171,11 @@ impl Redis {
     /// redis-rs rejects a setting.
     #[tracing::instrument(level = "debug", skip_all, fields(topology = ?config.topology().kind()))]
     pub async fn connect(config: &Config) -> Result<Self> {
+        let server = match &config.topology {
+            Topology::Standalone(info) => host_port(info),
+            Topology::Cluster(nodes) => nodes.first().and_then(host_port),
+            Topology::Sentinel { sentinels, .. } => sentinels.first().and_then(host_port),
+        };
         let backend: Arc<dyn Backend> = match &config.topology {
             Topology::Standalone(info) => {
                 Arc::new(standalone::Standalone::connect(config, info).await?)
@@ -167,7 +190,18 @@ impl Redis {
         // Connecting does not authenticate when no password is configured, and a server that
         // requires one only says so on the first command: ask now so `connect` reports it.
         backend.send(&redis::cmd("PING")).await?.extract_error()?;
-        Ok(Self { backend })
+        Ok(Self::with_parts(backend, server))
+    }
+
+    fn with_parts(backend: Arc<dyn Backend>, server: Option<(String, u16)>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                server,
+                #[cfg(feature = "metrics")]
+                commands: crate::metrics::CommandMetrics::default(),
+            }),
+        }
     }
 
     /// Connects to one server at `url` with default settings.
@@ -180,19 +214,71 @@ impl Redis {
 
     /// Wraps a backend of one's own.
     pub fn from_backend(backend: impl Backend) -> Self {
-        Self {
-            backend: Arc::new(backend),
-        }
+        Self::with_parts(Arc::new(backend), None)
+    }
+
+    /// Host and port for spans (OpenTelemetry's `server.address` and `server.port`): the server,
+    /// the first cluster seed node, or the first sentinel; `("", 0)` for a custom backend.
+    pub fn server_address(&self) -> (&str, u16) {
+        self.inner
+            .server
+            .as_ref()
+            .map_or(("", 0), |(host, port)| (host.as_str(), *port))
     }
 
     /// What kind of deployment this is.
     pub fn topology(&self) -> TopologyKind {
-        self.backend.topology()
+        self.inner.backend.topology()
     }
 
     /// The backend behind this handle.
     pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+        &self.inner.backend
+    }
+
+    /// Sends one command over the backend, counted by name and result with the `metrics` feature.
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        #[cfg(feature = "metrics")]
+        {
+            Box::pin(async move {
+                let reply = self.inner.backend.send(cmd).await;
+                let ok = matches!(&reply, Ok(value) if !matches!(value, Value::ServerError(_)));
+                self.inner.commands.record(cmd, ok);
+                reply
+            })
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            self.inner.backend.send(cmd)
+        }
+    }
+
+    /// Sends a pipeline over the backend, each command counted with the `metrics` feature.
+    fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        #[cfg(feature = "metrics")]
+        {
+            Box::pin(async move {
+                let replies = self
+                    .inner
+                    .backend
+                    .send_pipeline(pipeline, offset, count)
+                    .await;
+                let ok = replies.is_ok();
+                for cmd in pipeline.cmd_iter() {
+                    self.inner.commands.record(cmd, ok);
+                }
+                replies
+            })
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            self.inner.backend.send_pipeline(pipeline, offset, count)
+        }
     }
 
     /// Runs one command on the shared connection.
@@ -200,7 +286,7 @@ impl Redis {
     /// # Errors
     /// The command's failure, converted into [`crate::Error`].
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let value = self.backend.send(cmd).await?.extract_error()?;
+        let value = self.send(cmd).await?.extract_error()?;
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
     }
 
@@ -221,7 +307,7 @@ impl Redis {
     /// [`crate::Error::PoolTimeout`] when the pool stays exhausted for its connection time-out;
     /// connection errors when a new connection cannot be opened.
     pub async fn dedicated(&self) -> Result<DedicatedConnection> {
-        self.backend.dedicated().await
+        self.inner.backend.dedicated().await
     }
 
     /// Clients for connections of one's own (pub/sub). See [`Backend::endpoint`].
@@ -229,7 +315,7 @@ impl Redis {
     /// # Errors
     /// [`crate::Error::Unsupported`] on backends without one; Sentinel look-up failures.
     pub async fn endpoint(&self) -> Result<Endpoint> {
-        self.backend.endpoint().await
+        self.inner.backend.endpoint().await
     }
 
     /// The server's clock (`TIME`), as time since the Unix epoch.
@@ -243,7 +329,7 @@ impl Redis {
 
 impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.backend.send(cmd)
+        Self::send(self, cmd)
     }
 
     fn req_packed_commands<'a>(
@@ -252,11 +338,11 @@ impl ConnectionLike for Redis {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.backend.send_pipeline(pipeline, offset, count)
+        Self::send_pipeline(self, pipeline, offset, count)
     }
 
     fn get_db(&self) -> i64 {
-        self.backend.db()
+        self.inner.backend.db()
     }
 }
 

@@ -121,11 +121,19 @@ pub(crate) async fn checkout(
     pool: &bb8::Pool<PoolManager>,
     timeout: Duration,
 ) -> Result<DedicatedConnection> {
-    match pool.get_owned().await {
+    let started = std::time::Instant::now();
+    let checked_out = pool.get_owned().await;
+    crate::metrics::Histogram::new("redis_patterns_core_pool_wait_seconds", &[])
+        .record_duration(started.elapsed());
+    match checked_out {
         Ok(conn) => Ok(DedicatedConnection {
             inner: Inner::Pooled(conn),
         }),
-        Err(bb8::RunError::TimedOut) => Err(Error::PoolTimeout(timeout)),
+        Err(bb8::RunError::TimedOut) => {
+            crate::metrics::Counter::new("redis_patterns_core_pool_timeouts_total", &[])
+                .increment(1);
+            Err(Error::PoolTimeout(timeout))
+        }
         Err(bb8::RunError::User(e)) => Err(e.into()),
     }
 }

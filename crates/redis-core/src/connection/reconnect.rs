@@ -84,8 +84,13 @@ impl Reconnecting {
             // Fail fast while the server is down instead of queueing connection attempts.
             return Err(err.clone());
         }
+        // The first connection is a connect, not a reconnect.
+        let reconnecting = self.generation.load(std::sync::atomic::Ordering::Relaxed) > 0;
         match (self.connect)().await {
             Ok(conn) => {
+                if reconnecting {
+                    reconnects(true);
+                }
                 if backoff.failures > 0 {
                     tracing::info!(target = %self.what, "reconnected");
                 }
@@ -99,6 +104,9 @@ impl Reconnecting {
                 Ok((generation, conn))
             }
             Err(e) => {
+                if reconnecting {
+                    reconnects(false);
+                }
                 backoff.failures = backoff.failures.saturating_add(1);
                 let delay = RECONNECT.delay(backoff.failures);
                 backoff.retry_at = Some(Instant::now() + delay);
@@ -167,6 +175,15 @@ impl Reconnecting {
             result
         })
     }
+}
+
+/// Counts an attempt to (re)establish the shared connection.
+fn reconnects(ok: bool) {
+    crate::metrics::Counter::new(
+        "redis_patterns_core_reconnects_total",
+        &[("result", crate::metrics::result_label(ok))],
+    )
+    .increment(1);
 }
 
 impl fmt::Debug for Reconnecting {
