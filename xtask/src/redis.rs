@@ -9,7 +9,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-const DOCKER_IMAGE: &str = "redis:7";
+/// The Docker image used when `REDIS_IMAGE` is unset or empty.
+const DEFAULT_IMAGE: &str = "redis:7";
+
+/// The Docker image to start: `REDIS_IMAGE` (e.g. `redis:7.2`, `valkey/valkey:8`), else
+/// [`DEFAULT_IMAGE`].
+fn docker_image() -> String {
+    env::var("REDIS_IMAGE")
+        .ok()
+        .map(|image| image.trim().to_owned())
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned())
+}
 
 /// A server to test against; whatever this process started is stopped on drop.
 pub(crate) struct Server {
@@ -19,7 +30,7 @@ pub(crate) struct Server {
 
 enum Kind {
     External,
-    Docker { container: String },
+    Docker { container: String, image: String },
     Local { child: Child, _dir: TempDir },
 }
 
@@ -50,35 +61,36 @@ impl Server {
     pub(crate) fn describe(&self) -> String {
         match &self.kind {
             Kind::External => format!("REDIS_URL {}", self.url),
-            Kind::Docker { .. } => format!("docker {DOCKER_IMAGE} at {}", self.url),
+            Kind::Docker { image, .. } => format!("docker {image} at {}", self.url),
             Kind::Local { .. } => format!("local redis-server at {}", self.url),
         }
     }
 
     fn docker() -> Result<Self, String> {
+        let image = docker_image();
         if !quiet_ok(Command::new("docker").arg("info"), Duration::from_secs(10)) {
             return Err("`docker info` failed: no engine".to_owned());
         }
         let have_image = quiet_ok(
-            Command::new("docker").args(["image", "inspect", DOCKER_IMAGE]),
+            Command::new("docker").args(["image", "inspect", &image]),
             Duration::from_secs(10),
         );
         if !have_image
             && !quiet_ok(
-                Command::new("docker").args(["pull", DOCKER_IMAGE]),
+                Command::new("docker").args(["pull", &image]),
                 Duration::from_secs(120),
             )
         {
-            return Err(format!(
-                "image {DOCKER_IMAGE} is not present and cannot be pulled"
-            ));
+            return Err(format!("image {image} is not present and cannot be pulled"));
         }
         let port = free_port()?;
         let output = Command::new("docker")
             .args(["run", "-d", "--rm", "-p"])
             .arg(format!("127.0.0.1:{port}:6379"))
-            .arg(DOCKER_IMAGE)
-            .args(["redis-server", "--save", "", "--appendonly", "no"])
+            .arg(&image)
+            // Options only: the image's entrypoint starts its own server binary with them
+            // (`redis-server` in redis images, `valkey-server` in valkey ones).
+            .args(["--save", "", "--appendonly", "no"])
             .output()
             .map_err(|e| format!("docker run: {e}"))?;
         if !output.status.success() {
@@ -90,10 +102,13 @@ impl Server {
         let container = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         let server = Self {
             url: format!("redis://127.0.0.1:{port}"),
-            kind: Kind::Docker { container },
+            kind: Kind::Docker {
+                container,
+                image: image.clone(),
+            },
         };
         wait_ready(port)?;
-        println!("Redis: docker {DOCKER_IMAGE} on 127.0.0.1:{port}");
+        println!("Redis: docker {image} on 127.0.0.1:{port}");
         Ok(server)
     }
 
@@ -136,7 +151,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         match &mut self.kind {
             Kind::External => {}
-            Kind::Docker { container } => {
+            Kind::Docker { container, .. } => {
                 let _ = Command::new("docker")
                     .args(["stop", container.as_str()])
                     .stdout(Stdio::null())
