@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod id;
+mod metrics;
 mod scripts;
 mod session;
 mod store;
@@ -18,6 +19,7 @@ mod tower_store;
 pub use config::MIN_SECRET_LEN;
 pub use error::{Error, Result};
 pub use id::{ID_LEN, SessionId};
+pub use metrics::METRICS;
 /// redis-core, re-exported so users build the [`Redis`](redis_core::Redis) handle and
 /// [`KeySpace`](redis_core::KeySpace) from the same version.
 pub use redis_core;

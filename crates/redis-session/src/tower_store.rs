@@ -15,6 +15,7 @@ use tower_sessions_core::{
 use crate::{
     SessionStore,
     id::{bucket_tag, digest_bucket},
+    metrics::{Event, Operation, Outcome, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
 
@@ -95,9 +96,8 @@ impl<C: Codec> TowerSessionStore<C> {
     }
 }
 
-#[async_trait]
-impl<C: Codec> TowerStore for TowerSessionStore<C> {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+impl<C: Codec> TowerSessionStore<C> {
+    async fn create_record(&self, record: &mut Record) -> session_store::Result<()> {
         for _ in 0..ATTEMPTS {
             if self.write(&TOWER_CREATE, record).await? {
                 return Ok(());
@@ -109,11 +109,7 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
         ))
     }
 
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.write(&TOWER_SAVE, record).await.map(|_| ())
-    }
-
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+    async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.key_of(id).map_err(backend)?;
         let reply: Option<Vec<Vec<u8>>> = TOWER_LOAD
             .call()
@@ -151,15 +147,80 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
         }))
     }
 
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+    async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
         let key = self.key_of(id).map_err(backend)?;
-        let _: i64 = self
+        let removed: i64 = self
             .inner
             .redis()
             .query(redis_core::redis::cmd("DEL").arg(&key))
             .await
             .map_err(core_backend)?;
-        Ok(())
+        Ok(removed > 0)
+    }
+}
+
+/// Each operation is observed as the session store's: the same metrics (by the store's name),
+/// spans named `session.tower.<operation>`.
+#[async_trait]
+impl<C: Codec> TowerStore for TowerSessionStore<C> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let span = session_span!(
+            self.inner.redis(),
+            self.inner.name(),
+            "session.tower.create"
+        );
+        let create = self.create_record(record);
+        self.inner
+            .metrics()
+            .observe(Operation::Create, span, create, |_| {
+                Outcome::event("created", Event::Created)
+            })
+            .await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.save");
+        let save = self.write(&TOWER_SAVE, record);
+        self.inner
+            .metrics()
+            .observe(Operation::Update, span, save, |&saved| {
+                Outcome::plain(if saved { "updated" } else { "missing" })
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.load");
+        self.inner
+            .metrics()
+            .observe(Operation::Load, span, self.load_record(id), |r| {
+                if r.is_some() {
+                    Outcome::event("loaded", Event::Loaded)
+                } else {
+                    Outcome::event("missing", Event::Missing)
+                }
+            })
+            .await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let span = session_span!(
+            self.inner.redis(),
+            self.inner.name(),
+            "session.tower.delete"
+        );
+        self.inner
+            .metrics()
+            .observe(Operation::Destroy, span, self.delete_record(id), |&ended| {
+                if ended {
+                    Outcome::event("destroyed", Event::Destroyed)
+                } else {
+                    Outcome::plain("missing")
+                }
+            })
+            .await
+            .map(|_| ())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Building a [`SessionStore`].
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{Codec, KeySpace, Redis, codec::Json};
 
@@ -8,6 +8,7 @@ use super::SessionStore;
 use crate::{
     config::{self, Timeouts},
     error::Result,
+    metrics::{Metrics, check_name},
 };
 
 /// Builds a [`SessionStore`]. Every setter states its default; [`build`](Self::build) validates.
@@ -35,11 +36,13 @@ pub struct SessionStoreBuilder<C: Codec = Json> {
     absolute: Duration,
     touch_interval: Duration,
     secret: Option<Vec<u8>>,
+    name: String,
 }
 
 impl<C: Codec> fmt::Debug for SessionStoreBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStoreBuilder")
+            .field("name", &self.name)
             .field("keys", &self.keys)
             .field("codec", &self.codec)
             .field("idle", &self.idle)
@@ -60,6 +63,7 @@ impl SessionStoreBuilder<Json> {
             absolute: Duration::from_secs(8 * 3600),
             touch_interval: Duration::from_secs(60),
             secret: None,
+            name: "default".to_owned(),
         }
     }
 }
@@ -76,7 +80,15 @@ impl<C: Codec> SessionStoreBuilder<C> {
             absolute: self.absolute,
             touch_interval: self.touch_interval,
             secret: self.secret,
+            name: self.name,
         }
+    }
+
+    /// Names the store in metrics (the `name` label) and spans (the `name` field), to tell
+    /// stores apart. Defaults to `"default"`. Must be 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// Sets the idle (inactivity) timeout: a session not accessed for this long is gone.
@@ -114,13 +126,16 @@ impl<C: Codec> SessionStoreBuilder<C> {
     /// Validates the settings and finishes the store. Nothing is sent to Redis.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero or out-of-order timeout
-    /// or a short secret; [`Error::Core`](crate::Error::Core) when the key space cannot take the
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero or out-of-order timeout,
+    /// a short secret or an invalid name; [`Error::Core`](crate::Error::Core) when the key space cannot take the
     /// `session` pattern.
     pub fn build(self) -> Result<SessionStore<C>> {
         let timeouts = Timeouts::new(self.idle, self.absolute, self.touch_interval)?;
         let hasher = config::hasher(self.secret.as_deref())?;
+        check_name(&self.name)?;
         Ok(SessionStore {
+            metrics: Arc::new(Metrics::new(&self.name)),
+            name: self.name.into(),
             redis: self.redis,
             keys: self.keys.pattern("session")?,
             hasher,

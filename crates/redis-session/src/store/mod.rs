@@ -1,7 +1,7 @@
 //! The session store: create, load, update, rotate and destroy one session. The per-user index
 //! (listing and revoking a user's sessions) is in `users.rs`, the builder in `builder.rs`.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, redis};
 use serde::Serialize;
@@ -10,6 +10,7 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::{Hasher, SessionId, bucket_tag, random_bucket},
+    metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{ACCESS, CREATE, ROTATE, TAKE, UPDATE},
     session::{Session, USER_FIELD, check_field, encode_fields, field_pairs},
 };
@@ -33,11 +34,14 @@ pub struct SessionStore<C: Codec = Json> {
     hasher: Hasher,
     codec: C,
     timeouts: Timeouts,
+    name: Arc<str>,
+    metrics: Arc<Metrics>,
 }
 
 impl<C: Codec> fmt::Debug for SessionStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
+            .field("name", &self.name)
             .field("keys", &self.keys)
             .field("hasher", &self.hasher)
             .field("codec", &self.codec)
@@ -64,6 +68,11 @@ impl<C: Codec> SessionStore<C> {
         Duration::from_millis(self.timeouts.absolute)
     }
 
+    /// The store's name (the `name` label of its metrics and field of its spans).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The Redis handle the store uses.
     pub fn redis(&self) -> &Redis {
         &self.redis
@@ -88,8 +97,14 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::NotAMap`] when `data` is not a struct or map, [`Error::InvalidField`] for a
     /// reserved field name, [`Error::Core`] for Redis and codec failures.
     pub async fn create<T: Serialize + ?Sized>(&self, data: &T) -> Result<SessionId> {
-        let fields = encode_fields(&self.codec, data)?;
-        self.create_fields(None, &fields, None).await
+        let span = session_span!(self.redis, self.name, "session.create");
+        let create = async {
+            let fields = encode_fields(&self.codec, data)?;
+            self.create_fields(None, &fields, None).await
+        };
+        self.metrics
+            .observe(Operation::Create, span, create, |_| created())
+            .await
     }
 
     /// Creates a session owned by `user`: it is listed by [`list_user`](Self::list_user) and
@@ -103,8 +118,14 @@ impl<C: Codec> SessionStore<C> {
         user: &str,
         data: &T,
     ) -> Result<SessionId> {
-        let fields = encode_fields(&self.codec, data)?;
-        self.create_fields(Some(user), &fields, None).await
+        let span = session_span!(self.redis, self.name, "session.create_for_user");
+        let create = async {
+            let fields = encode_fields(&self.codec, data)?;
+            self.create_fields(Some(user), &fields, None).await
+        };
+        self.metrics
+            .observe(Operation::Create, span, create, |_| created())
+            .await
     }
 
     async fn create_fields(
@@ -154,15 +175,23 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or answers with an unexpected shape.
     pub async fn load(&self, id: impl AsRef<str>) -> Result<Option<Session<C>>> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
-            return Ok(None);
-        };
-        match self.access(&id, true).await? {
-            Some(reply) => {
-                Session::from_access_reply(id, reply, &self.timeouts, self.codec.clone()).map(Some)
+        let span = session_span!(self.redis, self.name, "session.load");
+        let id = id.as_ref();
+        let load = async {
+            let Some(id) = SessionId::parse(id) else {
+                return Ok(None);
+            };
+            match self.access(&id, true).await? {
+                Some(reply) => {
+                    Session::from_access_reply(id, reply, &self.timeouts, self.codec.clone())
+                        .map(Some)
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        };
+        self.metrics
+            .observe(Operation::Load, span, load, |s| found(s.is_some()))
+            .await
     }
 
     /// Records an access without reading the data (at most one write per touch interval).
@@ -171,10 +200,17 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails.
     pub async fn touch(&self, id: impl AsRef<str>) -> Result<bool> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
-            return Ok(false);
+        let span = session_span!(self.redis, self.name, "session.touch");
+        let id = id.as_ref();
+        let touch = async {
+            let Some(id) = SessionId::parse(id) else {
+                return Ok(false);
+            };
+            Ok(self.access(&id, false).await?.is_some())
         };
-        Ok(self.access(&id, false).await?.is_some())
+        self.metrics
+            .observe(Operation::Load, span, touch, |live| found(*live))
+            .await
     }
 
     /// Runs the `access` script: `None` when the session is not live, else its timestamps and,
@@ -205,10 +241,14 @@ impl<C: Codec> SessionStore<C> {
         name: &str,
         value: &T,
     ) -> Result<bool> {
-        check_field(name)?;
-        let value = self.codec.encode(value)?;
-        self.write(id.as_ref(), &[(name.to_owned(), value)], &[])
-            .await
+        let span = session_span!(self.redis, self.name, "session.set_field");
+        let set = async {
+            check_field(name)?;
+            let value = self.codec.encode(value)?;
+            self.write(id.as_ref(), &[(name.to_owned(), value)], &[])
+                .await
+        };
+        self.observe_write(span, set).await
     }
 
     /// Sets every top-level field of `data` (a struct or map) at once, leaving other fields alone.
@@ -221,8 +261,12 @@ impl<C: Codec> SessionStore<C> {
         id: impl AsRef<str>,
         data: &T,
     ) -> Result<bool> {
-        let fields = encode_fields(&self.codec, data)?;
-        self.write(id.as_ref(), &fields, &[]).await
+        let span = session_span!(self.redis, self.name, "session.update");
+        let update = async {
+            let fields = encode_fields(&self.codec, data)?;
+            self.write(id.as_ref(), &fields, &[]).await
+        };
+        self.observe_write(span, update).await
     }
 
     /// Removes one field. Returns `false` when there is no live session.
@@ -230,8 +274,25 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::InvalidField`] for a reserved name, [`Error::Core`] when Redis fails.
     pub async fn remove_field(&self, id: impl AsRef<str>, name: &str) -> Result<bool> {
-        check_field(name)?;
-        self.write(id.as_ref(), &[], &[name]).await
+        let span = session_span!(self.redis, self.name, "session.remove_field");
+        let remove = async {
+            check_field(name)?;
+            self.write(id.as_ref(), &[], &[name]).await
+        };
+        self.observe_write(span, remove).await
+    }
+
+    /// Runs a field write in `span`, as an `update`.
+    async fn observe_write(
+        &self,
+        span: tracing::Span,
+        write: impl Future<Output = Result<bool>>,
+    ) -> Result<bool> {
+        self.metrics
+            .observe(Operation::Update, span, write, |&written| {
+                Outcome::plain(if written { "updated" } else { "missing" })
+            })
+            .await
     }
 
     async fn write(&self, id: &str, set: &[(String, Vec<u8>)], remove: &[&str]) -> Result<bool> {
@@ -263,7 +324,15 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails.
     pub async fn rotate(&self, id: impl AsRef<str>) -> Result<Option<SessionId>> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
+        let span = session_span!(self.redis, self.name, "session.rotate");
+        let rotate = self.rotate_id(id.as_ref());
+        self.metrics
+            .observe(Operation::Rotate, span, rotate, |s| rotated(s.is_some()))
+            .await
+    }
+
+    async fn rotate_id(&self, id: &str) -> Result<Option<SessionId>> {
+        let Some(id) = SessionId::parse(id) else {
             return Ok(None);
         };
         let (key, digest) = self.session_key(&id)?;
@@ -313,7 +382,15 @@ impl<C: Codec> SessionStore<C> {
         id: impl AsRef<str>,
         user: &str,
     ) -> Result<Option<SessionId>> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
+        let span = session_span!(self.redis, self.name, "session.rotate_for_user");
+        let rotate = self.log_in(id.as_ref(), user);
+        self.metrics
+            .observe(Operation::Rotate, span, rotate, |s| rotated(s.is_some()))
+            .await
+    }
+
+    async fn log_in(&self, id: &str, user: &str) -> Result<Option<SessionId>> {
+        let Some(id) = SessionId::parse(id) else {
             return Ok(None);
         };
         self.user_index(user)?;
@@ -353,7 +430,21 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails.
     pub async fn destroy(&self, id: impl AsRef<str>) -> Result<bool> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
+        let span = session_span!(self.redis, self.name, "session.destroy");
+        let destroy = self.destroy_id(id.as_ref());
+        self.metrics
+            .observe(Operation::Destroy, span, destroy, |&ended| {
+                if ended {
+                    Outcome::event("destroyed", Event::Destroyed)
+                } else {
+                    Outcome::plain("missing")
+                }
+            })
+            .await
+    }
+
+    async fn destroy_id(&self, id: &str) -> Result<bool> {
+        let Some(id) = SessionId::parse(id) else {
             return Ok(false);
         };
         let (key, digest) = self.session_key(&id)?;
@@ -386,7 +477,35 @@ impl<C: Codec> SessionStore<C> {
     }
 }
 
+/// A session created.
+fn created() -> Outcome {
+    Outcome::event("created", Event::Created)
+}
+
+/// A load or touch that found a live session, or not.
+fn found(live: bool) -> Outcome {
+    if live {
+        Outcome::event("loaded", Event::Loaded)
+    } else {
+        Outcome::event("missing", Event::Missing)
+    }
+}
+
+/// A rotation of a live session, or of none.
+fn rotated(live: bool) -> Outcome {
+    if live {
+        Outcome::event("rotated", Event::Rotated)
+    } else {
+        Outcome::plain("missing")
+    }
+}
+
 impl<C: Codec> SessionStore<C> {
+    #[cfg(feature = "tower-sessions")]
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn hasher(&self) -> &Hasher {
         &self.hasher

@@ -6,6 +6,7 @@ use super::SessionStore;
 use crate::{
     error::{Error, Result},
     id::bucket_tag,
+    metrics::{Event, Operation, Outcome, session_span},
     scripts::{LIST, REVOKE},
     session::SessionInfo,
 };
@@ -21,6 +22,15 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        let span = session_span!(self.redis, self.name, "session.list_user", sessions);
+        self.metrics
+            .observe(Operation::List, span, self.list(user), |listed| {
+                Outcome::sessions("listed", None, listed.len())
+            })
+            .await
+    }
+
+    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>> {
         let (bucket, index) = self.user_index(user)?;
         let members: Vec<String> = self
             .redis
@@ -51,6 +61,15 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke_user(&self, user: &str) -> Result<usize> {
+        let span = session_span!(self.redis, self.name, "session.revoke_user", sessions);
+        self.metrics
+            .observe(Operation::Revoke, span, self.revoke_all(user), |&n| {
+                Outcome::sessions("revoked", Some(Event::Revoked), n)
+            })
+            .await
+    }
+
+    async fn revoke_all(&self, user: &str) -> Result<usize> {
         let (bucket, index) = self.user_index(user)?;
         let mut total = 0;
         for _ in 0..64 {
@@ -79,6 +98,24 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
+        let span = session_span!(self.redis, self.name, "session.revoke");
+        self.metrics
+            .observe(
+                Operation::Revoke,
+                span,
+                self.revoke_one(user, handle),
+                |&ended| {
+                    if ended {
+                        Outcome::event("revoked", Event::Revoked)
+                    } else {
+                        Outcome::plain("missing")
+                    }
+                },
+            )
+            .await
+    }
+
+    async fn revoke_one(&self, user: &str, handle: &str) -> Result<bool> {
         let (bucket, index) = self.user_index(user)?;
         if handle.len() != 43
             || !handle
