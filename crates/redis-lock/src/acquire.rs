@@ -7,12 +7,14 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use redis_core::{Backoff, ErrorPredicates, Key, KeySpace, random_token, release_in_background};
 use tokio::time::Instant;
+use tracing::{Instrument, field::Empty};
 
 use crate::{
     config::{AcquireOptions, LeaseConfig},
     error::{Error, Result},
     guard::{LeaseHandle, LockGuard, run_guarded},
     lease::Lease,
+    metrics::{LeaseKind, Metrics, Outcome, lease_span},
 };
 
 /// One attempt's outcome.
@@ -30,6 +32,9 @@ pub(crate) trait Acquirer: Sync {
     /// The key space the primitive's keys live in (its pattern segment included).
     fn keys(&self) -> &KeySpace;
 
+    /// The handles the primitive registered when it was built.
+    fn metrics(&self) -> &Arc<Metrics>;
+
     /// One attempt on `resource`, whose main key is `key`, with per-call options applied.
     fn try_once(
         &self,
@@ -38,25 +43,85 @@ pub(crate) trait Acquirer: Sync {
         config: &LeaseConfig,
     ) -> impl Future<Output = Result<Attempt>> + Send;
 
-    /// One attempt: the guard, or `None` when the resource is held.
+    /// One attempt: the guard, or `None` when the resource is held. Recorded as an acquisition
+    /// (held counts as `timeout`) in the `lock.try_acquire` span.
     async fn try_lease(
         &self,
         resource: &str,
         options: &AcquireOptions,
     ) -> Result<Option<LockGuard>> {
-        let config = self.settings().with(options)?;
-        let key = self.keys().key(resource)?;
-        match self.try_once(resource, &key, &config).await? {
-            Attempt::Acquired(guard) => Ok(Some(guard)),
-            Attempt::Held(_) => Ok(None),
+        let metrics = self.metrics();
+        let span = lease_span!(metrics, "lock.try_acquire", outcome = Empty, fence = Empty);
+        async {
+            let started = Instant::now();
+            let mut attempts = 0u32;
+            let result = async {
+                let config = self.settings().with(options)?;
+                let key = self.keys().key(resource)?;
+                attempts = 1;
+                match self.try_once(resource, &key, &config).await? {
+                    Attempt::Acquired(guard) => Ok(Some(guard)),
+                    Attempt::Held(_) => Ok(None),
+                }
+            }
+            .await;
+            let outcome = Outcome::of(&result);
+            metrics.acquisition(outcome, attempts, started.elapsed());
+            let span = tracing::Span::current();
+            match &result {
+                Ok(Some(guard)) => span.record("fence", guard.fence()),
+                Ok(None) => span.record("outcome", "held"),
+                Err(_) => span.record("outcome", "error"),
+            };
+            if outcome == Outcome::Acquired {
+                span.record("outcome", outcome.as_str());
+            }
+            result
         }
+        .instrument(span)
+        .await
     }
 
-    /// Attempts until one succeeds or the wait runs out; see [`acquire_loop`].
+    /// Attempts until one succeeds or the wait runs out; see [`acquire_loop`]. Recorded as an
+    /// acquisition in the `lock.acquire` span.
     async fn lease(&self, resource: &str, options: &AcquireOptions) -> Result<LockGuard> {
-        let config = self.settings().with(options)?;
-        let key = self.keys().key(resource)?;
-        acquire_loop(&config, || self.try_once(resource, &key, &config)).await
+        let metrics = self.metrics();
+        let span = lease_span!(
+            metrics,
+            "lock.acquire",
+            outcome = Empty,
+            fence = Empty,
+            attempts = Empty
+        );
+        async {
+            let started = Instant::now();
+            let mut attempts = 0u32;
+            let result = async {
+                let config = self.settings().with(options)?;
+                let key = self.keys().key(resource)?;
+                acquire_loop(&config, || {
+                    attempts = attempts.saturating_add(1);
+                    self.try_once(resource, &key, &config)
+                })
+                .await
+            }
+            .await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Acquired,
+                Err(Error::Timeout(_)) => Outcome::Timeout,
+                Err(_) => Outcome::Error,
+            };
+            metrics.acquisition(outcome, attempts, started.elapsed());
+            let span = tracing::Span::current();
+            span.record("outcome", outcome.as_str());
+            span.record("attempts", attempts);
+            if let Ok(guard) = &result {
+                span.record("fence", guard.fence());
+            }
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// Waits for a lease with the watchdog on and runs `work` under it; see [`run_guarded`].
@@ -65,9 +130,28 @@ pub(crate) trait Acquirer: Sync {
         F: FnOnce(LeaseHandle) -> Fut,
         Fut: Future<Output = T>,
     {
-        let options = AcquireOptions::new().auto_extend(true);
-        let guard = self.lease(resource, &options).await?;
-        run_guarded(guard, work).await
+        let metrics = self.metrics();
+        let span = if metrics.kind == LeaseKind::Semaphore {
+            lease_span!(metrics, "lock.with_permit", outcome = Empty)
+        } else {
+            lease_span!(metrics, "lock.with_lock", outcome = Empty)
+        };
+        async {
+            let options = AcquireOptions::new().auto_extend(true);
+            let result = match self.lease(resource, &options).await {
+                Ok(guard) => run_guarded(guard, work).await,
+                Err(e) => Err(e),
+            };
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) if e.is_lost() => "lost",
+                Err(_) => "error",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            result
+        }
+        .instrument(span)
+        .await
     }
 }
 

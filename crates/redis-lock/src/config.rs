@@ -131,9 +131,18 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<()> {
     Ok(())
 }
 
-/// The consuming setters every builder of this crate has, over its `lease: LeaseConfig` field.
+/// The consuming setters every builder of this crate has, over its `lease: LeaseConfig` and
+/// `name: String` fields.
 macro_rules! lease_setters {
     () => {
+        /// The name this lock, Redlock or semaphore carries in its metrics (the `name` label) and
+        /// spans: 1 to 64 characters of `A-Z`, `a-z`, `0-9`, `_`, `.` and `-`, checked by
+        /// `build`. Defaults to `"default"`. Never put a resource name here: it is not bounded.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = name.into();
+            self
+        }
+
         /// The lease length: how long a crashed holder blocks others. Defaults to 30 s; at least 10 ms.
         pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
             self.lease.ttl = ttl;

@@ -5,11 +5,13 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use redis_core::release_in_background;
 use tokio::{sync::watch, task::AbortHandle, time::Instant};
+use tracing::Instrument;
 
 use crate::{
     config::{LeaseConfig, validate_ttl},
     error::{Error, Result},
     lease::Lease,
+    metrics::{Metrics, lease_span},
     state::{self, Shared, State, Status},
     watchdog,
 };
@@ -52,9 +54,10 @@ impl LockGuard {
         start: Instant,
         config: &LeaseConfig,
         lease: Arc<dyn Lease>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let shared = Arc::new(Shared::new(
-            resource, token, fence, start, config.ttl, lease,
+            resource, token, fence, start, config.ttl, lease, metrics,
         ));
         let watchdog = if config.auto_extend {
             watchdog::spawn(&shared, config)
@@ -118,8 +121,29 @@ impl LockGuard {
     /// [`MIN_TTL`](crate::MIN_TTL). Connection errors as [`Error::Core`]; the lease stays valid
     /// until its deadline.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let span = lease_span!(
+            self.shared.metrics,
+            "lock.extend",
+            outcome = tracing::field::Empty
+        );
+        async {
+            let result = self.try_extend(ttl).await;
+            let outcome = match &result {
+                Ok(()) => "extended",
+                Err(e) if e.is_lost() => "lost",
+                Err(_) => "error",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn try_extend(&self, ttl: Duration) -> Result<()> {
         validate_ttl(ttl)?;
         if self.shared.lost_by_now() {
+            self.shared.metrics.renewal(false);
             return Err(Error::lost(&self.shared.resource));
         }
         if self.shared.extend(ttl).await? {
@@ -136,13 +160,29 @@ impl LockGuard {
     /// overlapped with another owner; connection errors as [`Error::Core`] (the lease then expires
     /// after its TTL).
     pub async fn release(mut self) -> Result<()> {
+        let span = lease_span!(
+            self.shared.metrics,
+            "lock.release",
+            outcome = tracing::field::Empty
+        );
         self.stop_watchdog();
         let shared = Arc::clone(&self.shared);
-        let result = shared.lease.release(&shared.token).await;
+        let result = shared
+            .lease
+            .release(&shared.token)
+            .instrument(span.clone())
+            .await;
         // Only now: a `release` future dropped before its answer leaves `done` unset, so the
         // guard's drop sends the (idempotent) release again in the background.
         self.done = true;
-        shared.mark(Status::Released);
+        // A release the server refused finds the lease lost.
+        let (status, outcome) = match &result {
+            Ok(true) => (Status::Released, "released"),
+            Ok(false) => (Status::Lost, "lost"),
+            Err(_) => (Status::Released, "error"),
+        };
+        shared.mark(status);
+        span.record("outcome", outcome);
         match result {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::lost(&shared.resource)),
@@ -171,7 +211,10 @@ impl Drop for LockGuard {
         }
         self.stop_watchdog();
         let shared = Arc::clone(&self.shared);
-        shared.mark(Status::Released);
+        // A lease dropped past its local deadline was lost while held.
+        if !shared.lost_by_now() {
+            shared.mark(Status::Released);
+        }
         let resource = Arc::clone(&shared.resource);
         release_in_background(&resource, async move {
             shared.lease.release(&shared.token).await

@@ -12,6 +12,7 @@ use crate::{
     config::LeaseConfig,
     error::{Error, Result},
     guard::LockGuard,
+    metrics::Metrics,
     scripts::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, SEM_ACQUIRE, SEM_EXTEND, SEM_RELEASE},
 };
 
@@ -73,6 +74,7 @@ impl ScriptLease {
         resource: &str,
         config: &LeaseConfig,
         extra: Option<u32>,
+        metrics: &Arc<Metrics>,
     ) -> Result<Attempt> {
         let this = Arc::new(self);
         // Armed until the reply is in: a cancelled or failed request gives its token back.
@@ -99,7 +101,13 @@ impl ScriptLease {
             .map_err(|_| Error::unexpected_reply(format!("fencing counter {value}")))?;
         let (lease, token) = pending.settle();
         Ok(Attempt::Acquired(LockGuard::new(
-            resource, token, fence, start, config, lease,
+            resource,
+            token,
+            fence,
+            start,
+            config,
+            lease,
+            Arc::clone(metrics),
         )))
     }
 }

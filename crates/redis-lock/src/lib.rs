@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod lease;
 mod lock;
+mod metrics;
 mod redlock;
 mod scripts;
 mod semaphore;
@@ -26,6 +27,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
+pub use metrics::METRICS;
 /// The foundation crate, re-exported for [`redis_core::Redis`], [`redis_core::KeySpace`] and
 /// [`redis_core::Backoff`].
 pub use redis_core;

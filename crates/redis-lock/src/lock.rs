@@ -1,6 +1,9 @@
 //! The single-server lock: `SET NX PX` plus a fencing counter, compare-and-act release and extend.
 
+use std::sync::Arc;
+
 use redis_core::{Key, KeySpace, Redis};
+use tracing::Instrument;
 
 use crate::{
     acquire::{Acquirer, Attempt, acquire_verbs},
@@ -8,6 +11,7 @@ use crate::{
     error::Result,
     guard::LockGuard,
     lease::{LOCK, ScriptLease},
+    metrics::{DEFAULT_NAME, LeaseKind, Metrics, lease_span, validate_name},
     scripts::FENCE_SUFFIX,
 };
 
@@ -37,6 +41,7 @@ pub struct Lock {
     redis: Redis,
     keys: KeySpace,
     lease: LeaseConfig,
+    metrics: Arc<Metrics>,
 }
 
 /// Builds a [`Lock`]; see [`Lock::builder`].
@@ -46,6 +51,7 @@ pub struct LockBuilder {
     redis: Redis,
     keys: KeySpace,
     lease: LeaseConfig,
+    name: String,
 }
 
 impl LockBuilder {
@@ -55,12 +61,14 @@ impl LockBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a lease under 10 ms or above
-    /// `u32::MAX` ms, or a zero hold cap; [`Error::Core`](crate::Error::Core) when the key space
-    /// cannot take the `lock` segment.
+    /// `u32::MAX` ms, a zero hold cap, or a bad [`name`](Self::name);
+    /// [`Error::Core`](crate::Error::Core) when the key space cannot take the `lock` segment.
     pub fn build(self) -> Result<Lock> {
         self.lease.validate()?;
+        validate_name(&self.name)?;
         Ok(Lock {
             keys: self.keys.pattern("lock")?,
+            metrics: Metrics::register(&self.name, LeaseKind::Lock, Some(self.redis.clone())),
             redis: self.redis,
             lease: self.lease,
         })
@@ -74,6 +82,7 @@ impl Lock {
             redis,
             keys: keys.clone(),
             lease: LeaseConfig::default(),
+            name: DEFAULT_NAME.to_owned(),
         }
     }
 
@@ -115,12 +124,23 @@ impl Lock {
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) for a bad name or a failed command.
     pub async fn last_fence(&self, resource: &str) -> Result<u64> {
-        let key = self.key(resource)?;
-        let value: Option<u64> = self
-            .redis
-            .query(redis_core::redis::cmd("GET").arg(key.companion(FENCE_SUFFIX)))
-            .await?;
-        Ok(value.unwrap_or(0))
+        let span = lease_span!(
+            self.metrics,
+            "lock.last_fence",
+            fence = tracing::field::Empty
+        );
+        async {
+            let key = self.key(resource)?;
+            let value: Option<u64> = self
+                .redis
+                .query(redis_core::redis::cmd("GET").arg(key.companion(FENCE_SUFFIX)))
+                .await?;
+            let fence = value.unwrap_or(0);
+            tracing::Span::current().record("fence", fence);
+            Ok(fence)
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -133,9 +153,13 @@ impl Acquirer for Lock {
         &self.keys
     }
 
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     async fn try_once(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
         ScriptLease::new(self.redis.clone(), key.clone(), &LOCK)
-            .try_once(resource, config, None)
+            .try_once(resource, config, None, &self.metrics)
             .await
     }
 }

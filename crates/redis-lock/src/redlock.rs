@@ -12,6 +12,7 @@ use crate::{
     error::{Error, Result},
     guard::LockGuard,
     lease::Lease,
+    metrics::{DEFAULT_NAME, LeaseKind, Metrics, validate_name},
     scripts::{ACQUIRE, EXTEND, FENCE_SUFFIX, RAISE_FENCE, RELEASE},
 };
 
@@ -54,6 +55,7 @@ struct Inner {
     keys: KeySpace,
     lease: LeaseConfig,
     instance_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// Builds a [`Redlock`]; see [`Redlock::builder`].
@@ -64,6 +66,7 @@ pub struct RedlockBuilder {
     keys: KeySpace,
     lease: LeaseConfig,
     instance_timeout: Duration,
+    name: String,
 }
 
 impl RedlockBuilder {
@@ -83,6 +86,7 @@ impl RedlockBuilder {
     /// the TTL, and everything [`LockBuilder::build`](crate::LockBuilder::build) rejects.
     pub fn build(self) -> Result<Redlock> {
         self.lease.validate()?;
+        validate_name(&self.name)?;
         if self.instances.is_empty() {
             return Err(Error::invalid_config("redlock needs at least one instance"));
         }
@@ -92,9 +96,12 @@ impl RedlockBuilder {
                 self.instance_timeout, self.lease.ttl
             )));
         }
+        // Spans name the first instance as their server.
+        let first = self.instances.first().cloned();
         Ok(Redlock {
             inner: Arc::new(Inner {
                 keys: self.keys.pattern("lock")?,
+                metrics: Metrics::register(&self.name, LeaseKind::Redlock, first),
                 instances: self.instances,
                 lease: self.lease,
                 instance_timeout: self.instance_timeout,
@@ -112,6 +119,7 @@ impl Redlock {
             keys: keys.clone(),
             lease: LeaseConfig::default(),
             instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
+            name: DEFAULT_NAME.to_owned(),
         }
     }
 
@@ -151,6 +159,10 @@ impl Acquirer for Redlock {
         &self.inner.keys
     }
 
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Acquire everywhere in parallel; on a majority, raise the fence on the granting instances;
     /// success needs a majority of raises and validity left, otherwise release everywhere.
     async fn try_once(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
@@ -173,9 +185,21 @@ impl Acquirer for Redlock {
             if raised >= quorum && validity(config.ttl, start.elapsed()).is_some() {
                 let (lease, token) = pending.settle();
                 return Ok(Attempt::Acquired(LockGuard::new(
-                    resource, token, fence, start, config, lease,
+                    resource,
+                    token,
+                    fence,
+                    start,
+                    config,
+                    lease,
+                    Arc::clone(&inner.metrics),
                 )));
             }
+            if raised < quorum {
+                inner.metrics.quorum_failure();
+            }
+        } else if votes.held < quorum {
+            // Neither granted nor held by a majority: failures or a split vote.
+            inner.metrics.quorum_failure();
         }
 
         // Not enough: undo what we got, everywhere (an instance that timed out may have set it).

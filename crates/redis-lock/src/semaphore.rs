@@ -1,6 +1,9 @@
 //! A counting semaphore whose permits expire, so a crashed holder cannot keep one forever.
 
+use std::sync::Arc;
+
 use redis_core::{Key, KeySpace, Redis};
+use tracing::Instrument;
 
 use crate::{
     acquire::{Acquirer, Attempt, acquire_verbs},
@@ -8,6 +11,7 @@ use crate::{
     error::{Error, Result},
     guard::Permit,
     lease::{SEMAPHORE, ScriptLease},
+    metrics::{DEFAULT_NAME, LeaseKind, Metrics, lease_span, validate_name},
     scripts::SEM_HOLDERS,
 };
 
@@ -36,6 +40,7 @@ pub struct Semaphore {
     keys: KeySpace,
     permits: u32,
     lease: LeaseConfig,
+    metrics: Arc<Metrics>,
 }
 
 /// Builds a [`Semaphore`]; see [`Semaphore::builder`].
@@ -46,6 +51,7 @@ pub struct SemaphoreBuilder {
     keys: KeySpace,
     permits: u32,
     lease: LeaseConfig,
+    name: String,
 }
 
 impl SemaphoreBuilder {
@@ -58,6 +64,7 @@ impl SemaphoreBuilder {
     /// [`LockBuilder::build`](crate::LockBuilder::build) rejects.
     pub fn build(self) -> Result<Semaphore> {
         self.lease.validate()?;
+        validate_name(&self.name)?;
         if self.permits == 0 {
             return Err(Error::invalid_config(
                 "a semaphore needs at least one permit",
@@ -65,6 +72,7 @@ impl SemaphoreBuilder {
         }
         Ok(Semaphore {
             keys: self.keys.pattern("lock")?.pattern("semaphore")?,
+            metrics: Metrics::register(&self.name, LeaseKind::Semaphore, Some(self.redis.clone())),
             redis: self.redis,
             permits: self.permits,
             lease: self.lease,
@@ -81,6 +89,7 @@ impl Semaphore {
             keys: keys.clone(),
             permits,
             lease: LeaseConfig::default(),
+            name: DEFAULT_NAME.to_owned(),
         }
     }
 
@@ -121,9 +130,19 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Core`] for a bad name or a failed command.
     pub async fn holders(&self, name: &str) -> Result<u64> {
-        let key = self.key(name)?;
-        let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
-        Ok(count)
+        let span = lease_span!(
+            self.metrics,
+            "lock.holders",
+            holders = tracing::field::Empty
+        );
+        async {
+            let key = self.key(name)?;
+            let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
+            tracing::Span::current().record("holders", count);
+            Ok(count)
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -136,9 +155,13 @@ impl Acquirer for Semaphore {
         &self.keys
     }
 
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     async fn try_once(&self, name: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
         ScriptLease::new(self.redis.clone(), key.clone(), &SEMAPHORE)
-            .try_once(name, config, Some(self.permits))
+            .try_once(name, config, Some(self.permits), &self.metrics)
             .await
     }
 }

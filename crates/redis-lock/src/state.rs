@@ -9,6 +9,7 @@ use crate::{
     config::{drift, validity},
     error::Result,
     lease::Lease,
+    metrics::Metrics,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) acquired_at: Instant,
     pub(crate) lease: Arc<dyn Lease>,
     pub(crate) state: watch::Sender<State>,
+    /// The handles of the primitive that granted the lease.
+    pub(crate) metrics: Arc<Metrics>,
+    /// When the grant was known here: the start of the hold time.
+    granted_at: Instant,
 }
 
 impl fmt::Debug for Shared {
@@ -53,11 +58,13 @@ impl Shared {
         start: Instant,
         ttl: Duration,
         lease: Arc<dyn Lease>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (state, _) = watch::channel(State {
             status: Status::Held,
             valid_until: start + ttl - drift(ttl),
         });
+        metrics.granted();
         Self {
             resource: resource.into(),
             token,
@@ -65,12 +72,14 @@ impl Shared {
             acquired_at: start,
             lease,
             state,
+            metrics,
+            granted_at: Instant::now(),
         }
     }
 
     /// Moves a held lease to `status` (lost or released); a lease no longer held stays as it is.
     pub(crate) fn mark(&self, status: Status) {
-        self.state.send_if_modified(|s| {
+        let moved = self.state.send_if_modified(|s| {
             if s.status == Status::Held {
                 s.status = status;
                 true
@@ -78,6 +87,16 @@ impl Shared {
                 false
             }
         });
+        if moved {
+            self.ended(status);
+        }
+    }
+
+    /// The lease just stopped being held (the one move away from [`Status::Held`]): hold time,
+    /// loss, permits in use.
+    fn ended(&self, status: Status) {
+        self.metrics
+            .ended(self.granted_at.elapsed(), status == Status::Lost);
     }
 
     /// Marks the lease lost if its local deadline has passed; true when it is no longer held.
@@ -85,7 +104,7 @@ impl Shared {
     /// bring the lease back: lost stays lost.
     pub(crate) fn lost_by_now(&self) -> bool {
         let now = Instant::now();
-        self.state.send_if_modified(|s| {
+        let moved = self.state.send_if_modified(|s| {
             if s.status == Status::Held && s.valid_until <= now {
                 s.status = Status::Lost;
                 true
@@ -93,11 +112,21 @@ impl Shared {
                 false
             }
         });
+        if moved {
+            self.ended(Status::Lost);
+        }
         self.state.borrow().status != Status::Held
     }
 
     /// Renews to `ttl`; on success moves the local deadline. `Ok(false)` marks the lease lost.
+    /// Counted as a renewal, kept or failed.
     pub(crate) async fn extend(&self, ttl: Duration) -> Result<bool> {
+        let result = self.renew(ttl).await;
+        self.metrics.renewal(matches!(result, Ok(true)));
+        result
+    }
+
+    async fn renew(&self, ttl: Duration) -> Result<bool> {
         let start = Instant::now();
         let kept = self.lease.extend(&self.token, ttl).await?;
         let valid = kept.then(|| validity(ttl, start.elapsed())).flatten();
@@ -116,6 +145,16 @@ impl Shared {
         }
         self.mark(Status::Lost);
         Ok(false)
+    }
+}
+
+impl Drop for Shared {
+    /// A lease whose guard let go without giving it back ([`detach`](crate::LockGuard::detach))
+    /// ends here, for the metrics: every lease ends exactly once.
+    fn drop(&mut self) {
+        if self.state.borrow().status == Status::Held {
+            self.ended(Status::Held);
+        }
     }
 }
 

@@ -12,7 +12,13 @@ use std::{
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::{config::LeaseConfig, error::Result, guard::LockGuard, lease::Lease};
+use crate::{
+    config::LeaseConfig,
+    error::Result,
+    guard::LockGuard,
+    lease::Lease,
+    metrics::{LeaseKind, Metrics},
+};
 
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
@@ -63,6 +69,7 @@ pub(crate) fn guard(recorder: &Arc<Recorder>, config: &LeaseConfig) -> LockGuard
         Instant::now(),
         config,
         Arc::new(RecordingLease(Arc::clone(recorder))),
+        Metrics::register("default", LeaseKind::Lock, None),
     )
 }
 
