@@ -4,12 +4,14 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{KeySpace, Redis};
+use tracing::Instrument;
 
 use crate::{
     config::DEFAULT_LEASE,
     decision::Decision,
     error::{Error, Result},
     limit::{MAX_LIMIT, MAX_PERIOD, micros},
+    metrics::{self, ConcurrencyMetrics},
     permit::Permit,
     scripts::{CONCURRENCY_ACQUIRE, CONCURRENCY_IN_FLIGHT},
 };
@@ -49,11 +51,15 @@ struct Inner {
     keys: KeySpace,
     max: u64,
     lease: Duration,
+    name: Arc<str>,
+    record_identity: bool,
+    metrics: Arc<ConcurrencyMetrics>,
 }
 
 impl fmt::Debug for ConcurrencyLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLimiter")
+            .field("name", &self.inner.name)
             .field("keys", &self.inner.keys)
             .field("max", &self.inner.max)
             .field("lease", &self.inner.lease)
@@ -98,7 +104,14 @@ impl ConcurrencyLimiter {
             keys: keys.clone(),
             max: max_in_flight,
             lease: DEFAULT_LEASE,
+            name: metrics::DEFAULT_NAME.to_owned(),
+            record_identity: false,
         }
+    }
+
+    /// The name of this limiter in its metrics and spans.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The most permits per identity.
@@ -116,11 +129,39 @@ impl ConcurrencyLimiter {
     /// [`redis_core::Error::InvalidKey`] for an empty or oversized identity; Redis failures.
     pub async fn try_acquire(&self, identity: &str) -> Result<Acquired> {
         let inner = &*self.inner;
+        let span = redis_core::operation_span!(
+            inner.redis,
+            "ratelimit.acquire",
+            name = %inner.name,
+            identity = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if inner.record_identity {
+            span.record("identity", identity);
+        }
+        async {
+            let acquired = self.acquire(identity).await;
+            if let Ok(acquired) = &acquired {
+                let granted = matches!(acquired, Acquired::Granted(_));
+                inner.metrics.acquisition(granted);
+                let outcome = if granted { "acquired" } else { "rejected" };
+                span.record("outcome", outcome);
+            }
+            acquired
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// The acquisition of [`try_acquire`](Self::try_acquire), without its span and metrics.
+    async fn acquire(&self, identity: &str) -> Result<Acquired> {
+        let inner = &*self.inner;
         let key = inner.keys.key(identity)?;
         // The permit exists before the request, so dropping it (this future cancelled, or an
         // error after which the lease may exist) releases whatever the script may have granted.
         let mut permit = Permit::armed(
             inner.redis.clone(),
+            inner.name.clone(),
             key,
             redis_core::random_token(),
             inner.lease,
@@ -140,7 +181,7 @@ impl ConcurrencyLimiter {
             permit.disarm();
             return Ok(Acquired::Denied(decision));
         }
-        permit.granted(decision);
+        permit.granted(decision, inner.metrics.clone());
         Ok(Acquired::Granted(permit))
     }
 
@@ -149,13 +190,29 @@ impl ConcurrencyLimiter {
     /// # Errors
     /// As [`try_acquire`](Self::try_acquire).
     pub async fn in_flight(&self, identity: &str) -> Result<u64> {
-        let key = self.inner.keys.key(identity)?;
-        let count: u64 = CONCURRENCY_IN_FLIGHT
-            .call()
-            .key(&key)
-            .invoke(&self.inner.redis)
-            .await?;
-        Ok(count)
+        let inner = &*self.inner;
+        let span = redis_core::operation_span!(
+            inner.redis,
+            "ratelimit.in_flight",
+            name = %inner.name,
+            identity = tracing::field::Empty,
+            in_flight = tracing::field::Empty,
+        );
+        if inner.record_identity {
+            span.record("identity", identity);
+        }
+        async {
+            let key = inner.keys.key(identity)?;
+            let count: u64 = CONCURRENCY_IN_FLIGHT
+                .call()
+                .key(&key)
+                .invoke(&inner.redis)
+                .await?;
+            span.record("in_flight", count);
+            Ok(count)
+        }
+        .instrument(span.clone())
+        .await
     }
 }
 
@@ -166,19 +223,39 @@ pub struct ConcurrencyLimiterBuilder {
     keys: KeySpace,
     max: u64,
     lease: Duration,
+    name: String,
+    record_identity: bool,
 }
 
 impl fmt::Debug for ConcurrencyLimiterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLimiterBuilder")
+            .field("name", &self.name)
             .field("keys", &self.keys)
             .field("max", &self.max)
             .field("lease", &self.lease)
+            .field("record_identity", &self.record_identity)
             .finish_non_exhaustive()
     }
 }
 
 impl ConcurrencyLimiterBuilder {
+    /// The limiter's name: the `name` label of its metrics and the `name` field of its spans
+    /// (its permits' included). 1 to 64 characters of `A-Z a-z 0-9 _ . -`, checked by
+    /// [`build`](Self::build). Defaults to `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Records the identity in the `identity` field of the `ratelimit.acquire` and
+    /// `ratelimit.in_flight` spans. Defaults to false (identities are often personal data).
+    /// Never a metric label either way.
+    pub fn record_identity(mut self, record: bool) -> Self {
+        self.record_identity = record;
+        self
+    }
+
     /// How long a permit lives unless released or extended. Defaults to 30 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -188,8 +265,10 @@ impl ConcurrencyLimiterBuilder {
     /// Validates and builds the limiter.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for zero permits, a lease under a millisecond or above ten years.
+    /// [`Error::InvalidConfig`] for zero permits, a lease under a millisecond or above ten
+    /// years, or an invalid name.
     pub fn build(self) -> Result<ConcurrencyLimiter> {
+        metrics::validate_name(&self.name)?;
         if self.max == 0 || self.max > MAX_LIMIT {
             return Err(Error::invalid_config(format!(
                 "concurrency: max in flight must be between 1 and {MAX_LIMIT}"
@@ -206,6 +285,9 @@ impl ConcurrencyLimiterBuilder {
                 keys: self.keys.pattern("ratelimit")?.pattern("concurrency")?,
                 max: self.max,
                 lease: self.lease,
+                metrics: ConcurrencyMetrics::new(&self.name),
+                name: self.name.into(),
+                record_identity: self.record_identity,
             }),
         })
     }

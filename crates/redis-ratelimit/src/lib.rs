@@ -14,6 +14,7 @@ mod error;
 mod limit;
 mod limiter;
 mod local;
+mod metrics;
 mod permit;
 mod scripts;
 #[cfg(feature = "tower")]
@@ -28,6 +29,7 @@ pub use decision::{
 pub use error::{Error, Result};
 pub use limit::{Algorithm, Limit, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, MAX_REFILL};
 pub use limiter::{RateLimiter, RateLimiterBuilder};
+pub use metrics::METRICS;
 pub use permit::Permit;
 /// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
 pub use redis_core;

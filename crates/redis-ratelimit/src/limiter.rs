@@ -1,8 +1,13 @@
 //! [`RateLimiter`]: checks an identity against a [`Limit`] with one script call.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use redis_core::{KeySpace, Redis};
+use tracing::Instrument;
 
 use crate::{
     block_cache::BlockCache,
@@ -11,6 +16,7 @@ use crate::{
     error::{Error, Result},
     limit::{Algorithm, Limit},
     local::LocalLimiter,
+    metrics::{self, LimiterMetrics},
     scripts::script,
 };
 
@@ -42,11 +48,15 @@ struct Inner {
     policy: FailurePolicy,
     fallback: Option<LocalLimiter>,
     block_cache: Option<BlockCache>,
+    name: String,
+    record_identity: bool,
+    metrics: Arc<LimiterMetrics>,
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
+            .field("name", &self.inner.name)
             .field("keys", &self.inner.keys)
             .field("limit", &self.inner.limit)
             .field("policy", &self.inner.policy)
@@ -74,7 +84,14 @@ impl RateLimiter {
             limit,
             policy: FailurePolicy::ReturnError,
             block_cache: 0,
+            name: metrics::DEFAULT_NAME.to_owned(),
+            record_identity: false,
         }
+    }
+
+    /// The name of this limiter in its metrics and spans.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The limit this limiter sends with every check.
@@ -109,6 +126,9 @@ impl RateLimiter {
                     .block_cache
                     .as_ref()
                     .map(|c| BlockCache::new(c.capacity())),
+                name: self.inner.name.clone(),
+                record_identity: self.inner.record_identity,
+                metrics: self.inner.metrics.clone(),
             }),
         })
     }
@@ -138,6 +158,37 @@ impl RateLimiter {
     /// [`Error::InvalidArgument`] for a cost of 0; [`redis_core::Error::InvalidKey`] for an empty
     /// or oversized identity; Redis failures unless the [`FailurePolicy`] answers them.
     pub async fn check_n(&self, identity: &str, cost: u64) -> Result<Decision> {
+        let inner = &*self.inner;
+        let span = redis_core::operation_span!(
+            inner.redis,
+            "ratelimit.check",
+            name = %inner.name,
+            algorithm = inner.limit.algorithm().name(),
+            cost,
+            identity = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            source = tracing::field::Empty,
+        );
+        if inner.record_identity {
+            span.record("identity", identity);
+        }
+        async {
+            let started = Instant::now();
+            let result = self.decide(identity, cost).await;
+            inner.metrics.duration(started.elapsed());
+            if let Ok(decision) = &result {
+                inner.metrics.decision(decision);
+                span.record("outcome", metrics::outcome_field(decision.outcome()));
+                span.record("source", metrics::source_field(decision.source()));
+            }
+            result
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// The decision of [`check_n`](Self::check_n), without its span and metrics.
+    async fn decide(&self, identity: &str, cost: u64) -> Result<Decision> {
         let inner = &*self.inner;
         if cost == 0 {
             return Err(Error::InvalidArgument("cost must be at least 1"));
@@ -182,6 +233,9 @@ impl RateLimiter {
         let cap = self.inner.limit.capacity();
         tracing::debug!(error = %e, policy = ?self.inner.policy, "rate limit check without redis");
         let wait = LOCAL_DENIAL_WAIT;
+        if !matches!(self.inner.policy, FailurePolicy::ReturnError) {
+            self.inner.metrics.fallback();
+        }
         match (&self.inner.policy, &self.inner.fallback) {
             (FailurePolicy::FailOpen, _) => Ok(
                 Decision::allowed(cap, cap - cost, Duration::ZERO).with_source(Source::FailOpen)
@@ -213,20 +267,40 @@ pub struct RateLimiterBuilder {
     limit: Limit,
     policy: FailurePolicy,
     block_cache: usize,
+    name: String,
+    record_identity: bool,
 }
 
 impl fmt::Debug for RateLimiterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiterBuilder")
+            .field("name", &self.name)
             .field("keys", &self.keys)
             .field("limit", &self.limit)
             .field("policy", &self.policy)
             .field("block_cache", &self.block_cache)
+            .field("record_identity", &self.record_identity)
             .finish_non_exhaustive()
     }
 }
 
 impl RateLimiterBuilder {
+    /// The limiter's name: the `name` label of its metrics and the `name` field of its spans.
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ . -`, checked by [`build`](Self::build). Defaults
+    /// to `"default"`. Give each limiter of a process its own.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Records the checked identity in the `identity` field of the `ratelimit.check` span.
+    /// Defaults to false: identities (user ids, API keys, addresses) often are personal data or
+    /// secrets. Never a metric label either way.
+    pub fn record_identity(mut self, record: bool) -> Self {
+        self.record_identity = record;
+        self
+    }
+
     /// What to do when Redis is unreachable. Defaults to [`FailurePolicy::ReturnError`].
     pub fn on_redis_error(mut self, policy: FailurePolicy) -> Self {
         self.policy = policy;
@@ -247,8 +321,10 @@ impl RateLimiterBuilder {
     /// Validates and builds the limiter. Nothing is sent to Redis.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the limit (or the fallback limit) does not validate.
+    /// [`Error::InvalidConfig`] when the limit (or the fallback limit) or the name does not
+    /// validate.
     pub fn build(self) -> Result<RateLimiter> {
+        metrics::validate_name(&self.name)?;
         self.limit.validate()?;
         if let FailurePolicy::Local(local) = &self.policy {
             local.validate()?;
@@ -265,6 +341,9 @@ impl RateLimiterBuilder {
                 fallback: fallback(&self.policy),
                 policy: self.policy,
                 block_cache: (self.block_cache > 0).then(|| BlockCache::new(self.block_cache)),
+                metrics: LimiterMetrics::new(&self.name, self.limit.algorithm()),
+                name: self.name,
+                record_identity: self.record_identity,
             }),
         })
     }

@@ -1,11 +1,15 @@
 //! [`Permit`]: one slot of a [`ConcurrencyLimiter`](crate::ConcurrencyLimiter), given back on
 //! release, on drop, or when its lease runs out.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{Key, Redis};
+use tracing::Instrument;
 
-use crate::{decision::Decision, error::Result, limit::micros, scripts::CONCURRENCY_RELEASE};
+use crate::{
+    decision::Decision, error::Result, limit::micros, metrics::ConcurrencyMetrics,
+    scripts::CONCURRENCY_RELEASE,
+};
 
 /// One slot of a [`ConcurrencyLimiter`](crate::ConcurrencyLimiter). Release it when done;
 /// dropping it releases it in the background (on the current Tokio runtime, if any); otherwise
@@ -13,6 +17,9 @@ use crate::{decision::Decision, error::Result, limit::micros, scripts::CONCURREN
 #[must_use = "a permit holds a slot until released, dropped or expired"]
 pub struct Permit {
     redis: Redis,
+    name: Arc<str>,
+    /// Set once granted: the in-flight gauge this permit counts in until released or dropped.
+    held: Option<Arc<ConcurrencyMetrics>>,
     key: Key,
     id: String,
     lease: Duration,
@@ -23,6 +30,7 @@ pub struct Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
+            .field("name", &self.name)
             .field("key", &self.key)
             .field("id", &self.id)
             .field("decision", &self.decision)
@@ -35,6 +43,7 @@ impl Permit {
     /// releases whatever that request may have taken.
     pub(crate) fn armed(
         redis: Redis,
+        name: Arc<str>,
         key: Key,
         id: String,
         lease: Duration,
@@ -42,6 +51,8 @@ impl Permit {
     ) -> Self {
         Self {
             redis,
+            name,
+            held: None,
             key,
             id,
             lease,
@@ -50,9 +61,18 @@ impl Permit {
         }
     }
 
-    /// The server granted the lease with `decision`.
-    pub(crate) fn granted(&mut self, decision: Decision) {
+    /// The server granted the lease with `decision`; the permit counts in `metrics`' in-flight
+    /// gauge (already raised) until released or dropped.
+    pub(crate) fn granted(&mut self, decision: Decision, metrics: Arc<ConcurrencyMetrics>) {
         self.decision = decision;
+        self.held = Some(metrics);
+    }
+
+    /// This process no longer holds the slot.
+    fn given_back(&mut self) {
+        if let Some(metrics) = self.held.take() {
+            metrics.in_flight.decrement(1.0);
+        }
     }
 
     /// The server granted nothing: there is nothing to release.
@@ -78,7 +98,19 @@ impl Permit {
     /// # Errors
     /// Redis failures. `Ok(false)` when the lease had already run out (the slot may be someone else's).
     pub async fn extend(&self) -> Result<bool> {
-        self.send(micros(self.lease)).await
+        let span = redis_core::operation_span!(
+            self.redis,
+            "ratelimit.extend",
+            name = %self.name,
+            alive = tracing::field::Empty,
+        );
+        async {
+            let alive = self.send(micros(self.lease)).await?;
+            span.record("alive", alive);
+            Ok(alive)
+        }
+        .instrument(span.clone())
+        .await
     }
 
     /// Frees the slot now.
@@ -90,10 +122,22 @@ impl Permit {
     /// Redis failures (one more release is tried in the background, else the lease runs out by
     /// itself). `Ok(false)` when it had already expired.
     pub async fn release(mut self) -> Result<bool> {
-        let alive = self.send(0).await?;
-        // Only once Redis has answered: a release cut short leaves it to `Drop`.
-        self.released = true;
-        Ok(alive)
+        let span = redis_core::operation_span!(
+            self.redis,
+            "ratelimit.release",
+            name = %self.name,
+            alive = tracing::field::Empty,
+        );
+        async {
+            let alive = self.send(0).await?;
+            // Only once Redis has answered: a release cut short leaves it to `Drop`.
+            self.released = true;
+            self.given_back();
+            span.record("alive", alive);
+            Ok(alive)
+        }
+        .instrument(span.clone())
+        .await
     }
 
     /// Releases (`lease_us` 0) or extends the lease; true when it was alive.
@@ -118,6 +162,7 @@ impl Drop for Permit {
         if self.released {
             return;
         }
+        self.given_back();
         let redis = self.redis.clone();
         let key = self.key.clone();
         let id = std::mem::take(&mut self.id);
