@@ -67,7 +67,6 @@ pub(crate) trait Acquirer: Sync {
             .await;
             let outcome = Outcome::of(&result);
             metrics.acquisition(outcome, attempts, started.elapsed());
-            let span = tracing::Span::current();
             match &result {
                 Ok(Some(guard)) => span.record("fence", guard.fence()),
                 Ok(None) => span.record("outcome", "held"),
@@ -78,7 +77,7 @@ pub(crate) trait Acquirer: Sync {
             }
             result
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 
@@ -112,7 +111,6 @@ pub(crate) trait Acquirer: Sync {
                 Err(_) => Outcome::Error,
             };
             metrics.acquisition(outcome, attempts, started.elapsed());
-            let span = tracing::Span::current();
             span.record("outcome", outcome.as_str());
             span.record("attempts", attempts);
             if let Ok(guard) = &result {
@@ -120,7 +118,7 @@ pub(crate) trait Acquirer: Sync {
             }
             result
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 
@@ -147,10 +145,10 @@ pub(crate) trait Acquirer: Sync {
                 Err(e) if e.is_lost() => "lost",
                 Err(_) => "error",
             };
-            tracing::Span::current().record("outcome", outcome);
+            span.record("outcome", outcome);
             result
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 }

@@ -133,10 +133,10 @@ impl LockGuard {
                 Err(e) if e.is_lost() => "lost",
                 Err(_) => "error",
             };
-            tracing::Span::current().record("outcome", outcome);
+            span.record("outcome", outcome);
             result
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 

@@ -136,10 +136,10 @@ impl Lock {
                 .query(redis_core::redis::cmd("GET").arg(key.companion(FENCE_SUFFIX)))
                 .await?;
             let fence = value.unwrap_or(0);
-            tracing::Span::current().record("fence", fence);
+            span.record("fence", fence);
             Ok(fence)
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 }

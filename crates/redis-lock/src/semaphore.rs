@@ -138,10 +138,10 @@ impl Semaphore {
         async {
             let key = self.key(name)?;
             let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
-            tracing::Span::current().record("holders", count);
+            span.record("holders", count);
             Ok(count)
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
     }
 }
