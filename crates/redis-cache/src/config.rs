@@ -81,6 +81,8 @@ pub type RandomSource = Arc<dyn Fn() -> f64 + Send + Sync>;
 /// Validated settings shared by a cache's clones.
 #[derive(Clone)]
 pub(crate) struct Settings {
+    /// The `name` label of metrics and field of spans.
+    pub(crate) name: String,
     pub(crate) ttl: Duration,
     pub(crate) jitter: f64,
     pub(crate) negative_ttl: Duration,
@@ -98,6 +100,7 @@ pub(crate) struct Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
+            .field("name", &self.name)
             .field("ttl", &self.ttl)
             .field("jitter", &self.jitter)
             .field("negative_ttl", &self.negative_ttl)
@@ -121,6 +124,7 @@ fn default_random() -> f64 {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            name: "default".to_owned(),
             ttl: Duration::from_secs(300),
             jitter: 0.1,
             negative_ttl: Duration::from_secs(30),
@@ -141,6 +145,7 @@ impl Settings {
     /// Checks every setting; the message names the one at fault.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::invalid_config(m));
+        crate::metrics::validate_name(&self.name)?;
         if self.ttl < Duration::from_millis(1) {
             return bad("cache ttl must be at least 1 ms");
         }

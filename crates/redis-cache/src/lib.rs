@@ -13,6 +13,7 @@ mod entry;
 mod error;
 mod flight;
 mod lease;
+mod metrics;
 mod near;
 mod scripts;
 
@@ -20,6 +21,7 @@ pub use cache::{Cache, CacheBuilder};
 pub use config::{EntryOptions, FailurePolicy, NearCacheConfig, RandomSource, WriteMode};
 pub use entry::{jittered_ttl, xfetch_due};
 pub use error::{Error, LoadError, Result};
+pub use metrics::METRICS;
 pub use near::NearCacheStats;
 pub use redis_core;
 pub use redis_core::ErrorPredicates;

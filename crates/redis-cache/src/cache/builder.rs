@@ -67,6 +67,14 @@ impl<C: Codec> CacheBuilder<C> {
         }
     }
 
+    /// Sets the cache's name: the `name` label of its metrics and field of its spans, to tell
+    /// caches apart. Defaults to `"default"`; 1 to 64 characters of `[A-Za-z0-9_.-]`. Never put
+    /// a key or a user's data in it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = name.into();
+        self
+    }
+
     /// Sets how long a value is fresh. Defaults to 5 minutes. Must be at least 1 ms.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.settings.ttl = ttl;
@@ -159,9 +167,9 @@ impl<C: Codec> CacheBuilder<C> {
     /// Validates the settings and builds the cache.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero TTL, lease or version TTL,
-    /// a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near cache of no capacity or a
-    /// zero near TTL, or a near cache built outside a Tokio runtime;
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid name, a zero TTL,
+    /// lease or version TTL, a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near
+    /// cache of no capacity or a zero near TTL, or a near cache built outside a Tokio runtime;
     /// [`redis_core::Error::InvalidKey`] (as [`Error::Core`](crate::Error::Core)) if the key space
     /// cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {

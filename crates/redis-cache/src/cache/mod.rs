@@ -5,8 +5,9 @@ mod builder;
 
 use std::{fmt, sync::Arc};
 
-use redis_core::{Codec, Key, KeySpace, Redis, codec::Json};
+use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, operation_span};
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::{Instrument, field::Empty};
 
 pub use builder::CacheBuilder;
 
@@ -108,7 +109,15 @@ impl<C: Codec> Cache<C> {
     /// Redis errors under [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed) (under
     /// `FailOpen` they read as a miss); invalid names.
     pub async fn get<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>> {
-        self.engine.get(&self.key(name)?).await
+        let span = operation_span!(
+            self.engine.redis,
+            "cache.get",
+            name = %self.engine.settings.name,
+            result = Empty,
+        );
+        async { self.engine.get(&self.key(name)?, &span).await }
+            .instrument(span.clone())
+            .await
     }
 
     /// Stores `value` with the default TTL (jittered), fencing off fills of older loads.
@@ -129,7 +138,11 @@ impl<C: Codec> Cache<C> {
         value: &V,
         opts: &EntryOptions,
     ) -> Result<()> {
-        self.engine.put(&self.key(name)?, value, opts).await
+        let span =
+            operation_span!(self.engine.redis, "cache.set", name = %self.engine.settings.name);
+        async { self.engine.put(&self.key(name)?, value, opts).await }
+            .instrument(span)
+            .await
     }
 
     /// Deletes an entry and fences off fills of loads that started before. True if it existed.
@@ -137,7 +150,19 @@ impl<C: Codec> Cache<C> {
     /// # Errors
     /// Redis errors; invalid names.
     pub async fn delete(&self, name: &str) -> Result<bool> {
-        self.engine.write(&self.key(name)?, None).await
+        let span = operation_span!(
+            self.engine.redis,
+            "cache.delete",
+            name = %self.engine.settings.name,
+            existed = Empty,
+        );
+        async {
+            let existed = self.engine.write(&self.key(name)?, None).await?;
+            span.record("existed", existed);
+            Ok(existed)
+        }
+        .instrument(span.clone())
+        .await
     }
 
     /// Returns the cached value or loads it, with stampede protection (see the crate docs).
@@ -174,9 +199,19 @@ impl<C: Codec> Cache<C> {
         Fut: Future<Output = std::result::Result<Option<V>, E>>,
         E: Into<redis_core::BoxError>,
     {
-        self.engine
-            .get_or_load(&self.key(name)?, opts, loader)
-            .await
+        let span = operation_span!(
+            self.engine.redis,
+            "cache.get_or_load",
+            name = %self.engine.settings.name,
+            result = Empty,
+        );
+        async {
+            self.engine
+                .get_or_load(&self.key(name)?, opts, loader, &span)
+                .await
+        }
+        .instrument(span.clone())
+        .await
     }
 
     // ----- write-through -----------------------------------------------------------------------
@@ -222,15 +257,25 @@ impl<C: Codec> Cache<C> {
         Fut: Future<Output = std::result::Result<V, E>>,
         E: Into<redis_core::BoxError>,
     {
-        let key = self.key(name)?;
-        let value = writer().await.map_err(|e| Error::Write(e.into()))?;
-        match mode {
-            WriteMode::Update => self.engine.put(&key, &value, opts).await?,
-            _ => {
-                self.engine.write(&key, None).await?;
+        let span = operation_span!(
+            self.engine.redis,
+            "cache.write_through",
+            name = %self.engine.settings.name,
+            mode = ?mode,
+        );
+        async {
+            let key = self.key(name)?;
+            let value = writer().await.map_err(|e| Error::Write(e.into()))?;
+            match mode {
+                WriteMode::Update => self.engine.put(&key, &value, opts).await?,
+                _ => {
+                    self.engine.write(&key, None).await?;
+                }
             }
+            Ok(value)
         }
-        Ok(value)
+        .instrument(span)
+        .await
     }
 
     // ----- tags --------------------------------------------------------------------------------
@@ -241,6 +286,13 @@ impl<C: Codec> Cache<C> {
     /// # Errors
     /// Redis errors; an invalid tag.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        self.engine.invalidate_tag(&self.tag_key(tag)?).await
+        let span = operation_span!(
+            self.engine.redis,
+            "cache.invalidate_tag",
+            name = %self.engine.settings.name,
+        );
+        async { self.engine.invalidate_tag(&self.tag_key(tag)?).await }
+            .instrument(span)
+            .await
     }
 }

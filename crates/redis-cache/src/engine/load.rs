@@ -21,6 +21,7 @@ use crate::{
     error::{Error, LoadError, Result},
     flight::{self, Role},
     lease::{LEASE, Lease},
+    metrics::{Metrics, Read},
     scripts::{BEGIN, STORE},
 };
 
@@ -55,12 +56,35 @@ struct Begun {
 
 impl<C: Codec> Engine<C> {
     /// Cache-aside with stampede protection (see
-    /// [`Cache::get_or_load`](crate::Cache::get_or_load)).
+    /// [`Cache::get_or_load`](crate::Cache::get_or_load)); counts the read by what it served,
+    /// which is recorded on `span`.
     pub(crate) async fn get_or_load<V, F, Fut, E>(
         &self,
         key: &Key,
         opts: &EntryOptions,
         loader: F,
+        span: &tracing::Span,
+    ) -> Result<Option<V>>
+    where
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<Option<V>, E>>,
+        E: Into<redis_core::BoxError>,
+    {
+        let mut read = Read::Miss;
+        let result = self.serve_or_load(key, opts, loader, &mut read).await;
+        self.metrics.read(read, span);
+        result
+    }
+
+    /// The cached value, or the value of a load (this caller's, or one it joined); `read` is
+    /// set to what was served from the cache, and stays [`Read::Miss`] for a load.
+    async fn serve_or_load<V, F, Fut, E>(
+        &self,
+        key: &Key,
+        opts: &EntryOptions,
+        loader: F,
+        read: &mut Read,
     ) -> Result<Option<V>>
     where
         V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -76,9 +100,11 @@ impl<C: Codec> Engine<C> {
             fallback = match self.lookup::<V>(key).await {
                 Ok(Lookup::Fresh(found)) => {
                     if !self.early_refresh_due(&found) {
+                        *read = found.served();
                         return Ok(found.value);
                     }
                     tracing::debug!(key = %key, "early refresh (xfetch)");
+                    self.metrics.early_refreshes.increment(1);
                     Some(found)
                 }
                 Ok(Lookup::Stale(found)) => Some(found),
@@ -95,8 +121,10 @@ impl<C: Codec> Engine<C> {
                     break;
                 }
                 Role::Follower(rx) => {
+                    self.metrics.coalesced.increment(1);
                     if let Some(found) = fallback {
                         // Someone in this process is refreshing: serve what we have.
+                        *read = found.served();
                         return Ok(found.value);
                     }
                     match flight::wait(rx).await {
@@ -118,7 +146,9 @@ impl<C: Codec> Engine<C> {
             }
         }
         // Leader (or, after repeated unusable outcomes, on our own).
-        let result = self.refresh(key, opts, fallback, redis_ok, loader).await;
+        let result = self
+            .refresh(key, opts, fallback, redis_ok, loader, read)
+            .await;
         if let Some(lead) = lead {
             let outcome = match &result {
                 Ok(v) => Ok(v.clone().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)),
@@ -131,7 +161,8 @@ impl<C: Codec> Engine<C> {
         result
     }
 
-    /// The leader's path: lease, versions, load, conditional fill.
+    /// The leader's path: lease, versions, load, conditional fill. `read` is set when a cached
+    /// value is served instead of a load.
     async fn refresh<V, F, Fut, E>(
         &self,
         key: &Key,
@@ -139,6 +170,7 @@ impl<C: Codec> Engine<C> {
         mut fallback: Option<Found<V>>,
         redis_ok: bool,
         loader: F,
+        read: &mut Read,
     ) -> Result<Option<V>>
     where
         V: Serialize + DeserializeOwned,
@@ -147,22 +179,32 @@ impl<C: Codec> Engine<C> {
         E: Into<redis_core::BoxError>,
     {
         if !redis_ok {
-            return run(loader).await.map(|(v, _)| v).map_err(Error::Load);
+            return run(&self.metrics, loader)
+                .await
+                .map(|(v, _)| v)
+                .map_err(Error::Load);
         }
         let lease_key = key.companion(LEASE);
         let begun = match self.begin(key, &lease_key).await {
             Ok(begun) if begun.lease.is_some() => Some(begun),
             Ok(_) => match fallback {
                 // Another process refreshes; serve the stale (or early) value meanwhile.
-                Some(found) => return Ok(found.value),
-                None => match self.wait_for_holder::<V>(key, &lease_key).await {
-                    Waited::Value(v) => return Ok(v),
-                    Waited::Lease(begun) => Some(begun),
-                    Waited::GiveUp => None,
-                },
+                Some(found) => {
+                    *read = found.served();
+                    return Ok(found.value);
+                }
+                None => {
+                    self.metrics.lease_waits.increment(1);
+                    match self.wait_for_holder::<V>(key, &lease_key).await {
+                        Waited::Value(v) => return Ok(v),
+                        Waited::Lease(begun) => Some(begun),
+                        Waited::GiveUp => None,
+                    }
+                }
             },
             Err(e) => {
                 if let Some(found) = fallback {
+                    *read = found.served();
                     return Ok(found.value);
                 }
                 self.tolerate(e, "lease")?;
@@ -183,6 +225,7 @@ impl<C: Codec> Engine<C> {
                             if let Some(lease) = lease {
                                 lease.release().await;
                             }
+                            *read = found.served();
                             return Ok(found.value);
                         }
                         Ok(Lookup::Stale(found)) => fallback = Some(found),
@@ -208,7 +251,7 @@ impl<C: Codec> Engine<C> {
         };
         // From here until the fill, a cancelled or panicking load drops `lease`, whose guard
         // releases it in the background.
-        match run(loader).await {
+        match run(&self.metrics, loader).await {
             Ok((value, took)) => {
                 if let Some(versions) = versions {
                     self.fill(key, opts, value.as_ref(), took, versions, lease)
@@ -225,6 +268,7 @@ impl<C: Codec> Engine<C> {
                 match fallback {
                     Some(found) => {
                         tracing::warn!(key = %key, error = %e, "loader failed; serving the stale value");
+                        *read = found.served();
                         Ok(found.value)
                     }
                     None => Err(Error::Load(e)),
@@ -364,16 +408,23 @@ impl<C: Codec> Engine<C> {
     }
 }
 
-/// Runs a loader and measures it.
-async fn run<V, F, Fut, E>(loader: F) -> std::result::Result<(Option<V>, Duration), LoadError>
+/// Runs a loader, measures it and counts it.
+async fn run<V, F, Fut, E>(
+    metrics: &Metrics,
+    loader: F,
+) -> std::result::Result<(Option<V>, Duration), LoadError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = std::result::Result<Option<V>, E>>,
     E: Into<redis_core::BoxError>,
 {
     let started = Instant::now();
-    match loader().await {
-        Ok(v) => Ok((v, started.elapsed())),
+    let result = loader().await;
+    let took = started.elapsed();
+    metrics.load_duration.record_duration(took);
+    metrics.load(result.is_ok());
+    match result {
+        Ok(v) => Ok((v, took)),
         Err(e) => {
             let e: redis_core::BoxError = e.into();
             Err(Arc::from(e))

@@ -19,6 +19,7 @@ use crate::{
     config::{FailurePolicy, Settings},
     error::{Error, Result},
     flight::Flights,
+    metrics::Metrics,
     near::{self, Near},
 };
 
@@ -33,6 +34,8 @@ pub(crate) struct Engine<C> {
     pub(crate) codec: C,
     pub(crate) settings: Settings,
     pub(crate) flights: Flights,
+    /// Handles registered when the cache was built.
+    pub(crate) metrics: Metrics,
     /// The near cache, when on.
     pub(crate) near: Option<Arc<Near>>,
     /// Dropped with the last clone: stops the near cache's tracking task.
@@ -45,16 +48,20 @@ impl<C: Codec> Engine<C> {
     pub(crate) fn new(redis: Redis, keys: &KeySpace, codec: C, settings: Settings) -> Result<Self> {
         let entries = keys.pattern("cache")?;
         let tags = entries.pattern("tag")?;
+        let metrics = Metrics::new(&settings.name);
         let (near, stop) = match settings.near {
             Some(config) => {
                 let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                     Error::invalid_config("a near cache must be built inside a Tokio runtime")
                 })?;
-                let near = Arc::new(Near::new(
-                    config,
-                    format!("{}:", entries.prefix()),
-                    format!("{}:", tags.prefix()),
-                ));
+                let near = Arc::new(
+                    Near::new(
+                        config,
+                        format!("{}:", entries.prefix()),
+                        format!("{}:", tags.prefix()),
+                    )
+                    .metered(metrics.near.clone()),
+                );
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
                 near::spawn(&runtime, near.clone(), redis.clone(), stop_rx);
                 (Some(near), Some(stop_tx))
@@ -68,6 +75,7 @@ impl<C: Codec> Engine<C> {
             codec,
             settings,
             flights: Flights::default(),
+            metrics,
             near,
             _stop_tracking: stop,
         })

@@ -13,6 +13,7 @@ use super::Engine;
 use crate::{
     entry::{self, Kind},
     error::Result,
+    metrics::Read,
     near::Near,
     scripts::REMOVE_CORRUPT,
 };
@@ -23,6 +24,19 @@ pub(crate) struct Found<V> {
     pub(crate) value: Option<V>,
     pub(crate) fresh_until_ms: u64,
     pub(crate) delta_ms: u32,
+    /// Past its freshness when read (kept for its grace period).
+    pub(crate) stale: bool,
+}
+
+impl<V> Found<V> {
+    /// What serving this entry counts as.
+    pub(crate) fn served(&self) -> Read {
+        match (&self.value, self.stale) {
+            (_, true) => Read::Stale,
+            (None, false) => Read::NegativeHit,
+            (Some(_), false) => Read::Hit,
+        }
+    }
 }
 
 /// What a read found.
@@ -37,13 +51,22 @@ type Opened<'a, V> = (Found<V>, Vec<(&'a [u8], &'a [u8])>);
 
 impl<C: Codec> Engine<C> {
     /// A fresh value, `None` for anything else (see [`Cache::get`](crate::Cache::get)); Redis
-    /// errors go through the failure policy.
-    pub(crate) async fn get<V: DeserializeOwned>(&self, key: &Key) -> Result<Option<V>> {
-        match self.lookup::<V>(key).await {
-            Ok(Lookup::Fresh(found)) => Ok(found.value),
-            Ok(Lookup::Stale(_) | Lookup::Miss) => Ok(None),
-            Err(e) => self.tolerate(e, "read").map(|()| None),
-        }
+    /// errors go through the failure policy. What it served is recorded on `span`.
+    pub(crate) async fn get<V: DeserializeOwned>(
+        &self,
+        key: &Key,
+        span: &tracing::Span,
+    ) -> Result<Option<V>> {
+        let (result, read) = match self.lookup::<V>(key).await {
+            Ok(Lookup::Fresh(found)) => {
+                let read = found.served();
+                (Ok(found.value), read)
+            }
+            Ok(Lookup::Stale(_) | Lookup::Miss) => (Ok(None), Read::Miss),
+            Err(e) => (self.tolerate(e, "read").map(|()| None), Read::Miss),
+        };
+        self.metrics.read(read, span);
+        result
     }
 
     /// A fresh near-cache copy, else one `GET`, decode, tag check. Corrupt payloads are removed
@@ -55,6 +78,7 @@ impl<C: Codec> Engine<C> {
         let ticket = match &self.near {
             Some(near) => {
                 if let Some(found) = self.near_hit(near, key) {
+                    self.metrics.near_hits.increment(1);
                     return Ok(Lookup::Fresh(found));
                 }
                 near.ticket(key.as_str())
@@ -65,7 +89,7 @@ impl<C: Codec> Engine<C> {
         let Some(raw) = raw else {
             return Ok(Lookup::Miss);
         };
-        let (found, tags) = match self.open::<V>(&raw) {
+        let (mut found, tags) = match self.open::<V>(&raw) {
             Ok(opened) => opened,
             Err(reason) => {
                 self.remove_corrupt(key, &raw, &reason).await;
@@ -77,6 +101,7 @@ impl<C: Codec> Engine<C> {
         }
         let now = entry::now_ms();
         if now >= found.fresh_until_ms {
+            found.stale = true;
             return Ok(Lookup::Stale(found));
         }
         if let (Some(near), Some(ticket)) = (&self.near, ticket) {
@@ -105,6 +130,7 @@ impl<C: Codec> Engine<C> {
             value,
             fresh_until_ms: env.fresh_until_ms,
             delta_ms: env.delta_ms,
+            stale: false,
         };
         Ok((found, env.tags))
     }
@@ -170,8 +196,12 @@ impl<C: Codec> Engine<C> {
             .arg(raw)
             .invoke::<i64>(&self.redis)
             .await;
-        if let Err(e) = removed {
-            tracing::warn!(key = %key, error = %e, "could not remove corrupt cache entry");
+        match removed {
+            Ok(1) => self.metrics.corrupt_entries.increment(1),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "could not remove corrupt cache entry");
+            }
         }
     }
 }

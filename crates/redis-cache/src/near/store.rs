@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::config::NearCacheConfig;
+use crate::{config::NearCacheConfig, metrics::NearMetrics};
 
 /// Number of per-key epoch stripes.
 const STRIPES: usize = 256;
@@ -74,6 +74,8 @@ pub(crate) struct Near {
     misses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    /// Push metrics, next to the counters of [`NearCacheStats`].
+    metrics: NearMetrics,
 }
 
 fn stripe(key: &[u8]) -> usize {
@@ -103,7 +105,14 @@ impl Near {
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            metrics: NearMetrics::default(),
         }
+    }
+
+    /// Records invalidations and flushes on `metrics` too.
+    pub(crate) fn metered(mut self, metrics: NearMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// `<keys>:cache:`, the prefix Redis is asked to track.
@@ -203,6 +212,14 @@ impl Near {
         state.compact(self.config.capacity);
     }
 
+    /// Evicts `key` named by an invalidation push from the server (see [`invalidate`]).
+    ///
+    /// [`invalidate`]: Self::invalidate
+    pub(crate) fn invalidate_pushed(&self, key: &[u8]) {
+        self.metrics.invalidations.increment(1);
+        self.invalidate(key);
+    }
+
     /// Evicts `key` (a write of this process, or a push). A tag version key also evicts every
     /// entry carrying that tag.
     pub(crate) fn invalidate(&self, key: &[u8]) {
@@ -223,6 +240,7 @@ impl Near {
     /// store what they read.
     pub(crate) fn flush(&self, tracking: bool) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.flushes.increment(1);
         let mut state = self.lock();
         state.map.clear();
         state.clock.clear();

@@ -185,8 +185,8 @@ fn apply(near: &Near, data: Vec<Value>) {
             Value::Array(keys) => {
                 for key in keys {
                     match key {
-                        Value::BulkString(key) => near.invalidate(&key),
-                        Value::SimpleString(key) => near.invalidate(key.as_bytes()),
+                        Value::BulkString(key) => near.invalidate_pushed(&key),
+                        Value::SimpleString(key) => near.invalidate_pushed(key.as_bytes()),
                         _ => near.flush(true),
                     }
                 }
