@@ -321,3 +321,22 @@ async fn tower_rows(rows: &mut Rows<'_>, store: &SessionStore, secrets: &mut Vec
     let needles: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_no_field_contains(&spans, &needles);
 }
+
+/// The observed operations stay `Send` (a compile-time check: never called).
+#[allow(dead_code)]
+fn operation_futures_are_send(store: &SessionStore, id: &str) {
+    fn send<T: Send>(_: T) {}
+    send(store.create(&support::cart()));
+    send(store.create_for_user("u", &support::cart()));
+    send(store.load(id));
+    send(store.touch(id));
+    send(store.set_field(id, "f", &1));
+    send(store.update(id, &support::cart()));
+    send(store.remove_field(id, "f"));
+    send(store.rotate(id));
+    send(store.rotate_for_user(id, "u"));
+    send(store.destroy(id));
+    send(store.list_user("u"));
+    send(store.revoke("u", id));
+    send(store.revoke_user("u"));
+}
