@@ -56,6 +56,8 @@ pub(crate) struct ConsumerSettings {
     pub(crate) dead_letter_max_len: u64,
     pub(crate) start_id: String,
     pub(crate) backoff: Backoff,
+    /// How often the group's lag and pending count are sampled for the gauges.
+    pub(crate) metrics_interval: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -70,6 +72,7 @@ impl Default for ConsumerSettings {
             dead_letter_max_len: 100_000,
             start_id: "0".into(),
             backoff: Backoff::default(),
+            metrics_interval: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +106,11 @@ impl ConsumerSettings {
         }
         if self.start_id.is_empty() {
             return Err(Error::invalid_config("empty start id"));
+        }
+        if self.metrics_interval.as_millis() == 0 {
+            return Err(Error::invalid_config(
+                "metrics interval below one millisecond",
+            ));
         }
         self.claim_interval = Some(claim_interval);
         Ok(self)

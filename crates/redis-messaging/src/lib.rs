@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod metrics;
 mod pubsub;
 mod scripts;
 mod streams;
@@ -15,6 +16,7 @@ mod value;
 
 pub use config::{DEFAULT_MAX_BACKLOG, Retention};
 pub use error::{Error, Result};
+pub use metrics::METRICS;
 pub use pubsub::{
     Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder, Subscription,
     Undecodable,

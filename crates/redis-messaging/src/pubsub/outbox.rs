@@ -9,6 +9,7 @@ use std::sync::{
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::event::{Gap, GapKind, Raw};
+use crate::metrics::SubscriptionMetrics;
 
 /// The sending side of the subscription's bounded channel. It never waits for the reader: a
 /// message that does not fit is dropped and counted, and the gaps (reconnects, drops) wait here
@@ -21,6 +22,7 @@ pub(super) struct Outbox {
     /// Messages dropped since the last delivered overflow gap: when the first was, and how many.
     overflow: Option<(tokio::time::Instant, u64)>,
     dropped: Arc<AtomicU64>,
+    metrics: SubscriptionMetrics,
 }
 
 /// The reader is gone.
@@ -34,7 +36,14 @@ impl Outbox {
             reconnect: None,
             overflow: None,
             dropped,
+            metrics: SubscriptionMetrics::default(),
         }
+    }
+
+    /// Records gaps and drops on `metrics` (no metrics until then).
+    pub(super) fn with_metrics(mut self, metrics: SubscriptionMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// True while a gap waits for room.
@@ -45,14 +54,17 @@ impl Outbox {
     /// Delivers the pending gaps that fit; `Ok(true)` when none is left.
     pub(super) fn flush(&mut self) -> Result<bool, Closed> {
         if let Some(gap) = self.reconnect.take() {
-            match self.tx.try_send(Raw::Gap(gap)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(Raw::Gap(gap))) => {
+            match self.tx.try_reserve() {
+                Ok(slot) => {
+                    // Counted before the reader can see it.
+                    self.metrics.gaps.increment(1);
+                    slot.send(Raw::Gap(gap));
+                }
+                Err(TrySendError::Full(())) => {
                     self.reconnect = Some(gap);
                     return Ok(false);
                 }
-                Err(TrySendError::Full(_)) => return Ok(false),
-                Err(TrySendError::Closed(_)) => return Err(Closed),
+                Err(TrySendError::Closed(())) => return Err(Closed),
             }
         }
         if let Some((since, dropped)) = self.overflow {
@@ -113,6 +125,7 @@ impl Outbox {
                 "pub/sub reader is behind; dropping messages"
             );
         }
+        self.metrics.dropped.increment(1);
         self.dropped.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -9,13 +9,18 @@ use redis_core::{Backoff, Codec, Redis, codec::Json};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{
     outbox::Outbox,
     subscription::Subscription,
     worker::{Worker, connect},
 };
-use crate::{config::SubscriberSettings, error::Result};
+use crate::{
+    config::SubscriberSettings,
+    error::Result,
+    metrics::{DEFAULT_NAME, SubscriptionMetrics, validate_name},
+};
 
 /// Builds a [`Subscription`]: what to listen to and how to come back after a disconnect.
 ///
@@ -46,6 +51,7 @@ pub struct SubscriberBuilder<C: Codec = Json> {
     redis: Redis,
     codec: C,
     settings: SubscriberSettings,
+    name: String,
 }
 
 /// Entry point for subscriptions; see [`Subscriber::builder`].
@@ -60,11 +66,20 @@ impl Subscriber {
             redis,
             codec: Json,
             settings: SubscriberSettings::default(),
+            name: DEFAULT_NAME.to_owned(),
         }
     }
 }
 
 impl<C: Codec> SubscriberBuilder<C> {
+    /// The name this subscription reports in metrics (the `name` label) and spans: 1 to 64
+    /// characters of `[A-Za-z0-9_.-]`, checked by [`subscribe`](Self::subscribe). Defaults to
+    /// `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Listens to a channel (`SUBSCRIBE`). Call once per channel.
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.settings.channels.channels.push(channel.into());
@@ -91,6 +106,7 @@ impl<C: Codec> SubscriberBuilder<C> {
             redis: self.redis,
             codec,
             settings: self.settings,
+            name: self.name,
         }
     }
 
@@ -133,18 +149,29 @@ impl<C: Codec> SubscriberBuilder<C> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an empty subscription, an empty
-    /// name or bad timings; [`Error::Core`](crate::Error::Core) with
-    /// [`redis_core::Error::Unsupported`] for sharded channels without a cluster, and when the
-    /// first connection or subscription fails (so a wrong address fails loudly, not in a loop).
+    /// channel name, bad timings or a [`name`](Self::name) that breaks its rule;
+    /// [`Error::Core`](crate::Error::Core) with [`redis_core::Error::Unsupported`] for sharded
+    /// channels without a cluster, and when the first connection or subscription fails (so a
+    /// wrong address fails loudly, not in a loop).
     pub async fn subscribe<T: DeserializeOwned>(self) -> Result<Subscription<T, C>> {
+        validate_name(&self.name)?;
         let SubscriberSettings {
             channels,
             backoff,
             health_check,
             max_backlog,
         } = self.settings.validate()?;
+        // How many channels and patterns, never which: a channel may name a user or a session.
+        let span = redis_core::operation_span!(
+            self.redis,
+            "messaging.subscribe",
+            name = %self.name,
+            subscriptions = channels.channels.len() + channels.patterns.len() + channels.sharded.len(),
+        );
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let conn = connect(&self.redis, &channels, push_tx).await?;
+        let conn = connect(&self.redis, &channels, push_tx)
+            .instrument(span)
+            .await?;
         let (tx, rx) = mpsc::channel(max_backlog);
         let dropped = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
@@ -155,7 +182,8 @@ impl<C: Codec> SubscriberBuilder<C> {
             health_check,
             cancel: cancel.clone(),
         };
-        let outbox = Outbox::new(tx, max_backlog, Arc::clone(&dropped));
+        let outbox = Outbox::new(tx, max_backlog, Arc::clone(&dropped))
+            .with_metrics(SubscriptionMetrics::new(&self.name));
         tokio::spawn(worker.run(conn, push_rx, outbox));
         Ok(Subscription::new(
             rx,

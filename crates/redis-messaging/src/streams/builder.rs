@@ -11,6 +11,7 @@ use super::{
 use crate::{
     config::ConsumerSettings,
     error::{Error, Result},
+    metrics::{ConsumerMetrics, consumer_default_name, validate_name},
 };
 
 /// Builds a [`Consumer`].
@@ -21,7 +22,9 @@ pub struct ConsumerBuilder<C: Codec = Json> {
     keys: KeySpace,
     stream: String,
     group: String,
-    name: String,
+    consumer: String,
+    /// The `name` of metrics and spans; `None`: the group's name if it fits, else `"default"`.
+    label: Option<String>,
     codec: C,
     settings: ConsumerSettings,
 }
@@ -42,7 +45,8 @@ impl Consumer<Json> {
             keys: keys.clone(),
             stream: stream.into(),
             group: group.into(),
-            name: name.into(),
+            consumer: name.into(),
+            label: None,
             codec: Json,
             settings: ConsumerSettings::default(),
         }
@@ -50,6 +54,23 @@ impl Consumer<Json> {
 }
 
 impl<C: Codec> ConsumerBuilder<C> {
+    /// The name this consumer reports in metrics (the `name` label) and spans: 1 to 64
+    /// characters of `[A-Za-z0-9_.-]`, checked by [`build`](Self::build). Not the consumer's name
+    /// in its group (given to [`Consumer::builder`]). Defaults to the group's name when that fits
+    /// the rule, else `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.label = Some(name.into());
+        self
+    }
+
+    /// How often the consumer samples its group's `lag` and `pending` (`XINFO GROUPS`) for the
+    /// `redis_patterns_messaging_group_lag` and `_group_pending` gauges while it runs (only
+    /// with the `metrics` feature). Defaults to 10 s.
+    pub fn metrics_interval(mut self, every: Duration) -> Self {
+        self.settings.metrics_interval = every;
+        self
+    }
+
     /// Entries fetched per `XREADGROUP` (and per claim). Defaults to 10.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.settings.batch_size = n;
@@ -122,7 +143,8 @@ impl<C: Codec> ConsumerBuilder<C> {
             keys: self.keys,
             stream: self.stream,
             group: self.group,
-            name: self.name,
+            consumer: self.consumer,
+            label: self.label,
             codec,
             settings: self.settings,
         }
@@ -131,12 +153,20 @@ impl<C: Codec> ConsumerBuilder<C> {
     /// Checks the settings and builds the stream's keys.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for empty names, zero sizes or durations, or a claim interval
-    /// longer than `min_idle`; [`Error::Core`] for a stream name that makes no valid key.
+    /// [`Error::InvalidConfig`] for empty names, zero sizes or durations, a claim interval
+    /// longer than `min_idle`, or a [`name`](Self::name) that breaks its rule; [`Error::Core`]
+    /// for a stream name that makes no valid key.
     pub fn build(self) -> Result<Consumer<C>> {
-        if self.group.is_empty() || self.name.is_empty() {
+        if self.group.is_empty() || self.consumer.is_empty() {
             return Err(Error::invalid_config("empty group or consumer name"));
         }
+        let label = match self.label {
+            Some(label) => {
+                validate_name(&label)?;
+                label
+            }
+            None => consumer_default_name(&self.group),
+        };
         let settings = self.settings.validate()?;
         let stream = stream_key(&self.keys, &self.stream)?;
         Ok(Consumer {
@@ -145,7 +175,9 @@ impl<C: Codec> ConsumerBuilder<C> {
                 dead: dead_letter_key(&stream),
                 stream,
                 group: self.group,
-                name: self.name.into(),
+                name: self.consumer.into(),
+                metrics: ConsumerMetrics::new(&label),
+                label,
                 codec: self.codec,
                 settings,
                 counters: Counters::default(),

@@ -10,9 +10,10 @@ use std::{
 };
 
 use redis_core::{Codec, Key, Redis, codec::Json};
+use tracing::Instrument as _;
 
 use super::group::ensure_group;
-use crate::{config::ConsumerSettings, error::Result};
+use crate::{config::ConsumerSettings, error::Result, metrics::ConsumerMetrics};
 
 /// One message handed to a handler.
 #[derive(Debug, Clone)]
@@ -93,6 +94,9 @@ pub(super) struct Inner<C> {
     pub(super) dead: Key,
     pub(super) group: String,
     pub(super) name: Arc<str>,
+    /// The `name` of metrics and spans.
+    pub(super) label: String,
+    pub(super) metrics: ConsumerMetrics,
     pub(super) codec: C,
     pub(super) settings: ConsumerSettings,
     pub(super) counters: Counters,
@@ -147,12 +151,18 @@ impl<C: Codec> Consumer<C> {
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) when the command fails.
     pub async fn ensure_group(&self) -> Result<()> {
+        let span = redis_core::operation_span!(
+            self.inner.redis,
+            "messaging.ensure_group",
+            name = %self.inner.label,
+        );
         ensure_group(
             &self.inner.redis,
             &self.inner.stream,
             &self.inner.group,
             &self.inner.settings.start_id,
         )
+        .instrument(span)
         .await
     }
 }

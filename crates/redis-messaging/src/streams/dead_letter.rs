@@ -90,9 +90,9 @@ pub async fn read_dead_letters(
 }
 
 impl<C: Codec> Consumer<C> {
-    /// Moves entry `id` to the dead-letter stream, if this consumer still owns it. Failures are
-    /// logged: the entry then stays pending and comes back after `min_idle`.
-    pub(super) async fn dead_letter(&self, id: &str, reason: &str, attempts: u64) {
+    /// Moves entry `id` to the dead-letter stream, if this consumer still owns it; true when it
+    /// did. Failures are logged: the entry then stays pending and comes back after `min_idle`.
+    pub(super) async fn dead_letter(&self, id: &str, reason: &str, attempts: u64) -> bool {
         let inner = &self.inner;
         let moved: redis_core::Result<i64> = DEAD_LETTER
             .call()
@@ -108,14 +108,18 @@ impl<C: Codec> Consumer<C> {
             .await;
         match moved {
             Ok(1) => {
+                inner.metrics.dead_lettered.increment(1);
                 inner.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%id, attempts, %reason, "entry moved to the dead-letter stream");
+                true
             }
             Ok(_) => {
-                tracing::debug!(%id, "entry was claimed by another consumer; not dead-lettered here")
+                tracing::debug!(%id, "entry was claimed by another consumer; not dead-lettered here");
+                false
             }
             Err(e) => {
-                tracing::warn!(%id, error = %e, "dead-lettering failed; the entry stays pending")
+                tracing::warn!(%id, error = %e, "dead-lettering failed; the entry stays pending");
+                false
             }
         }
     }

@@ -7,6 +7,7 @@ use std::{
     marker::PhantomData,
     panic::AssertUnwindSafe,
     sync::{Arc, atomic::Ordering},
+    time::Instant,
 };
 
 use futures_util::FutureExt as _;
@@ -16,6 +17,7 @@ use tokio::{
     sync::{Semaphore, mpsc},
     task::JoinSet,
 };
+use tracing::Instrument as _;
 
 use super::{
     PAYLOAD_FIELD,
@@ -84,15 +86,46 @@ where
     }
 }
 
-/// Decodes one entry and runs the handler on it: a success goes to the acknowledger, a failure
-/// leaves the entry pending (or dead-letters it on its last delivery), a payload that does not
-/// decode is dead-lettered at once.
+/// Handles one entry in a `messaging.handle` span: the entry id, its delivery count and, once
+/// known, the outcome (`ok`, `failed`, `dead_lettered` or `undecodable`).
 async fn process<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: Fetched,
     handler: &F,
     acks: &mpsc::UnboundedSender<String>,
 ) where
+    C: Codec,
+    T: DeserializeOwned,
+    F: Fn(Delivery<T>) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+    E: fmt::Display,
+{
+    let inner = &consumer.inner;
+    // Stream entry ids are server timestamps, neither a key nor a payload.
+    let span = redis_core::operation_span!(
+        inner.redis,
+        "messaging.handle",
+        name = %inner.label,
+        messaging.message.id = %entry.id,
+        delivery_count = entry.attempt,
+        outcome = tracing::field::Empty,
+    );
+    let outcome = handle(consumer, entry, handler, acks)
+        .instrument(span.clone())
+        .await;
+    span.record("outcome", outcome);
+}
+
+/// Decodes one entry and runs the handler on it: a success goes to the acknowledger, a failure
+/// leaves the entry pending (or dead-letters it on its last delivery), a payload that does not
+/// decode is dead-lettered at once. Returns the outcome for the span.
+async fn handle<C, T, F, Fut, E>(
+    consumer: &Consumer<C>,
+    entry: Fetched,
+    handler: &F,
+    acks: &mpsc::UnboundedSender<String>,
+) -> &'static str
+where
     C: Codec,
     T: DeserializeOwned,
     F: Fn(Delivery<T>) -> Fut,
@@ -113,9 +146,11 @@ async fn process<C, T, F, Fut, E>(
             consumer
                 .dead_letter(&entry.id, &reason, entry.attempt)
                 .await;
-            return;
+            return "undecodable";
         }
     };
+    // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
+    inner.metrics.delivered.increment(1);
     inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
     let delivery = Delivery {
         id: entry.id.clone(),
@@ -123,7 +158,12 @@ async fn process<C, T, F, Fut, E>(
         attempt: entry.attempt,
         consumer: inner.name.clone(),
     };
+    let started = Instant::now();
     let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
+    inner
+        .metrics
+        .handler_duration
+        .record_duration(started.elapsed());
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
@@ -133,14 +173,20 @@ async fn process<C, T, F, Fut, E>(
         None => {
             // The acknowledger outlives every handler task of the run.
             let _ = acks.send(entry.id);
+            "ok"
         }
         Some(reason) => {
+            inner.metrics.failed.increment(1);
             inner.counters.failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(id = %entry.id, attempt = entry.attempt, %reason, "handler failed");
-            if entry.attempt >= inner.settings.max_deliveries {
-                consumer
+            if entry.attempt >= inner.settings.max_deliveries
+                && consumer
                     .dead_letter(&entry.id, &reason, entry.attempt)
-                    .await;
+                    .await
+            {
+                "dead_lettered"
+            } else {
+                "failed"
             }
         }
     }
@@ -167,6 +213,7 @@ impl<C: Codec> Consumer<C> {
                     .await;
                 match acked {
                     Ok(_) => {
+                        inner.metrics.acked.increment(batch.len() as u64);
                         inner
                             .counters
                             .acked

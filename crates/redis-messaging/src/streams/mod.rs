@@ -14,6 +14,7 @@ mod idempotency;
 mod producer;
 mod reply;
 mod run;
+mod sample;
 
 use redis_core::{Key, KeySpace};
 

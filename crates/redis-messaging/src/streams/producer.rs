@@ -1,12 +1,18 @@
 //! The Streams producer: typed `XADD` with retention.
 
-use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, duration_millis, redis};
+use std::sync::Arc;
+
+use redis_core::{
+    Codec, Key, KeySpace, Redis, codec::Json, duration_millis, metrics::Counter, redis,
+};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use super::{PAYLOAD_FIELD, stream_key};
 use crate::{
     config::Retention,
     error::{Error, Result},
+    metrics::{DEFAULT_NAME, published, validate_name},
     scripts::XADD_MINID,
 };
 
@@ -31,6 +37,8 @@ pub struct Producer<C: Codec = Json> {
     stream: Key,
     retention: Retention,
     codec: C,
+    name: Arc<str>,
+    published: Counter,
 }
 
 /// Builds a [`Producer`].
@@ -42,6 +50,7 @@ pub struct ProducerBuilder<C: Codec = Json> {
     stream: String,
     retention: Retention,
     codec: C,
+    name: String,
 }
 
 impl Producer<Json> {
@@ -58,11 +67,20 @@ impl Producer<Json> {
             stream: stream.into(),
             retention: Retention::default(),
             codec: Json,
+            name: DEFAULT_NAME.to_owned(),
         }
     }
 }
 
 impl<C: Codec> ProducerBuilder<C> {
+    /// The name this producer reports in metrics (the `name` label) and spans: 1 to 64
+    /// characters of `[A-Za-z0-9_.-]`, checked by [`build`](Self::build). Defaults to
+    /// `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// How much history to keep. Defaults to [`Retention::MaxLen`]`(1_000_000)`.
     pub fn retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
@@ -77,20 +95,25 @@ impl<C: Codec> ProducerBuilder<C> {
             stream: self.stream,
             retention: self.retention,
             codec,
+            name: self.name,
         }
     }
 
     /// Checks the settings and builds the stream's key.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for `MaxLen(0)` or a zero `MaxAge`; [`Error::Core`] for a stream
-    /// name that makes no valid key (empty, too long).
+    /// [`Error::InvalidConfig`] for `MaxLen(0)`, a zero `MaxAge` or a [`name`](Self::name) that
+    /// breaks its rule; [`Error::Core`] for a stream name that makes no valid key (empty, too
+    /// long).
     pub fn build(self) -> Result<Producer<C>> {
+        validate_name(&self.name)?;
         Ok(Producer {
             retention: self.retention.validate()?,
             stream: stream_key(&self.keys, &self.stream)?,
             redis: self.redis,
             codec: self.codec,
+            published: published(&self.name),
+            name: self.name.into(),
         })
     }
 }
@@ -106,6 +129,23 @@ impl<C: Codec> Producer<C> {
     /// # Errors
     /// [`Error::Core`] when encoding or the command fails.
     pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<String> {
+        let span = self.span(1);
+        let id = self.send_one(message).instrument(span).await?;
+        self.published.increment(1);
+        Ok(id)
+    }
+
+    /// A `messaging.send` span for `count` entries.
+    fn span(&self, count: usize) -> tracing::Span {
+        redis_core::operation_span!(
+            self.redis,
+            "messaging.send",
+            name = %self.name,
+            messaging.batch.message_count = count,
+        )
+    }
+
+    async fn send_one<T: Serialize + ?Sized>(&self, message: &T) -> Result<String> {
         let payload = self.codec.encode(message)?;
         match self.retention {
             Retention::MaxAge(age) => {
@@ -133,6 +173,13 @@ impl<C: Codec> Producer<C> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        let span = self.span(messages.len());
+        let ids = self.send_many(messages).instrument(span).await?;
+        self.published.increment(ids.len() as u64);
+        Ok(ids)
+    }
+
+    async fn send_many<T: Serialize>(&self, messages: &[T]) -> Result<Vec<String>> {
         let payloads = messages
             .iter()
             .map(|m| self.codec.encode(m))

@@ -16,6 +16,7 @@ use super::{
     group::is_no_group,
     handle::Workers,
     reply::{Claimed, Fetched, parse_claim, read_entries},
+    sample::SAMPLING,
 };
 use crate::{
     error::{Error, Result},
@@ -95,6 +96,11 @@ impl<C: Codec> Consumer<C> {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let mut acker = JoinSet::new();
         acker.spawn(self.clone().acknowledge(ack_rx));
+        // The group's lag and pending gauges, sampled by a task of this run (aborted with it).
+        let mut sampler = JoinSet::new();
+        if SAMPLING {
+            sampler.spawn(self.clone().sample_group(shutdown.clone()));
+        }
         let mut workers = Workers::new(self.clone(), handler, ack_tx);
         let mut state = ReaderState::new();
         while !shutdown.is_cancelled() {
@@ -108,6 +114,7 @@ impl<C: Codec> Consumer<C> {
         // Graceful: everything fetched finishes (and is acknowledged) before returning.
         workers.finish().await;
         while acker.join_next().await.is_some() {}
+        sampler.abort_all();
         Ok(self.stats())
     }
 
@@ -229,6 +236,8 @@ impl<C: Codec> Consumer<C> {
                 entries,
                 dead,
             } = parse_claim(reply)?;
+            inner.metrics.dead_lettered.increment(dead);
+            inner.metrics.reclaimed.increment(entries.len() as u64);
             let counters = &inner.counters;
             counters
                 .dead_lettered
