@@ -141,12 +141,15 @@ impl ConcurrencyLimiter {
         }
         async {
             let acquired = self.acquire(identity).await;
-            if let Ok(acquired) = &acquired {
-                let granted = matches!(acquired, Acquired::Granted(_));
-                inner.metrics.acquisition(granted);
-                let outcome = if granted { "acquired" } else { "rejected" };
-                span.record("outcome", outcome);
-            }
+            let outcome = match &acquired {
+                Ok(acquired) => {
+                    let granted = matches!(acquired, Acquired::Granted(_));
+                    inner.metrics.acquisition(granted);
+                    if granted { "acquired" } else { "rejected" }
+                }
+                Err(_) => "error",
+            };
+            span.record("outcome", outcome);
             acquired
         }
         .instrument(span.clone())

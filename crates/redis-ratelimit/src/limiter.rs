@@ -102,7 +102,7 @@ impl RateLimiter {
     /// A limiter sharing everything with this one but `limit`. State is kept: the limit travels
     /// with every call, so raising or lowering it applies to the next check, with what was
     /// already used counting against the new numbers. The new limiter starts with an empty block
-    /// cache and fallback state.
+    /// cache and fallback state; it keeps the name and records into the same metrics.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `limit` does not validate, or changes the algorithm (whose
@@ -176,10 +176,15 @@ impl RateLimiter {
             let started = Instant::now();
             let result = self.decide(identity, cost).await;
             inner.metrics.duration(started.elapsed());
-            if let Ok(decision) = &result {
-                inner.metrics.decision(decision);
-                span.record("outcome", metrics::outcome_field(decision.outcome()));
-                span.record("source", metrics::source_field(decision.source()));
+            match &result {
+                Ok(decision) => {
+                    inner.metrics.decision(decision);
+                    span.record("outcome", metrics::outcome_field(decision.outcome()));
+                    span.record("source", metrics::source_field(decision.source()));
+                }
+                Err(_) => {
+                    span.record("outcome", "error");
+                }
             }
             result
         }
