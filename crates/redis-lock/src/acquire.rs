@@ -67,13 +67,13 @@ pub(crate) trait Acquirer: Sync {
             .await;
             let outcome = Outcome::of(&result);
             metrics.acquisition(outcome, attempts, started.elapsed());
-            match &result {
-                Ok(Some(guard)) => span.record("fence", guard.fence()),
-                Ok(None) => span.record("outcome", "held"),
-                Err(_) => span.record("outcome", "error"),
+            let said = match outcome {
+                Outcome::Timeout => "held",
+                other => other.as_str(),
             };
-            if outcome == Outcome::Acquired {
-                span.record("outcome", outcome.as_str());
+            span.record("outcome", said);
+            if let Ok(Some(guard)) = &result {
+                span.record("fence", guard.fence());
             }
             result
         }
