@@ -100,7 +100,7 @@ impl<C: Codec> Engine<C> {
             fallback = match self.lookup::<V>(key).await {
                 Ok(Lookup::Fresh(found)) => {
                     if !self.early_refresh_due(&found) {
-                        *read = found.served();
+                        *read = self.served(&found);
                         return Ok(found.value);
                     }
                     tracing::debug!(key = %key, "early refresh (xfetch)");
@@ -124,7 +124,7 @@ impl<C: Codec> Engine<C> {
                     self.metrics.coalesced.increment(1);
                     if let Some(found) = fallback {
                         // Someone in this process is refreshing: serve what we have.
-                        *read = found.served();
+                        *read = self.served(&found);
                         return Ok(found.value);
                     }
                     match flight::wait(rx).await {
@@ -190,7 +190,7 @@ impl<C: Codec> Engine<C> {
             Ok(_) => match fallback {
                 // Another process refreshes; serve the stale (or early) value meanwhile.
                 Some(found) => {
-                    *read = found.served();
+                    *read = self.served(&found);
                     return Ok(found.value);
                 }
                 None => {
@@ -204,7 +204,7 @@ impl<C: Codec> Engine<C> {
             },
             Err(e) => {
                 if let Some(found) = fallback {
-                    *read = found.served();
+                    *read = self.served(&found);
                     return Ok(found.value);
                 }
                 self.tolerate(e, "lease")?;
@@ -225,7 +225,7 @@ impl<C: Codec> Engine<C> {
                             if let Some(lease) = lease {
                                 lease.release().await;
                             }
-                            *read = found.served();
+                            *read = self.served(&found);
                             return Ok(found.value);
                         }
                         Ok(Lookup::Stale(found)) => fallback = Some(found),
@@ -268,7 +268,7 @@ impl<C: Codec> Engine<C> {
                 match fallback {
                     Some(found) => {
                         tracing::warn!(key = %key, error = %e, "loader failed; serving the stale value");
-                        *read = found.served();
+                        *read = self.served(&found);
                         Ok(found.value)
                     }
                     None => Err(Error::Load(e)),

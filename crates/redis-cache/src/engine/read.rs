@@ -26,11 +26,13 @@ pub(crate) struct Found<V> {
     pub(crate) delta_ms: u32,
     /// Past its freshness when read (kept for its grace period).
     pub(crate) stale: bool,
+    /// Read from the near cache.
+    pub(crate) near: bool,
 }
 
 impl<V> Found<V> {
     /// What serving this entry counts as.
-    pub(crate) fn served(&self) -> Read {
+    fn read(&self) -> Read {
         match (&self.value, self.stale) {
             (_, true) => Read::Stale,
             (None, false) => Read::NegativeHit,
@@ -59,7 +61,7 @@ impl<C: Codec> Engine<C> {
     ) -> Result<Option<V>> {
         let (result, read) = match self.lookup::<V>(key).await {
             Ok(Lookup::Fresh(found)) => {
-                let read = found.served();
+                let read = self.served(&found);
                 (Ok(found.value), read)
             }
             Ok(Lookup::Stale(_) | Lookup::Miss) => (Ok(None), Read::Miss),
@@ -78,7 +80,6 @@ impl<C: Codec> Engine<C> {
         let ticket = match &self.near {
             Some(near) => {
                 if let Some(found) = self.near_hit(near, key) {
-                    self.metrics.near_hits.increment(1);
                     return Ok(Lookup::Fresh(found));
                 }
                 near.ticket(key.as_str())
@@ -131,6 +132,7 @@ impl<C: Codec> Engine<C> {
             fresh_until_ms: env.fresh_until_ms,
             delta_ms: env.delta_ms,
             stale: false,
+            near: false,
         };
         Ok((found, env.tags))
     }
@@ -141,7 +143,10 @@ impl<C: Codec> Engine<C> {
     fn near_hit<V: DeserializeOwned>(&self, near: &Near, key: &Key) -> Option<Found<V>> {
         let raw = near.get(key.as_str())?;
         match self.open::<V>(&raw) {
-            Ok((found, _)) if entry::now_ms() < found.fresh_until_ms => Some(found),
+            Ok((found, _)) if entry::now_ms() < found.fresh_until_ms => Some(Found {
+                near: true,
+                ..found
+            }),
             _ => {
                 near.remove(key.as_str());
                 None
@@ -172,6 +177,14 @@ impl<C: Codec> Engine<C> {
             }
         }
         Ok(true)
+    }
+
+    /// What serving `found` counts as; a copy from the near cache is counted as a near hit.
+    pub(crate) fn served<V>(&self, found: &Found<V>) -> Read {
+        if found.near {
+            self.metrics.near_hits.increment(1);
+        }
+        found.read()
     }
 
     /// Should this caller refresh a fresh entry early (XFetch)?
