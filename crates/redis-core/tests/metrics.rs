@@ -108,3 +108,43 @@ async fn every_documented_core_metric_is_recorded_by_its_operation() {
     }
     assert_no_field_contains(&observed.take_spans(), &[key]);
 }
+
+#[tokio::test]
+async fn operation_spans_carry_the_database_fields_and_a_recorded_outcome() {
+    use tracing::Instrument;
+
+    let observed = observe().await;
+    let server = TestServer::spawn();
+    let redis = Redis::open(&server.url()).await.unwrap();
+    let span = redis_core::operation_span!(redis, "core.demo", outcome = tracing::field::Empty);
+    async {
+        tracing::Span::current().record("outcome", "hit");
+    }
+    .instrument(span)
+    .await;
+    let spans = observed.take_spans();
+    let demo = spans
+        .iter()
+        .find(|s| s.name == "core.demo")
+        .unwrap_or_else(|| panic!("no core.demo span in {spans:#?}"));
+    let field = |name: &str| {
+        demo.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no field {name} in {demo:?}"))
+    };
+    assert_eq!(field("db.system.name"), "redis");
+    assert_eq!(field("db.operation.name"), "core.demo");
+    assert_eq!(field("otel.kind"), "client");
+    assert_eq!(field("server.address"), "127.0.0.1");
+    assert_eq!(field("server.port"), server.port().to_string());
+    let recorded = spans
+        .iter()
+        .flat_map(|s| &s.fields)
+        .any(|(k, v)| k == "outcome" && v == "hit");
+    assert!(
+        recorded,
+        "the outcome recorded through Span::current is kept: {spans:#?}"
+    );
+}

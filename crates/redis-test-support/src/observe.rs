@@ -67,6 +67,7 @@ fn installed() -> &'static Installed {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let _ = tracing::subscriber::set_global_default(SpanCollector {
             spans: spans.clone(),
+            metadata: Mutex::new(std::collections::HashMap::new()),
             next: std::sync::atomic::AtomicU64::new(1),
         });
         Installed { snapshotter, spans }
@@ -229,10 +230,17 @@ pub fn assert_no_field_contains(spans: &[SpanRecord], needles: &[&str]) {
     }
 }
 
-/// A subscriber that keeps every span's name and fields (and nothing else).
+/// A subscriber that keeps every span's name and fields (and nothing else), and knows the
+/// current span of each thread so `Span::current().record(..)` reaches it.
 struct SpanCollector {
     spans: Arc<Mutex<Vec<SpanRecord>>>,
+    metadata: Mutex<std::collections::HashMap<u64, &'static tracing::Metadata<'static>>>,
     next: std::sync::atomic::AtomicU64,
+}
+
+thread_local! {
+    /// The spans entered on this thread, innermost last.
+    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 struct FieldText<'a>(&'a mut Vec<(String, String)>);
@@ -262,6 +270,10 @@ impl Subscriber for SpanCollector {
         let mut fields = Vec::new();
         attrs.record(&mut FieldText(&mut fields));
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, attrs.metadata());
         self.with_spans(|spans| {
             spans.push(SpanRecord {
                 name: attrs.metadata().name().to_owned(),
@@ -288,7 +300,31 @@ impl Subscriber for SpanCollector {
 
     fn event(&self, _: &tracing::Event<'_>) {}
 
-    fn enter(&self, _: &Id) {}
+    fn enter(&self, span: &Id) {
+        ENTERED.with(|entered| entered.borrow_mut().push(span.into_u64()));
+    }
 
-    fn exit(&self, _: &Id) {}
+    fn exit(&self, span: &Id) {
+        ENTERED.with(|entered| {
+            let mut entered = entered.borrow_mut();
+            if let Some(at) = entered.iter().rposition(|id| *id == span.into_u64()) {
+                entered.remove(at);
+            }
+        });
+    }
+
+    fn current_span(&self) -> tracing_core::span::Current {
+        let Some(id) = ENTERED.with(|entered| entered.borrow().last().copied()) else {
+            return tracing_core::span::Current::none();
+        };
+        match self
+            .metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            Some(metadata) => tracing_core::span::Current::new(Id::from_u64(id), metadata),
+            None => tracing_core::span::Current::none(),
+        }
+    }
 }
