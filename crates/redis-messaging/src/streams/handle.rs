@@ -24,6 +24,7 @@ use super::{
     consumer::{Consumer, Delivery},
     reply::Fetched,
 };
+use crate::metrics;
 
 /// The handler side of one run: the handler tasks in flight and the way to the acknowledger.
 pub(super) struct Workers<C: Codec, T, F> {
@@ -158,12 +159,15 @@ where
         attempt: entry.attempt,
         consumer: inner.name.clone(),
     };
-    let started = Instant::now();
+    // No clock read when nothing records it.
+    let started = metrics::ENABLED.then(Instant::now);
     let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
-    inner
-        .metrics
-        .handler_duration
-        .record_duration(started.elapsed());
+    if let Some(started) = started {
+        inner
+            .metrics
+            .handler_duration
+            .record_duration(started.elapsed());
+    }
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),

@@ -16,10 +16,10 @@ use super::{
     group::is_no_group,
     handle::Workers,
     reply::{Claimed, Fetched, parse_claim, read_entries},
-    sample::SAMPLING,
 };
 use crate::{
     error::{Error, Result},
+    metrics,
     scripts::CLAIM,
 };
 
@@ -98,7 +98,7 @@ impl<C: Codec> Consumer<C> {
         acker.spawn(self.clone().acknowledge(ack_rx));
         // The group's lag and pending gauges, sampled by a task of this run (aborted with it).
         let mut sampler = JoinSet::new();
-        if SAMPLING {
+        if metrics::ENABLED {
             sampler.spawn(self.clone().sample_group(shutdown.clone()));
         }
         let mut workers = Workers::new(self.clone(), handler, ack_tx);

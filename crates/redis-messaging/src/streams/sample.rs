@@ -10,9 +10,6 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::Consumer;
 use crate::value::text;
 
-/// Whether the gauges record anything: without the `metrics` feature nobody samples.
-pub(super) const SAMPLING: bool = cfg!(feature = "metrics");
-
 /// `lag` and `pending` of one group, as `XINFO GROUPS` reports them; `lag` is `None` when the
 /// server does not know it (before Redis 7, or after deletions it cannot account for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
