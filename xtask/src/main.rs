@@ -62,6 +62,7 @@ name under tests/, is or starts with `<word>_` for a word in
 or when it sits in a `mod local { .. }` of any other test file. Every other test must need
 only REDIS_URL (TestContext::new()). `test --shared-only` prints both groups, and also leaves
 out (with a warning naming them) tests whose source spawns servers but breaks the rule.";
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let (command, rest) = match args.split_first() {
@@ -302,26 +303,18 @@ fn shared_tests(url: &str, extra: &[String]) -> Result<(), String> {
     run(cmd)
 }
 
-/// `(package, example)` for every `crates/<package>/examples/<example>.rs`.
+/// `(package, example)` for every example target of a workspace member, from `cargo metadata`
+/// (so package names need not match directory names).
 fn examples() -> Result<Vec<(String, String)>, String> {
-    let crates = root().join("crates");
-    let mut found = Vec::new();
-    let entries = std::fs::read_dir(&crates).map_err(|e| format!("{}: {e}", crates.display()))?;
-    for entry in entries.flatten() {
-        let dir = entry.path().join("examples");
-        let Ok(files) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let package = entry.file_name().to_string_lossy().into_owned();
-        for file in files.flatten() {
-            let path = file.path();
-            if path.extension().is_some_and(|e| e == "rs")
-                && let Some(stem) = path.file_stem()
-            {
-                found.push((package.clone(), stem.to_string_lossy().into_owned()));
-            }
-        }
-    }
+    let mut found: Vec<(String, String)> = workspace::packages()?
+        .into_iter()
+        .flat_map(|p| {
+            p.targets
+                .into_iter()
+                .filter(|t| t.kind == "example")
+                .map(move |t| (p.name.clone(), t.name))
+        })
+        .collect();
     found.sort();
     Ok(found)
 }

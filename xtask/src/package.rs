@@ -285,7 +285,7 @@ fn print_remedy(krate: &str, files: &[String], shipped: &[String]) {
     }
 }
 
-/// Exclude entries for `files`: a whole top-level directory (`tests/`, `benches/`, `examples/`)
+/// Exclude entries for `files`: a whole top-level directory (`/tests/`, `/benches/`, `/examples/`)
 /// when every shipped `.rs` file directly in it (each a target of its own) is listed, which takes
 /// their support modules along; else the files one by one.
 fn exclude_entries(files: &[&String], shipped: &[String]) -> Vec<String> {
@@ -302,10 +302,12 @@ fn exclude_entries(files: &[&String], shipped: &[String]) -> Vec<String> {
                 .iter()
                 .filter(|f| f.strip_prefix(&prefix).is_some_and(|f| !f.contains('/')))
                 .all(|f| listed.contains(&f.as_str()));
+        // Anchored with a leading `/`: cargo reads gitignore patterns, and a bare `tests/` would
+        // also drop any `tests/` directory deeper in the package.
         if whole {
-            entries.push(prefix);
+            entries.push(format!("/{prefix}"));
         } else {
-            entries.extend(listed.iter().map(|f| (*f).to_owned()));
+            entries.extend(listed.iter().map(|f| format!("/{f}")));
         }
     }
     entries
@@ -358,7 +360,7 @@ mod tests {
         let listed: Vec<&String> = listed.iter().collect();
         assert_eq!(
             exclude_entries(&listed, &shipped),
-            ["benches/b.rs", "tests/"]
+            ["/benches/b.rs", "/tests/"]
         );
     }
 }
