@@ -306,6 +306,12 @@ async fn after_the_module() {
     }
 
     #[test]
+    fn the_usage_text_states_the_rule_as_coded() {
+        assert!(crate::USAGE.contains(&LOCAL_BINARIES.join(" ")));
+        assert!(crate::USAGE.contains(&format!("mod {LOCAL_MODULE} {{ .. }}")));
+    }
+
+    #[test]
     fn the_rule_is_one_nextest_expression() {
         let expr = local_by_rule();
         assert!(expr.starts_with("binary(/^(cluster|sentinel|"), "{expr}");
