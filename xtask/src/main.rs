@@ -2,8 +2,9 @@
 //!
 //! - `test`  — picks a Redis (REDIS_URL, else Docker, else a local `redis-server`), runs every
 //!   test (unit, integration with cluster/sentinel/fault tests, doc tests), every example and the
-//!   demo, then stops what it started. `--shared-only` keeps to the tests that need nothing but
-//!   that one server (the grouping rule is in `groups.rs`).
+//!   demo, then stops what it started. The Prometheus example is started, scraped and checked
+//!   against the metric names of docs/observability.md (`scrape.rs`). `--shared-only` keeps to
+//!   the tests that need nothing but that one server (the grouping rule is in `groups.rs`).
 //! - `bench` — the criterion benches against the same kind of server; extra args go to criterion;
 //!   `--smoke` runs each bench once, unmeasured, as a test.
 //! - `package` — packages every publishable crate and checks each builds from its tarball.
@@ -18,6 +19,7 @@ mod groups;
 mod json;
 mod package;
 mod redis;
+mod scrape;
 mod tidy;
 mod workspace;
 
@@ -179,6 +181,9 @@ fn test(shared_only: bool, extra: &[String]) -> Result<(), String> {
     run(doc)?;
 
     for (package, example) in examples()? {
+        if scrape::SERVED_EXAMPLES.contains(&(package.as_str(), example.as_str())) {
+            continue;
+        }
         let mut cmd = cargo();
         cmd.args([
             "run",
@@ -193,6 +198,8 @@ fn test(shared_only: bool, extra: &[String]) -> Result<(), String> {
         .env("REDIS_URL", &url);
         run(cmd)?;
     }
+
+    scrape::check(&root(), cargo(), &url)?;
 
     let mut demo = cargo();
     demo.args(["run", "--quiet", "--locked", "-p", "redis-patterns-demo"])

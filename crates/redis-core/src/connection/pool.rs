@@ -38,6 +38,9 @@ impl PoolManager {
     }
 
     pub(crate) fn into_pool(self, config: &PoolConfig) -> bb8::Pool<Self> {
+        // Registered now so exporters show them (at zero) before the first checkout.
+        pool_wait();
+        pool_timeouts();
         bb8::Pool::builder()
             .max_size(config.max_size)
             .min_idle(config.min_idle)
@@ -117,21 +120,27 @@ impl bb8::ManageConnection for PoolManager {
     }
 }
 
+fn pool_wait() -> crate::metrics::Histogram {
+    crate::metrics::Histogram::new("redis_patterns_core_pool_wait_seconds", &[])
+}
+
+fn pool_timeouts() -> crate::metrics::Counter {
+    crate::metrics::Counter::new("redis_patterns_core_pool_timeouts_total", &[])
+}
+
 pub(crate) async fn checkout(
     pool: &bb8::Pool<PoolManager>,
     timeout: Duration,
 ) -> Result<DedicatedConnection> {
     let started = std::time::Instant::now();
     let checked_out = pool.get_owned().await;
-    crate::metrics::Histogram::new("redis_patterns_core_pool_wait_seconds", &[])
-        .record_duration(started.elapsed());
+    pool_wait().record_duration(started.elapsed());
     match checked_out {
         Ok(conn) => Ok(DedicatedConnection {
             inner: Inner::Pooled(conn),
         }),
         Err(bb8::RunError::TimedOut) => {
-            crate::metrics::Counter::new("redis_patterns_core_pool_timeouts_total", &[])
-                .increment(1);
+            pool_timeouts().increment(1);
             Err(Error::PoolTimeout(timeout))
         }
         Err(bb8::RunError::User(e)) => Err(e.into()),

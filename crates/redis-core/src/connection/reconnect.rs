@@ -52,6 +52,9 @@ impl Reconnecting {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = RedisResult<MultiplexedConnection>> + Send + 'static,
     {
+        // Registered now so exporters show them (at zero) before the first reconnect.
+        reconnect_counter(true);
+        reconnect_counter(false);
         let this = Self {
             current: ArcSwapOption::empty(),
             connect: Box::new(move || Box::pin(connect())),
@@ -179,11 +182,14 @@ impl Reconnecting {
 
 /// Counts an attempt to (re)establish the shared connection.
 fn reconnects(ok: bool) {
+    reconnect_counter(ok).increment(1);
+}
+
+fn reconnect_counter(ok: bool) -> crate::metrics::Counter {
     crate::metrics::Counter::new(
         "redis_patterns_core_reconnects_total",
         &[("result", crate::metrics::result_label(ok))],
     )
-    .increment(1);
 }
 
 impl fmt::Debug for Reconnecting {
