@@ -40,8 +40,35 @@ impl BenchServer {
     }
 }
 
-/// A multi-threaded runtime with as many workers as cores.
+/// With the `metrics` feature: a Prometheus recorder installed once per process (histograms as
+/// buckets, upkeep every second), as a production service would run it. Without it: nothing.
+pub fn install_metrics_recorder() {
+    #[cfg(feature = "metrics")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5,
+                ])
+                .expect("bucket list")
+                .install_recorder()
+                .expect("no other recorder");
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    handle.run_upkeep();
+                }
+            });
+        });
+    }
+}
+
+/// A multi-threaded runtime with as many workers as cores (and the metrics recorder installed
+/// when the `metrics` feature is on).
 pub fn runtime() -> Runtime {
+    install_metrics_recorder();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
