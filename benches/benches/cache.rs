@@ -1,4 +1,4 @@
-//! redis-cache overhead at 1 and 50 concurrent tasks:
+//! redis-patterns-cache overhead at 1 and 50 concurrent tasks:
 //! - the hit path (`Cache::get`: GET + envelope + decode) against a raw redis-rs GET +
 //!   serde_json, and a near-cache hit (envelope + decode from process memory, no round trip);
 //! - the miss path (`get_or_load` on a cold key: GET, lease + generation script, conditional
@@ -37,11 +37,11 @@ fn product() -> Product {
 // The cache's own scripts, as the crate loads them (they read no clock, so no prelude).
 static STORE: Script = Script::new(
     "cache_store",
-    include_str!("../../crates/redis-cache/src/scripts/store.lua"),
+    include_str!("../../crates/redis-patterns-cache/src/scripts/store.lua"),
 );
 static BEGIN: Script = Script::new(
     "cache_begin",
-    include_str!("../../crates/redis-cache/src/scripts/begin.lua"),
+    include_str!("../../crates/redis-patterns-cache/src/scripts/begin.lua"),
 );
 
 static NEXT: AtomicU64 = AtomicU64::new(0);

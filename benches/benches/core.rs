@@ -1,4 +1,4 @@
-//! redis-core overhead: GET and EVALSHA through `Redis` (the core trait object) against a raw
+//! redis-patterns-core overhead: GET and EVALSHA through `Redis` (the core trait object) against a raw
 //! redis-rs `MultiplexedConnection`, at 1 and 50 concurrent tasks.
 //!
 //! Run: `cargo xtask bench -- core` (or `cargo bench -p redis-patterns-benches --bench core`).
@@ -51,7 +51,7 @@ fn core(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-core",
+            "redis-patterns-core",
             tasks,
             (redis.clone(), key.clone()),
             |(redis, key), _| async move {
@@ -74,7 +74,7 @@ fn core(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-core",
+            "redis-patterns-core",
             tasks,
             (redis.clone(), key.clone()),
             |(redis, key), _| async move {

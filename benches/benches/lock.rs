@@ -1,4 +1,4 @@
-//! redis-lock: uncontended acquire + release pairs against raw redis-rs doing the same two round
+//! redis-patterns-lock: uncontended acquire + release pairs against raw redis-rs doing the same two round
 //! trips (`SET NX PX`, then an `EVALSHA` of the crate's own compare-and-delete script) at 1 and 50
 //! concurrent tasks on different resources, and Redlock(3) acquire + release latency against a
 //! raw parallel `SET NX PX` + compare-and-delete on three servers.
@@ -19,7 +19,7 @@ use redis_test_support::TestServer;
 /// The lock's own release script (compare-and-delete), for the raw baseline.
 static RELEASE: Script = Script::new(
     "lock_release",
-    include_str!("../../crates/redis-lock/src/scripts/release.lua"),
+    include_str!("../../crates/redis-patterns-lock/src/scripts/release.lua"),
 );
 
 /// One resource per running task (tasks are fresh per sample), so acquisitions never contend.
@@ -95,7 +95,7 @@ fn lock(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-lock",
+            "redis-patterns-lock",
             tasks,
             lock.clone(),
             |lock, _| async move {
@@ -155,7 +155,7 @@ fn lock(c: &mut Criterion) {
     bench_concurrent(
         &mut group,
         &rt,
-        "redis-lock",
+        "redis-patterns-lock",
         1,
         redlock,
         |redlock, _| async move {

@@ -1,4 +1,4 @@
-//! redis-messaging throughput against raw redis-rs on the same server, in messages per second:
+//! redis-patterns-messaging throughput against raw redis-rs on the same server, in messages per second:
 //! publish → receive, XADD at batch sizes 1/10/100 (trimmed by length, and by age through the
 //! crate's own `xadd_minid.lua`), and consume + acknowledge at batch sizes 1/10/100
 //! (`XREADGROUP` + `XACK`).
@@ -28,7 +28,7 @@ use tokio::runtime::Runtime;
 /// The crate's `MaxAge` script, from its own file, for the raw baseline.
 static XADD_MINID: Script = Script::new(
     "bench_xadd_minid",
-    include_str!("../../crates/redis-messaging/src/scripts/xadd_minid.lua"),
+    include_str!("../../crates/redis-patterns-messaging/src/scripts/xadd_minid.lua"),
 )
 .with_preludes(&[SERVER_CLOCK]);
 
@@ -195,7 +195,7 @@ fn publish_receive(
         bench_publish_receive(
             &mut group,
             rt,
-            "redis-messaging",
+            "redis-patterns-messaging",
             move |i| {
                 let (publisher, channel) = (publisher.clone(), channel.clone());
                 async move {
@@ -266,7 +266,7 @@ fn xadd(
         bench_concurrent(
             &mut group,
             rt,
-            "redis-messaging",
+            "redis-patterns-messaging",
             1,
             (
                 producer(&fresh(keys, "xadd").0, Retention::MaxLen(100_000)),
@@ -304,7 +304,7 @@ fn xadd(
         bench_concurrent(
             &mut group,
             rt,
-            "redis-messaging",
+            "redis-patterns-messaging",
             1,
             (
                 producer(&fresh(keys, "xadd-age").0, Retention::MaxAge(MAX_AGE)),
@@ -436,7 +436,7 @@ fn consume(c: &mut Criterion, rt: &Runtime, url: &str, redis: &Redis, keys: &Key
             rt,
             redis,
             keys,
-            "redis-messaging",
+            "redis-patterns-messaging",
             per_iter,
             |stream, _, total| {
                 let consumer = Consumer::builder(redis.clone(), keys, stream, "g", "c")

@@ -1,4 +1,4 @@
-//! redis-ratelimit: checks per second of every algorithm at 1 and 50 concurrent tasks, next to
+//! redis-patterns-ratelimit: checks per second of every algorithm at 1 and 50 concurrent tasks, next to
 //! two baselines on the same server in the same run:
 //!
 //! - `raw-script`: the same Lua (the crate's script files with their preludes), keys and
@@ -25,7 +25,7 @@ use redis_ratelimit::{Algorithm, ConcurrencyLimiter, Limit, RateLimiter};
 const IDENTITIES: u64 = 1000;
 
 /// The rate limit scripts' own prelude, after the server clock.
-const COMMON: &str = include_str!("../../crates/redis-ratelimit/src/scripts/common.lua");
+const COMMON: &str = include_str!("../../crates/redis-patterns-ratelimit/src/scripts/common.lua");
 const LIMIT_PRELUDES: &[&str] = &[SERVER_CLOCK, COMMON];
 
 /// A rate limit script of the crate, with its preludes.
@@ -40,31 +40,31 @@ const fn concurrency_script(name: &'static str, body: &'static str) -> Script {
 
 static FIXED_WINDOW: Script = limit_script(
     "ratelimit_fixed_window",
-    include_str!("../../crates/redis-ratelimit/src/scripts/fixed_window.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/fixed_window.lua"),
 );
 static SLIDING_LOG: Script = limit_script(
     "ratelimit_sliding_log",
-    include_str!("../../crates/redis-ratelimit/src/scripts/sliding_log.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/sliding_log.lua"),
 );
 static SLIDING_WINDOW: Script = limit_script(
     "ratelimit_sliding_window",
-    include_str!("../../crates/redis-ratelimit/src/scripts/sliding_window.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/sliding_window.lua"),
 );
 static TOKEN_BUCKET: Script = limit_script(
     "ratelimit_token_bucket",
-    include_str!("../../crates/redis-ratelimit/src/scripts/token_bucket.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/token_bucket.lua"),
 );
 static GCRA: Script = limit_script(
     "ratelimit_gcra",
-    include_str!("../../crates/redis-ratelimit/src/scripts/gcra.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/gcra.lua"),
 );
 static ACQUIRE: Script = concurrency_script(
     "ratelimit_concurrency_acquire",
-    include_str!("../../crates/redis-ratelimit/src/scripts/concurrency_acquire.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/concurrency_acquire.lua"),
 );
 static RELEASE: Script = concurrency_script(
     "ratelimit_concurrency_release",
-    include_str!("../../crates/redis-ratelimit/src/scripts/concurrency_release.lua"),
+    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/concurrency_release.lua"),
 );
 
 /// The raw redis-rs script of `algorithm`: the crate's Lua file with its preludes.
@@ -178,7 +178,7 @@ fn ratelimit(c: &mut Criterion) {
             bench_concurrent(
                 &mut group,
                 &rt,
-                "redis-ratelimit",
+                "redis-patterns-ratelimit",
                 tasks,
                 (limiter, ids),
                 |(limiter, ids), i| async move {
@@ -244,7 +244,7 @@ fn ratelimit(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-ratelimit",
+            "redis-patterns-ratelimit",
             tasks,
             (concurrency.clone(), ids.clone()),
             |(concurrency, ids), i| async move {

@@ -1,4 +1,4 @@
-//! redis-session: create, load and touch against raw redis-rs HSET / HGETALL on the same server,
+//! redis-patterns-session: create, load and touch against raw redis-rs HSET / HGETALL on the same server,
 //! at 1 and 50 concurrent tasks. Each store operation is one script round trip (EVALSHA), like
 //! its one-command baseline.
 //!
@@ -95,7 +95,7 @@ fn session(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-session",
+            "redis-patterns-session",
             tasks,
             store.clone(),
             |store, _| async move {
@@ -125,7 +125,7 @@ fn session(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-session",
+            "redis-patterns-session",
             tasks,
             (store.clone(), ids.clone()),
             |(store, ids), i| async move {
@@ -154,7 +154,7 @@ fn session(c: &mut Criterion) {
             },
         );
         for (name, store) in [
-            ("redis-session", &store),
+            ("redis-patterns-session", &store),
             ("redis-session-every-access", &eager),
         ] {
             bench_concurrent(

@@ -4,8 +4,8 @@
 //! - Every pattern crate has `src/error.rs`, `src/config.rs` and `src/scripts/mod.rs`.
 //! - Integration-test helpers live in `tests/support/`.
 //! - No source file under a crate's (or the xtask's) `src/` is longer than [`MAX_LINES`].
-//! - A pattern crate depends on `redis-core` for Redis, never on `redis` directly nor on another
-//!   pattern crate.
+//! - A pattern crate depends on `redis-patterns-core` for Redis, never on `redis` directly nor
+//!   on another pattern crate.
 //!
 //! It also runs as a test (`cargo test -p xtask`), so the suite fails on a broken rule.
 
@@ -19,7 +19,7 @@ pub(crate) const MAX_LINES: usize = 600;
 
 /// Crates under `crates/` that are not patterns: the foundation, test and demo support, tools.
 const NOT_PATTERNS: &[&str] = &[
-    "redis-core",
+    "redis-patterns-core",
     "redis-test-support",
     "redis-patterns-demo",
     "redis-patterns-cli",
@@ -192,7 +192,7 @@ fn check_dependencies(
                 root,
                 &manifest,
                 format!(
-                    "depends on the pattern crate `{dependency}`; shared code belongs in redis-core"
+                    "depends on the pattern crate `{dependency}`; shared code belongs in redis-patterns-core"
                 ),
             ));
         }
@@ -325,13 +325,13 @@ mod tests {
 name = "redis-x"
 
 [dependencies]
-redis-core.workspace = true
+redis-patterns-core.workspace = true
 serde = { workspace = true }
 "redis" = "1"
 
 [dev-dependencies]
-redis-lock = { path = "../redis-lock" }
-renamed = { package = "redis-cache", version = "0.1" }
+redis-patterns-lock = { path = "../redis-patterns-lock" }
+renamed = { package = "redis-patterns-cache", version = "0.1" }
 
 [target.'cfg(unix)'.dependencies]
 tokio.workspace = true
@@ -345,11 +345,11 @@ default = []
         assert_eq!(
             dependencies(manifest),
             [
-                "redis-core",
+                "redis-patterns-core",
                 "serde",
                 "redis",
-                "redis-lock",
-                "redis-cache",
+                "redis-patterns-lock",
+                "redis-patterns-cache",
                 "tokio",
                 "rand"
             ]

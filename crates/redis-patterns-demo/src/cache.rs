@@ -1,4 +1,4 @@
-//! redis-cache: cache-aside with one load for many callers, negative caching, a write-through
+//! redis-patterns-cache: cache-aside with one load for many callers, negative caching, a write-through
 //! that fences off a slow reader, and O(1) tag invalidation.
 
 use std::{

@@ -1,4 +1,4 @@
-//! redis-core: one handle, keys that stay on one slot, scripts with the server's clock.
+//! redis-patterns-core: one handle, keys that stay on one slot, scripts with the server's clock.
 
 use std::time::Instant;
 

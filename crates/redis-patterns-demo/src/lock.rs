@@ -1,4 +1,4 @@
-//! redis-lock: a lock with fencing tokens, a lease that runs out, the watchdog, and a semaphore.
+//! redis-patterns-lock: a lock with fencing tokens, a lease that runs out, the watchdog, and a semaphore.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! redis-messaging: typed pub/sub with gap events, and a stream consumed by a consumer group
+//! redis-patterns-messaging: typed pub/sub with gap events, and a stream consumed by a consumer group
 //! with acknowledgements, a dead-letter stream and a graceful shutdown.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! redis-ratelimit tour: five checks of one identity against a limit of 3 with every algorithm,
+//! redis-patterns-ratelimit tour: five checks of one identity against a limit of 3 with every algorithm,
 //! a cost that can never pass, and a concurrency limit. Keys are
 //! `<section>:ratelimit:<algorithm>:{<identity>}`.
 

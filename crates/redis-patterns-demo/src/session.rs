@@ -1,4 +1,4 @@
-//! redis-session: hashed ids, timeouts enforced by the server, rotation, per-user revocation.
+//! redis-patterns-session: hashed ids, timeouts enforced by the server, rotation, per-user revocation.
 
 use std::time::Duration;
 

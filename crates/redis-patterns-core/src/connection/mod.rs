@@ -1,0 +1,428 @@
+//! Connections: the [`Backend`] trait and the [`Redis`] handle every pattern crate takes.
+//!
+//! # Design
+//!
+//! Pattern crates hold a [`Redis`]: a cheap-to-clone handle around an `Arc<dyn Backend>`. The trait
+//! is **dyn-compatible** (object safe: yes) so that `RateLimiter`, `Cache`, `Lock`... carry no
+//! connection type parameter and a deployment can be chosen at run time from configuration. The
+//! price is one virtual call and one boxed future per command, which redis-rs pays anyway (its
+//! `ConnectionLike` returns boxed futures) and which is lost in the noise of a network round trip;
+//! `benches/benches/core.rs` measures it against a raw redis-rs connection.
+//!
+//! Every command of the hot path goes over one **shared multiplexed connection** per backend:
+//! concurrent callers are pipelined on the socket. Work that must own a connection (blocking reads,
+//! `WATCH`/`MULTI`, `CLIENT` state) takes a [`DedicatedConnection`] from a bounded bb8 pool.
+//!
+//! [`Redis`] implements [`redis::aio::ConnectionLike`], so every redis-rs command, pipeline and
+//! script works on it directly:
+//!
+//! ```no_run
+//! use redis::AsyncCommands;
+//! use redis_core::Redis;
+//!
+//! # async fn demo() -> redis_core::Result<()> {
+//! let redis = Redis::open("redis://127.0.0.1:6379").await?;
+//! let mut conn = redis.clone(); // an Arc clone; shares the multiplexed connection
+//! let _: () = conn.set_ex("greeting", "hello", 60).await?;
+//! let value: Option<String> = conn.get("greeting").await?;
+//! # Ok(()) }
+//! ```
+
+mod cluster;
+mod pool;
+mod reconnect;
+mod sentinel;
+mod standalone;
+mod topology;
+
+use std::{fmt, sync::Arc};
+
+use futures_util::future::BoxFuture;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value, aio::ConnectionLike};
+
+use crate::{
+    config::{Config, Topology, TopologyKind},
+    error::Result,
+};
+
+pub use pool::DedicatedConnection;
+pub use topology::{NodeAddr, cluster_masters, parse_cluster_masters};
+
+/// A deployment that can run commands: one server, a cluster, a Sentinel-managed master, or
+/// anything a user plugs in (a proxy, a test double of their own).
+///
+/// Object safe: yes; held as `Arc<dyn Backend>` by [`Redis`]. Three required methods; the rest have defaults.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Sends one packed command over the shared connection and returns its reply.
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value>;
+
+    /// Sends `count` replies' worth of a pipeline over the shared connection, skipping `offset`
+    /// replies (the contract of [`ConnectionLike::req_packed_commands`]).
+    fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>>;
+
+    /// A connection owned by the caller until dropped.
+    fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>>;
+
+    /// What kind of deployment this is. Defaults to [`TopologyKind::Custom`].
+    fn topology(&self) -> TopologyKind {
+        TopologyKind::Custom
+    }
+
+    /// The database index the shared connection uses. Defaults to 0.
+    fn db(&self) -> i64 {
+        0
+    }
+
+    /// Clients for work that needs its own kind of connection (pub/sub, RESP3 push streams).
+    /// Behind Sentinel this resolves the current master. Defaults to [`crate::Error::Unsupported`].
+    fn endpoint(&self) -> BoxFuture<'_, Result<Endpoint>> {
+        Box::pin(async { Err(crate::Error::Unsupported("endpoint")) })
+    }
+}
+
+/// How to open connections of one's own to a deployment (see [`Backend::endpoint`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // built once per subscriber connection, never on a hot path
+pub enum Endpoint {
+    /// One server (standalone, or the current master behind Sentinel).
+    Single(redis::Client),
+    /// A cluster: the client core uses (RESP2) and the seed nodes, to build a client of one's
+    /// own (RESP3 push connections for sharded pub/sub).
+    Cluster {
+        /// The cluster client of this backend.
+        client: Box<redis::cluster::ClusterClient>,
+        /// The seed nodes it was built from (with credentials).
+        nodes: Vec<redis::ConnectionInfo>,
+    },
+}
+
+/// Opens a RESP3 connection of one's own to the server `info` names (credentials, db and TLS
+/// included), whose server pushes (pub/sub messages, client-tracking invalidations) go to
+/// `pushes`. `timeout` bounds connecting and each reply. For one node of a cluster, pass that
+/// node's [`redis::ConnectionInfo`]; for the current master, the one of [`Endpoint::Single`]'s
+/// client.
+///
+/// # Errors
+/// Connection and authentication failures, converted into [`crate::Error`];
+/// [`crate::Error::FeatureRefused`] for [`crate::Feature::Resp3`] when the server (or a proxy in
+/// front of it) refuses to switch to RESP3.
+pub async fn connect_with_pushes(
+    info: &redis::ConnectionInfo,
+    pushes: impl redis::aio::AsyncPushSender,
+    timeout: std::time::Duration,
+) -> Result<redis::aio::MultiplexedConnection> {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.clone().set_redis_settings(settings))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_push_sender(pushes)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| crate::Error::refusing(crate::Feature::Resp3, e))
+}
+
+/// The handle every pattern takes: a shared multiplexed connection plus a pool of dedicated ones.
+///
+/// Clone it freely; clones share everything. It implements [`ConnectionLike`], so redis-rs
+/// commands run on it directly (`cmd.query_async(&mut redis.clone())`).
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    /// Host and port for spans (`server.address`, `server.port`): the server, the first cluster
+    /// seed node, or the first sentinel.
+    server: Option<(String, u16)>,
+    #[cfg(feature = "metrics")]
+    commands: crate::metrics::CommandMetrics,
+    /// The server's version, read once.
+    version: tokio::sync::OnceCell<crate::ServerVersion>,
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Redis").field(&self.inner.backend).finish()
+    }
+}
+
+/// The oldest `redis_version` in an `INFO server` reply: one text, or (on a cluster) a map or
+/// list of one text per node.
+fn oldest_version(reply: &Value) -> Option<crate::ServerVersion> {
+    match reply {
+        Value::BulkString(bytes) => {
+            crate::ServerVersion::from_info(&String::from_utf8_lossy(bytes))
+        }
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
+            crate::ServerVersion::from_info(text)
+        }
+        Value::Map(pairs) => pairs.iter().filter_map(|(_, v)| oldest_version(v)).min(),
+        Value::Array(items) => items.iter().filter_map(oldest_version).min(),
+        _ => None,
+    }
+}
+
+/// Host and port of a TCP address.
+fn host_port(info: &redis::ConnectionInfo) -> Option<(String, u16)> {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
+    }
+}
+
+impl Redis {
+    /// Connects as `config` says and checks the server answers (credentials included).
+    ///
+    /// # Errors
+    /// [`crate::Error::Authentication`] for rejected credentials, [`crate::Error::Redis`] when the
+    /// server cannot be reached within the connect time-out, [`crate::Error::InvalidConfig`] when
+    /// redis-rs rejects a setting.
+    #[tracing::instrument(level = "debug", skip_all, fields(topology = ?config.topology().kind()))]
+    pub async fn connect(config: &Config) -> Result<Self> {
+        let server = match &config.topology {
+            Topology::Standalone(info) => host_port(info),
+            Topology::Cluster(nodes) => nodes.first().and_then(host_port),
+            Topology::Sentinel { sentinels, .. } => sentinels.first().and_then(host_port),
+        };
+        let backend: Arc<dyn Backend> = match &config.topology {
+            Topology::Standalone(info) => {
+                Arc::new(standalone::Standalone::connect(config, info).await?)
+            }
+            Topology::Cluster(nodes) => Arc::new(cluster::Cluster::connect(config, nodes).await?),
+            Topology::Sentinel {
+                sentinels,
+                service,
+                master,
+            } => Arc::new(sentinel::Sentinel::connect(config, sentinels, service, master).await?),
+        };
+        // Connecting does not authenticate when no password is configured, and a server that
+        // requires one only says so on the first command: ask now so `connect` reports it.
+        backend.send(&redis::cmd("PING")).await?.extract_error()?;
+        Ok(Self::with_parts(backend, server))
+    }
+
+    fn with_parts(backend: Arc<dyn Backend>, server: Option<(String, u16)>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                server,
+                #[cfg(feature = "metrics")]
+                commands: crate::metrics::CommandMetrics::default(),
+                version: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// Connects to one server at `url` with default settings.
+    ///
+    /// # Errors
+    /// As [`Config::from_url`] and [`Redis::connect`].
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(&Config::from_url(url)?).await
+    }
+
+    /// Wraps a backend of one's own.
+    pub fn from_backend(backend: impl Backend) -> Self {
+        Self::with_parts(Arc::new(backend), None)
+    }
+
+    /// Host and port for spans (OpenTelemetry's `server.address` and `server.port`): the server,
+    /// the first cluster seed node, or the first sentinel; `("", 0)` for a custom backend.
+    pub fn server_address(&self) -> (&str, u16) {
+        self.inner
+            .server
+            .as_ref()
+            .map_or(("", 0), |(host, port)| (host.as_str(), *port))
+    }
+
+    /// What kind of deployment this is.
+    pub fn topology(&self) -> TopologyKind {
+        self.inner.backend.topology()
+    }
+
+    /// The backend behind this handle.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// Sends one command over the backend, counted by name and result with the `metrics` feature.
+    fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        #[cfg(feature = "metrics")]
+        {
+            Box::pin(async move {
+                let reply = self.inner.backend.send(cmd).await;
+                let ok = matches!(&reply, Ok(value) if !matches!(value, Value::ServerError(_)));
+                self.inner.commands.record(cmd, ok);
+                reply
+            })
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            self.inner.backend.send(cmd)
+        }
+    }
+
+    /// Sends a pipeline over the backend, each command counted with the `metrics` feature.
+    fn send_pipeline<'a>(
+        &'a self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        #[cfg(feature = "metrics")]
+        {
+            Box::pin(async move {
+                let replies = self
+                    .inner
+                    .backend
+                    .send_pipeline(pipeline, offset, count)
+                    .await;
+                let ok = replies.is_ok();
+                for cmd in pipeline.cmd_iter() {
+                    self.inner.commands.record(cmd, ok);
+                }
+                replies
+            })
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            self.inner.backend.send_pipeline(pipeline, offset, count)
+        }
+    }
+
+    /// Runs one command on the shared connection.
+    ///
+    /// # Errors
+    /// The command's failure, converted into [`crate::Error`].
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let value = self.send(cmd).await?.extract_error()?;
+        Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
+    }
+
+    /// Runs a pipeline (or a `MULTI`/`EXEC` transaction built with [`redis::pipe`]`().atomic()`) on
+    /// the shared connection.
+    ///
+    /// # Errors
+    /// The pipeline's failure, converted into [`crate::Error`].
+    pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
+        let mut conn = self.clone();
+        Ok(pipeline.query_async(&mut conn).await?)
+    }
+
+    /// Takes a connection for exclusive use (blocking commands, `WATCH`/`MULTI`). It returns to the
+    /// pool when dropped.
+    ///
+    /// # Errors
+    /// [`crate::Error::PoolTimeout`] when the pool stays exhausted for its connection time-out;
+    /// connection errors when a new connection cannot be opened.
+    pub async fn dedicated(&self) -> Result<DedicatedConnection> {
+        self.inner.backend.dedicated().await
+    }
+
+    /// Clients for connections of one's own (pub/sub). See [`Backend::endpoint`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Unsupported`] on backends without one; Sentinel look-up failures.
+    pub async fn endpoint(&self) -> Result<Endpoint> {
+        self.inner.backend.endpoint().await
+    }
+
+    /// The server's version (`redis_version` of `INFO server`), read once per handle. On a
+    /// cluster, the oldest version among the nodes that answer.
+    ///
+    /// # Errors
+    /// The command's failure; [`crate::Error::UnexpectedReply`] when no version can be read.
+    pub async fn server_version(&self) -> Result<crate::ServerVersion> {
+        self.inner
+            .version
+            .get_or_try_init(|| async {
+                let reply: Value = self.query(redis::cmd("INFO").arg("server")).await?;
+                oldest_version(&reply).ok_or_else(|| {
+                    crate::Error::UnexpectedReply(format!(
+                        "INFO server without a redis_version: {reply:?}"
+                    ))
+                })
+            })
+            .await
+            .copied()
+    }
+
+    /// Checks once (the version is cached) that the server has `feature`, so a pattern fails
+    /// with one clear error instead of a syntax or Lua error from deep inside a call.
+    ///
+    /// # Errors
+    /// [`crate::Error::ServerTooOld`] naming the feature and the version it needs; the errors
+    /// of [`server_version`](Self::server_version).
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: redis_core::Redis) -> redis_core::Result<()> {
+    /// redis.require(redis_core::Feature::ShardedPubSub).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn require(&self, feature: crate::Feature) -> Result<()> {
+        let found = self.server_version().await?;
+        if found < feature.since() {
+            return Err(crate::Error::ServerTooOld {
+                feature,
+                needs: feature.since(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// The server's clock (`TIME`), as time since the Unix epoch.
+    ///
+    /// # Errors
+    /// As [`crate::server_time`].
+    pub async fn server_time(&self) -> Result<std::time::Duration> {
+        crate::time::server_time(&mut self.clone()).await
+    }
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Self::send(self, cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Self::send_pipeline(self, pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.backend.db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handle_and_trait_objects_are_thread_safe() {
+        assert_send_sync::<Redis>();
+        assert_send_sync::<Arc<dyn Backend>>();
+        assert_send_sync::<DedicatedConnection>();
+        fn _object_safe(_: &dyn Backend) {}
+    }
+}

@@ -1,0 +1,293 @@
+//! The one error type of `redis-patterns-core`, with predicates that answer "what now?".
+
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// A boxed error from user code (a codec, a loader) kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`enum@Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `redis-patterns-core`.
+///
+/// Match on the variant when the cause matters; ask a predicate
+/// ([`Error::is_retryable`], [`Error::is_connection_error`], ...) to decide on a retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration was rejected before any connection was made (bad URL, zero pool size, ...).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A key could not be built: empty, too long, or with a forbidden character in a segment.
+    #[error("invalid key: {0}")]
+    InvalidKey(#[from] KeyError),
+
+    /// The keys of one multi-key operation hash to different cluster slots.
+    ///
+    /// Build keys with the same hash tag ([`crate::Key::companion`], [`crate::KeySpace::tagged`])
+    /// so that they land on one slot.
+    /// The message names the keys and slots when the check ran before sending, or carries the
+    /// server's reply when the server refused the command.
+    #[error("keys of one operation map to different cluster slots: {0}")]
+    CrossSlot(String),
+
+    /// The server rejected the credentials (wrong user or password, or none given).
+    #[error("authentication failed")]
+    Authentication(#[source] RedisError),
+
+    /// No pooled connection became free within the pool's connection timeout.
+    #[error("timed out after {0:?} waiting for a pooled connection")]
+    PoolTimeout(Duration),
+
+    /// The operation did not finish within its deadline.
+    #[error("operation timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// A command failed: I/O, protocol or a server error reply.
+    #[error("redis error: {0}")]
+    Redis(#[source] RedisError),
+
+    /// A value could not be serialized by a codec.
+    #[error("failed to encode value")]
+    Encode(#[source] BoxError),
+
+    /// Bytes read from Redis could not be deserialized by a codec (corrupt or foreign payload).
+    #[error("failed to decode value")]
+    Decode(#[source] BoxError),
+
+    /// The server answered with a reply of an unexpected shape.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
+
+    /// The backend does not offer this capability (for example pub/sub endpoints on a custom backend).
+    #[error("unsupported by this backend: {0}")]
+    Unsupported(&'static str),
+
+    /// The server is older than a feature a pattern needs (see [`crate::Redis::require`]).
+    #[error("the server (version {found}) lacks {feature}: it needs Redis {needs} or newer")]
+    ServerTooOld {
+        /// What is missing.
+        feature: crate::Feature,
+        /// The first version that has it.
+        needs: crate::ServerVersion,
+        /// The server's version.
+        found: crate::ServerVersion,
+    },
+
+    /// The server has the feature but refused it to this client: an ACL rule, a proxy that does
+    /// not pass it through (RESP3 behind some proxies), or a disabled command.
+    #[error("the server refused {feature}: {detail}")]
+    FeatureRefused {
+        /// What was refused.
+        feature: crate::Feature,
+        /// The server's answer.
+        detail: String,
+    },
+}
+
+/// Why a key was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The name (or a prefix segment) was empty.
+    #[error("empty {0}")]
+    Empty(&'static str),
+    /// The finished key would be longer than the key space allows.
+    #[error("key is {len} bytes, the limit is {max}")]
+    TooLong {
+        /// Length of the key that would have been built.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A prefix or pattern segment contains a character that would break the layout.
+    #[error(
+        "segment {segment:?} contains {found:?}; segments may not contain '{{', '}}', ':' or whitespace"
+    )]
+    ForbiddenChar {
+        /// The offending segment.
+        segment: String,
+        /// The character found.
+        found: char,
+    },
+}
+
+impl Error {
+    /// [`Error::FeatureRefused`] for `feature` when `err` is the server refusing it (an ACL
+    /// `NOPERM`, an unknown or disabled command, a failed protocol switch); otherwise `err` as
+    /// it converts.
+    pub fn refusing(feature: crate::Feature, err: RedisError) -> Self {
+        let refused = matches!(
+            err.kind(),
+            ErrorKind::Server(ServerErrorKind::NoPerm | ServerErrorKind::ResponseError)
+        ) || matches!(err.code(), Some("NOPERM" | "ERR"))
+            || err.to_string().contains("RESP3");
+        if refused {
+            Self::FeatureRefused {
+                feature,
+                detail: err.to_string(),
+            }
+        } else {
+            Self::from(err)
+        }
+    }
+
+    /// Builds an [`Error::InvalidConfig`].
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::InvalidConfig(message.into())
+    }
+
+    /// The underlying redis-rs error, if any.
+    pub fn redis_error(&self) -> Option<&RedisError> {
+        match self {
+            Self::Redis(e) | Self::Authentication(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True for time-outs: a pool checkout, an operation deadline, or a socket time-out.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::PoolTimeout(_) | Self::Timeout(_) => true,
+            Self::Redis(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// True when the connection to the server failed or was lost (refused, reset, closed, unreachable).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Self::Redis(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+
+    /// True when the server rejected the credentials.
+    pub fn is_auth_error(&self) -> bool {
+        matches!(self, Self::Authentication(_))
+    }
+
+    /// True when the payload could not be decoded (corrupt or written by something else).
+    pub fn is_decode_error(&self) -> bool {
+        matches!(self, Self::Decode(_))
+    }
+
+    /// True when trying the same operation again later may succeed: connection loss, time-outs,
+    /// and transient server states (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY` during a failover).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::PoolTimeout(_) | Self::Timeout(_) => true,
+            Self::Redis(e) => {
+                is_connection_error(e)
+                    || e.is_timeout()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::BusyLoading
+                                | ServerErrorKind::TryAgain
+                                | ServerErrorKind::ClusterDown
+                                | ServerErrorKind::MasterDown
+                                | ServerErrorKind::ReadOnly
+                        ) | ErrorKind::MasterNameNotFoundBySentinel
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The questions every error of the workspace answers, written once.
+///
+/// Pattern crates wrap core's [`enum@Error`] in their own `Error`; they implement the one required
+/// method, [`core_error`](Self::core_error), and override a predicate only where one of their own
+/// variants answers differently (a lock's `NoQuorum` is retryable, say).
+///
+/// ```
+/// use redis_core::{Error, ErrorPredicates};
+///
+/// #[derive(Debug)]
+/// enum MyError {
+///     Core(Error),
+///     Rejected,
+/// }
+///
+/// impl ErrorPredicates for MyError {
+///     fn core_error(&self) -> Option<&Error> {
+///         match self {
+///             Self::Core(e) => Some(e),
+///             Self::Rejected => None,
+///         }
+///     }
+/// }
+///
+/// let timeout = MyError::Core(Error::Timeout(std::time::Duration::from_secs(1)));
+/// assert!(timeout.is_timeout() && timeout.is_retryable());
+/// assert!(!MyError::Rejected.is_retryable());
+/// ```
+pub trait ErrorPredicates {
+    /// The core error this error wraps, if any.
+    fn core_error(&self) -> Option<&Error>;
+
+    /// True for time-outs: a pool checkout, an operation deadline, or a socket time-out.
+    fn is_timeout(&self) -> bool {
+        self.core_error().is_some_and(Error::is_timeout)
+    }
+
+    /// True when the connection to the server failed or was lost.
+    fn is_connection_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_connection_error)
+    }
+
+    /// True when trying the same operation again later may succeed.
+    fn is_retryable(&self) -> bool {
+        self.core_error().is_some_and(Error::is_retryable)
+    }
+
+    /// True when the server rejected the credentials.
+    fn is_auth_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_auth_error)
+    }
+
+    /// True when a payload could not be decoded (corrupt or written by something else).
+    fn is_decode_error(&self) -> bool {
+        self.core_error().is_some_and(Error::is_decode_error)
+    }
+}
+
+impl ErrorPredicates for Error {
+    fn core_error(&self) -> Option<&Error> {
+        Some(self)
+    }
+}
+
+/// True when a redis-rs error means the connection is gone or could not be made.
+pub(crate) fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound | ErrorKind::NoValidReplicasFoundBySentinel
+        )
+}
+
+impl From<RedisError> for Error {
+    fn from(e: RedisError) -> Self {
+        if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) {
+            return Self::Authentication(e);
+        }
+        match e.kind() {
+            ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+                Self::Authentication(e)
+            }
+            ErrorKind::InvalidClientConfig => Self::InvalidConfig(e.to_string()),
+            ErrorKind::Server(ServerErrorKind::CrossSlot) => {
+                Self::CrossSlot(e.detail().unwrap_or("refused by the server").to_owned())
+            }
+            _ => Self::Redis(e),
+        }
+    }
+}

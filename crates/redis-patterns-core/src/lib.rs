@@ -1,0 +1,79 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod background;
+mod backoff;
+pub mod codec;
+pub mod config;
+mod connection;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod script;
+mod time;
+mod token;
+mod version;
+
+pub use background::release_in_background;
+pub use backoff::Backoff;
+pub use codec::Codec;
+pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
+pub use connection::{
+    Backend, DedicatedConnection, Endpoint, NodeAddr, Redis, cluster_masters, connect_with_pushes,
+    parse_cluster_masters,
+};
+pub use error::{BoxError, Error, ErrorPredicates, KeyError, Result};
+pub use keys::{Key, KeySpace};
+/// The redis-rs crate this workspace is built on, re-exported so users never juggle two versions.
+pub use redis;
+pub use script::{Script, ScriptCall};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+}
+
+/// An `INFO` span for one public operation of a pattern, named and fielded after OpenTelemetry's
+/// database conventions: `db.system.name = "redis"`, `db.operation.name`, `server.address`,
+/// `server.port`, `otel.kind = "client"`, and `otel.name` (the span name exporters show). Extra
+/// fields follow the operation name; record an outcome later with `Span::record`.
+///
+/// Never put a key, an identity, a session id or a payload in a field.
+///
+/// ```
+/// # async fn demo(redis: redis_core::Redis) {
+/// use tracing::Instrument;
+///
+/// let span = redis_core::operation_span!(redis, "cache.get", outcome = tracing::field::Empty);
+/// async {
+///     // ... the operation ...
+///     tracing::Span::current().record("outcome", "hit");
+/// }
+/// .instrument(span)
+/// .await;
+/// # }
+/// ```
+#[macro_export]
+macro_rules! operation_span {
+    ($redis:expr, $operation:literal $(, $($fields:tt)*)?) => {{
+        let (address, port) = $crate::Redis::server_address(&$redis);
+        $crate::__private::tracing::info_span!(
+            $operation,
+            otel.name = $operation,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = $operation,
+            server.address = address,
+            server.port = port
+            $(, $($fields)*)?
+        )
+    }};
+}
+pub use time::{duration_millis, server_time};
+pub use token::random_token;
+pub use version::{Feature, ServerVersion};

@@ -1,0 +1,363 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade, behind the `metrics` feature.
+//!
+//! Every pattern records through the handles of this module: [`Counter`], [`Gauge`] and
+//! [`Histogram`]. With the feature on they are `metrics` handles registered with the recorder
+//! installed at the time (install your exporter before building caches, limiters, locks and
+//! consumers); with it off they are empty and every call compiles to nothing.
+//!
+//! Names follow `redis_patterns_<crate>_<what>_<unit>` and labels are bounded: algorithm,
+//! outcome, source, script or command name, and the name a user gives a limiter, cache, lock or
+//! consumer in its builder. Never a key, an identity, a session id or a payload. The full table is
+//! in `docs/observability.md`.
+//!
+//! Metrics of this crate:
+//!
+//! | name | kind | labels | recorded by |
+//! |---|---|---|---|
+//! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`] |
+//! | `redis_patterns_core_scripts_total` | counter | `script`, `result` | every [`crate::ScriptCall`] |
+//! | `redis_patterns_core_script_duration_seconds` | histogram | `script` | every [`crate::ScriptCall`] |
+//! | `redis_patterns_core_script_reloads_total` | counter | `script` | a script loaded again after `NOSCRIPT` |
+//! | `redis_patterns_core_reconnects_total` | counter | `result` | the shared connection re-established (`ok`) or a failed attempt (`error`) |
+//! | `redis_patterns_core_pool_wait_seconds` | histogram | | each checkout of a dedicated connection |
+//! | `redis_patterns_core_pool_timeouts_total` | counter | | a checkout that timed out |
+
+use std::time::Duration;
+
+/// `ok` or `error`: the `result` label of commands and scripts.
+pub fn result_label(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
+}
+
+/// A monotonically increasing count.
+#[derive(Clone)]
+pub struct Counter {
+    #[cfg(feature = "metrics")]
+    inner: metrics::Counter,
+}
+
+/// A value that goes up and down (permits in use, consumer lag).
+#[derive(Clone)]
+pub struct Gauge {
+    #[cfg(feature = "metrics")]
+    inner: metrics::Gauge,
+}
+
+/// A distribution of values (latencies in seconds, attempts per acquisition).
+#[derive(Clone)]
+pub struct Histogram {
+    #[cfg(feature = "metrics")]
+    inner: metrics::Histogram,
+}
+
+macro_rules! debug_as_name {
+    ($($ty:ident),*) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($ty))
+            }
+        }
+    )*};
+}
+debug_as_name!(Counter, Gauge, Histogram);
+
+macro_rules! noop_default {
+    ($($ty:ident),*) => {$(
+        /// A handle that records nothing (the `metrics` facade's no-op).
+        impl Default for $ty {
+            fn default() -> Self {
+                Self {
+                    #[cfg(feature = "metrics")]
+                    inner: metrics::$ty::noop(),
+                }
+            }
+        }
+    )*};
+}
+noop_default!(Counter, Gauge, Histogram);
+
+#[cfg(feature = "metrics")]
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> metrics::Key {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(*k, (*v).to_owned()))
+        .collect();
+    metrics::Key::from_parts(name, labels)
+}
+
+#[cfg(feature = "metrics")]
+fn metadata() -> metrics::Metadata<'static> {
+    static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    METADATA.clone()
+}
+
+impl Counter {
+    /// Registers `name` with `labels` on the installed recorder.
+    #[allow(unused_variables)]
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            inner: metrics::with_recorder(|r| r.register_counter(&key(name, labels), &metadata())),
+        }
+    }
+
+    /// Adds `by`.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn increment(&self, by: u64) {
+        #[cfg(feature = "metrics")]
+        self.inner.increment(by);
+    }
+}
+
+impl Gauge {
+    /// Registers `name` with `labels` on the installed recorder.
+    #[allow(unused_variables)]
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            inner: metrics::with_recorder(|r| r.register_gauge(&key(name, labels), &metadata())),
+        }
+    }
+
+    /// Sets the value.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn set(&self, value: f64) {
+        #[cfg(feature = "metrics")]
+        self.inner.set(value);
+    }
+
+    /// Adds `by`.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn increment(&self, by: f64) {
+        #[cfg(feature = "metrics")]
+        self.inner.increment(by);
+    }
+
+    /// Subtracts `by`.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn decrement(&self, by: f64) {
+        #[cfg(feature = "metrics")]
+        self.inner.decrement(by);
+    }
+}
+
+impl Histogram {
+    /// Registers `name` with `labels` on the installed recorder.
+    #[allow(unused_variables)]
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            inner: metrics::with_recorder(|r| {
+                r.register_histogram(&key(name, labels), &metadata())
+            }),
+        }
+    }
+
+    /// Records one value.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn record(&self, value: f64) {
+        #[cfg(feature = "metrics")]
+        self.inner.record(value);
+    }
+
+    /// Records a duration in seconds.
+    #[inline]
+    #[allow(unused_variables)]
+    pub fn record_duration(&self, elapsed: Duration) {
+        #[cfg(feature = "metrics")]
+        self.inner.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Kinds of metric, for [`describe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// [`Counter`].
+    Counter,
+    /// [`Gauge`].
+    Gauge,
+    /// [`Histogram`].
+    Histogram,
+}
+
+/// One documented metric: what exporters show as its help text and unit.
+#[derive(Debug, Clone, Copy)]
+pub struct Description {
+    /// Full name (`redis_patterns_<crate>_<what>_<unit>`).
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// The label names it carries.
+    pub labels: &'static [&'static str],
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Tells the installed recorder the help text and unit of each metric in `table` (Prometheus
+/// shows them as `# HELP` lines). Call once after installing the recorder; recording works
+/// without it.
+#[allow(unused_variables)]
+pub fn describe(table: &[Description]) {
+    #[cfg(feature = "metrics")]
+    for d in table {
+        let unit = if d.name.ends_with("_seconds") {
+            Some(metrics::Unit::Seconds)
+        } else if d.name.ends_with("_bytes") {
+            Some(metrics::Unit::Bytes)
+        } else {
+            None
+        };
+        metrics::with_recorder(|r| match d.kind {
+            Kind::Counter => r.describe_counter(d.name.into(), unit, d.help.into()),
+            Kind::Gauge => r.describe_gauge(d.name.into(), unit, d.help.into()),
+            Kind::Histogram => r.describe_histogram(d.name.into(), unit, d.help.into()),
+        });
+    }
+}
+
+/// The metrics of `redis-patterns-core`, as documented.
+pub const METRICS: &[Description] = &[
+    Description {
+        name: "redis_patterns_core_commands_total",
+        kind: Kind::Counter,
+        labels: &["command", "result"],
+        help: "Commands sent through a Redis handle, by command name and result.",
+    },
+    Description {
+        name: "redis_patterns_core_scripts_total",
+        kind: Kind::Counter,
+        labels: &["script", "result"],
+        help: "Lua script calls, by script name and result.",
+    },
+    Description {
+        name: "redis_patterns_core_script_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["script"],
+        help: "Latency of Lua script calls, by script name.",
+    },
+    Description {
+        name: "redis_patterns_core_script_reloads_total",
+        kind: Kind::Counter,
+        labels: &["script"],
+        help: "Scripts loaded again after NOSCRIPT (server restart, failover, SCRIPT FLUSH).",
+    },
+    Description {
+        name: "redis_patterns_core_reconnects_total",
+        kind: Kind::Counter,
+        labels: &["result"],
+        help: "Attempts to re-establish the shared connection, by result.",
+    },
+    Description {
+        name: "redis_patterns_core_pool_wait_seconds",
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Time spent waiting for a dedicated connection from the pool.",
+    },
+    Description {
+        name: "redis_patterns_core_pool_timeouts_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Checkouts of a dedicated connection that timed out.",
+    },
+];
+
+/// Command counters by name and result, registered on first use of each command.
+#[cfg(feature = "metrics")]
+#[derive(Default)]
+pub(crate) struct CommandMetrics {
+    by_command: std::sync::RwLock<std::collections::HashMap<Vec<u8>, [Counter; 2]>>,
+}
+
+#[cfg(feature = "metrics")]
+impl std::fmt::Debug for CommandMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommandMetrics")
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl CommandMetrics {
+    /// Counts one command (named by its first argument) with its result.
+    #[inline]
+    pub(crate) fn record(&self, cmd: &redis::Cmd, ok: bool) {
+        let Some(redis::Arg::Simple(name)) = cmd.args_iter().next() else {
+            return;
+        };
+        self.counters(name)[usize::from(!ok)].increment(1);
+    }
+
+    fn counters(&self, name: &[u8]) -> [Counter; 2] {
+        if let Some(found) = self
+            .by_command
+            .read()
+            .ok()
+            .and_then(|map| map.get(name).cloned())
+        {
+            return found;
+        }
+        let label = command_label(name);
+        let counters = [true, false].map(|ok| {
+            Counter::new(
+                "redis_patterns_core_commands_total",
+                &[("command", &label), ("result", result_label(ok))],
+            )
+        });
+        if let Ok(mut map) = self.by_command.write() {
+            // Bounded: command names are the server's command set, and anything that does not
+            // look like one is counted as `OTHER`.
+            if map.len() < 512 {
+                map.insert(name.to_vec(), counters.clone());
+            }
+        }
+        counters
+    }
+}
+
+/// A command's name as a label: upper case, or `OTHER` for anything that is not a plausible
+/// command name (so a label never carries arbitrary bytes).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn command_label(name: &[u8]) -> String {
+    let plausible = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'|'));
+    if plausible {
+        String::from_utf8_lossy(name).to_ascii_uppercase()
+    } else {
+        "OTHER".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_labels_are_bounded() {
+        assert_eq!(command_label(b"get"), "GET");
+        assert_eq!(command_label(b"CLIENT|TRACKING"), "CLIENT|TRACKING");
+        assert_eq!(command_label(b""), "OTHER");
+        assert_eq!(command_label(b"user:42 {secret}"), "OTHER");
+        assert_eq!(command_label(&[b'A'; 33]), "OTHER");
+    }
+
+    #[test]
+    fn handles_work_without_a_recorder() {
+        let counter = Counter::new("redis_patterns_core_test_total", &[("a", "b")]);
+        counter.increment(1);
+        Gauge::new("redis_patterns_core_test", &[]).set(1.0);
+        Histogram::new("redis_patterns_core_test_seconds", &[])
+            .record_duration(Duration::from_millis(1));
+        describe(METRICS);
+        assert_eq!(result_label(true), "ok");
+        assert_eq!(result_label(false), "error");
+    }
+}

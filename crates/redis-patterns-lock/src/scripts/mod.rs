@@ -1,0 +1,47 @@
+//! The Lua scripts of `redis-patterns-lock`, one `.lua` file each beside this module. Every script touches
+//! one resource's keys only (a key and its companions), so it runs on one cluster slot. The
+//! semaphore scripts read the server's clock through core's `now_ms()` prelude.
+
+use redis_core::{Script, script::SERVER_CLOCK};
+
+/// Suffix of the fencing counter: a companion of the lock (or holders) key, on the same slot,
+/// passed as `KEYS[2]` to the acquire scripts.
+pub(crate) const FENCE_SUFFIX: &str = "fence";
+
+/// Takes a lock and the next fencing token. KEYS: lock, fence; ARGV: token, ttl ms; reply
+/// `{1, fence}` when taken, `{0, pttl of the holder}` when held.
+pub(crate) static ACQUIRE: Script = Script::new("lock_acquire", include_str!("acquire.lua"));
+
+/// Deletes a lock if the caller owns it. KEYS: lock; ARGV: token; reply `1` deleted, `0` not ours.
+pub(crate) static RELEASE: Script = Script::new("lock_release", include_str!("release.lua"));
+
+/// Renews a lock if the caller owns it. KEYS: lock; ARGV: token, ttl ms; reply `1` renewed, `0`
+/// not ours.
+pub(crate) static EXTEND: Script = Script::new("lock_extend", include_str!("extend.lua"));
+
+/// Redlock's second round: lifts the counter to the agreed fence while the caller owns the lock.
+/// KEYS: lock, fence; ARGV: token, fence; reply `1` owner (counter now `>= fence`), `0` not ours.
+pub(crate) static RAISE_FENCE: Script =
+    Script::new("lock_raise_fence", include_str!("raise_fence.lua"));
+
+/// Takes a semaphore permit. KEYS: holders, fence; ARGV: token, ttl ms, permits; reply
+/// `{1, fence}` when granted, `{0, ms until the earliest permit expires}` when all are taken.
+pub(crate) static SEM_ACQUIRE: Script =
+    Script::new("semaphore_acquire", include_str!("sem_acquire.lua"))
+        .with_preludes(&[SERVER_CLOCK]);
+
+/// Returns a permit. KEYS: holders; ARGV: token; reply `1` a live permit was returned, `0` it had
+/// expired or was never held (removed either way).
+pub(crate) static SEM_RELEASE: Script =
+    Script::new("semaphore_release", include_str!("sem_release.lua"))
+        .with_preludes(&[SERVER_CLOCK]);
+
+/// Renews a permit. KEYS: holders; ARGV: token, ttl ms; reply `1` renewed, `0` expired (then
+/// removed) or never held.
+pub(crate) static SEM_EXTEND: Script =
+    Script::new("semaphore_extend", include_str!("sem_extend.lua")).with_preludes(&[SERVER_CLOCK]);
+
+/// Counts unexpired permits by the key's node clock. KEYS: holders; ARGV: none; reply the count.
+pub(crate) static SEM_HOLDERS: Script =
+    Script::new("semaphore_holders", include_str!("sem_holders.lua"))
+        .with_preludes(&[SERVER_CLOCK]);

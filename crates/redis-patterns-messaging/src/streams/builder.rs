@@ -1,0 +1,187 @@
+//! Building a [`Consumer`]: names, settings, codec.
+
+use std::{sync::Arc, time::Duration};
+
+use redis_core::{Backoff, Codec, KeySpace, Redis, codec::Json};
+
+use super::{
+    consumer::{Consumer, Counters, Inner},
+    dead_letter_key, stream_key,
+};
+use crate::{
+    config::ConsumerSettings,
+    error::{Error, Result},
+    metrics::{ConsumerMetrics, consumer_default_name, validate_name},
+};
+
+/// Builds a [`Consumer`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder<C: Codec = Json> {
+    redis: Redis,
+    keys: KeySpace,
+    stream: String,
+    group: String,
+    consumer: String,
+    /// The `name` of metrics and spans; `None`: the group's name if it fits, else `"default"`.
+    label: Option<String>,
+    codec: C,
+    settings: ConsumerSettings,
+}
+
+impl Consumer<Json> {
+    /// Starts building consumer `name` of `group` on the stream named `stream`, whose key is
+    /// `<keys>:messaging:{<stream>}` (see [`stream_key`](crate::stream_key)). Names must be unique
+    /// among the live consumers of the group (a host name plus a process id works).
+    pub fn builder(
+        redis: Redis,
+        keys: &KeySpace,
+        stream: impl Into<String>,
+        group: impl Into<String>,
+        name: impl Into<String>,
+    ) -> ConsumerBuilder<Json> {
+        ConsumerBuilder {
+            redis,
+            keys: keys.clone(),
+            stream: stream.into(),
+            group: group.into(),
+            consumer: name.into(),
+            label: None,
+            codec: Json,
+            settings: ConsumerSettings::default(),
+        }
+    }
+}
+
+impl<C: Codec> ConsumerBuilder<C> {
+    /// The name this consumer reports in metrics (the `name` label) and spans: 1 to 64
+    /// characters of `[A-Za-z0-9_.-]`, checked by [`build`](Self::build). Not the consumer's name
+    /// in its group (given to [`Consumer::builder`]). Defaults to the group's name when that fits
+    /// the rule, else `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.label = Some(name.into());
+        self
+    }
+
+    /// How often the consumer samples its group's `lag` and `pending` (`XINFO GROUPS`) for the
+    /// `redis_patterns_messaging_group_lag` and `_group_pending` gauges while it runs (only
+    /// with the `metrics` feature). Defaults to 10 s.
+    pub fn metrics_interval(mut self, every: Duration) -> Self {
+        self.settings.metrics_interval = every;
+        self
+    }
+
+    /// Entries fetched per `XREADGROUP` (and per claim). Defaults to 10.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.settings.batch_size = n;
+        self
+    }
+
+    /// Handlers running at once in this consumer. Defaults to 1 (in order).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n;
+        self
+    }
+
+    /// How long one `XREADGROUP` waits for new entries. It also bounds how long a shutdown waits
+    /// for the read in flight (which is always finished, never abandoned). Defaults to 1 s.
+    /// Keep it below the dedicated connections' reply time-out if one is configured in
+    /// `redis-patterns-core` (none by default), or every blocking read fails as a time-out.
+    pub fn block(mut self, block: Duration) -> Self {
+        self.settings.block = block;
+        self
+    }
+
+    /// How long an entry must stay unacknowledged before another consumer may claim it. Must be
+    /// longer than the slowest handler, or slow entries are processed twice. The clock starts
+    /// when the entry is read, not when its handler starts: entries of a batch wait for one of
+    /// `concurrency` permits, so what must fit is about `batch_size / concurrency` handler runs.
+    /// Defaults to 30 s.
+    pub fn min_idle(mut self, min_idle: Duration) -> Self {
+        self.settings.min_idle = min_idle;
+        self
+    }
+
+    /// How often this consumer looks for stalled entries (`XAUTOCLAIM`). Defaults to half of
+    /// `min_idle`.
+    pub fn claim_interval(mut self, every: Duration) -> Self {
+        self.settings.claim_interval = Some(every);
+        self
+    }
+
+    /// Deliveries after which an entry that still fails goes to the dead-letter stream.
+    /// Defaults to 5.
+    pub fn max_deliveries(mut self, n: u64) -> Self {
+        self.settings.max_deliveries = n;
+        self
+    }
+
+    /// Approximate length cap of the dead-letter stream. Defaults to 100 000.
+    pub fn dead_letter_max_len(mut self, n: u64) -> Self {
+        self.settings.dead_letter_max_len = n;
+        self
+    }
+
+    /// Where a group created by this consumer starts: `"0"` (the whole stream) or `"$"` (only
+    /// new entries). Ignored when the group exists. Defaults to `"0"`.
+    pub fn start_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.start_id = id.into();
+        self
+    }
+
+    /// Wait between attempts after a connection error. Defaults to [`Backoff::default`]
+    /// (100 ms doubling up to 5 s, jittered).
+    pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// Decodes payloads with `codec` (the producer must use the same). Defaults to JSON.
+    pub fn codec<C2: Codec>(self, codec: C2) -> ConsumerBuilder<C2> {
+        ConsumerBuilder {
+            redis: self.redis,
+            keys: self.keys,
+            stream: self.stream,
+            group: self.group,
+            consumer: self.consumer,
+            label: self.label,
+            codec,
+            settings: self.settings,
+        }
+    }
+
+    /// Checks the settings and builds the stream's keys.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for empty names, zero sizes or durations, a claim interval
+    /// longer than `min_idle`, or a [`name`](Self::name) that breaks its rule; [`Error::Core`]
+    /// for a stream name that makes no valid key.
+    pub fn build(self) -> Result<Consumer<C>> {
+        if self.group.is_empty() || self.consumer.is_empty() {
+            return Err(Error::invalid_config("empty group or consumer name"));
+        }
+        let label = match self.label {
+            Some(label) => {
+                validate_name(&label)?;
+                label
+            }
+            None => consumer_default_name(&self.group),
+        };
+        let settings = self.settings.validate()?;
+        let stream = stream_key(&self.keys, &self.stream)?;
+        Ok(Consumer {
+            inner: Arc::new(Inner {
+                redis: self.redis,
+                dead: dead_letter_key(&stream),
+                stream,
+                group: self.group,
+                name: self.consumer.into(),
+                metrics: ConsumerMetrics::new(&label),
+                label,
+                codec: self.codec,
+                settings,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
