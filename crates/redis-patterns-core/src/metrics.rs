@@ -14,7 +14,7 @@
 //!
 //! | name | kind | labels | recorded by |
 //! |---|---|---|---|
-//! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`] |
+//! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`]; a script call once, as `EVALSHA` |
 //! | `redis_patterns_core_scripts_total` | counter | `script`, `result` | every [`crate::ScriptCall`] |
 //! | `redis_patterns_core_script_duration_seconds` | histogram | `script` | every [`crate::ScriptCall`] |
 //! | `redis_patterns_core_script_reloads_total` | counter | `script` | a script loaded again after `NOSCRIPT` |
@@ -269,11 +269,18 @@ pub const METRICS: &[Description] = &[
 ];
 
 /// Command counters by name and result, registered on first use of each command.
+///
+/// A short list searched front to back: a service sends a handful of distinct commands, and
+/// comparing a few short byte strings costs less than hashing one.
 #[cfg(feature = "metrics")]
 #[derive(Default)]
 pub(crate) struct CommandMetrics {
-    by_command: std::sync::RwLock<std::collections::HashMap<Vec<u8>, [Counter; 2]>>,
+    by_command: std::sync::RwLock<Vec<CommandCounters>>,
 }
+
+/// A command name and its counters by result (`ok`, `error`).
+#[cfg(feature = "metrics")]
+type CommandCounters = (Box<[u8]>, [Counter; 2]);
 
 #[cfg(feature = "metrics")]
 impl std::fmt::Debug for CommandMetrics {
@@ -284,24 +291,32 @@ impl std::fmt::Debug for CommandMetrics {
 
 #[cfg(feature = "metrics")]
 impl CommandMetrics {
+    /// At most this many distinct names are kept; later ones register on every use.
+    const MAX_NAMES: usize = 256;
+
     /// Counts one command (named by its first argument) with its result.
     #[inline]
     pub(crate) fn record(&self, cmd: &redis::Cmd, ok: bool) {
-        let Some(redis::Arg::Simple(name)) = cmd.args_iter().next() else {
-            return;
-        };
-        self.counters(name)[usize::from(!ok)].increment(1);
+        if let Some(redis::Arg::Simple(name)) = cmd.args_iter().next() {
+            self.record_name(name, ok);
+        }
     }
 
-    fn counters(&self, name: &[u8]) -> [Counter; 2] {
-        if let Some(found) = self
-            .by_command
-            .read()
-            .ok()
-            .and_then(|map| map.get(name).cloned())
+    /// Counts one command named `name` with its result.
+    #[inline]
+    pub(crate) fn record_name(&self, name: &[u8], ok: bool) {
+        let index = usize::from(!ok);
+        if let Ok(known) = self.by_command.read()
+            && let Some((_, counters)) = known.iter().find(|(known, _)| **known == *name)
         {
-            return found;
+            counters[index].increment(1);
+            return;
         }
+        self.register(name)[index].increment(1);
+    }
+
+    #[cold]
+    fn register(&self, name: &[u8]) -> [Counter; 2] {
         let label = command_label(name);
         let counters = [true, false].map(|ok| {
             Counter::new(
@@ -309,12 +324,13 @@ impl CommandMetrics {
                 &[("command", &label), ("result", result_label(ok))],
             )
         });
-        if let Ok(mut map) = self.by_command.write() {
-            // Bounded: command names are the server's command set, and anything that does not
-            // look like one is counted as `OTHER`.
-            if map.len() < 512 {
-                map.insert(name.to_vec(), counters.clone());
-            }
+        // Bounded: command names are the server's command set, and anything that does not
+        // look like one is counted as `OTHER`.
+        if let Ok(mut known) = self.by_command.write()
+            && known.len() < Self::MAX_NAMES
+            && !known.iter().any(|(known, _)| **known == *name)
+        {
+            known.push((name.into(), counters.clone()));
         }
         counters
     }

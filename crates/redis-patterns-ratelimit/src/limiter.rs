@@ -1,10 +1,6 @@
 //! [`RateLimiter`]: checks an identity against a [`Limit`] with one script call.
 
-use std::{
-    fmt,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{KeySpace, Redis};
 use tracing::Instrument;
@@ -173,9 +169,7 @@ impl RateLimiter {
             span.record("identity", identity);
         }
         async {
-            let started = Instant::now();
             let result = self.decide(identity, cost).await;
-            inner.metrics.duration(started.elapsed());
             match &result {
                 Ok(decision) => {
                     inner.metrics.decision(decision);

@@ -2,19 +2,20 @@
 //! the `name` every limiter carries into its labels and spans.
 //!
 //! Handles are registered once, when a limiter is built; a check only picks the handle of its
-//! `(outcome, source)` by index and increments it.
+//! `(outcome, source)` by index and increments it. A check's latency is core's
+//! `redis_patterns_core_script_duration_seconds` of its algorithm's script (`ratelimit_gcra`,
+//! ...): recording it twice would cost every check a second clock read and histogram sample.
 //!
 //! | name | kind | labels | recorded by |
 //! |---|---|---|---|
 //! | `redis_patterns_ratelimit_decisions_total` | counter | `name`, `algorithm`, `outcome`, `source` | every decision of a check |
-//! | `redis_patterns_ratelimit_check_duration_seconds` | histogram | `name`, `algorithm` | every check |
 //! | `redis_patterns_ratelimit_fallback_activations_total` | counter | `name` | a check decided by the failure policy because Redis failed |
 //! | `redis_patterns_ratelimit_concurrency_acquisitions_total` | counter | `name`, `outcome` | every concurrency acquisition Redis answered |
 //! | `redis_patterns_ratelimit_concurrency_in_flight` | gauge | `name` | permits this process holds |
 
 use std::sync::Arc;
 
-use redis_core::metrics::{Counter, Description, Gauge, Histogram, Kind};
+use redis_core::metrics::{Counter, Description, Gauge, Kind};
 
 use crate::{
     decision::{Decision, Outcome, Source},
@@ -31,12 +32,6 @@ pub const METRICS: &[Description] = &[
         labels: &["name", "algorithm", "outcome", "source"],
         help: "Rate limit decisions, by outcome (allowed, denied) and source (redis, block_cache, \
                fallback, local).",
-    },
-    Description {
-        name: CHECK_DURATION,
-        kind: Kind::Histogram,
-        labels: &["name", "algorithm"],
-        help: "Time a rate limit check took, round trip included.",
     },
     Description {
         name: FALLBACK_ACTIVATIONS,
@@ -59,7 +54,6 @@ pub const METRICS: &[Description] = &[
 ];
 
 const DECISIONS: &str = "redis_patterns_ratelimit_decisions_total";
-const CHECK_DURATION: &str = "redis_patterns_ratelimit_check_duration_seconds";
 const FALLBACK_ACTIVATIONS: &str = "redis_patterns_ratelimit_fallback_activations_total";
 const CONCURRENCY_ACQUISITIONS: &str = "redis_patterns_ratelimit_concurrency_acquisitions_total";
 const CONCURRENCY_IN_FLIGHT: &str = "redis_patterns_ratelimit_concurrency_in_flight";
@@ -132,7 +126,6 @@ fn index(decision: &Decision) -> (usize, usize) {
 pub(crate) struct LimiterMetrics {
     /// By `outcome * SOURCES.len() + source`.
     decisions: [Counter; 8],
-    duration: Histogram,
     fallback: Counter,
 }
 
@@ -152,7 +145,6 @@ impl LimiterMetrics {
         });
         Arc::new(Self {
             decisions,
-            duration: Histogram::new(CHECK_DURATION, &[("name", name), ("algorithm", algorithm)]),
             fallback: Counter::new(FALLBACK_ACTIVATIONS, &[("name", name)]),
         })
     }
@@ -162,12 +154,6 @@ impl LimiterMetrics {
     pub(crate) fn decision(&self, decision: &Decision) {
         let (outcome, source) = index(decision);
         self.decisions[outcome * SOURCES.len() + source].increment(1);
-    }
-
-    /// Records how long a check took.
-    #[inline]
-    pub(crate) fn duration(&self, elapsed: std::time::Duration) {
-        self.duration.record_duration(elapsed);
     }
 
     /// Counts a check the failure policy decided.
@@ -260,7 +246,6 @@ mod tests {
         assert_eq!(source_field(Source::FailOpen), "fail_open");
         let metrics = LimiterMetrics::new("default", Algorithm::Gcra);
         metrics.decision(&allowed);
-        metrics.duration(sec);
         metrics.fallback();
         ConcurrencyMetrics::new("default").acquisition(true);
     }

@@ -61,7 +61,6 @@ async fn every_documented_ratelimit_metric_is_recorded_by_its_operation() {
             ("source", "redis"),
         ],
     );
-    metrics.assert_recorded("redis_patterns_ratelimit_check_duration_seconds", &gcra);
     all.push(metrics);
 
     let denied = limiter.check(IDENTITY).await.unwrap();
@@ -174,7 +173,6 @@ async fn every_documented_ratelimit_metric_is_recorded_by_its_operation() {
             ("source", "fallback"),
         ],
     );
-    metrics.assert_recorded("redis_patterns_ratelimit_check_duration_seconds", &fixed);
     metrics.assert_recorded(
         "redis_patterns_ratelimit_fallback_activations_total",
         &[("name", "login")],

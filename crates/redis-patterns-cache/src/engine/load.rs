@@ -449,7 +449,6 @@ mod tests {
     use std::time::Duration;
 
     use redis_core::redis;
-    use redis_test_support::TestContext;
 
     use crate::{Cache, entry};
 
@@ -457,8 +456,8 @@ mod tests {
     /// jittered TTL from the fill, and the Redis TTL adds the grace period.
     #[tokio::test]
     async fn a_fill_stores_the_load_time_and_the_logical_expiry() {
-        let ctx = TestContext::new().await;
-        let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
+        let (redis, keys) = crate::engine::unit_test_server().await;
+        let cache = Cache::builder(redis.clone(), &keys)
             .ttl(Duration::from_secs(100))
             .jitter(0.5)
             .grace(Duration::from_secs(20))
@@ -476,11 +475,7 @@ mod tests {
         let after = entry::now_ms();
         assert_eq!(got, Some(1));
         let key = cache.key("p").unwrap();
-        let raw: Vec<u8> = ctx
-            .redis()
-            .query(redis::cmd("GET").arg(&key))
-            .await
-            .unwrap();
+        let raw: Vec<u8> = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
         let env = entry::decode(&raw).unwrap();
         assert!(env.delta_ms >= 50, "delta {}", env.delta_ms);
         assert!(
@@ -494,11 +489,7 @@ mod tests {
             "fresh until {} (load from {before} to {after})",
             env.fresh_until_ms
         );
-        let pttl: i64 = ctx
-            .redis()
-            .query(redis::cmd("PTTL").arg(&key))
-            .await
-            .unwrap();
+        let pttl: i64 = redis.query(redis::cmd("PTTL").arg(&key)).await.unwrap();
         assert!((90_000..=95_000).contains(&pttl), "{pttl}");
     }
 }

@@ -97,3 +97,14 @@ impl<C: Codec> Engine<C> {
         }
     }
 }
+
+/// The server the unit tests talk to (`REDIS_URL`, set by `cargo xtask test`) and a key space no
+/// other test uses. These unit tests ship in the package, so they take no test-only dependency.
+#[cfg(test)]
+pub(crate) async fn unit_test_server() -> (redis_core::Redis, redis_core::KeySpace) {
+    let redis = redis_core::Redis::from_env()
+        .await
+        .expect("a Redis at REDIS_URL");
+    let keys = redis_core::KeySpace::new(&format!("unit{}", redis_core::random_token()));
+    (redis, keys.expect("a valid prefix"))
+}

@@ -222,7 +222,6 @@ impl<C: Codec> Engine<C> {
 #[cfg(test)]
 mod tests {
     use redis_core::redis;
-    use redis_test_support::TestContext;
 
     use crate::Cache;
 
@@ -230,10 +229,8 @@ mod tests {
     /// reaches Redis: the removal must leave the good value alone.
     #[tokio::test]
     async fn removing_a_corrupt_entry_spares_a_value_written_meanwhile() {
-        let ctx = TestContext::new().await;
-        let cache = Cache::builder(ctx.redis().clone(), &ctx.keyspace())
-            .build()
-            .unwrap();
+        let (redis, keys) = crate::engine::unit_test_server().await;
+        let cache = Cache::builder(redis.clone(), &keys).build().unwrap();
         let key = cache.key("p").unwrap();
         // What the reader saw; by now a writer has replaced it.
         let seen = b"\xff\x00garbage".to_vec();
@@ -242,17 +239,12 @@ mod tests {
         assert_eq!(cache.get::<u32>("p").await.unwrap(), Some(7));
 
         // Bytes that are still there are removed.
-        let _: () = ctx
-            .redis()
+        let _: () = redis
             .query(redis::cmd("SET").arg(&key).arg(&seen).arg("EX").arg(60))
             .await
             .unwrap();
         cache.engine().remove_corrupt(&key, &seen, "test").await;
-        let exists: i64 = ctx
-            .redis()
-            .query(redis::cmd("EXISTS").arg(&key))
-            .await
-            .unwrap();
+        let exists: i64 = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
         assert_eq!(exists, 0);
     }
 }

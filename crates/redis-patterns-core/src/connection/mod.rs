@@ -234,6 +234,20 @@ impl Redis {
         Self::connect(&Config::from_url(url)?).await
     }
 
+    /// Connects to the server at the `REDIS_URL` environment variable, or to
+    /// `redis://127.0.0.1:6379` when it is unset: what examples, tools and tests that talk to
+    /// "the configured Redis" want.
+    ///
+    /// # Errors
+    /// As [`Redis::open`].
+    pub async fn from_env() -> Result<Self> {
+        let url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        Self::open(&url).await
+    }
+
     /// Wraps a backend of one's own.
     pub fn from_backend(backend: impl Backend) -> Self {
         Self::with_parts(Arc::new(backend), None)
@@ -264,8 +278,7 @@ impl Redis {
         {
             Box::pin(async move {
                 let reply = self.inner.backend.send(cmd).await;
-                let ok = matches!(&reply, Ok(value) if !matches!(value, Value::ServerError(_)));
-                self.inner.commands.record(cmd, ok);
+                self.record_command(cmd, &reply);
                 reply
             })
         }
@@ -308,8 +321,33 @@ impl Redis {
     /// # Errors
     /// The command's failure, converted into [`crate::Error`].
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let value = self.send(cmd).await?.extract_error()?;
+        // Awaited here, so counting needs no second boxed future (the hot path of most patterns).
+        let reply = self.inner.backend.send(cmd).await;
+        #[cfg(feature = "metrics")]
+        self.record_command(cmd, &reply);
+        let value = reply?.extract_error()?;
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
+    }
+
+    /// Counts one command by name and result (`metrics` feature).
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn record_command(&self, cmd: &Cmd, reply: &redis::RedisResult<Value>) {
+        let ok = matches!(reply, Ok(value) if !matches!(value, Value::ServerError(_)));
+        self.inner.commands.record(cmd, ok);
+    }
+
+    /// Counts one command named `name` (`metrics` feature).
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn record_command_name(&self, name: &[u8], ok: bool) {
+        self.inner.commands.record_name(name, ok);
+    }
+
+    /// This handle as a connection that sends straight to the backend, for callers that count
+    /// their commands themselves (script calls).
+    pub(crate) fn uncounted(&self) -> Uncounted<'_> {
+        Uncounted(self)
     }
 
     /// Runs a pipeline (or a `MULTI`/`EXEC` transaction built with [`redis::pipe`]`().atomic()`) on
@@ -390,6 +428,28 @@ impl Redis {
     /// As [`crate::server_time`].
     pub async fn server_time(&self) -> Result<std::time::Duration> {
         crate::time::server_time(&mut self.clone()).await
+    }
+}
+
+/// A [`Redis`] whose commands go to the backend uncounted (see [`Redis::uncounted`]).
+pub(crate) struct Uncounted<'r>(&'r Redis);
+
+impl ConnectionLike for Uncounted<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.inner.backend.send(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.inner.backend.send_pipeline(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.inner.backend.db()
     }
 }
 

@@ -524,16 +524,15 @@ impl<C: Codec> SessionStore<C> {
 
 #[cfg(test)]
 mod tests {
-    use redis_test_support::TestContext;
-
     use super::*;
 
+    /// The server at `REDIS_URL` (set by `cargo xtask test`): this unit test ships in the
+    /// package, so it takes no test-only dependency.
     #[tokio::test]
     async fn the_create_script_never_overwrites_an_existing_session() {
-        let ctx = TestContext::new().await;
-        let store = SessionStore::builder(ctx.redis().clone(), &ctx.keyspace())
-            .build()
-            .unwrap();
+        let redis = Redis::from_env().await.unwrap();
+        let keys = KeySpace::new(&format!("unit{}", redis_core::random_token())).unwrap();
+        let store = SessionStore::builder(redis, &keys).build().unwrap();
         let id = store
             .create_for_user("olga", &serde_json::json!({ "a": 1 }))
             .await
