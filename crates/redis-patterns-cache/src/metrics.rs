@@ -173,17 +173,7 @@ impl Metrics {
 
 /// Checks a cache's name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_config(
-            "cache name must be 1 to 64 characters of [A-Za-z0-9_.-]",
-        ))
-    }
+    redis_core::metrics::check_name(name).map_err(Error::invalid_config)
 }
 
 #[cfg(test)]

@@ -24,6 +24,33 @@
 
 use std::time::Duration;
 
+/// The rule for the `name` a user gives a limiter, cache, lock, store or consumer (its `name`
+/// label): 1 to 64 characters of `A-Z a-z 0-9 _ . -`, so a label stays short and bounded.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a `name` label against the rule; the error is a sentence for an `InvalidConfig`.
+///
+/// ```
+/// use redis_core::metrics::check_name;
+/// assert!(check_name("checkout.v2-eu_1").is_ok());
+/// assert!(check_name("user:42").is_err());
+/// assert!(check_name("").is_err());
+/// assert!(check_name(&"a".repeat(65)).is_err());
+/// ```
+pub fn check_name(name: &str) -> Result<(), String> {
+    let fits = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '.' and '-'"
+        ))
+    }
+}
+
 /// `ok` or `error`: the `result` label of commands and scripts.
 pub fn result_label(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }

@@ -128,17 +128,7 @@ impl Outcome {
 
 /// Checks a name given to a builder: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let fits = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::invalid_config(format!(
-            "name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
-        )))
-    }
+    redis_core::metrics::check_name(name).map_err(Error::invalid_config)
 }
 
 /// The handles of one lock, Redlock or semaphore, registered once when it is built, with its name

@@ -16,9 +16,6 @@ pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
 /// The name used when none is given.
 pub(crate) const DEFAULT_NAME: &str = "default";
 
-/// The longest name accepted by the `name` setters.
-const MAX_NAME_LEN: usize = 64;
-
 /// Every metric this crate records, for [`redis_core::metrics::describe`].
 ///
 /// | name | kind | labels | recorded by |
@@ -105,22 +102,11 @@ pub const METRICS: &[Description] = &[
 
 /// Checks a name given to a `name` setter: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(Error::invalid_config(format!(
-            "name must be 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_.-], got {} characters",
-            name.chars().count()
-        )))
-    }
+    redis_core::metrics::check_name(name).map_err(Error::invalid_config)
 }
 
 fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    redis_core::metrics::check_name(name).is_ok()
 }
 
 /// A consumer's name when none is given: its group's name if that is a valid name, else

@@ -63,17 +63,7 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// Checks a limiter's `name`: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::invalid_config(
-            "name must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'",
-        ))
-    }
+    redis_core::metrics::check_name(name).map_err(Error::invalid_config)
 }
 
 /// The `outcome` labels of decisions, by index.

@@ -203,17 +203,7 @@ impl Metrics {
 
 /// Checks a store name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::invalid_config(format!(
-            "name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
-        )))
-    }
+    redis_core::metrics::check_name(name).map_err(Error::invalid_config)
 }
 
 #[cfg(test)]
