@@ -36,6 +36,51 @@ struct Findings {
     failed: Vec<String>,
 }
 
+/// Where `cargo package` builds and leaves the tarballs (`package/` inside it).
+fn verify_target() -> PathBuf {
+    crate::root().join("target").join("package-verify")
+}
+
+/// Removes what earlier runs left of our own packages, so each run verifies today's sources.
+///
+/// `cargo package` verifies each crate against the tarballs of the others through a local
+/// registry in `target/package-verify/package/`, unpacks those tarballs under `$CARGO_HOME/registry/src/` in a
+/// folder named for the overlay, and builds them as registry crates, which cargo never rebuilds
+/// for the same name and version. Without this a later run would verify against an earlier
+/// run's sources. `target/package/` (where a plain `cargo package` puts them) goes whole; under `$CARGO_HOME`, only our own packages and
+/// only in local overlays (folders whose name starts with `-`; crates.io's start with its host).
+fn forget_unpacked_overlays(packages: &[Package]) -> Result<(), String> {
+    let previous = crate::root().join("target").join("package");
+    if previous.is_dir() {
+        fs::remove_dir_all(&previous).map_err(|e| format!("{}: {e}", previous.display()))?;
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(sources) = cargo_home.map(|home| home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(overlays) = fs::read_dir(&sources) else {
+        return Ok(());
+    };
+    for overlay in overlays.flatten().map(|e| e.path()) {
+        if !overlay
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('-'))
+        {
+            continue;
+        }
+        for package in packages {
+            let unpacked = overlay.join(unpacked_name(package));
+            if unpacked.is_dir() {
+                fs::remove_dir_all(&unpacked)
+                    .map_err(|e| format!("{}: {e}", unpacked.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the whole command.
 pub(crate) fn run(extra: &[String]) -> Result<(), String> {
     let all = workspace::packages()?;
@@ -51,8 +96,17 @@ pub(crate) fn run(extra: &[String]) -> Result<(), String> {
         names(&private).join(", ")
     );
 
+    forget_unpacked_overlays(&order)?;
+    // A target directory of its own, emptied first: cargo builds the other tarballs as registry
+    // crates, which it never rebuilds for the same name and version.
+    let verify_target = verify_target();
+    if verify_target.is_dir() {
+        fs::remove_dir_all(&verify_target)
+            .map_err(|e| format!("{}: {e}", verify_target.display()))?;
+    }
     let mut cmd = crate::cargo();
-    cmd.args(["package", "--locked"]);
+    cmd.args(["package", "--locked", "--target-dir"])
+        .arg(&verify_target);
     for package in &order {
         cmd.args(["-p", &package.name]);
     }
@@ -89,7 +143,7 @@ fn unpacked_name(package: &Package) -> String {
 fn unpack(order: &[Package], into: &Path) -> Result<(), String> {
     let _ = fs::remove_dir_all(into);
     fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
-    let tarballs = crate::root().join("target").join("package");
+    let tarballs = verify_target().join("package");
     let mut manifest = String::from(
         "# Written by `cargo xtask package`: the packaged crates, resolved against each other.\n\
          [workspace]\nresolver = \"3\"\nmembers = [\n",
