@@ -44,11 +44,12 @@ fn verify_target() -> PathBuf {
 /// Removes what earlier runs left of our own packages, so each run verifies today's sources.
 ///
 /// `cargo package` verifies each crate against the tarballs of the others through a local
-/// registry in `target/package-verify/package/`, unpacks those tarballs under `$CARGO_HOME/registry/src/` in a
-/// folder named for the overlay, and builds them as registry crates, which cargo never rebuilds
-/// for the same name and version. Without this a later run would verify against an earlier
-/// run's sources. `target/package/` (where a plain `cargo package` puts them) goes whole; under `$CARGO_HOME`, only our own packages and
-/// only in local overlays (folders whose name starts with `-`; crates.io's start with its host).
+/// registry in `target/package-verify/package/`, unpacks those tarballs under
+/// `$CARGO_HOME/registry/src/` in a folder named for the overlay, and builds them as registry
+/// crates, which cargo never rebuilds for the same name and version. Without this a later run
+/// would verify against an earlier run's sources. `target/package/` (where a plain `cargo
+/// package` puts them) goes whole; under `$CARGO_HOME`, only our own packages and only in local
+/// overlays (folders whose name starts with `-`; crates.io's start with its host).
 fn forget_unpacked_overlays(packages: &[Package]) -> Result<(), String> {
     let previous = crate::root().join("target").join("package");
     if previous.is_dir() {

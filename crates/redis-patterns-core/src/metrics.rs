@@ -14,7 +14,7 @@
 //!
 //! | name | kind | labels | recorded by |
 //! |---|---|---|---|
-//! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`]; a script call once, as `EVALSHA` |
+//! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`], script calls aside (they count in `scripts_total`) |
 //! | `redis_patterns_core_scripts_total` | counter | `script`, `result` | every [`crate::ScriptCall`] |
 //! | `redis_patterns_core_script_duration_seconds` | histogram | `script` | every [`crate::ScriptCall`] |
 //! | `redis_patterns_core_script_reloads_total` | counter | `script` | a script loaded again after `NOSCRIPT` |

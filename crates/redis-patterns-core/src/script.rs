@@ -217,18 +217,8 @@ impl<'a> ScriptCall<'a> {
     /// [`Error::CrossSlot`] before sending when keys span slots; otherwise whatever the server or
     /// the connection reports, converted into [`Error`].
     pub async fn invoke<T: FromRedisValue>(self, redis: &Redis) -> Result<T> {
-        #[cfg(feature = "metrics")]
-        {
-            // Counted once here, with the call's result, instead of wrapping every command of
-            // the call in a second boxed future.
-            let result = self.invoke_on(&mut redis.uncounted()).await;
-            redis.record_command_name(b"EVALSHA", result.is_ok());
-            result
-        }
-        #[cfg(not(feature = "metrics"))]
-        {
-            self.invoke_on(&mut redis.uncounted()).await
-        }
+        // Counted once, in `redis_patterns_core_scripts_total`, not again as an `EVALSHA` command.
+        self.invoke_on(&mut redis.uncounted()).await
     }
 
     /// Runs the script on any redis-rs async connection (a dedicated one, a raw multiplexed one).

@@ -337,15 +337,8 @@ impl Redis {
         self.inner.commands.record(cmd, ok);
     }
 
-    /// Counts one command named `name` (`metrics` feature).
-    #[cfg(feature = "metrics")]
-    #[inline]
-    pub(crate) fn record_command_name(&self, name: &[u8], ok: bool) {
-        self.inner.commands.record_name(name, ok);
-    }
-
-    /// This handle as a connection that sends straight to the backend, for callers that count
-    /// their commands themselves (script calls).
+    /// This handle as a connection that sends straight to the backend, uncounted: script calls,
+    /// which `redis_patterns_core_scripts_total` counts.
     pub(crate) fn uncounted(&self) -> Uncounted<'_> {
         Uncounted(self)
     }
