@@ -14,6 +14,16 @@ use std::{
 /// Examples that serve until scraped: run by [`check`], not by the plain examples loop.
 pub(crate) const SERVED_EXAMPLES: &[(&str, &str)] = &[("redis-patterns-demo", "prometheus")];
 
+/// Counters that `GET /work` must have moved: proof the example recorded, not only registered.
+const EXERCISED: &[&str] = &[
+    "redis_patterns_core_scripts_total",
+    "redis_patterns_ratelimit_decisions_total",
+    "redis_patterns_cache_loads_total",
+    "redis_patterns_lock_acquisitions_total",
+    "redis_patterns_session_events_total",
+    "redis_patterns_messaging_published_total",
+];
+
 /// How long the example may take to print its address, and to exit after its scrape.
 const STARTUP: Duration = Duration::from_secs(120);
 const SHUTDOWN: Duration = Duration::from_secs(30);
@@ -50,6 +60,25 @@ pub(crate) fn exported_names(exposition: &str) -> Vec<String> {
     names
 }
 
+/// The exercised counters of [`EXERCISED`] that have no series above zero in `exposition`.
+pub(crate) fn unmoved(exposition: &str) -> Vec<&'static str> {
+    EXERCISED
+        .iter()
+        .copied()
+        .filter(|name| {
+            !exposition.lines().any(|line| {
+                let series = line.split(['{', ' ']).next().unwrap_or("");
+                series == *name
+                    && line
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v > 0.0)
+            })
+        })
+        .collect()
+}
+
 /// Runs the example against `url` and checks its scrape against `docs/observability.md`.
 pub(crate) fn check(root: &Path, cargo: Command, url: &str) -> Result<(), String> {
     let doc_path = root.join("docs").join("observability.md");
@@ -68,6 +97,12 @@ pub(crate) fn check(root: &Path, cargo: Command, url: &str) -> Result<(), String
                 .iter()
                 .filter(|name| !exported.contains(name))
                 .collect();
+            let unmoved = unmoved(&exposition);
+            if !unmoved.is_empty() {
+                return Err(format!(
+                    "{example}: GET /work recorded nothing in {unmoved:?}"
+                ));
+            }
             if missing.is_empty() {
                 println!(
                     "({example}: all {} documented metrics exported)",
@@ -227,6 +262,16 @@ mod tests {
                 "redis_patterns_lock_wait_seconds"
             ]
         );
+    }
+
+    #[test]
+    fn counters_must_have_moved() {
+        let exposition = "redis_patterns_core_scripts_total{script=\"x\",result=\"ok\"} 3\n\
+                          redis_patterns_ratelimit_decisions_total{name=\"a\"} 0\n";
+        let unmoved = unmoved(exposition);
+        assert!(!unmoved.contains(&"redis_patterns_core_scripts_total"));
+        assert!(unmoved.contains(&"redis_patterns_ratelimit_decisions_total"));
+        assert!(unmoved.contains(&"redis_patterns_cache_loads_total"));
     }
 
     #[test]

@@ -182,15 +182,23 @@ async fn every_documented_cache_metric_is_recorded_by_its_operation() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The follower counts itself as coalesced when it joins the flight: wait for that, then
+    // let the leader finish.
+    let mut joined = Metrics::default();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while joined.value("redis_patterns_cache_coalesced_total", &[]) == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never joined the load"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        joined.0.extend(observed.take_metrics().0);
+    }
     release.send(()).unwrap();
     assert_eq!(leader.await.unwrap().unwrap(), Some(4));
     assert_eq!(follower.await.unwrap().unwrap(), Some(4));
-    rows.row(
-        observed.take_metrics(),
-        "redis_patterns_cache_coalesced_total",
-        &[],
-    );
+    joined.0.extend(observed.take_metrics().0);
+    rows.row(joined, "redis_patterns_cache_coalesced_total", &[]);
 
     // Another process holds the refresh lease and never finishes.
     let waiting = builder()

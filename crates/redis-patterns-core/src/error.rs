@@ -116,15 +116,16 @@ pub enum KeyError {
 }
 
 impl Error {
-    /// [`Error::FeatureRefused`] for `feature` when `err` is the server refusing it (an ACL
-    /// `NOPERM`, an unknown or disabled command, a failed protocol switch); otherwise `err` as
-    /// it converts.
+    /// [`Error::FeatureRefused`] for `feature` when `err` is the server refusing it: an ACL
+    /// `NOPERM`, `NOPROTO` (no RESP3), or an unknown command or subcommand; any other error (a
+    /// full server, a bad database index, a lost connection) converts as usual.
     pub fn refusing(feature: crate::Feature, err: RedisError) -> Self {
-        let refused = matches!(
-            err.kind(),
-            ErrorKind::Server(ServerErrorKind::NoPerm | ServerErrorKind::ResponseError)
-        ) || matches!(err.code(), Some("NOPERM" | "ERR"))
-            || err.to_string().contains("RESP3");
+        let detail = err.detail().unwrap_or("").to_ascii_lowercase();
+        let refused = matches!(err.code(), Some("NOPERM" | "NOPROTO"))
+            || (matches!(err.code(), Some("ERR"))
+                && ["unknown command", "unknown subcommand", "hello"]
+                    .iter()
+                    .any(|marker| detail.contains(marker)));
         if refused {
             Self::FeatureRefused {
                 feature,

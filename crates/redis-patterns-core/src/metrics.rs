@@ -24,6 +24,10 @@
 
 use std::time::Duration;
 
+/// True when this build records metrics (core's `metrics` feature is on, whichever crate turned
+/// it on): for work that only serves a metric, such as reading a clock for a histogram.
+pub const ENABLED: bool = cfg!(feature = "metrics");
+
 /// The rule for the `name` a user gives a limiter, cache, lock, store or consumer (its `name`
 /// label): 1 to 64 characters of `A-Z a-z 0-9 _ . -`, so a label stays short and bounded.
 pub const MAX_NAME_LEN: usize = 64;

@@ -14,7 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use redis_cache::{Cache, EntryOptions};
 use redis_core::{KeySpace, Redis};
 use redis_lock::{Lock, Redlock, Semaphore};
@@ -46,8 +46,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // when it is built.
     let prometheus = PrometheusBuilder::new()
         .set_buckets(&[
-            0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
         ])?
+        // Attempts per lock acquisition are counts, not seconds.
+        .set_buckets_for_metric(
+            Matcher::Full("redis_patterns_lock_attempts".to_owned()),
+            &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0],
+        )?
         .install_recorder()?;
     for table in [
         redis_core::metrics::METRICS,

@@ -97,9 +97,23 @@ async fn every_documented_lock_metric_is_recorded_by_its_operation() {
     assert!(renewed.is_ok());
     let options = AcquireOptions::new().ttl(ms(150)).auto_extend(true);
     let guard = lock.acquire_with_options(LOCKED, &options).await.unwrap();
-    tokio::time::sleep(ms(120)).await; // renewed about every 50 ms
+    // Renewed about every 50 ms: wait for the first renewal, however loaded the machine is.
+    let mut m = Metrics::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.value(
+        "redis_patterns_lock_renewals_total",
+        &with(("result", "ok")),
+    ) == 0.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watchdog renewal within 10 s"
+        );
+        tokio::time::sleep(ms(10)).await;
+        m.0.extend(take(&observed, &mut all).0);
+    }
     let _ = guard.release().await;
-    let m = take(&observed, &mut all);
+    m.0.extend(take(&observed, &mut all).0);
     m.assert_recorded(
         "redis_patterns_lock_renewals_total",
         &with(("result", "ok")),

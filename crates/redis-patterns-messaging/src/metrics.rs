@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Whether the handles record anything (the `metrics` feature): work done only for metrics (a
 /// clock read, sampling the group) is skipped when they do not.
-pub(crate) const ENABLED: bool = cfg!(feature = "metrics");
+pub(crate) const ENABLED: bool = redis_core::metrics::ENABLED;
 
 /// The name used when none is given.
 pub(crate) const DEFAULT_NAME: &str = "default";

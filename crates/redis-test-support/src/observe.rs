@@ -26,7 +26,8 @@ pub struct Sample {
     pub kind: Kind,
     /// Label names and values, in recording order.
     pub labels: Vec<(String, String)>,
-    /// Counter: the increments; gauge: the value; histogram: how many values were recorded.
+    /// Counter: the increments; gauge: its change since the previous take (the recorder sets
+    /// gauges back to zero when it is read); histogram: how many values were recorded.
     pub value: f64,
 }
 

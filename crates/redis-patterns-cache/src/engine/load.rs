@@ -95,6 +95,7 @@ impl<C: Codec> Engine<C> {
         let mut lead = None;
         let mut fallback = None;
         let mut redis_ok = true;
+        let mut joined = false;
         for _ in 0..MAX_JOINS {
             redis_ok = true;
             fallback = match self.lookup::<V>(key).await {
@@ -121,7 +122,10 @@ impl<C: Codec> Engine<C> {
                     break;
                 }
                 Role::Follower(rx) => {
-                    self.metrics.coalesced.increment(1);
+                    // A caller counts once, however many loads it ends up joining.
+                    if !std::mem::replace(&mut joined, true) {
+                        self.metrics.coalesced.increment(1);
+                    }
                     if let Some(found) = fallback {
                         // Someone in this process is refreshing: serve what we have.
                         *read = self.served(&found);
@@ -309,7 +313,10 @@ impl<C: Codec> Engine<C> {
     /// shows any fill that happened before, and a lease won means the caller re-checks the
     /// entry ([`Begun::entry_exists`]).
     async fn wait_for_holder<V: DeserializeOwned>(&self, key: &Key, lease_key: &Key) -> Waited<V> {
-        let deadline = Instant::now() + self.settings.lease_wait;
+        // `lease_wait` may be set to anything: a far deadline instead of an overflow.
+        let deadline = Instant::now()
+            .checked_add(self.settings.lease_wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let mut attempt = 0;
         while Instant::now() < deadline {
             let pause = LEASE_POLL.delay(attempt);

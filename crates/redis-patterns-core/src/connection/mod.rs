@@ -303,9 +303,20 @@ impl Redis {
                     .backend
                     .send_pipeline(pipeline, offset, count)
                     .await;
-                let ok = replies.is_ok();
-                for cmd in pipeline.cmd_iter() {
-                    self.inner.commands.record(cmd, ok);
+                match &replies {
+                    // One reply per command (past `offset`): an error reply counts as an error.
+                    Ok(values) if values.len() == count => {
+                        for (cmd, value) in pipeline.cmd_iter().skip(offset).zip(values) {
+                            let ok = !matches!(value, Value::ServerError(_));
+                            self.inner.commands.record(cmd, ok);
+                        }
+                    }
+                    _ => {
+                        let ok = replies.is_ok();
+                        for cmd in pipeline.cmd_iter() {
+                            self.inner.commands.record(cmd, ok);
+                        }
+                    }
                 }
                 replies
             })
