@@ -26,8 +26,7 @@ const LONG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400)
 pub(crate) struct Cluster {
     client: ClusterClient,
     shared: ClusterConnection,
-    pool: bb8::Pool<PoolManager>,
-    pool_timeout: std::time::Duration,
+    pool: pool::Dedicated,
     nodes: Vec<ConnectionInfo>,
 }
 
@@ -59,7 +58,6 @@ impl Cluster {
             client,
             shared,
             pool,
-            pool_timeout: config.pool.connection_timeout,
             nodes: nodes.to_vec(),
         })
     }
@@ -90,7 +88,7 @@ impl Backend for Cluster {
     }
 
     fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>> {
-        Box::pin(pool::checkout(&self.pool, self.pool_timeout))
+        Box::pin(self.pool.checkout())
     }
 
     fn topology(&self) -> TopologyKind {

@@ -37,11 +37,8 @@ impl PoolManager {
         }
     }
 
-    pub(crate) fn into_pool(self, config: &PoolConfig) -> bb8::Pool<Self> {
-        // Registered now so exporters show them (at zero) before the first checkout.
-        pool_wait();
-        pool_timeouts();
-        bb8::Pool::builder()
+    pub(crate) fn into_pool(self, config: &PoolConfig) -> Dedicated {
+        let pool = bb8::Pool::builder()
             .max_size(config.max_size)
             .min_idle(config.min_idle)
             .connection_timeout(config.connection_timeout)
@@ -51,7 +48,31 @@ impl PoolManager {
             // Report a failed connect (refused, bad password) at once instead of retrying until
             // the checkout times out and losing the cause.
             .retry_connection(false)
-            .build_unchecked(self)
+            .build_unchecked(self);
+        Dedicated {
+            pool,
+            timeout: config.connection_timeout,
+            // Registered once, so exporters show them (at zero) before the first checkout and a
+            // checkout only records.
+            wait: crate::metrics::Histogram::new("redis_patterns_core_pool_wait_seconds", &[]),
+            timeouts: crate::metrics::Counter::new("redis_patterns_core_pool_timeouts_total", &[]),
+        }
+    }
+}
+
+/// The pool of dedicated connections of one backend, with its checkout time-out and metrics.
+pub(crate) struct Dedicated {
+    pool: bb8::Pool<PoolManager>,
+    timeout: Duration,
+    wait: crate::metrics::Histogram,
+    timeouts: crate::metrics::Counter,
+}
+
+impl fmt::Debug for Dedicated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedicated")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,30 +141,22 @@ impl bb8::ManageConnection for PoolManager {
     }
 }
 
-fn pool_wait() -> crate::metrics::Histogram {
-    crate::metrics::Histogram::new("redis_patterns_core_pool_wait_seconds", &[])
-}
-
-fn pool_timeouts() -> crate::metrics::Counter {
-    crate::metrics::Counter::new("redis_patterns_core_pool_timeouts_total", &[])
-}
-
-pub(crate) async fn checkout(
-    pool: &bb8::Pool<PoolManager>,
-    timeout: Duration,
-) -> Result<DedicatedConnection> {
-    let started = std::time::Instant::now();
-    let checked_out = pool.get_owned().await;
-    pool_wait().record_duration(started.elapsed());
-    match checked_out {
-        Ok(conn) => Ok(DedicatedConnection {
-            inner: Inner::Pooled(conn),
-        }),
-        Err(bb8::RunError::TimedOut) => {
-            pool_timeouts().increment(1);
-            Err(Error::PoolTimeout(timeout))
+impl Dedicated {
+    /// A connection for exclusive use, waiting at most the pool's connection time-out.
+    pub(crate) async fn checkout(&self) -> Result<DedicatedConnection> {
+        let started = std::time::Instant::now();
+        let checked_out = self.pool.get_owned().await;
+        self.wait.record_duration(started.elapsed());
+        match checked_out {
+            Ok(conn) => Ok(DedicatedConnection {
+                inner: Inner::Pooled(conn),
+            }),
+            Err(bb8::RunError::TimedOut) => {
+                self.timeouts.increment(1);
+                Err(Error::PoolTimeout(self.timeout))
+            }
+            Err(bb8::RunError::User(e)) => Err(e.into()),
         }
-        Err(bb8::RunError::User(e)) => Err(e.into()),
     }
 }
 

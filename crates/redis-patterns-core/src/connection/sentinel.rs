@@ -24,8 +24,7 @@ use crate::{
 pub(crate) struct Sentinel {
     resolver: Arc<tokio::sync::Mutex<SentinelClient>>,
     shared: Reconnecting,
-    pool: bb8::Pool<PoolManager>,
-    pool_timeout: std::time::Duration,
+    pool: pool::Dedicated,
     service: String,
     db: i64,
 }
@@ -72,7 +71,6 @@ impl Sentinel {
             resolver,
             shared,
             pool,
-            pool_timeout: config.pool.connection_timeout,
             service: service.to_owned(),
             db: master.db(),
         })
@@ -114,7 +112,7 @@ impl Backend for Sentinel {
     }
 
     fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>> {
-        Box::pin(pool::checkout(&self.pool, self.pool_timeout))
+        Box::pin(self.pool.checkout())
     }
 
     fn topology(&self) -> TopologyKind {

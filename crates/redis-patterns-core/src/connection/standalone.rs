@@ -18,8 +18,7 @@ use crate::{
 pub(crate) struct Standalone {
     client: Client,
     shared: Reconnecting,
-    pool: bb8::Pool<PoolManager>,
-    pool_timeout: std::time::Duration,
+    pool: pool::Dedicated,
     db: i64,
 }
 
@@ -63,7 +62,6 @@ impl Standalone {
             client,
             shared,
             pool,
-            pool_timeout: config.pool.connection_timeout,
         })
     }
 }
@@ -92,7 +90,7 @@ impl Backend for Standalone {
     }
 
     fn dedicated(&self) -> BoxFuture<'_, Result<DedicatedConnection>> {
-        Box::pin(pool::checkout(&self.pool, self.pool_timeout))
+        Box::pin(self.pool.checkout())
     }
 
     fn topology(&self) -> TopologyKind {
