@@ -11,6 +11,7 @@ mod backoff;
 pub mod codec;
 pub mod config;
 mod connection;
+pub mod doctor;
 pub mod error;
 pub mod keys;
 pub mod metrics;
