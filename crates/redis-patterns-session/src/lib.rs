@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod id;
 mod metrics;
+mod plain;
 mod scripts;
 mod session;
 mod store;

@@ -14,6 +14,7 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::SessionId,
+    plain::Times,
 };
 
 /// Prefix of the hash fields the store keeps for itself.
@@ -66,7 +67,52 @@ impl<C: Codec> Session<C> {
                 fields.insert(name, value);
             }
         }
-        Ok(Self {
+        Ok(Self::new(
+            id, user, created, seen, fields, timeouts, codec,
+        ))
+    }
+
+    /// A session from a whole hash as `HGETALL` returns it, once a plain read has found it live
+    /// at `times`. The store's other `__` fields are left out.
+    pub(crate) fn from_hash(
+        id: SessionId,
+        hash: Vec<(Vec<u8>, Vec<u8>)>,
+        times: &Times,
+        timeouts: &Timeouts,
+        codec: C,
+    ) -> Result<Self> {
+        let mut user = None;
+        let mut fields = BTreeMap::new();
+        for (name, value) in hash {
+            if name == USER_FIELD.as_bytes() {
+                user = Some(String::from_utf8_lossy(&value).into_owned());
+            } else if !name.starts_with(RESERVED_PREFIX.as_bytes()) {
+                let name = String::from_utf8(name)
+                    .map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
+                fields.insert(name, value);
+            }
+        }
+        Ok(Self::new(
+            id,
+            user,
+            times.created,
+            times.seen,
+            fields,
+            timeouts,
+            codec,
+        ))
+    }
+
+    fn new(
+        id: SessionId,
+        user: Option<String>,
+        created: u64,
+        seen: u64,
+        fields: BTreeMap<String, Vec<u8>>,
+        timeouts: &Timeouts,
+        codec: C,
+    ) -> Self {
+        Self {
             id,
             user,
             created_at: at(created),
@@ -74,7 +120,7 @@ impl<C: Codec> Session<C> {
             expires_at: at(timeouts.deadline(created, seen)),
             fields,
             codec,
-        })
+        }
     }
 
     /// The id it was loaded by.

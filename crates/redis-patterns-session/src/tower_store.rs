@@ -16,6 +16,7 @@ use crate::{
     SessionStore,
     id::{bucket_tag, digest_bucket},
     metrics::{Event, Operation, Outcome, session_span},
+    plain::{self, CREATED, DEADLINE, EXPIRES, Read, parse_ms},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
 
@@ -109,17 +110,62 @@ impl<C: Codec> TowerSessionStore<C> {
         ))
     }
 
+    /// A plain `HGETALL` + `PTTL` (reads record nothing, so no script is needed while the
+    /// record is live under the store's absolute timeout), the `tower_load` script when the plain
+    /// read cannot tell or finds a timeout passed (the script deletes the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.key_of(id).map_err(backend)?;
-        let reply: Option<Vec<Vec<u8>>> = TOWER_LOAD
-            .call()
-            .key(&key)
-            .arg(self.inner.absolute_ms())
-            .invoke(self.inner.redis())
+        let (hash, pttl): (Vec<(Vec<u8>, Vec<u8>)>, i64) = self
+            .inner
+            .redis()
+            .query_pipeline(
+                redis_core::redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key),
+            )
             .await
             .map_err(core_backend)?;
-        let Some(reply) = reply else {
-            return Ok(None);
+        let meta = |name: &str| {
+            hash.iter()
+                .find(|(n, _)| n == name.as_bytes())
+                .map(|(_, v)| v.as_slice())
+        };
+        let read = plain::record(
+            !hash.is_empty(),
+            meta(CREATED).and_then(parse_ms),
+            meta(EXPIRES).and_then(parse_ms),
+            meta(DEADLINE).and_then(parse_ms),
+            pttl,
+            self.inner.absolute_ms(),
+        );
+        let reply = match read {
+            Read::Missing => return Ok(None),
+            Read::Live(()) => {
+                let mut reply = Vec::with_capacity(hash.len() * 2);
+                reply.push(meta(EXPIRES).unwrap_or_default().to_vec());
+                for (name, value) in hash {
+                    if !name.starts_with(b"__") {
+                        reply.push(name);
+                        reply.push(value);
+                    }
+                }
+                reply
+            }
+            Read::Script => {
+                let reply: Option<Vec<Vec<u8>>> = TOWER_LOAD
+                    .call()
+                    .key(&key)
+                    .arg(self.inner.absolute_ms())
+                    .invoke(self.inner.redis())
+                    .await
+                    .map_err(core_backend)?;
+                let Some(reply) = reply else {
+                    return Ok(None);
+                };
+                reply
+            }
         };
         let mut items = reply.into_iter();
         let expires_ms = items

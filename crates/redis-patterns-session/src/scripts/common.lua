@@ -2,6 +2,8 @@
 -- Session hash: user fields as they are, plus reserved metadata fields
 --   __created  creation time, ms since the epoch (server clock)
 --   __seen     last recorded access, ms (server clock)
+--   __deadline the key's expiry as last set, ms (PEXPIREAT): lets a plain read (HGETALL + PTTL)
+--              recover the server's clock as __deadline - PTTL
 --   __user     owner's user id (absent for anonymous sessions)
 
 -- created, seen of a live session; nil (and the key deleted) when it has expired by either timeout.
@@ -22,8 +24,9 @@ end
 -- Returns the last recorded access time.
 local function touch(key, now, created, seen, idle, abs, interval)
   if now - seen >= interval then
-    redis.call('HSET', key, '__seen', now)
-    redis.call('PEXPIREAT', key, math.min(now + idle, created + abs))
+    local deadline = math.min(now + idle, created + abs)
+    redis.call('HSET', key, '__seen', now, '__deadline', deadline)
+    redis.call('PEXPIREAT', key, deadline)
     return now
   end
   return seen

@@ -11,16 +11,18 @@ local created = tonumber(ARGV[5]) or now
 if now >= created + abs then
   return 0
 end
+local deadline = math.min(now + idle, created + abs)
 -- Metadata and the first chunk of fields in one HSET; the rest (large sessions) in chunks.
 local stop = math.min(5 + CHUNK, #ARGV)
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, '__user', ARGV[3],
-    unpack(ARGV, 6, stop))
+  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, '__deadline', deadline,
+    '__user', ARGV[3], unpack(ARGV, 6, stop))
 else
-  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, unpack(ARGV, 6, stop))
+  redis.call('HSET', KEYS[1], '__created', created, '__seen', now, '__deadline', deadline,
+    unpack(ARGV, 6, stop))
 end
 argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
-redis.call('PEXPIREAT', KEYS[1], math.min(now + idle, created + abs))
+redis.call('PEXPIREAT', KEYS[1], deadline)
 if KEYS[2] then
   redis.call('ZADD', KEYS[2], created + abs, ARGV[4])
   settle_index(KEYS[2], now)

@@ -11,7 +11,8 @@ if deadline <= now then
   return 1 -- already expired: nothing to keep
 end
 local stop = math.min(2 + CHUNK, #ARGV)
-redis.call('HSET', KEYS[1], '__created', now, '__expires', ARGV[2], unpack(ARGV, 3, stop))
+redis.call('HSET', KEYS[1], '__created', now, '__expires', ARGV[2], '__deadline', deadline,
+  unpack(ARGV, 3, stop))
 argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], deadline)
 return 1

@@ -15,7 +15,8 @@ if deadline <= now then
 end
 redis.call('DEL', KEYS[1])
 local stop = math.min(2 + CHUNK, #ARGV)
-redis.call('HSET', KEYS[1], '__created', created, '__expires', ARGV[2], unpack(ARGV, 3, stop))
+redis.call('HSET', KEYS[1], '__created', created, '__expires', ARGV[2], '__deadline', deadline,
+  unpack(ARGV, 3, stop))
 argv_chunks('HSET', KEYS[1], stop + 1, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], deadline)
 return 1

@@ -11,11 +11,12 @@ use crate::{
     error::{Error, Result},
     id::{Hasher, SessionId, bucket_tag, random_bucket},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
-    scripts::{ACCESS, CREATE, ROTATE, TAKE, UPDATE},
-    session::{Session, USER_FIELD, check_field, encode_fields, field_pairs},
+    scripts::{CREATE, ROTATE, TAKE, UPDATE},
+    session::{USER_FIELD, check_field, encode_fields, field_pairs},
 };
 
 mod builder;
+mod read;
 mod users;
 
 pub use builder::SessionStoreBuilder;
@@ -166,67 +167,6 @@ impl<C: Codec> SessionStore<C> {
         Err(Error::unexpected_reply(
             "could not draw an unused session id",
         ))
-    }
-
-    /// Loads a live session and records the access (at most once per touch interval).
-    ///
-    /// A missing, expired, revoked, rotated-away, tampered or malformed id gives `Ok(None)`.
-    ///
-    /// # Errors
-    /// [`Error::Core`] when Redis fails or answers with an unexpected shape.
-    pub async fn load(&self, id: impl AsRef<str>) -> Result<Option<Session<C>>> {
-        let span = session_span!(self.redis, self.name, "session.load");
-        let id = id.as_ref();
-        let load = async {
-            let Some(id) = SessionId::parse(id) else {
-                return Ok(None);
-            };
-            match self.access(&id, true).await? {
-                Some(reply) => {
-                    Session::from_access_reply(id, reply, &self.timeouts, self.codec.clone())
-                        .map(Some)
-                }
-                None => Ok(None),
-            }
-        };
-        self.metrics
-            .observe(Operation::Load, span, load, |s| found(s.is_some()))
-            .await
-    }
-
-    /// Records an access without reading the data (at most one write per touch interval).
-    /// Returns whether the session is live.
-    ///
-    /// # Errors
-    /// [`Error::Core`] when Redis fails.
-    pub async fn touch(&self, id: impl AsRef<str>) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.touch");
-        let id = id.as_ref();
-        let touch = async {
-            let Some(id) = SessionId::parse(id) else {
-                return Ok(false);
-            };
-            Ok(self.access(&id, false).await?.is_some())
-        };
-        self.metrics
-            .observe(Operation::Load, span, touch, |live| found(*live))
-            .await
-    }
-
-    /// Runs the `access` script: `None` when the session is not live, else its timestamps and,
-    /// `with_data`, its fields.
-    async fn access(&self, id: &SessionId, with_data: bool) -> Result<Option<Vec<Vec<u8>>>> {
-        let (key, _) = self.session_key(id)?;
-        let reply = ACCESS
-            .call()
-            .key(&key)
-            .arg(self.timeouts.idle)
-            .arg(self.timeouts.absolute)
-            .arg(self.timeouts.touch)
-            .arg(if with_data { "1" } else { "0" })
-            .invoke(&self.redis)
-            .await?;
-        Ok(reply)
     }
 
     /// Sets one field of a live session, leaving the others alone (concurrent writers of
@@ -483,7 +423,7 @@ fn created() -> Outcome {
 }
 
 /// A load or touch that found a live session, or not.
-fn found(live: bool) -> Outcome {
+pub(crate) fn found(live: bool) -> Outcome {
     if live {
         Outcome::event("loaded", Event::Loaded)
     } else {
