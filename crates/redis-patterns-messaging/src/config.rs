@@ -39,6 +39,64 @@ impl Retention {
     }
 }
 
+/// When a [`Consumer`](crate::Consumer) runs a failed entry's handler again.
+///
+/// The consumer that saw the failure keeps the entry (its heartbeats keep it from being
+/// claimed), waits, then runs the handler again as the next attempt. Attempts are the entry's
+/// delivery counter in the group, so they add up across consumers: an entry whose consumer dies
+/// while it waits is claimed by another after `min_idle` and continues from there.
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_messaging::{Backoff, RetryPolicy};
+///
+/// let ms = Duration::from_millis;
+/// let exponential = RetryPolicy::Backoff(Backoff::new(ms(500), Duration::from_secs(60))?);
+/// let fixed = RetryPolicy::Schedule(vec![ms(100), ms(1_000), ms(10_000)]);
+/// assert_eq!(fixed.delay(1), ms(100)); // after the first attempt failed
+/// assert_eq!(fixed.delay(7), ms(10_000)); // the last step repeats
+/// assert!(exponential.delay(2) <= ms(1_000));
+/// # Ok::<(), redis_messaging::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryPolicy {
+    /// Capped exponential with jitter: after attempt `n` failed, wait `backoff.delay(n - 1)`
+    /// (between half and all of `min · 2^(n-1)`, at most `max`).
+    Backoff(Backoff),
+    /// Explicit waits: after attempt `n` failed, wait `schedule[n - 1]`; the last one repeats.
+    /// Must not be empty.
+    Schedule(Vec<Duration>),
+}
+
+impl Default for RetryPolicy {
+    /// [`Backoff`] from 1 s doubling up to 60 s, jittered.
+    fn default() -> Self {
+        Self::Backoff(Backoff::clamped(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait after attempt `failed` (1 for the first delivery) failed.
+    pub fn delay(&self, failed: u64) -> Duration {
+        let step = failed.saturating_sub(1);
+        match self {
+            Self::Backoff(backoff) => backoff.delay(u32::try_from(step).unwrap_or(u32::MAX)),
+            Self::Schedule(waits) => {
+                let i = usize::try_from(step).unwrap_or(usize::MAX);
+                waits
+                    .get(i)
+                    .or_else(|| waits.last())
+                    .copied()
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
 /// The default of [`SubscriberBuilder::max_backlog`](crate::SubscriberBuilder::max_backlog).
 pub const DEFAULT_MAX_BACKLOG: usize = 10_000;
 
@@ -58,6 +116,13 @@ pub(crate) struct ConsumerSettings {
     pub(crate) backoff: Backoff,
     /// How often the group's lag and pending count are sampled for the gauges.
     pub(crate) metrics_interval: Duration,
+    pub(crate) retry: RetryPolicy,
+    /// Whether held entries get heartbeats.
+    pub(crate) heartbeats: bool,
+    /// `None`: a third of `min_idle`.
+    pub(crate) heartbeat_interval: Option<Duration>,
+    /// Longest wait between two upkeep steps (delayed entries, hand-back mark).
+    pub(crate) delayed_poll: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -73,6 +138,10 @@ impl Default for ConsumerSettings {
             start_id: "0".into(),
             backoff: Backoff::default(),
             metrics_interval: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            heartbeats: true,
+            heartbeat_interval: None,
+            delayed_poll: Duration::from_millis(250),
         }
     }
 }
@@ -113,7 +182,29 @@ impl ConsumerSettings {
             ));
         }
         self.claim_interval = Some(claim_interval);
+        if let RetryPolicy::Schedule(waits) = &self.retry {
+            if waits.is_empty() {
+                return Err(Error::invalid_config("empty retry schedule"));
+            }
+        }
+        if let Some(every) = self.heartbeat_interval {
+            if every.as_millis() == 0 || every >= self.min_idle {
+                return Err(Error::invalid_config(
+                    "heartbeat interval must be at least one millisecond and below min idle",
+                ));
+            }
+        }
+        if self.delayed_poll.as_millis() == 0 {
+            return Err(Error::invalid_config("delayed poll below one millisecond"));
+        }
         Ok(self)
+    }
+
+    /// The heartbeat interval: as set, or a third of `min_idle` (at least 1 ms).
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+            .unwrap_or(self.min_idle / 3)
+            .max(Duration::from_millis(1))
     }
 
     /// The claim interval (filled in by [`validate`](Self::validate)).

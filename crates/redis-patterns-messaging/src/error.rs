@@ -23,12 +23,22 @@ pub enum Error {
     /// A builder was given a value it cannot work with (zero batch size, empty group name, ...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+
+    /// A call was given an argument it refuses before sending anything (a due time that cannot
+    /// be represented, an empty or overlong job id, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl Error {
     /// Builds an [`Error::InvalidConfig`].
     pub fn invalid_config(message: impl Into<String>) -> Self {
         Self::InvalidConfig(message.into())
+    }
+
+    /// Builds an [`Error::InvalidArgument`].
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::InvalidArgument(message.into())
     }
 
     /// A reply of a shape the crate never expects, as core's [`redis_core::Error::UnexpectedReply`].
@@ -48,7 +58,7 @@ impl ErrorPredicates for Error {
     fn core_error(&self) -> Option<&redis_core::Error> {
         match self {
             Self::Core(e) => Some(e),
-            Self::InvalidConfig(_) => None,
+            Self::InvalidConfig(_) | Self::InvalidArgument(_) => None,
         }
     }
 }

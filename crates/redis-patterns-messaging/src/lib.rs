@@ -14,7 +14,7 @@ mod scripts;
 mod streams;
 mod value;
 
-pub use config::{DEFAULT_MAX_BACKLOG, Retention};
+pub use config::{DEFAULT_MAX_BACKLOG, Retention, RetryPolicy};
 pub use error::{Error, Result};
 pub use metrics::METRICS;
 pub use pubsub::{
@@ -28,7 +28,8 @@ pub use redis_core::Backoff;
 pub use redis_core::ErrorPredicates;
 pub use streams::{
     Claim, Consumer, ConsumerBuilder, ConsumerStats, DEAD_LETTER_SUFFIX, DeadLetter, Delivery,
-    Idempotency, Lease, PAYLOAD_FIELD, Producer, ProducerBuilder, dead_letter_key,
+    Idempotency, Lease, PAYLOAD_FIELD, Producer, ProducerBuilder, Schedule, Scheduled,
+    dead_letter_key,
     read_dead_letters, remove_idle_consumers, stream_key,
 };
 /// The shutdown signal [`Consumer::run`] takes (re-exported from `tokio-util`).

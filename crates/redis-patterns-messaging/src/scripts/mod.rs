@@ -34,3 +34,36 @@ pub(crate) static LEASE_ACQUIRE: Script =
 /// KEYS `[key]`; ARGV `["lease:<token>", done_ttl_ms or ""]`; reply 1 owned, 0 not.
 pub(crate) static LEASE_RELEASE: Script =
     Script::new("messaging_lease_release", include_str!("lease_release.lua"));
+
+/// Schedules a delayed entry unless its job id is already scheduled (server clock).
+/// KEYS `[delayed, jobs]`; ARGV `["after"|"at", ms, job_id, "<trim>\n<payload>", horizon_ms]`;
+/// reply `{1 scheduled | 0 known id, due_ms}`.
+pub(crate) static SCHEDULE: Script =
+    Script::new("messaging_schedule", include_str!("schedule.lua")).with_preludes(&[SERVER_CLOCK]);
+
+/// Cancels a scheduled entry not yet moved. KEYS `[delayed, jobs]`; ARGV `[job_id]`; reply 1 or 0.
+pub(crate) static CANCEL_SCHEDULED: Script = Script::new(
+    "messaging_cancel_scheduled",
+    include_str!("cancel_scheduled.lua"),
+);
+
+/// Moves due delayed entries into the stream and takes the group's hand-back mark.
+/// KEYS `[stream, delayed, jobs, hand_back_mark]`; ARGV `[limit]`;
+/// reply `{moved, ms_to_next_due or -1, mark_taken}`.
+pub(crate) static TICK: Script =
+    Script::new("messaging_tick", include_str!("tick.lua")).with_preludes(&[SERVER_CLOCK]);
+
+/// Resets the idle time of entries still pending for the caller (`XCLAIM .. JUSTID` to itself).
+/// KEYS `[stream]`; ARGV `[group, consumer, id..]`; reply the ids no longer the caller's.
+pub(crate) static HEARTBEAT: Script =
+    Script::new("messaging_heartbeat", include_str!("heartbeat.lua"));
+
+/// Sets an entry's delivery counter before the caller retries it, if still the caller's.
+/// KEYS `[stream]`; ARGV `[group, consumer, id, attempt]`; reply 1 ours, 0 claimed elsewhere.
+pub(crate) static RETRY: Script = Script::new("messaging_retry", include_str!("retry.lua"));
+
+/// Makes entries the caller will not handle claimable at once and marks the group.
+/// KEYS `[stream, hand_back_mark]`; ARGV `[group, consumer, min_idle_ms, (id, unstarted)..]`;
+/// reply the number handed back.
+pub(crate) static HAND_BACK: Script =
+    Script::new("messaging_hand_back", include_str!("hand_back.lua"));

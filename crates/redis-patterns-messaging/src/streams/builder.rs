@@ -6,10 +6,12 @@ use redis_core::{Backoff, Codec, KeySpace, Redis, codec::Json};
 
 use super::{
     consumer::{Consumer, Counters, Inner},
-    dead_letter_key, stream_key,
+    dead_letter_key,
+    delayed::{delayed_jobs_key, delayed_key},
+    stream_key,
 };
 use crate::{
-    config::ConsumerSettings,
+    config::{ConsumerSettings, RetryPolicy},
     error::{Error, Result},
     metrics::{ConsumerMetrics, consumer_default_name, validate_name},
 };
@@ -92,11 +94,13 @@ impl<C: Codec> ConsumerBuilder<C> {
         self
     }
 
-    /// How long an entry must stay unacknowledged before another consumer may claim it. Must be
-    /// longer than the slowest handler, or slow entries are processed twice. The clock starts
-    /// when the entry is read, not when its handler starts: entries of a batch wait for one of
-    /// `concurrency` permits, so what must fit is about `batch_size / concurrency` handler runs.
-    /// Defaults to 30 s.
+    /// How long an entry must stay unacknowledged before another consumer may claim it: how long
+    /// the entries of a consumer that died wait. With [`heartbeats`](Self::heartbeats) (the
+    /// default), entries this consumer holds (waiting for a permit, running, waiting for a
+    /// retry) have their idle time reset every [`heartbeat_interval`](Self::heartbeat_interval),
+    /// so a slow handler is not redelivered elsewhere while its process lives. Without them it
+    /// must be longer than about `batch_size / concurrency` handler runs, or slow entries are
+    /// processed twice. Defaults to 30 s.
     pub fn min_idle(mut self, min_idle: Duration) -> Self {
         self.settings.min_idle = min_idle;
         self
@@ -106,6 +110,37 @@ impl<C: Codec> ConsumerBuilder<C> {
     /// `min_idle`.
     pub fn claim_interval(mut self, every: Duration) -> Self {
         self.settings.claim_interval = Some(every);
+        self
+    }
+
+    /// When a failed entry is run again: [`RetryPolicy::Backoff`] (default: 1 s doubling to
+    /// 60 s, jittered) or an explicit [`RetryPolicy::Schedule`]. The consumer that saw the
+    /// failure retries; attempts count across consumers (the group's delivery counter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = policy;
+        self
+    }
+
+    /// Whether entries this consumer holds get heartbeats (`XCLAIM .. JUSTID` to itself, which
+    /// resets their idle time and nothing else). Defaults to on.
+    pub fn heartbeats(mut self, on: bool) -> Self {
+        self.settings.heartbeats = on;
+        self
+    }
+
+    /// How often held entries get a heartbeat: below `min_idle`, with room for a slow round
+    /// trip. Defaults to a third of `min_idle`.
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.settings.heartbeat_interval = Some(every);
+        self
+    }
+
+    /// The longest wait between two upkeep steps, each one script: move the stream's due delayed
+    /// entries (see [`Producer::schedule`](crate::Producer::schedule)) into the stream, and
+    /// notice entries another consumer handed back on shutdown. The step also runs when the next
+    /// delayed entry it knows of is due. Defaults to 250 ms.
+    pub fn delayed_poll(mut self, every: Duration) -> Self {
+        self.settings.delayed_poll = every;
         self
     }
 
@@ -154,7 +189,7 @@ impl<C: Codec> ConsumerBuilder<C> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for empty names, zero sizes or durations, a claim interval
-    /// longer than `min_idle`, or a [`name`](Self::name) that breaks its rule; [`Error::Core`]
+    /// longer than `min_idle`, a heartbeat interval not below it, an empty retry schedule, or a [`name`](Self::name) that breaks its rule; [`Error::Core`]
     /// for a stream name that makes no valid key.
     pub fn build(self) -> Result<Consumer<C>> {
         if self.group.is_empty() || self.consumer.is_empty() {
@@ -173,6 +208,9 @@ impl<C: Codec> ConsumerBuilder<C> {
             inner: Arc::new(Inner {
                 redis: self.redis,
                 dead: dead_letter_key(&stream),
+                delayed: delayed_key(&stream),
+                delayed_jobs: delayed_jobs_key(&stream),
+                hand_back_mark: stream.companion(&format!("handback:{}", self.group)),
                 stream,
                 group: self.group,
                 name: self.consumer.into(),

@@ -3,6 +3,7 @@
 
 use std::{
     fmt,
+    time::SystemTime,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -23,8 +24,16 @@ pub struct Delivery<T> {
     pub id: String,
     /// The decoded payload.
     pub payload: T,
-    /// How many times the entry has been delivered, this time included (1 on the first try).
+    /// How many times the entry has been delivered, this time included (1 on the first try),
+    /// counted across the consumers of the group.
     pub attempt: u64,
+    /// When the entry was first delivered: when this consumer read it, for an entry it read
+    /// and retries itself; for an entry taken over from another consumer (claimed after
+    /// `min_idle` or handed back), when it was added to the stream (its id's time), which is
+    /// at or before its first delivery.
+    pub first_delivered: SystemTime,
+    /// The job id of an entry that was scheduled ([`Producer::schedule`](crate::Producer::schedule)).
+    pub job_id: Option<String>,
     /// The consumer that received it.
     pub consumer: Arc<str>,
 }
@@ -43,6 +52,8 @@ pub struct ConsumerStats {
     pub dead_lettered: u64,
     /// Entries this consumer reclaimed from stalled consumers.
     pub claimed: u64,
+    /// Entries handed back on shutdown (read but not started, or waiting for a retry).
+    pub handed_back: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,14 +63,18 @@ pub(super) struct Counters {
     pub(super) failed: AtomicU64,
     pub(super) dead_lettered: AtomicU64,
     pub(super) claimed: AtomicU64,
+    pub(super) handed_back: AtomicU64,
 }
 
 /// Runs a handler over a stream as one consumer of a consumer group.
 ///
-/// At-least-once: an entry is acknowledged (`XACK`) only after its handler returned `Ok`. An entry
-/// whose consumer died is reclaimed by another consumer after [`min_idle`](crate::ConsumerBuilder::min_idle);
-/// after [`max_deliveries`](crate::ConsumerBuilder::max_deliveries) it goes to the dead-letter stream
-/// `<stream>:dead` with its id, the reason and the number of attempts.
+/// At-least-once: an entry is acknowledged (`XACK`) only after its handler returned `Ok`. A failed
+/// entry is run again after the [`retry`](crate::ConsumerBuilder::retry) policy's wait; after
+/// [`max_deliveries`](crate::ConsumerBuilder::max_deliveries) it goes to the dead-letter stream
+/// `<stream>:dead` with its id, the reason and the number of attempts. Entries held by a
+/// consumer get heartbeats while it lives; an entry whose consumer died is reclaimed by another
+/// consumer after [`min_idle`](crate::ConsumerBuilder::min_idle). The run also moves the
+/// stream's due [delayed entries](crate::Producer::schedule) into it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -92,6 +107,10 @@ pub(super) struct Inner<C> {
     pub(super) redis: Redis,
     pub(super) stream: Key,
     pub(super) dead: Key,
+    /// The delayed set, its values, and this group's hand-back mark.
+    pub(super) delayed: Key,
+    pub(super) delayed_jobs: Key,
+    pub(super) hand_back_mark: Key,
     pub(super) group: String,
     pub(super) name: Arc<str>,
     /// The `name` of metrics and spans.
@@ -142,6 +161,7 @@ impl<C: Codec> Consumer<C> {
             failed: c.failed.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             claimed: c.claimed.load(Ordering::Relaxed),
+            handed_back: c.handed_back.load(Ordering::Relaxed),
         }
     }
 

@@ -1,12 +1,16 @@
-//! Handling fetched entries: a handler task per entry (bounded by `concurrency`), decode
-//! failures and exhausted entries to the dead-letter stream, successes to one acknowledging task.
+//! Handling fetched entries: a handler task per entry (bounded by `concurrency`), retries after
+//! the retry policy's wait, decode failures and exhausted entries to the dead-letter stream,
+//! successes to one acknowledging task (one message per batch).
 
 use std::{
     fmt,
     future::Future,
     marker::PhantomData,
     panic::AssertUnwindSafe,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Instant,
 };
 
@@ -14,7 +18,7 @@ use futures_util::FutureExt as _;
 use redis_core::{Codec, redis};
 use serde::de::DeserializeOwned;
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
 };
 use tracing::Instrument as _;
@@ -22,9 +26,10 @@ use tracing::Instrument as _;
 use super::{
     PAYLOAD_FIELD,
     consumer::{Consumer, Delivery},
+    held::RunState,
     reply::Fetched,
 };
-use crate::metrics;
+use crate::{metrics, scripts::RETRY};
 
 /// The handler side of one run: the handler tasks in flight and the way to the acknowledger.
 pub(super) struct Workers<C: Codec, T, F> {
@@ -32,7 +37,8 @@ pub(super) struct Workers<C: Codec, T, F> {
     handler: Arc<F>,
     permits: Arc<Semaphore>,
     tasks: JoinSet<()>,
-    acks: mpsc::UnboundedSender<String>,
+    acks: mpsc::UnboundedSender<Vec<String>>,
+    state: Arc<RunState>,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -47,7 +53,8 @@ where
     pub(super) fn new(
         consumer: Consumer<C>,
         handler: F,
-        acks: mpsc::UnboundedSender<String>,
+        acks: mpsc::UnboundedSender<Vec<String>>,
+        state: Arc<RunState>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(consumer.inner.settings.concurrency));
         Self {
@@ -56,8 +63,27 @@ where
             permits,
             tasks: JoinSet::new(),
             acks,
+            state,
             _payload: PhantomData,
         }
+    }
+
+    /// Workers sharing this one's handler, permits and acknowledger, with tasks of their own.
+    pub(super) fn fork(&self) -> Self {
+        Self {
+            consumer: self.consumer.clone(),
+            handler: self.handler.clone(),
+            permits: self.permits.clone(),
+            tasks: JoinSet::new(),
+            acks: self.acks.clone(),
+            state: self.state.clone(),
+            _payload: PhantomData,
+        }
+    }
+
+    /// The run's shutdown signal.
+    pub(super) fn shutdown(&self) -> &tokio_util::sync::CancellationToken {
+        &self.state.shutdown
     }
 
     /// Forgets the handler tasks that have finished.
@@ -65,18 +91,39 @@ where
         while self.tasks.try_join_next().is_some() {}
     }
 
-    /// Hands each entry to a handler task, waiting for a free permit first.
+    /// Hands each entry to a handler task, waiting for a free permit first. Once the run is
+    /// shutting down, the entries not started yet are handed back instead. The successes of one
+    /// call are acknowledged together, in one `XACK`.
     pub(super) async fn dispatch(&mut self, entries: Vec<Fetched>) {
-        for entry in entries {
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+        if entries.is_empty() {
+            return;
+        }
+        self.state.hold(entries.iter().map(|e| e.id.as_str()));
+        let batch = Arc::new(BatchAcks::new(entries.len(), self.acks.clone()));
+        let mut entries = entries.into_iter();
+        while let Some(entry) = entries.next() {
+            let permit = tokio::select! {
+                biased;
+                () = self.state.shutdown.cancelled() => None,
+                permit = self.permits.clone().acquire_owned() => permit.ok(),
+            };
+            let Some(permit) = permit else {
+                for entry in std::iter::once(entry).chain(entries.by_ref()) {
+                    self.state.give_back(entry.id, true);
+                    batch.settle(None);
+                }
                 return;
             };
             let consumer = self.consumer.clone();
             let handler = self.handler.clone();
-            let acks = self.acks.clone();
+            let task = Task {
+                acks: self.acks.clone(),
+                batch: Some(batch.clone()),
+                state: self.state.clone(),
+                permits: self.permits.clone(),
+            };
             self.tasks.spawn(async move {
-                process(&consumer, entry, &*handler, &acks).await;
-                drop(permit);
+                process(&consumer, entry, &*handler, task, permit).await;
             });
         }
     }
@@ -87,13 +134,65 @@ where
     }
 }
 
+/// The successes of one dispatched batch, sent to the acknowledger together once every entry of
+/// the batch has settled (succeeded, failed, or was handed back).
+struct BatchAcks {
+    ids: Mutex<Vec<String>>,
+    remaining: AtomicUsize,
+    acks: mpsc::UnboundedSender<Vec<String>>,
+}
+
+impl BatchAcks {
+    fn new(len: usize, acks: mpsc::UnboundedSender<Vec<String>>) -> Self {
+        Self {
+            ids: Mutex::new(Vec::with_capacity(len)),
+            remaining: AtomicUsize::new(len),
+            acks,
+        }
+    }
+
+    /// One entry settled: `Some(id)` to acknowledge, `None` for nothing to acknowledge here.
+    fn settle(&self, id: Option<String>) {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = id {
+            ids.push(id);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !ids.is_empty() {
+            // The acknowledger outlives every handler task of the run.
+            let _ = self.acks.send(std::mem::take(&mut *ids));
+        }
+    }
+}
+
+/// What a handler task needs besides the consumer, the entry and the handler.
+struct Task {
+    acks: mpsc::UnboundedSender<Vec<String>>,
+    /// The entry's batch until it first settles; retries are acknowledged on their own.
+    batch: Option<Arc<BatchAcks>>,
+    state: Arc<RunState>,
+    permits: Arc<Semaphore>,
+}
+
+impl Task {
+    fn settle(&mut self, ack: Option<String>) {
+        match (self.batch.take(), ack) {
+            (Some(batch), ack) => batch.settle(ack),
+            (None, Some(id)) => {
+                let _ = self.acks.send(vec![id]);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
 /// Handles one entry in a `messaging.handle` span: the entry id, its delivery count and, once
-/// known, the outcome (`ok`, `failed`, `dead_lettered` or `undecodable`).
+/// known, the outcome (`ok`, `dead_lettered`, `undecodable`, `handed_back` or `lost`).
 async fn process<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: Fetched,
     handler: &F,
-    acks: &mpsc::UnboundedSender<String>,
+    task: Task,
+    permit: OwnedSemaphorePermit,
 ) where
     C: Codec,
     T: DeserializeOwned,
@@ -111,20 +210,23 @@ async fn process<C, T, F, Fut, E>(
         delivery_count = entry.attempt,
         outcome = tracing::field::Empty,
     );
-    let outcome = handle(consumer, entry, handler, acks)
+    let outcome = handle(consumer, entry, handler, task, permit)
         .instrument(span.clone())
         .await;
     span.record("outcome", outcome);
 }
 
-/// Decodes one entry and runs the handler on it: a success goes to the acknowledger, a failure
-/// leaves the entry pending (or dead-letters it on its last delivery), a payload that does not
-/// decode is dead-lettered at once. Returns the outcome for the span.
+/// Decodes one entry and runs the handler on it until it succeeds, runs out of attempts, or
+/// the run shuts down while it waits for a retry: a success goes to the acknowledger, a failure
+/// waits for the retry policy's delay and runs again as the next attempt (or is dead-lettered
+/// on its last one), a payload that does not decode is dead-lettered at once. Returns the
+/// outcome for the span.
 async fn handle<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: Fetched,
     handler: &F,
-    acks: &mpsc::UnboundedSender<String>,
+    mut task: Task,
+    permit: OwnedSemaphorePermit,
 ) -> &'static str
 where
     C: Codec,
@@ -134,63 +236,113 @@ where
     E: fmt::Display,
 {
     let inner = &consumer.inner;
-    let payload = match &entry.payload {
-        Some(bytes) => inner.codec.decode::<T>(bytes),
-        None => Err(redis_core::Error::Decode(
-            format!("entry has no `{PAYLOAD_FIELD}` field").into(),
-        )),
-    };
-    let payload = match payload {
-        Ok(p) => p,
-        Err(e) => {
-            let reason = format!("payload does not decode: {}", error_chain(&e));
-            consumer
-                .dead_letter(&entry.id, &reason, entry.attempt)
-                .await;
-            return "undecodable";
+    let mut permit = Some(permit);
+    let mut attempt = entry.attempt;
+    loop {
+        let payload = match &entry.payload {
+            Some(bytes) => inner.codec.decode::<T>(bytes),
+            None => Err(redis_core::Error::Decode(
+                format!("entry has no `{PAYLOAD_FIELD}` field").into(),
+            )),
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("payload does not decode: {}", error_chain(&e));
+                consumer.dead_letter(&entry.id, &reason, attempt).await;
+                task.state.release([entry.id.as_str()]);
+                task.settle(None);
+                return "undecodable";
+            }
+        };
+        // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
+        inner.metrics.delivered.increment(1);
+        inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        let delivery = Delivery {
+            id: entry.id.clone(),
+            payload,
+            attempt,
+            first_delivered: entry.first,
+            job_id: entry.job.clone(),
+            consumer: inner.name.clone(),
+        };
+        // No clock read when nothing records it.
+        let started = metrics::ENABLED.then(Instant::now);
+        let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
+        if let Some(started) = started {
+            inner
+                .metrics
+                .handler_duration
+                .record_duration(started.elapsed());
         }
-    };
-    // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
-    inner.metrics.delivered.increment(1);
-    inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
-    let delivery = Delivery {
-        id: entry.id.clone(),
-        payload,
-        attempt: entry.attempt,
-        consumer: inner.name.clone(),
-    };
-    // No clock read when nothing records it.
-    let started = metrics::ENABLED.then(Instant::now);
-    let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
-    if let Some(started) = started {
-        inner
-            .metrics
-            .handler_duration
-            .record_duration(started.elapsed());
+        let reason = match outcome {
+            Ok(Ok(())) => {
+                task.settle(Some(entry.id));
+                return "ok";
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "handler panicked".to_owned(),
+        };
+        inner.metrics.failed.increment(1);
+        inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = %entry.id, attempt, %reason, "handler failed");
+        task.settle(None);
+        if attempt >= inner.settings.max_deliveries {
+            let moved = consumer.dead_letter(&entry.id, &reason, attempt).await;
+            task.state.release([entry.id.as_str()]);
+            return if moved { "dead_lettered" } else { "lost" };
+        }
+        // Wait for the retry without a permit (heartbeats keep the entry this consumer's), then
+        // run it again as the next attempt; a shutdown meanwhile hands it back.
+        drop(permit.take());
+        let delay = inner.settings.retry.delay(attempt);
+        let shutdown = &task.state.shutdown;
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => None,
+            () = tokio::time::sleep(delay) => tokio::select! {
+                biased;
+                () = shutdown.cancelled() => None,
+                p = task.permits.clone().acquire_owned() => p.ok(),
+            },
+        };
+        let Some(next) = next else {
+            task.state.give_back(entry.id, false);
+            return "handed_back";
+        };
+        permit = Some(next);
+        attempt += 1;
+        if !consumer.retry(&entry.id, attempt).await {
+            task.state.release([entry.id.as_str()]);
+            return "lost";
+        }
     }
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("handler panicked".to_owned()),
-    };
-    match failure {
-        None => {
-            // The acknowledger outlives every handler task of the run.
-            let _ = acks.send(entry.id);
-            "ok"
-        }
-        Some(reason) => {
-            inner.metrics.failed.increment(1);
-            inner.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(id = %entry.id, attempt = entry.attempt, %reason, "handler failed");
-            if entry.attempt >= inner.settings.max_deliveries
-                && consumer
-                    .dead_letter(&entry.id, &reason, entry.attempt)
-                    .await
-            {
-                "dead_lettered"
-            } else {
-                "failed"
+}
+
+impl<C: Codec> Consumer<C> {
+    /// Before running `id` again as `attempt`: sets its delivery counter (so a consumer that
+    /// claims it after a crash continues the count) if it is still this consumer's. A failure to
+    /// reach the server is logged and the attempt goes ahead (the counter then lags by one).
+    async fn retry(&self, id: &str, attempt: u64) -> bool {
+        let inner = &self.inner;
+        let mine: redis_core::Result<i64> = RETRY
+            .call()
+            .key(&inner.stream)
+            .arg(&inner.group)
+            .arg(&*inner.name)
+            .arg(id)
+            .arg(attempt)
+            .invoke(&inner.redis)
+            .await;
+        match mine {
+            Ok(0) => {
+                tracing::debug!(%id, "entry was claimed by another consumer; not retried here");
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "could not count the retry; running it anyway");
+                true
             }
         }
     }
@@ -199,10 +351,16 @@ where
 impl<C: Codec> Consumer<C> {
     /// Acknowledges handled entries in batches until every sender is gone: one `XACK` per burst,
     /// not per entry.
-    pub(super) async fn acknowledge(self, mut ids: mpsc::UnboundedReceiver<String>) {
+    pub(super) async fn acknowledge(
+        self,
+        mut ids: mpsc::UnboundedReceiver<Vec<String>>,
+        state: Arc<RunState>,
+    ) {
         let inner = &self.inner;
+        let mut batches = Vec::new();
         let mut batch = Vec::new();
-        while ids.recv_many(&mut batch, 1000).await > 0 {
+        while ids.recv_many(&mut batches, 64).await > 0 {
+            batch.extend(batches.drain(..).flatten());
             let mut attempt = 0;
             // The work is done: try hard to record it, or it is redone after min_idle.
             loop {
@@ -234,6 +392,7 @@ impl<C: Codec> Consumer<C> {
                     }
                 }
             }
+            state.release(batch.iter().map(String::as_str));
             batch.clear();
         }
     }

@@ -8,19 +8,23 @@
 mod builder;
 mod consumer;
 mod dead_letter;
+mod delayed;
 mod group;
 mod handle;
+mod held;
 mod idempotency;
 mod producer;
 mod reply;
 mod run;
 mod sample;
+mod upkeep;
 
 use redis_core::{Key, KeySpace};
 
 pub use builder::ConsumerBuilder;
 pub use consumer::{Consumer, ConsumerStats, Delivery};
 pub use dead_letter::{DEAD_LETTER_SUFFIX, DeadLetter, dead_letter_key, read_dead_letters};
+pub use delayed::{Schedule, Scheduled};
 pub use group::remove_idle_consumers;
 pub use idempotency::{Claim, Idempotency, Lease};
 pub use producer::{Producer, ProducerBuilder};

@@ -1,6 +1,6 @@
 //! The Streams producer: typed `XADD` with retention.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use redis_core::{
     Codec, Key, KeySpace, Redis, codec::Json, duration_millis, metrics::Counter, redis,
@@ -8,7 +8,11 @@ use redis_core::{
 use serde::Serialize;
 use tracing::Instrument as _;
 
-use super::{PAYLOAD_FIELD, stream_key};
+use super::{
+    PAYLOAD_FIELD,
+    delayed::{DEFAULT_DELAYED_HORIZON, MAX_DELAY},
+    stream_key,
+};
 use crate::{
     config::Retention,
     error::{Error, Result},
@@ -33,12 +37,14 @@ use crate::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct Producer<C: Codec = Json> {
-    redis: Redis,
-    stream: Key,
-    retention: Retention,
-    codec: C,
-    name: Arc<str>,
-    published: Counter,
+    pub(super) redis: Redis,
+    pub(super) stream: Key,
+    pub(super) retention: Retention,
+    pub(super) codec: C,
+    pub(super) name: Arc<str>,
+    pub(super) published: Counter,
+    /// How long delayed entries outlive their due time (the delayed keys' TTL beyond it).
+    pub(super) horizon: Duration,
 }
 
 /// Builds a [`Producer`].
@@ -51,6 +57,7 @@ pub struct ProducerBuilder<C: Codec = Json> {
     retention: Retention,
     codec: C,
     name: String,
+    horizon: Duration,
 }
 
 impl Producer<Json> {
@@ -68,6 +75,7 @@ impl Producer<Json> {
             retention: Retention::default(),
             codec: Json,
             name: DEFAULT_NAME.to_owned(),
+            horizon: DEFAULT_DELAYED_HORIZON,
         }
     }
 }
@@ -87,6 +95,14 @@ impl<C: Codec> ProducerBuilder<C> {
         self
     }
 
+    /// How long a delayed entry ([`Producer::send_after`]) may wait past its due time for a
+    /// consumer to move it into the stream: the delayed keys expire this long after the latest
+    /// due time among them. Defaults to 7 days.
+    pub fn delayed_horizon(mut self, horizon: Duration) -> Self {
+        self.horizon = horizon;
+        self
+    }
+
     /// Encodes payloads with `codec` (consumers must use the same). Defaults to JSON.
     pub fn codec<C2: Codec>(self, codec: C2) -> ProducerBuilder<C2> {
         ProducerBuilder {
@@ -96,18 +112,25 @@ impl<C: Codec> ProducerBuilder<C> {
             retention: self.retention,
             codec,
             name: self.name,
+            horizon: self.horizon,
         }
     }
 
     /// Checks the settings and builds the stream's key.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for `MaxLen(0)`, a zero `MaxAge` or a [`name`](Self::name) that
-    /// breaks its rule; [`Error::Core`] for a stream name that makes no valid key (empty, too
+    /// [`Error::InvalidConfig`] for `MaxLen(0)`, a zero `MaxAge`, a delayed horizon below one
+    /// second or above ten years, or a [`name`](Self::name) that breaks its rule; [`Error::Core`] for a stream name that makes no valid key (empty, too
     /// long).
     pub fn build(self) -> Result<Producer<C>> {
         validate_name(&self.name)?;
+        if self.horizon < Duration::from_secs(1) || self.horizon > MAX_DELAY {
+            return Err(Error::invalid_config(
+                "delayed horizon must be between one second and ten years",
+            ));
+        }
         Ok(Producer {
+            horizon: self.horizon,
             retention: self.retention.validate()?,
             stream: stream_key(&self.keys, &self.stream)?,
             redis: self.redis,

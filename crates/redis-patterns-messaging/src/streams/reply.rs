@@ -1,6 +1,9 @@
 //! Entries as they come from Redis, before decoding: from `XREADGROUP` and from the claim script.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use redis_core::redis::{Value, streams::StreamReadReply};
 
@@ -15,10 +18,17 @@ pub(super) struct Fetched {
     pub(super) id: String,
     pub(super) attempt: u64,
     pub(super) payload: Option<Vec<u8>>,
+    /// When it was first delivered (see `Delivery::first_delivered`).
+    pub(super) first: SystemTime,
+    /// The job id of a scheduled entry (field `j`).
+    pub(super) job: Option<String>,
 }
 
-/// The new entries of an `XREADGROUP .. >` reply (first deliveries).
-pub(super) fn read_entries(reply: Option<StreamReadReply>) -> Vec<Fetched> {
+/// The field of a moved delayed entry that holds its job id.
+const JOB_FIELD: &str = "j";
+
+/// The new entries of an `XREADGROUP .. >` reply (first deliveries, read at `now`).
+pub(super) fn read_entries(reply: Option<StreamReadReply>, now: SystemTime) -> Vec<Fetched> {
     reply
         .into_iter()
         .flat_map(|r| r.keys)
@@ -29,9 +39,17 @@ pub(super) fn read_entries(reply: Option<StreamReadReply>) -> Vec<Fetched> {
                 id: entry.id,
                 attempt: 1,
                 payload: map.remove(PAYLOAD_FIELD).and_then(bytes),
+                first: now,
+                job: map.remove(JOB_FIELD).and_then(text),
             }
         })
         .collect()
+}
+
+/// The time in an entry id (`<ms>-<seq>`); the epoch for an id without one.
+pub(super) fn id_time(id: &str) -> SystemTime {
+    let ms = id.split('-').next().and_then(|ms| ms.parse().ok());
+    UNIX_EPOCH + Duration::from_millis(ms.unwrap_or(0))
 }
 
 /// A claim pass's reply: the next cursor, the entries claimed, how many were dead-lettered.
@@ -87,6 +105,7 @@ fn parse_claimed_entry(entry: Value) -> Result<Fetched> {
         _ => 1,
     };
     let mut payload = None;
+    let mut job = None;
     if let Some(Value::Array(kv)) = fields.next() {
         let mut map: HashMap<String, Value> = HashMap::new();
         let mut kv = kv.into_iter();
@@ -96,11 +115,14 @@ fn parse_claimed_entry(entry: Value) -> Result<Fetched> {
             }
         }
         payload = map.remove(PAYLOAD_FIELD).and_then(bytes);
+        job = map.remove(JOB_FIELD).and_then(text);
     }
     Ok(Fetched {
+        first: id_time(&id),
         id,
         attempt,
         payload,
+        job,
     })
 }
 
@@ -133,6 +155,7 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].id, "1-1");
         assert_eq!(entries[0].attempt, 3);
+        assert_eq!(entries[0].first, UNIX_EPOCH + Duration::from_millis(1));
         assert_eq!(entries[0].payload.as_deref(), Some(&b"42"[..]));
         assert!(parse_claim(Value::Nil).is_err());
     }
@@ -153,7 +176,8 @@ mod tests {
     fn read_replies_become_first_deliveries() {
         use redis_core::redis::streams::{StreamId, StreamKey};
 
-        assert!(read_entries(None).is_empty());
+        let now = SystemTime::now();
+        assert!(read_entries(None, now).is_empty());
         let entry = |id: &str, fields: &[(&str, &[u8])]| StreamId {
             id: id.into(),
             map: fields
@@ -167,15 +191,23 @@ mod tests {
                 key: "s".into(),
                 ids: vec![
                     entry("1-0", &[("p", b"7")]),
-                    entry("2-0", &[("other", b"x")]),
+                    entry("2-0", &[("other", b"x"), ("j", b"job-1")]),
                 ],
             }],
         };
-        let entries = read_entries(Some(reply));
+        let entries = read_entries(Some(reply), now);
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[0].id.as_str(), entries[0].attempt), ("1-0", 1));
         assert_eq!(entries[0].payload.as_deref(), Some(&b"7"[..]));
         // No payload field: handed on as `None`, to be dead-lettered as undecodable.
         assert_eq!(entries[1].payload, None);
+        assert_eq!(entries[1].job.as_deref(), Some("job-1"));
+        assert_eq!(entries[0].first, now);
+    }
+
+    #[test]
+    fn an_id_carries_its_time() {
+        assert_eq!(id_time("1700000000123-4"), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+        assert_eq!(id_time("junk"), UNIX_EPOCH);
     }
 }

@@ -1,11 +1,16 @@
 //! The consumer's run loop: ensure the group, claim stalled entries now and then, read new ones,
 //! hand them to the workers, retry connection errors with backoff, and shut down gracefully.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use redis_core::{
     Codec, DedicatedConnection, ErrorPredicates, duration_millis,
-    redis::{self, Value, streams::StreamReadOptions},
+    redis::{self, streams::StreamReadOptions},
 };
 use serde::de::DeserializeOwned;
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
@@ -15,12 +20,12 @@ use super::{
     consumer::{Consumer, ConsumerStats, Delivery},
     group::is_no_group,
     handle::Workers,
-    reply::{Claimed, Fetched, parse_claim, read_entries},
+    held::RunState,
+    reply::{Fetched, read_entries},
 };
 use crate::{
     error::{Error, Result},
     metrics,
-    scripts::CLAIM,
 };
 
 /// What the read loop carries from one turn to the next.
@@ -29,10 +34,6 @@ struct ReaderState {
     conn: Option<DedicatedConnection>,
     /// Failures in a row since the last successful read: the backoff step.
     failures: u32,
-    /// Where the next claim pass continues (`XAUTOCLAIM` cursor).
-    claim_cursor: String,
-    /// When the next claim pass is due.
-    next_claim: Instant,
     /// Whether the group is known to exist (false again after `NOGROUP`).
     group_ready: bool,
 }
@@ -42,8 +43,6 @@ impl ReaderState {
         Self {
             conn: None,
             failures: 0,
-            claim_cursor: "0-0".into(),
-            next_claim: Instant::now(),
             group_ready: false,
         }
     }
@@ -69,13 +68,15 @@ impl<C: Codec> Consumer<C> {
     /// each entry (up to `concurrency` at once), acknowledges successes, reclaims stalled entries
     /// and dead-letters entries out of attempts.
     ///
-    /// Shutdown is graceful: no new batch is read, every entry already fetched is handled and
-    /// acknowledged (or left pending when its handler fails), then `run` returns. Connection
-    /// errors are retried with backoff and do not end the run.
+    /// Shutdown is graceful: no new batch is read, the handlers running finish and are
+    /// acknowledged, and the entries read but not started (and those waiting for a retry) are
+    /// handed back: claimable by the group's other consumers at once, which notice within their
+    /// `delayed_poll`. Then `run` returns. Connection errors are retried with backoff and do not
+    /// end the run.
     ///
-    /// A handler error or panic leaves the entry pending: it is delivered again after `min_idle`,
-    /// until `max_deliveries`. Entries whose payload does not decode go straight to the dead-letter
-    /// stream.
+    /// A handler error or panic leaves the entry pending: this consumer runs it again after the
+    /// [`retry`](crate::ConsumerBuilder::retry) policy's wait, until `max_deliveries`. Entries
+    /// whose payload does not decode go straight to the dead-letter stream.
     ///
     /// # Errors
     /// Only for failures that retrying cannot fix: the group cannot be created on a reachable
@@ -91,34 +92,65 @@ impl<C: Codec> Consumer<C> {
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        // A child: ending the run early (a fatal error) must not cancel the caller's token.
+        let shutdown = shutdown.child_token();
+        let run = Arc::new(RunState::new(
+            shutdown.clone(),
+            self.inner.settings.heartbeats,
+        ));
         // Successes are acknowledged in batches by one task, which ends once every handler task
-        // (and the workers' sender) is gone. A set, so that dropping `run` aborts it too.
+        // (and the workers' sender) is gone. Sets, so that dropping `run` aborts the tasks too.
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let mut acker = JoinSet::new();
-        acker.spawn(self.clone().acknowledge(ack_rx));
-        // The group's lag and pending gauges, sampled by a task of this run (aborted with it).
-        let mut sampler = JoinSet::new();
-        if metrics::ENABLED {
-            sampler.spawn(self.clone().sample_group(shutdown.clone()));
+        acker.spawn(self.clone().acknowledge(ack_rx, run.clone()));
+        // Heartbeats go on until every handler has finished, after the shutdown.
+        let beats_stop = CancellationToken::new();
+        let mut background = JoinSet::new();
+        if self.inner.settings.heartbeats {
+            background.spawn(self.clone().heartbeat(run.clone(), beats_stop.clone()));
         }
-        let mut workers = Workers::new(self.clone(), handler, ack_tx);
+        // The group's lag and pending gauges, sampled by a task of this run (aborted with it).
+        if metrics::ENABLED {
+            background.spawn(self.clone().sample_group(shutdown.clone()));
+        }
+        let mut workers = Workers::new(self.clone(), handler, ack_tx, run.clone());
+        // Delayed entries, hand-back marks and claim passes: a task of its own, so that they
+        // never wait for a blocking read.
+        let mut upkeep = JoinSet::new();
+        upkeep.spawn(self.clone().upkeep(workers.fork()));
         let mut state = ReaderState::new();
-        while !shutdown.is_cancelled() {
+        let result = loop {
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
             workers.reap();
             match self.turn(&mut state, &mut workers).await {
                 Ok(()) => {}
                 Err(Interrupted::Retry(e)) => self.pause(&shutdown, &mut state.failures, &e).await,
-                Err(Interrupted::Fatal(e)) => return Err(e),
+                Err(Interrupted::Fatal(e)) => break Err(e),
+            }
+        };
+        // Graceful: the handlers running finish (and are acknowledged); what was read and not
+        // started, and what waits for a retry, is handed back.
+        shutdown.cancel();
+        while let Some(passes) = upkeep.join_next().await {
+            if let Ok(mut passes) = passes {
+                while let Some(forked) = passes.join_next().await {
+                    if let Ok(forked) = forked {
+                        forked.finish().await;
+                    }
+                }
             }
         }
-        // Graceful: everything fetched finishes (and is acknowledged) before returning.
         workers.finish().await;
+        self.hand_back(&run).await;
+        beats_stop.cancel();
         while acker.join_next().await.is_some() {}
-        sampler.abort_all();
-        Ok(self.stats())
+        background.abort_all();
+        result.map(|()| self.stats())
     }
 
-    /// One turn: the group, a claim pass when due, one blocking read.
+    /// One turn: the group, one blocking read.
     async fn turn<T, F, Fut, E>(
         &self,
         state: &mut ReaderState,
@@ -135,19 +167,6 @@ impl<C: Codec> Consumer<C> {
                 Ok(()) => state.group_ready = true,
                 Err(e) if e.is_retryable() => return Err(Interrupted::Retry(e)),
                 Err(e) => return Err(Interrupted::Fatal(e)),
-            }
-        }
-        if Instant::now() >= state.next_claim {
-            let claimed = self.claim(&mut state.claim_cursor).await;
-            // Whatever the outcome, the next pass is one interval away: a claim that keeps
-            // failing must not stop the consumer from reading new entries.
-            state.next_claim = later(self.inner.settings.claim_interval());
-            match claimed {
-                Ok(entries) => workers.dispatch(entries).await,
-                Err(e) => {
-                    state.check_group(&e);
-                    return Err(Interrupted::Retry(e));
-                }
             }
         }
         let conn = match &mut state.conn {
@@ -208,59 +227,13 @@ impl<C: Codec> Consumer<C> {
             .arg(&self.inner.stream)
             .arg(">");
         let reply = cmd.query_async(conn).await?;
-        Ok(read_entries(reply))
-    }
-
-    /// One pass of the claim script from `cursor` (continuing where the last pass stopped).
-    async fn claim(&self, cursor: &mut String) -> Result<Vec<Fetched>> {
-        let inner = &self.inner;
-        let settings = &inner.settings;
-        let mut out = Vec::new();
-        // A bounded number of steps per pass keeps reads flowing while a large backlog is claimed.
-        for _ in 0..10 {
-            let reply: Value = CLAIM
-                .call()
-                .key(&inner.stream)
-                .key(&inner.dead)
-                .arg(&inner.group)
-                .arg(&*inner.name)
-                .arg(duration_millis(settings.min_idle))
-                .arg(cursor.as_str())
-                .arg(settings.batch_size)
-                .arg(settings.max_deliveries)
-                .arg(settings.dead_letter_max_len)
-                .invoke(&inner.redis)
-                .await?;
-            let Claimed {
-                cursor: next,
-                entries,
-                dead,
-            } = parse_claim(reply)?;
-            inner.metrics.dead_lettered.increment(dead);
-            inner.metrics.reclaimed.increment(entries.len() as u64);
-            let counters = &inner.counters;
-            counters
-                .dead_lettered
-                .fetch_add(dead, std::sync::atomic::Ordering::Relaxed);
-            counters
-                .claimed
-                .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            out.extend(entries);
-            *cursor = next;
-            // A step that claimed nothing may only have scanned entries still in their min-idle
-            // (XAUTOCLAIM looks at up to 10 × COUNT pending ids per step): go on scanning, or a
-            // stalled entry behind many fresh ones would wait one claim interval per step.
-            if cursor == "0-0" {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(read_entries(reply, SystemTime::now()))
     }
 }
 
 /// `now + d`, or about a century from now when `d` is too large for an `Instant` (a `min_idle` of
 /// `Duration::MAX` means "never claim", not a panic).
-fn later(d: Duration) -> Instant {
+pub(super) fn later(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
