@@ -3,14 +3,18 @@
 //!   serde_json, and a near-cache hit (envelope + decode from process memory, no round trip);
 //! - the miss path (`get_or_load` on a cold key: GET, lease + generation script, conditional
 //!   store script) against the same three round trips done by hand, and against the seed's naive
-//!   GET + SET EX.
+//!   GET + SET EX;
+//! - a write (`Cache::set`, generation-fenced) against the pipelined `GET` + `PSETEX` that the
+//!   `cached` crate's Redis store sends for its `cache_set`;
+//! - a tagged write (`Cache::set_with` and two tags) against a raw `MULTI`/`EXEC` pipeline sending
+//!   the same writes (a `SET NX GET` per tag version, the generation, the entry).
 //!
 //! Run: `cargo bench -p redis-patterns-benches --bench cache`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use redis_cache::{Cache, NearCacheConfig};
+use redis_cache::{Cache, EntryOptions, NearCacheConfig};
 use redis_core::{KeySpace, Redis, Script};
 use redis_patterns_benches::{
     BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
@@ -96,6 +100,7 @@ fn cache(c: &mut Criterion) {
         }
         near
     });
+    let tagged = EntryOptions::new().tag("category:lamps").tag("brand:acme");
     let store = STORE.inner().clone();
     let begin = BEGIN.inner().clone();
 
@@ -134,6 +139,88 @@ fn cache(c: &mut Criterion) {
                 },
             );
         }
+        group.finish();
+
+        let mut group = concurrent_group(c, "cache/set", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-get-psetex",
+            tasks,
+            (raw.clone(), keys.clone()),
+            |(mut raw, keys), i| async move {
+                let key = keys.key(&format!("raw-set{}", i % 1024)).unwrap();
+                let json = serde_json::to_vec(&product()).unwrap();
+                let (_old,): (Option<Vec<u8>>,) = redis::pipe()
+                    .get(&key)
+                    .pset_ex(&key, json, 600_000)
+                    .ignore()
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-cache-set",
+            tasks,
+            cache.clone(),
+            |cache, i| async move {
+                cache
+                    .set(&format!("set{}", i % 1024), &product())
+                    .await
+                    .unwrap();
+            },
+        );
+        group.finish();
+
+        let mut group = concurrent_group(c, "cache/set-tagged", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-multi-exec",
+            tasks,
+            (raw.clone(), keys.clone()),
+            |(mut raw, keys), i| async move {
+                let key = keys.key(&format!("raw-tagged{}", i % 1024)).unwrap();
+                let json = serde_json::to_vec(&product()).unwrap();
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for tag in ["category:lamps", "brand:acme"] {
+                    pipe.cmd("SET")
+                        .arg(keys.key(tag).unwrap())
+                        .arg(redis_core::random_token())
+                        .arg("NX")
+                        .arg("GET")
+                        .arg("PX")
+                        .arg(604_800_000u64)
+                        .ignore();
+                }
+                pipe.cmd("SET")
+                    .arg(key.companion("gen"))
+                    .arg(redis_core::random_token())
+                    .arg("PX")
+                    .arg(3_600_000)
+                    .ignore()
+                    .pset_ex(&key, json, 600_000)
+                    .ignore();
+                let () = pipe.query_async(&mut raw).await.unwrap();
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-cache-set-tagged",
+            tasks,
+            (cache.clone(), tagged.clone()),
+            |(cache, tagged), i| async move {
+                cache
+                    .set_with(&format!("tagged{}", i % 1024), &product(), &tagged)
+                    .await
+                    .unwrap();
+            },
+        );
         group.finish();
 
         let mut group = concurrent_group(c, "cache/miss", tasks);

@@ -32,7 +32,20 @@ pub enum WriteMode {
     Update,
 }
 
+/// The longest TTL (or grace, or window) a cache accepts, in its settings and per entry: 100
+/// years. Longer ones are refused with [`Error::InvalidConfig`] before anything is sent, so the
+/// `PX` of every write fits what Redis takes.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The most tags one entry may carry: each costs one `GET` on every read of the entry.
+pub const MAX_TAGS: usize = 64;
+
 /// Per-entry options: a TTL other than the default, and tags for group invalidation.
+///
+/// Checked when a call uses them, before anything is sent, as
+/// [`CacheBuilder::build`](crate::CacheBuilder::build) checks the settings: a TTL outside
+/// `1 ms ..= `[`MAX_TTL`], more than [`MAX_TAGS`] tags or a tag that cannot be a key is an
+/// [`Error::InvalidConfig`] naming the option.
 ///
 /// ```
 /// use std::time::Duration;
@@ -47,10 +60,12 @@ pub enum WriteMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryOptions {
-    /// TTL of the fresh value; `None` uses the cache's default. Jitter still applies.
+    /// TTL of the fresh value; `None` uses the cache's default. Jitter still applies; grace is
+    /// added on top. From 1 ms to [`MAX_TTL`].
     pub ttl: Option<Duration>,
     /// Tags the entry depends on; [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) on any
-    /// of them turns it into a miss.
+    /// of them turns it into a miss. At most [`MAX_TAGS`], each a valid key name (not empty,
+    /// within the key space's length limit).
     pub tags: Vec<String>,
 }
 
@@ -60,19 +75,54 @@ impl EntryOptions {
         Self::default()
     }
 
-    /// Sets the fresh TTL of this entry. Defaults to the cache's TTL.
+    /// Sets the fresh TTL of this entry. Defaults to the cache's TTL. From 1 ms to [`MAX_TTL`].
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
-    /// Adds a tag. Defaults to no tags.
+    /// Adds a tag. Defaults to no tags. At most [`MAX_TAGS`].
     #[must_use]
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
     }
+
+    /// Checks the options as [`Settings::validate`] checks the settings (the tags' key names
+    /// are checked where their keys are built, also before anything is sent).
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(ttl) = self.ttl {
+            check_ttl("entry ttl", ttl)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(Error::invalid_config(format!(
+                "an entry carries at most {MAX_TAGS} tags, not {}",
+                self.tags.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `what` must be at least 1 ms and at most [`MAX_TTL`].
+fn check_ttl(what: &str, ttl: Duration) -> Result<()> {
+    if ttl < Duration::from_millis(1) {
+        return Err(Error::invalid_config(format!(
+            "{what} must be at least 1 ms, not {ttl:?}"
+        )));
+    }
+    check_max(what, ttl)
+}
+
+/// `what` must be at most [`MAX_TTL`].
+fn check_max(what: &str, ttl: Duration) -> Result<()> {
+    if ttl > MAX_TTL {
+        return Err(Error::invalid_config(format!(
+            "{what} must be at most 100 years (MAX_TTL), not {ttl:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// A source of uniform random numbers in `[0, 1)`, used for TTL jitter and early refresh.
@@ -146,28 +196,23 @@ impl Settings {
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::invalid_config(m));
         crate::metrics::validate_name(&self.name)?;
-        if self.ttl < Duration::from_millis(1) {
-            return bad("cache ttl must be at least 1 ms");
-        }
+        check_ttl("cache ttl", self.ttl)?;
+        check_max("negative ttl", self.negative_ttl)?;
+        check_max("grace", self.grace)?;
         if !(0.0..1.0).contains(&self.jitter) {
             return bad("cache jitter must be in [0, 1)");
         }
         if !self.beta.is_finite() || self.beta < 0.0 {
             return bad("early refresh beta must be finite and >= 0");
         }
-        if self.lease_ttl < Duration::from_millis(1) {
-            return bad("lease ttl must be at least 1 ms");
-        }
-        if self.tag_ttl < Duration::from_millis(1) || self.version_ttl < Duration::from_millis(1) {
-            return bad("tag and version ttls must be at least 1 ms");
-        }
+        check_ttl("lease ttl", self.lease_ttl)?;
+        check_ttl("tag ttl", self.tag_ttl)?;
+        check_ttl("version ttl", self.version_ttl)?;
         if let Some(near) = &self.near {
             if near.capacity == 0 {
                 return bad("near cache capacity must be at least 1");
             }
-            if near.ttl < Duration::from_millis(1) {
-                return bad("near cache ttl must be at least 1 ms");
-            }
+            check_ttl("near cache ttl", near.ttl)?;
         }
         Ok(())
     }
@@ -189,7 +234,8 @@ pub struct NearCacheConfig {
     /// Most entries kept in process; the least recently used (CLOCK) go first. At least 1.
     pub capacity: usize,
     /// Longest time an entry is served from process memory, whatever its Redis freshness: a
-    /// safety net should an invalidation be lost. Defaults to 10 seconds; at least 1 ms.
+    /// safety net should an invalidation be lost. Defaults to 10 seconds; from 1 ms to
+    /// [`MAX_TTL`].
     pub ttl: Duration,
 }
 

@@ -18,7 +18,9 @@ mod near;
 mod scripts;
 
 pub use cache::{Cache, CacheBuilder};
-pub use config::{EntryOptions, FailurePolicy, NearCacheConfig, RandomSource, WriteMode};
+pub use config::{
+    EntryOptions, FailurePolicy, MAX_TAGS, MAX_TTL, NearCacheConfig, RandomSource, WriteMode,
+};
 pub use entry::{jittered_ttl, xfetch_due};
 pub use error::{Error, LoadError, Result};
 pub use metrics::METRICS;

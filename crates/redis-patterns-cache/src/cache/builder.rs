@@ -75,7 +75,8 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// Sets how long a value is fresh. Defaults to 5 minutes. Must be at least 1 ms.
+    /// Sets how long a value is fresh. Defaults to 5 minutes. From 1 ms to
+    /// [`MAX_TTL`](crate::MAX_TTL).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.settings.ttl = ttl;
         self
@@ -89,14 +90,15 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// Sets how long "not found" is remembered. Defaults to 30 seconds; zero turns negative
-    /// caching off.
+    /// caching off. At most [`MAX_TTL`](crate::MAX_TTL).
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.settings.negative_ttl = ttl;
         self
     }
 
     /// Sets how long a value is kept after it turns stale, to be served while one caller
-    /// refreshes it or when the loader fails. Defaults to 60 seconds; zero turns it off.
+    /// refreshes it or when the loader fails. Defaults to 60 seconds; zero turns it off. At most
+    /// [`MAX_TTL`](crate::MAX_TTL).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.settings.grace = grace;
         self
@@ -109,7 +111,8 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// Sets the life of the refresh lease that lets one process load a key while the others
-    /// wait or serve stale. Defaults to 5 seconds; set it above your slowest expected load.
+    /// wait or serve stale. Defaults to 5 seconds; set it above your slowest expected load. From
+    /// 1 ms to [`MAX_TTL`](crate::MAX_TTL).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.settings.lease_ttl = ttl;
         self
@@ -130,7 +133,8 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// Sets the TTL of tag version keys, renewed by every invalidation. An entry whose tag
-    /// version expired reads as a miss. Defaults to 7 days.
+    /// version expired reads as a miss. Defaults to 7 days. From 1 ms to
+    /// [`MAX_TTL`](crate::MAX_TTL).
     pub fn tag_ttl(mut self, ttl: Duration) -> Self {
         self.settings.tag_ttl = ttl;
         self
@@ -138,7 +142,7 @@ impl<C: Codec> CacheBuilder<C> {
 
     /// Sets the TTL of the per-key generation written by [`Cache::set`], [`Cache::delete`] and
     /// [`Cache::write_through`] to fence off slower fills. Defaults to 1 hour; it must outlast
-    /// your slowest load.
+    /// your slowest load. From 1 ms to [`MAX_TTL`](crate::MAX_TTL).
     pub fn version_ttl(mut self, ttl: Duration) -> Self {
         self.settings.version_ttl = ttl;
         self
@@ -168,8 +172,9 @@ impl<C: Codec> CacheBuilder<C> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an invalid name, a zero TTL,
-    /// lease or version TTL, a jitter outside `[0, 1)`, a negative or non-finite `beta`, a near
-    /// cache of no capacity or a zero near TTL, or a near cache built outside a Tokio runtime;
+    /// lease, tag or version TTL, any TTL or grace above [`MAX_TTL`](crate::MAX_TTL), a jitter
+    /// outside `[0, 1)`, a negative or non-finite `beta`, a near cache of no capacity or a near
+    /// TTL outside `1 ms ..= MAX_TTL`, or a near cache built outside a Tokio runtime;
     /// [`redis_core::Error::InvalidKey`] (as [`Error::Core`](crate::Error::Core)) if the key space
     /// cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {

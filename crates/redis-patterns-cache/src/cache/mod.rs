@@ -131,7 +131,8 @@ impl<C: Codec> Cache<C> {
     /// As [`set`](Self::set), with a TTL or tags.
     ///
     /// # Errors
-    /// As [`set`](Self::set); invalid tags.
+    /// As [`set`](Self::set); [`Error::InvalidConfig`] for options that cannot be stored (see
+    /// [`EntryOptions`]), before anything is sent.
     pub async fn set_with<V: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -140,9 +141,13 @@ impl<C: Codec> Cache<C> {
     ) -> Result<()> {
         let span =
             operation_span!(self.engine.redis, "cache.set", name = %self.engine.settings.name);
-        async { self.engine.put(&self.key(name)?, value, opts).await }
-            .instrument(span)
-            .await
+        async {
+            let key = self.key(name)?;
+            self.engine.check(opts)?;
+            self.engine.put(&key, value, opts).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Deletes an entry and fences off fills of loads that started before. True if it existed.
@@ -186,7 +191,8 @@ impl<C: Codec> Cache<C> {
     /// As [`get_or_load`](Self::get_or_load), with a TTL or tags for the loaded entry.
     ///
     /// # Errors
-    /// As [`get_or_load`](Self::get_or_load); invalid tags.
+    /// As [`get_or_load`](Self::get_or_load); [`Error::InvalidConfig`] for options that cannot be
+    /// stored (see [`EntryOptions`]), before anything is sent, hit or miss.
     pub async fn get_or_load_with<V, F, Fut, E>(
         &self,
         name: &str,
@@ -206,9 +212,9 @@ impl<C: Codec> Cache<C> {
             result = Empty,
         );
         async {
-            self.engine
-                .get_or_load(&self.key(name)?, opts, loader, &span)
-                .await
+            let key = self.key(name)?;
+            self.engine.check(opts)?;
+            self.engine.get_or_load(&key, opts, loader, &span).await
         }
         .instrument(span.clone())
         .await
@@ -243,7 +249,8 @@ impl<C: Codec> Cache<C> {
     /// As [`write_through`](Self::write_through), with a TTL or tags for [`WriteMode::Update`].
     ///
     /// # Errors
-    /// As [`write_through`](Self::write_through).
+    /// As [`write_through`](Self::write_through); [`Error::InvalidConfig`] for options that
+    /// cannot be stored (see [`EntryOptions`]), before `writer` runs.
     pub async fn write_through_with<V, F, Fut, E>(
         &self,
         name: &str,
@@ -265,6 +272,8 @@ impl<C: Codec> Cache<C> {
         );
         async {
             let key = self.key(name)?;
+            // Bad options must fail before the source is written, not after.
+            self.engine.check(opts)?;
             let value = writer().await.map_err(|e| Error::Write(e.into()))?;
             match mode {
                 WriteMode::Update => self.engine.put(&key, &value, opts).await?,

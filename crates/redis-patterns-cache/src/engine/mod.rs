@@ -6,9 +6,11 @@
 //! - [`load`]: `get_or_load`'s in-process single flight, then the leader's path: refresh lease,
 //!   versions, load, conditional fill.
 //! - [`write`]: writes with a generation bump, tag versions, envelopes.
+//! - [`tags`]: the tag versions this process last saw, for tagged writes in one round trip.
 
 mod load;
 mod read;
+mod tags;
 mod write;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use crate::{
     metrics::Metrics,
     near::{self, Near},
 };
+use tags::TagMemo;
 
 /// Companion suffix of the per-key generation.
 const GEN: &str = "gen";
@@ -34,6 +37,8 @@ pub(crate) struct Engine<C> {
     pub(crate) codec: C,
     pub(crate) settings: Settings,
     pub(crate) flights: Flights,
+    /// The tag versions last seen.
+    tag_memo: TagMemo,
     /// Handles registered when the cache was built.
     pub(crate) metrics: Metrics,
     /// The near cache, when on.
@@ -75,6 +80,7 @@ impl<C: Codec> Engine<C> {
             codec,
             settings,
             flights: Flights::default(),
+            tag_memo: TagMemo::default(),
             metrics,
             near,
             _stop_tracking: stop,

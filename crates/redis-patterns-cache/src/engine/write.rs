@@ -1,10 +1,16 @@
 //! The write path: every write bumps the key's generation (fencing off fills of loads that
-//! started before), frees the refresh lease and evicts the near copy; tag versions and the
-//! stored envelope are built here too.
+//! started before) and evicts the near copy; tag versions and the stored envelope are built here
+//! too.
+//!
+//! A write is one pipeline on the entry's slot, not a script: `SET gen` then `SET entry` (or
+//! `DEL lease`, `DEL entry` for a delete). Redis runs one connection's commands in order, and a
+//! fill's `store.lua` runs whole, so whichever way a fill interleaves it either lands before the
+//! `SET gen` (and is overwritten by the entry) or sees the new generation and is refused. See
+//! docs/cache.md, "Writes are ordered, not scripted".
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use redis_core::{Codec, Key, duration_millis, random_token, redis};
 use serde::Serialize;
 
@@ -14,41 +20,110 @@ use crate::{
     entry::{self, Kind},
     error::{Error, Result},
     lease::LEASE,
-    scripts::WRITE,
 };
 
 /// Tag keys and the versions an entry was written under.
 pub(crate) type TagVersions = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl<C: Codec> Engine<C> {
+    /// Checks per-call options before anything is sent: TTL and tag count
+    /// ([`EntryOptions::validate`]), and that every tag makes a key.
+    pub(crate) fn check(&self, opts: &EntryOptions) -> Result<()> {
+        opts.validate()?;
+        self.tag_keys(opts).map(drop)
+    }
+
+    /// The version keys of the options' tags; a tag that cannot be a key is
+    /// [`Error::InvalidConfig`].
+    fn tag_keys(&self, opts: &EntryOptions) -> Result<Vec<Key>> {
+        opts.tags
+            .iter()
+            .map(|tag| {
+                self.tags
+                    .key(tag)
+                    .map_err(|e| Error::invalid_config(format!("invalid tag {tag:?}: {e}")))
+            })
+            .collect()
+    }
+
     /// Stores `value` with the options' TTL and tags (see [`Cache::set`](crate::Cache::set)).
+    ///
+    /// Untagged: one pipeline. Tagged: the entry is written under the tag versions this process
+    /// last saw while, in the same round trip, the current versions are read; only if one moved
+    /// (or was unknown here and already existed) is the entry written again, under the versions
+    /// just read (see [`TagMemo`](super::tags::TagMemo)).
     pub(crate) async fn put<V: Serialize + ?Sized>(
         &self,
         key: &Key,
         value: &V,
         opts: &EntryOptions,
     ) -> Result<()> {
-        let tags = self.tag_versions(opts).await?;
-        let (bytes, px) = self.envelope(Some(value), Duration::ZERO, opts, &tags)?;
-        self.write(key, Some((&bytes, px))).await?;
+        let payload = self.codec.encode(value)?;
+        if opts.tags.is_empty() {
+            let (bytes, px) = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &[])?;
+            self.write(key, Some((&bytes, px))).await?;
+            return Ok(());
+        }
+        let keys = self.tag_keys(opts)?;
+        // `SET ... NX GET` needs Redis 7.0: one clear error on an older server.
+        self.redis.require(redis_core::Feature::SetNxGet).await?;
+        let fresh: Vec<String> = keys.iter().map(|_| random_token()).collect();
+        let assumed: TagVersions = keys
+            .iter()
+            .zip(&fresh)
+            .map(|(k, fresh)| {
+                let k = k.as_str().as_bytes();
+                let version = self.tag_memo.get(k);
+                (
+                    k.to_vec(),
+                    version.unwrap_or_else(|| fresh.as_bytes().to_vec()),
+                )
+            })
+            .collect();
+        let (bytes, px) = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &assumed)?;
+        let (current, written) = join(
+            self.read_tag_versions(&keys, fresh),
+            self.write(key, Some((&bytes, px))),
+        )
+        .await;
+        written?;
+        let current = current?;
+        if current != assumed {
+            // Written under a version that is not current: a miss until rewritten.
+            let (bytes, px) =
+                self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &current)?;
+            self.write(key, Some((&bytes, px))).await?;
+        }
         Ok(())
     }
 
-    /// Bumps the generation, frees the refresh lease and stores (`Some`) or deletes (`None`)
-    /// the entry; loads in flight in this process are detached from later callers.
+    /// Bumps the generation and stores (`Some`) or deletes (`None`, freeing the refresh lease
+    /// too) the entry, in one pipeline; loads in flight in this process are detached from later
+    /// callers. True when an entry was stored or deleted.
     pub(crate) async fn write(&self, key: &Key, entry: Option<(&[u8], u64)>) -> Result<bool> {
-        let call = WRITE
-            .call()
-            .key(key)
-            .key(key.companion(GEN))
-            .key(key.companion(LEASE))
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(key.companion(GEN))
             .arg(random_token())
-            .arg(duration_millis(self.settings.version_ttl));
-        let call = match entry {
-            Some((bytes, px)) => call.arg("set").arg(bytes).arg(px),
-            None => call.arg("del").arg("").arg(1),
+            .arg("PX")
+            .arg(duration_millis(self.settings.version_ttl))
+            .ignore();
+        let written = match entry {
+            Some((bytes, px)) => {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(px)
+                    .ignore();
+                self.redis.query_pipeline::<()>(&pipe).await.map(|()| true)
+            }
+            None => {
+                pipe.cmd("DEL").arg(key.companion(LEASE)).ignore();
+                pipe.cmd("DEL").arg(key);
+                (self.redis.query_pipeline::<(i64,)>(&pipe).await).map(|(n,)| n > 0)
+            }
         };
-        let written = call.invoke::<i64>(&self.redis).await;
         // Evict at once rather than wait for the push (even a failed reply may hide an
         // applied write); readers that sent their GET before the write cannot store it now.
         if let Some(near) = &self.near {
@@ -57,22 +132,21 @@ impl<C: Codec> Engine<C> {
         // A load in flight in this process may have read the source before this write; callers
         // arriving from now on must not be handed its value.
         self.flights.forget(key.as_str());
-        Ok(written? > 0)
+        Ok(written?)
     }
 
     /// Sets a new random version of the tag whose version key is `key`.
     pub(crate) async fn invalidate_tag(&self, key: &Key) -> Result<()> {
         let px = duration_millis(self.settings.tag_ttl);
+        let version = random_token();
         let set = self
             .redis
-            .query::<()>(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(random_token())
-                    .arg("PX")
-                    .arg(px),
-            )
+            .query::<()>(redis::cmd("SET").arg(key).arg(&version).arg("PX").arg(px))
             .await;
+        if set.is_ok() {
+            self.tag_memo
+                .remember(key.as_str().as_bytes(), version.as_bytes());
+        }
         // Even a failed reply may hide an applied write: evict locally either way.
         if let Some(near) = &self.near {
             near.invalidate(key.as_str().as_bytes());
@@ -81,24 +155,24 @@ impl<C: Codec> Engine<C> {
         Ok(())
     }
 
-    /// The current version of each tag, creating missing ones (`SET NX GET`, one per tag).
+    /// The current version of each tag, creating missing ones (`SET NX GET`, one per tag),
+    /// read before a load.
     pub(crate) async fn tag_versions(&self, opts: &EntryOptions) -> Result<TagVersions> {
         if opts.tags.is_empty() {
             return Ok(Vec::new());
         }
-        if opts.tags.len() > usize::from(u16::MAX) {
-            return Err(Error::invalid_config("too many tags on one entry"));
-        }
-        let px = duration_millis(self.settings.tag_ttl);
-        let keys = opts
-            .tags
-            .iter()
-            .map(|t| Ok(self.tags.key(t)?))
-            .collect::<Result<Vec<_>>>()?;
+        let keys = self.tag_keys(opts)?;
         // `SET ... NX GET` needs Redis 7.0: one clear error on an older server.
         self.redis.require(redis_core::Feature::SetNxGet).await?;
-        let reads = keys.iter().map(|k| async move {
-            let fresh = random_token();
+        let fresh = keys.iter().map(|_| random_token()).collect();
+        self.read_tag_versions(&keys, fresh).await
+    }
+
+    /// The current version of each tag in `keys`, creating a missing one with its `fresh`
+    /// version (`SET NX GET PX`, concurrent, each routed to its tag's slot); remembered.
+    async fn read_tag_versions(&self, keys: &[Key], fresh: Vec<String>) -> Result<TagVersions> {
+        let px = duration_millis(self.settings.tag_ttl);
+        let reads = keys.iter().zip(fresh).map(|(k, fresh)| async move {
             let old: Option<Vec<u8>> = self
                 .redis
                 .query(
@@ -111,10 +185,10 @@ impl<C: Codec> Engine<C> {
                         .arg(px),
                 )
                 .await?;
-            Ok::<_, Error>((
-                k.as_str().as_bytes().to_vec(),
-                old.unwrap_or_else(|| fresh.into_bytes()),
-            ))
+            let key = k.as_str().as_bytes();
+            let version = old.unwrap_or_else(|| fresh.into_bytes());
+            self.tag_memo.remember(key, &version);
+            Ok::<_, Error>((key.to_vec(), version))
         });
         join_all(reads).await.into_iter().collect()
     }
@@ -127,15 +201,26 @@ impl<C: Codec> Engine<C> {
         opts: &EntryOptions,
         tags: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(Vec<u8>, u64)> {
+        match value {
+            Some(v) => self.seal(Kind::Value, &self.codec.encode(v)?, took, opts.ttl, tags),
+            None => self.seal(Kind::Negative, &[], took, None, tags),
+        }
+    }
+
+    /// Wraps an encoded payload: a value lives its TTL (`ttl`, else the cache's) plus grace, a
+    /// negative entry the negative TTL.
+    fn seal(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        took: Duration,
+        ttl: Option<Duration>,
+        tags: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(Vec<u8>, u64)> {
         let s = &self.settings;
-        let (kind, payload, fresh, grace) = match value {
-            Some(v) => (
-                Kind::Value,
-                self.codec.encode(v)?,
-                opts.ttl.unwrap_or(s.ttl),
-                s.grace,
-            ),
-            None => (Kind::Negative, Vec::new(), s.negative_ttl, Duration::ZERO),
+        let (fresh, grace) = match kind {
+            Kind::Value => (ttl.unwrap_or(s.ttl), s.grace),
+            Kind::Negative => (s.negative_ttl, Duration::ZERO),
         };
         if tags
             .iter()
@@ -143,7 +228,8 @@ impl<C: Codec> Engine<C> {
         {
             return Err(Error::invalid_config("tag key or version too long"));
         }
-        // Never below 1 ms (Redis refuses `PX 0`), so no clamp is needed here.
+        // Never below 1 ms (Redis refuses `PX 0`), so no clamp is needed here; TTLs and grace
+        // were checked against `MAX_TTL`, so the sum fits what Redis takes.
         let fresh = entry::jittered_ttl(fresh, s.jitter, self.random());
         let fresh_ms = duration_millis(fresh);
         let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
@@ -152,7 +238,7 @@ impl<C: Codec> Engine<C> {
             entry::now_ms().saturating_add(fresh_ms),
             delta_ms,
             tags,
-            &payload,
+            payload,
         );
         Ok((bytes, fresh_ms.saturating_add(duration_millis(grace))))
     }

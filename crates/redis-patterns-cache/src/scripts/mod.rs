@@ -1,6 +1,7 @@
 //! The Lua scripts of the cache, one round trip each. The keys of one call are an entry and its
 //! companions (`:gen`, `:lease`), so every script runs on one cluster slot. The full contracts
-//! are in each `.lua` file and in `docs/cache.md`.
+//! are in each `.lua` file and in `docs/cache.md`. Writes (`set`, `delete`) need no script: they
+//! are ordered pipelines (see `engine/write.rs`).
 
 use redis_core::Script;
 
@@ -9,9 +10,6 @@ pub(crate) static BEGIN: Script = Script::new("cache_begin", include_str!("begin
 
 /// KEYS entry, gen, lease; ARGV gen read, envelope ('' = delete), PX, token -> 1 stored, 0 fenced.
 pub(crate) static STORE: Script = Script::new("cache_store", include_str!("store.lua"));
-
-/// KEYS entry, gen, lease; ARGV new gen, gen PX, 'set'|'del', envelope, PX -> 1 written, 0 none.
-pub(crate) static WRITE: Script = Script::new("cache_write", include_str!("write.lua"));
 
 /// KEYS lease; ARGV token -> 1 released, 0 held by another token (or by nobody).
 pub(crate) static RELEASE: Script = Script::new("cache_release", include_str!("release.lua"));
