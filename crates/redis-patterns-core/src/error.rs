@@ -177,27 +177,68 @@ impl Error {
     }
 
     /// True when trying the same operation again later may succeed: connection loss, time-outs,
-    /// and transient server states (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY` during a failover).
+    /// and what a topology change leaves behind: `LOADING`, `TRYAGAIN`, `CLUSTERDOWN`,
+    /// `MASTERDOWN`, `READONLY` (a demoted master), `UNBLOCKED` (a blocked call on a master
+    /// that became a replica), a redirect the connection layer could not follow (`MOVED` or
+    /// `ASK` to a node that is gone), and a transaction aborted by one of them.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::PoolTimeout(_) | Self::Timeout(_) => true,
-            Self::Redis(e) => {
-                is_connection_error(e)
-                    || e.is_timeout()
-                    || matches!(
-                        e.kind(),
-                        ErrorKind::Server(
-                            ServerErrorKind::BusyLoading
-                                | ServerErrorKind::TryAgain
-                                | ServerErrorKind::ClusterDown
-                                | ServerErrorKind::MasterDown
-                                | ServerErrorKind::ReadOnly
-                        ) | ErrorKind::MasterNameNotFoundBySentinel
-                    )
-            }
+            Self::Redis(e) => is_retryable(e),
             _ => false,
         }
     }
+
+    /// True for a cluster redirect (`MOVED`, `ASK`) that reached the caller, alone or inside an
+    /// aborted transaction. The connection layer follows redirects, so this only happens when
+    /// the node they name cannot be reached; such errors are also retryable.
+    pub fn is_redirect(&self) -> bool {
+        self.redis_error().is_some_and(|e| {
+            server_kinds(e)
+                .iter()
+                .any(|kind| matches!(kind, Some(ServerErrorKind::Moved | ServerErrorKind::Ask)))
+        })
+    }
+}
+
+/// The server error kinds in `e`: its own, or those of the commands of an aborted transaction.
+fn server_kinds(e: &RedisError) -> Vec<Option<ServerErrorKind>> {
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::ExecAbort) => e
+            .clone()
+            .into_server_errors()
+            .map(|errors| errors.iter().map(|(_, inner)| inner.kind()).collect())
+            .unwrap_or_default(),
+        ErrorKind::Server(kind) => vec![Some(kind)],
+        _ => Vec::new(),
+    }
+}
+
+/// See [`Error::is_retryable`].
+fn is_retryable(e: &RedisError) -> bool {
+    if is_connection_error(e)
+        || e.is_timeout()
+        || matches!(e.kind(), ErrorKind::MasterNameNotFoundBySentinel)
+        || e.code() == Some("UNBLOCKED")
+    {
+        return true;
+    }
+    let kinds = server_kinds(e);
+    !kinds.is_empty()
+        && kinds.iter().all(|kind| {
+            matches!(
+                kind,
+                Some(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+            )
+        })
 }
 
 /// The questions every error of the workspace answers, written once.
@@ -290,5 +331,44 @@ impl From<RedisError> for Error {
             }
             _ => Self::Redis(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> Error {
+        Error::from(
+            redis::parse_redis_value(text.as_bytes())
+                .unwrap()
+                .extract_error()
+                .unwrap_err(),
+        )
+    }
+
+    #[test]
+    fn what_a_topology_change_leaves_behind_is_retryable() {
+        for text in [
+            "-MOVED 3999 127.0.0.1:6381\r\n",
+            "-ASK 3999 127.0.0.1:6381\r\n",
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-UNBLOCKED force unblock from blocking operation, instance state changed\r\n",
+        ] {
+            assert!(server(text).is_retryable(), "{text}");
+        }
+        for text in ["-ERR syntax error\r\n", "-NOSCRIPT No matching script\r\n"] {
+            assert!(!server(text).is_retryable(), "{text}");
+        }
+        assert!(server("-MOVED 1 127.0.0.1:7000\r\n").is_redirect());
+        assert!(!server("-TRYAGAIN x\r\n").is_redirect());
+        let refused = Error::from(RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(refused.is_retryable() && refused.is_connection_error());
     }
 }

@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod audit;
 mod background;
 mod backoff;
 pub mod codec;
@@ -25,8 +26,8 @@ pub use backoff::Backoff;
 pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
 pub use connection::{
-    Backend, DedicatedConnection, Endpoint, NodeAddr, Redis, cluster_masters, connect_with_pushes,
-    parse_cluster_masters,
+    Backend, CLUSTER_POLL, DedicatedConnection, Endpoint, NodeAddr, Redis, TopologyBackoff,
+    TopologyWatch, cluster_masters, connect_with_pushes, parse_cluster_masters,
 };
 pub use error::{BoxError, Error, ErrorPredicates, KeyError, Result};
 pub use keys::{Key, KeySpace};

@@ -9,22 +9,40 @@ use crate::server::TestServer;
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The `cluster-node-timeout` of [`TestCluster::spawn`]: how long a master must be unreachable
+/// before the others mark it failed and its replica takes over.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(2000);
+
 /// A running cluster: `masters` masters with `replicas` replicas each. Killed on drop.
 #[derive(Debug)]
 pub struct TestCluster {
-    nodes: Vec<TestServer>,
+    pub(crate) nodes: Vec<TestServer>,
     masters: usize,
 }
 
 impl TestCluster {
     /// Starts and forms a cluster, waiting until every node reports `cluster_state:ok`
-    /// and every replica is in sync.
+    /// and every replica is in sync. `cluster-node-timeout` is [`DEFAULT_NODE_TIMEOUT`].
     ///
     /// # Panics
     /// When nodes do not start or the cluster does not form within 30 s (with the node logs).
     pub fn spawn(masters: usize, replicas: usize) -> Self {
+        Self::spawn_with_node_timeout(masters, replicas, DEFAULT_NODE_TIMEOUT)
+    }
+
+    /// As [`spawn`](Self::spawn), with another `cluster-node-timeout`: failover tests use a
+    /// short one (1000 ms) so a killed master's replica is promoted within about two seconds.
+    ///
+    /// # Panics
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_with_node_timeout(
+        masters: usize,
+        replicas: usize,
+        node_timeout: Duration,
+    ) -> Self {
         assert!(masters >= 1, "a cluster needs at least one master");
         let total = masters * (1 + replicas);
+        let node_timeout = node_timeout.as_millis().max(1).to_string();
         let nodes: Vec<TestServer> = (0..total)
             .map(|_| {
                 TestServer::builder()
@@ -34,7 +52,7 @@ impl TestCluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "2000",
+                        node_timeout.as_str(),
                         "--repl-diskless-sync-delay",
                         "0",
                     ])

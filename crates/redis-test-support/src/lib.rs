@@ -6,6 +6,9 @@
 //! - [`TestSentinel`]: master + replica + 3 sentinels.
 //! - [`TestContext`]: a [`redis_core::Redis`] and a unique key prefix per test; uses `REDIS_URL`
 //!   when set (cleaning only its own keys), else a private server.
+//! - Topology changes under load ([`TestCluster::kill_master_of`],
+//!   [`TestCluster::migrate_slot_of`], [`TestSentinel::kill_master_and_wait_switch`],
+//!   [`TestSentinel::failover_and_wait_switch`]): see the `failover` section below.
 //! - [`FaultProxy`]: latency, blackhole, refused and reset connections between client and server.
 //! - [`observe`]: the metrics and span fields the patterns record, for assertions.
 //! - [`wait_until`] / [`wait_for`]: wait for a condition with a deadline instead of sleeping.
@@ -17,14 +20,18 @@
 
 mod cluster;
 mod context;
+mod failover;
 mod observe;
 mod proxy;
 mod sentinel;
 mod server;
 mod wait;
 
-pub use cluster::TestCluster;
+pub use cluster::{DEFAULT_NODE_TIMEOUT, TestCluster};
 pub use context::{REDIS_URL_ENV, TestContext};
+pub use failover::{
+    ClusterNode, MigrateOptions, Migration, Promotion, Switch, parse_cluster_nodes,
+};
 pub use observe::{Metrics, Observed, Sample, SpanRecord, assert_no_field_contains, observe};
 pub use proxy::FaultProxy;
 pub use sentinel::{SERVICE as SENTINEL_SERVICE, TestSentinel};

@@ -12,9 +12,9 @@ pub const SERVICE: &str = "mymaster";
 /// A Sentinel-managed pair with three sentinels. Everything is killed on drop.
 #[derive(Debug)]
 pub struct TestSentinel {
-    master: TestServer,
-    replica: TestServer,
-    sentinels: Vec<TestServer>,
+    pub(crate) master: TestServer,
+    pub(crate) replica: TestServer,
+    pub(crate) sentinels: Vec<TestServer>,
     _conf_dir: tempfile::TempDir,
 }
 

@@ -29,8 +29,10 @@
 //! ```
 
 mod cluster;
+mod events;
 mod pool;
 mod reconnect;
+mod redirect;
 mod sentinel;
 mod standalone;
 mod topology;
@@ -45,6 +47,8 @@ use crate::{
     error::Result,
 };
 
+use events::TopologySignal;
+pub use events::{CLUSTER_POLL, TopologyBackoff, TopologyWatch};
 pub use pool::DedicatedConnection;
 pub use topology::{NodeAddr, cluster_masters, parse_cluster_masters};
 
@@ -143,6 +147,9 @@ pub struct Redis {
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    /// The topology epoch: moved by the backend (built-in ones) or by
+    /// [`Redis::notify_topology_change`].
+    signal: Arc<TopologySignal>,
     /// Host and port for spans (`server.address`, `server.port`): the server, the first cluster
     /// seed node, or the first sentinel.
     server: Option<(String, u16)>,
@@ -197,27 +204,38 @@ impl Redis {
             Topology::Cluster(nodes) => nodes.first().and_then(host_port),
             Topology::Sentinel { sentinels, .. } => sentinels.first().and_then(host_port),
         };
+        let signal = TopologySignal::new();
         let backend: Arc<dyn Backend> = match &config.topology {
             Topology::Standalone(info) => {
-                Arc::new(standalone::Standalone::connect(config, info).await?)
+                Arc::new(standalone::Standalone::connect(config, info, signal.clone()).await?)
             }
-            Topology::Cluster(nodes) => Arc::new(cluster::Cluster::connect(config, nodes).await?),
+            Topology::Cluster(nodes) => {
+                Arc::new(cluster::Cluster::connect(config, nodes, signal.clone()).await?)
+            }
             Topology::Sentinel {
                 sentinels,
                 service,
                 master,
-            } => Arc::new(sentinel::Sentinel::connect(config, sentinels, service, master).await?),
+            } => Arc::new(
+                sentinel::Sentinel::connect(config, sentinels, service, master, signal.clone())
+                    .await?,
+            ),
         };
         // Connecting does not authenticate when no password is configured, and a server that
         // requires one only says so on the first command: ask now so `connect` reports it.
         backend.send(&redis::cmd("PING")).await?.extract_error()?;
-        Ok(Self::with_parts(backend, server))
+        Ok(Self::with_parts(backend, server, signal))
     }
 
-    fn with_parts(backend: Arc<dyn Backend>, server: Option<(String, u16)>) -> Self {
+    fn with_parts(
+        backend: Arc<dyn Backend>,
+        server: Option<(String, u16)>,
+        signal: Arc<TopologySignal>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                signal,
                 server,
                 #[cfg(feature = "metrics")]
                 commands: crate::metrics::CommandMetrics::default(),
@@ -248,9 +266,28 @@ impl Redis {
         Self::open(&url).await
     }
 
-    /// Wraps a backend of one's own.
+    /// Wraps a backend of one's own. Its topology epoch moves only through
+    /// [`notify_topology_change`](Self::notify_topology_change).
     pub fn from_backend(backend: impl Backend) -> Self {
-        Self::with_parts(Arc::new(backend), None)
+        Self::with_parts(Arc::new(backend), None, TopologySignal::new())
+    }
+
+    /// Watches topology changes (a new master, moved slots, a connection re-established after
+    /// a loss): what long-lived workers use to resume at once instead of at the end of a
+    /// backoff. See [`TopologyBackoff`] for a reconnect loop built on it.
+    pub fn topology_watch(&self) -> TopologyWatch {
+        self.inner.signal.watch()
+    }
+
+    /// How many topology changes this handle has seen (0 at first): cheap, one atomic read.
+    pub fn topology_epoch(&self) -> u64 {
+        self.inner.signal.epoch()
+    }
+
+    /// Announces a topology change to every watcher, for custom backends and for callers that
+    /// learn of one first (an operator hook).
+    pub fn notify_topology_change(&self) {
+        self.inner.signal.bump("announced by the application");
     }
 
     /// Host and port for spans (OpenTelemetry's `server.address` and `server.port`): the server,

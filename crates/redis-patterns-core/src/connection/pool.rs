@@ -1,6 +1,13 @@
 //! The bounded pool of dedicated connections (bb8) and the connection type it hands out.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::future::BoxFuture;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value, aio::ConnectionLike};
@@ -17,6 +24,8 @@ type Connect = dyn Fn() -> BoxFuture<'static, RedisResult<Box<dyn ConnectionLike
 /// Opens connections for the pool and tells bb8 which ones are dead.
 pub(crate) struct PoolManager {
     connect: Box<Connect>,
+    /// Moved by [`Dedicated::drain`]; a connection opened under an older value is stale.
+    generation: Arc<AtomicU64>,
 }
 
 impl PoolManager {
@@ -34,10 +43,22 @@ impl PoolManager {
                     Ok(Box::new(conn) as Box<dyn ConnectionLike + Send + Sync>)
                 })
             }),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
+    /// Shares `generation` with the backend, which drains the pool by moving it (from a
+    /// background task that follows the topology): every connection opened before is stale,
+    /// and none is handed out again (each is closed when next checked out or returned), so
+    /// connections taken from then on reach the deployment as it is (a new master).
+    pub(crate) fn with_generation(mut self, generation: Arc<AtomicU64>) -> Self {
+        self.generation = generation;
+        self
+    }
+
     pub(crate) fn into_pool(self, config: &PoolConfig) -> Dedicated {
+        let generation = self.generation.clone();
+        let max_size = config.max_size;
         let pool = bb8::Pool::builder()
             .max_size(config.max_size)
             .min_idle(config.min_idle)
@@ -51,6 +72,8 @@ impl PoolManager {
             .build_unchecked(self);
         Dedicated {
             pool,
+            generation,
+            max_size,
             timeout: config.connection_timeout,
             // Registered once, so exporters show them (at zero) before the first checkout and a
             // checkout only records.
@@ -63,6 +86,8 @@ impl PoolManager {
 /// The pool of dedicated connections of one backend, with its checkout time-out and metrics.
 pub(crate) struct Dedicated {
     pool: bb8::Pool<PoolManager>,
+    generation: Arc<AtomicU64>,
+    max_size: u32,
     timeout: Duration,
     wait: crate::metrics::Histogram,
     timeouts: crate::metrics::Counter,
@@ -86,6 +111,8 @@ impl fmt::Debug for PoolManager {
 pub(crate) struct Tracked {
     conn: Box<dyn ConnectionLike + Send + Sync>,
     broken: bool,
+    /// The pool generation it was opened under.
+    generation: u64,
 }
 
 impl Tracked {
@@ -112,9 +139,12 @@ impl bb8::ManageConnection for PoolManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Tracked, RedisError> {
+        // Read before connecting: a drain during the connect makes this one stale too.
+        let generation = self.generation.load(Ordering::Acquire);
         Ok(Tracked {
             conn: (self.connect)().await?,
             broken: false,
+            generation,
         })
     }
 
@@ -137,15 +167,27 @@ impl bb8::ManageConnection for PoolManager {
     }
 
     fn has_broken(&self, conn: &mut Tracked) -> bool {
-        conn.broken
+        conn.broken || conn.generation < self.generation.load(Ordering::Acquire)
     }
 }
 
 impl Dedicated {
-    /// A connection for exclusive use, waiting at most the pool's connection time-out.
+    /// A connection for exclusive use, waiting at most the pool's connection time-out. Stale
+    /// connections (opened before the last drain) are closed, not handed out.
     pub(crate) async fn checkout(&self) -> Result<DedicatedConnection> {
         let started = std::time::Instant::now();
-        let checked_out = self.pool.get_owned().await;
+        let mut checked_out = self.pool.get_owned().await;
+        // At most one pass over the pool's connections: each stale one is closed on the way.
+        for _ in 0..=self.max_size {
+            match &mut checked_out {
+                Ok(conn) if conn.generation < self.generation.load(Ordering::Acquire) => {
+                    conn.broken = true;
+                }
+                _ => break,
+            }
+            drop(checked_out);
+            checked_out = self.pool.get_owned().await;
+        }
         self.wait.record_duration(started.elapsed());
         match checked_out {
             Ok(conn) => Ok(DedicatedConnection {
@@ -178,6 +220,7 @@ impl DedicatedConnection {
             inner: Inner::Owned(Tracked {
                 conn: Box::new(conn),
                 broken: false,
+                generation: 0,
             }),
         }
     }

@@ -22,6 +22,8 @@ use redis::{
     aio::MultiplexedConnection,
 };
 
+use super::events::TopologySignal;
+
 type Connect = dyn Fn() -> BoxFuture<'static, RedisResult<MultiplexedConnection>> + Send + Sync;
 
 /// Pause after a failed reconnect before the next attempt (fail-fast in between).
@@ -32,6 +34,9 @@ pub(crate) struct Reconnecting {
     /// The live connection and its generation.
     current: ArcSwapOption<(u64, MultiplexedConnection)>,
     connect: Box<Connect>,
+    /// Moved when the connection comes back after a loss; a move from elsewhere (a new master
+    /// announced) ends a pending fail-fast pause.
+    signal: Arc<TopologySignal>,
     /// Held while (re)connecting so a failure triggers one attempt, not one per caller.
     state: tokio::sync::Mutex<Failures>,
     generation: std::sync::atomic::AtomicU64,
@@ -43,11 +48,17 @@ struct Failures {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<RedisError>,
+    /// The topology epoch when the last attempt failed: a newer one ends the pause.
+    epoch: u64,
 }
 
 impl Reconnecting {
     /// Connects now (so start-up errors surface) and keeps `connect` for later reconnects.
-    pub(crate) async fn connect<F, Fut>(what: String, connect: F) -> RedisResult<Self>
+    pub(crate) async fn connect<F, Fut>(
+        what: String,
+        signal: Arc<TopologySignal>,
+        connect: F,
+    ) -> RedisResult<Self>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = RedisResult<MultiplexedConnection>> + Send + 'static,
@@ -58,6 +69,7 @@ impl Reconnecting {
         let this = Self {
             current: ArcSwapOption::empty(),
             connect: Box::new(move || Box::pin(connect())),
+            signal,
             state: tokio::sync::Mutex::new(Failures::default()),
             generation: std::sync::atomic::AtomicU64::new(0),
             what,
@@ -83,6 +95,7 @@ impl Reconnecting {
         }
         if let (Some(at), Some(err)) = (backoff.retry_at, &backoff.last_error)
             && Instant::now() < at
+            && backoff.epoch == self.signal.epoch()
         {
             // Fail fast while the server is down instead of queueing connection attempts.
             return Err(err.clone());
@@ -93,6 +106,8 @@ impl Reconnecting {
             Ok(conn) => {
                 if reconnecting {
                     reconnects(true);
+                    // Workers waiting out a backoff resume now.
+                    self.signal.bump("shared connection re-established");
                 }
                 if backoff.failures > 0 {
                     tracing::info!(target = %self.what, "reconnected");
@@ -111,12 +126,22 @@ impl Reconnecting {
                     reconnects(false);
                 }
                 backoff.failures = backoff.failures.saturating_add(1);
+                backoff.epoch = self.signal.epoch();
                 let delay = RECONNECT.delay(backoff.failures);
                 backoff.retry_at = Some(Instant::now() + delay);
                 backoff.last_error = Some(e.clone());
                 tracing::warn!(target = %self.what, error = %e, retry_in = ?delay, "connection failed");
                 Err(e)
             }
+        }
+    }
+
+    /// Drops the live connection, whatever its state: the deployment announced a new master, so
+    /// the next command connects to it (in-flight commands finish on the old one). Call after
+    /// moving the topology epoch, which also ends a fail-fast pause.
+    pub(crate) fn reset(&self) {
+        if self.current.swap(None).is_some() {
+            tracing::info!(target = %self.what, "topology changed; the next command reconnects");
         }
     }
 

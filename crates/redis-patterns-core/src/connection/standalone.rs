@@ -1,12 +1,13 @@
 //! One server: a multiplexed connection replaced after failures, and a pool.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use futures_util::future::BoxFuture;
 use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::{
     Backend, DedicatedConnection, Endpoint,
+    events::TopologySignal,
     pool::{self, PoolManager},
     reconnect::Reconnecting,
 };
@@ -23,7 +24,11 @@ pub(crate) struct Standalone {
 }
 
 impl Standalone {
-    pub(crate) async fn connect(config: &Config, info: &ConnectionInfo) -> Result<Self> {
+    pub(crate) async fn connect(
+        config: &Config,
+        info: &ConnectionInfo,
+        signal: Arc<TopologySignal>,
+    ) -> Result<Self> {
         let client = match &config.tls {
             #[cfg(feature = "tls")]
             Some(tls) => Client::build_with_tls(info.clone(), tls.certificates())?,
@@ -33,7 +38,7 @@ impl Standalone {
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.response_timeout);
         let shared_client = client.clone();
-        let shared = Reconnecting::connect(format!("{:?}", info.addr()), move || {
+        let shared = Reconnecting::connect(format!("{:?}", info.addr()), signal, move || {
             let client = shared_client.clone();
             let config = shared_config.clone();
             async move {
