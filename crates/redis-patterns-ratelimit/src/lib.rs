@@ -10,11 +10,13 @@ mod block_cache;
 mod concurrency;
 mod config;
 mod decision;
+mod engine;
 mod error;
 mod limit;
 mod limiter;
 mod local;
 mod metrics;
+mod multi;
 mod permit;
 mod scripts;
 #[cfg(feature = "tower")]
@@ -30,9 +32,10 @@ pub use error::{Error, Result};
 pub use limit::{Algorithm, Limit, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, MAX_REFILL};
 pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use metrics::METRICS;
+pub use multi::{MultiDecision, MultiLimiter, MultiLimiterBuilder};
 pub use permit::Permit;
 /// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
 pub use redis_core;
 /// The questions every error answers: `is_retryable`, `is_timeout`, `is_connection_error`, ...
 pub use redis_core::ErrorPredicates;
-pub use scripts::{concurrency_scripts, script};
+pub use scripts::{batch_script, concurrency_scripts, script};

@@ -74,11 +74,13 @@ pub(crate) fn step(limit: &Limit, state: &mut Option<State>, now: u64, cost: u64
                 Some(State::Fixed { start, used }) => (*start, *used),
                 _ => (now, 0),
             };
+            // The key's TTL is the window, in whole milliseconds (rounded up).
+            let window = window.div_ceil(1000) * 1000;
             if now >= start.saturating_add(window) {
                 start = now;
                 used = 0;
             }
-            let reset = (start + window).saturating_sub(now).min(window);
+            let reset = (start + window).saturating_sub(now).clamp(1, window);
             if used + cost <= cap {
                 used += cost;
                 *state = Some(State::Fixed { start, used });

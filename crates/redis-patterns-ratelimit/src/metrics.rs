@@ -20,7 +20,6 @@ use redis_core::metrics::{Counter, Description, Gauge, Kind};
 use crate::{
     decision::{Decision, Outcome, Source},
     error::{Error, Result},
-    limit::Algorithm,
 };
 
 /// The metrics of `redis-patterns-ratelimit`, as documented: give them to
@@ -120,8 +119,8 @@ pub(crate) struct LimiterMetrics {
 }
 
 impl LimiterMetrics {
-    pub(crate) fn new(name: &str, algorithm: Algorithm) -> Arc<Self> {
-        let algorithm = algorithm.name();
+    /// `algorithm` is the label: an [`Algorithm::name`], or `multi`.
+    pub(crate) fn new(name: &str, algorithm: &str) -> Arc<Self> {
         let decisions = std::array::from_fn(|i| {
             Counter::new(
                 DECISIONS,
@@ -191,6 +190,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::limit::Algorithm;
 
     #[test]
     fn names_are_validated() {
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(labels(&Decision::exceeds_capacity(1)), ("denied", "local"));
         assert_eq!(outcome_field(Outcome::ExceedsCapacity), "exceeds_capacity");
         assert_eq!(source_field(Source::FailOpen), "fail_open");
-        let metrics = LimiterMetrics::new("default", Algorithm::Gcra);
+        let metrics = LimiterMetrics::new("default", Algorithm::Gcra.name());
         metrics.decision(&allowed);
         metrics.fallback();
         ConcurrencyMetrics::new("default").acquisition(true);

@@ -44,35 +44,53 @@ fn about(d: Duration, expected: Duration) -> bool {
 }
 
 #[tokio::test]
-async fn the_fixed_window_ends_exactly_one_window_after_it_opened() {
+async fn the_fixed_window_is_its_counters_ttl() {
     let ctx = TestContext::new().await;
     let limiter = limiter(&ctx, redis_ratelimit::Limit::fixed_window(10, HOUR));
     let key = limiter.key("f").unwrap();
-    // A full window that opened 59 minutes ago: denied until it ends in a minute.
-    let start = now_us(&ctx).await - us(HOUR - MIN);
+    // A full window that opened 59 minutes ago: its counter lives one more minute; denied until then.
     run(
         &ctx,
-        redis::cmd("HSET")
-            .arg(&key)
-            .arg("s")
-            .arg(start)
-            .arg("n")
-            .arg(10),
+        redis::cmd("SET").arg(&key).arg(10).arg("PX").arg(60_000),
     )
     .await;
-    run(&ctx, redis::cmd("PEXPIRE").arg(&key).arg(60_000)).await;
     let denied = limiter.check("f").await.unwrap();
     assert_eq!(denied.outcome(), Outcome::Denied);
     let retry = denied.retry_after().unwrap();
     assert!(about(retry, MIN), "{retry:?}");
     assert_eq!(denied.reset_after(), retry);
-    // The same window opened an hour ago: it is over, a whole new one opens.
-    let start = now_us(&ctx).await - us(HOUR);
-    run(&ctx, redis::cmd("HSET").arg(&key).arg("s").arg(start)).await;
+    // The window is over once the counter has expired: a whole new one opens.
+    run(&ctx, redis::cmd("DEL").arg(&key)).await;
     let fresh = limiter.check_n("f", 4).await.unwrap();
     assert!(fresh.is_allowed());
     assert_eq!(fresh.remaining(), 6);
-    assert!(about(fresh.reset_after(), HOUR), "{fresh:?}");
+    assert_eq!(fresh.reset_after(), HOUR, "{fresh:?}");
+    let ttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
+    assert!(about(Duration::from_millis(ttl as u64), HOUR), "{ttl}");
+    // Later admits count into the same window without moving its end.
+    let more = limiter.check_n("f", 6).await.unwrap();
+    assert!(more.is_allowed() && more.remaining() == 0, "{more:?}");
+    assert!(about(more.reset_after(), HOUR), "{more:?}");
+    let used: u64 = ctx
+        .redis()
+        .query(redis::cmd("GET").arg(&key))
+        .await
+        .unwrap();
+    assert_eq!(used, 10);
+    // A counter left without a TTL (written by hand) gets one: its window starts now.
+    run(&ctx, redis::cmd("PERSIST").arg(&key)).await;
+    let denied = limiter.check("f").await.unwrap();
+    assert_eq!(denied.reset_after(), HOUR, "{denied:?}");
+    let ttl: i64 = ctx
+        .redis()
+        .query(redis::cmd("PTTL").arg(&key))
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
 }
 
 #[tokio::test]
@@ -115,28 +133,24 @@ async fn the_sliding_window_weights_the_previous_window_by_its_overlap() {
     let start = now_us(&ctx).await - us(HOUR + HOUR / 2);
     run(
         &ctx,
-        redis::cmd("HSET")
+        redis::cmd("SET")
             .arg(&key)
-            .arg("w")
-            .arg(start)
-            .arg("c")
-            .arg(100)
-            .arg("p")
-            .arg(0),
+            .arg(format!("{start} 100 0"))
+            .arg("PX")
+            .arg(us(HOUR) / 1000),
     )
     .await;
-    run(&ctx, redis::cmd("PEXPIRE").arg(&key).arg(us(HOUR) / 1000)).await;
     let forty = limiter.check_n("s", 40).await.unwrap();
     assert!(forty.is_allowed(), "{forty:?}");
     assert_eq!(forty.remaining(), 10, "100 - 50 - 40");
-    let state: (u64, u64, u64) = ctx
+    let state: String = ctx
         .redis()
-        .query(redis::cmd("HMGET").arg(&key).arg("w").arg("c").arg("p"))
+        .query(redis::cmd("GET").arg(&key))
         .await
         .unwrap();
     assert_eq!(
         state,
-        (start + us(HOUR), 40, 100),
+        format!("{} 40 100", start + us(HOUR)),
         "rolled over by one window"
     );
     // 20 more fit once 40 + 100 * (1 - e) <= 80, e = 0.6: 6 minutes from now.
@@ -159,17 +173,11 @@ async fn the_token_bucket_and_gcra_refill_from_the_stored_time() {
     let then = now_us(&ctx).await - us(HOUR / 2);
     run(
         &ctx,
-        redis::cmd("HSET")
+        redis::cmd("SET")
             .arg(&key)
-            .arg("t")
-            .arg(0)
-            .arg("ts")
-            .arg(then),
-    )
-    .await;
-    run(
-        &ctx,
-        redis::cmd("PEXPIRE").arg(&key).arg(us(2 * HOUR) / 1000),
+            .arg(format!("0 {then}"))
+            .arg("PX")
+            .arg(us(2 * HOUR) / 1000),
     )
     .await;
     let denied = bucket.check("b").await.unwrap();

@@ -1,30 +1,31 @@
 -- GCRA (generic cell rate algorithm): one value per key, the theoretical arrival time (TAT).
 -- `rate` units per `period` on average, up to `burst` at once.
--- KEYS[1]  string: TAT (us)
--- ARGV     burst, period (us), cost, rate
--- Returns  {code, remaining, retry_after_us, reset_after_us}; code 1 allowed, 0 denied, -1 cost > burst
-local now = now_us()
-local burst, period, cost, rate = limit_args()
-if cost > burst then
-  return CANNOT_PASS
+-- key  string: TAT (us), TTL = until the TAT
+local function gcra(key, _, burst, period, cost, rate, clock, write)
+  if cost > burst then
+    return CANNOT_PASS
+  end
+  local now = clock()
+  local emission = period / rate
+  local tolerance = emission * burst
+  -- Work relative to now: sums of absolute timestamps (about 2^51 us) round to a quarter
+  -- microsecond, enough to report one unit fewer than remain when the interval is not a whole
+  -- number of microseconds (7 per second).
+  local tat = tonumber(redis.call('GET', key)) or now
+  local ahead = math.max(tat - now, 0)
+  local new_ahead = ahead + emission * cost
+  local diff = tolerance - new_ahead
+  -- Units that fit in a time; a quotient a hair under a whole number counts as that number.
+  local function units(d)
+    return math.max(math.floor(d / emission + 1e-6), 0)
+  end
+  if diff < 0 then
+    return {0, units(tolerance - ahead), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
+  end
+  if write then
+    redis.call('SET', key, string.format('%.17g', now + new_ahead), 'PX',
+      math.max(math.ceil(new_ahead / 1000), 1))
+  end
+  return {1, units(diff), 0, math.ceil(new_ahead)}
 end
-
-local emission = period / rate
-local tolerance = emission * burst
--- Work relative to now: sums of absolute timestamps (about 2^51 us) round to a quarter
--- microsecond, enough to report one unit fewer than remain when the interval is not a whole
--- number of microseconds (7 per second).
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-local ahead = math.max(tat - now, 0)
-local new_ahead = ahead + emission * cost
-local diff = tolerance - new_ahead
--- Units that fit in a time; a quotient a hair under a whole number counts as that number.
-local function units(d)
-  return math.max(math.floor(d / emission + 1e-6), 0)
-end
-
-if diff < 0 then
-  return {0, units(tolerance - ahead), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
-end
-redis.call('SET', KEYS[1], string.format('%.17g', now + new_ahead), 'PX', math.max(math.ceil(new_ahead / 1000), 1))
-return {1, units(diff), 0, math.ceil(new_ahead)}
+LIMIT = gcra

@@ -1,0 +1,65 @@
+-- Many checks in one call (coalesced checks, several limits per identity), every algorithm
+-- prepended. Each check is all or nothing over its limits: when one limit denies, none is
+-- taken from the others, and only the denying limits may lengthen a TTL. One clock reading.
+-- KEYS  per check, per limit: its key (and the sliding log's `seq` companion); all on one slot
+--       on a cluster
+-- ARGV  number of checks; per check: number of limits, cost; per limit: algorithm (1 fixed
+--       window, 2 sliding log, 3 sliding window, 4 token bucket, 5 GCRA), capacity, period (us), rate
+-- Returns per check, per limit: code, remaining, retry_after_us, reset_after_us (flattened)
+local ALGORITHMS = {fixed_window, sliding_log, sliding_window, token_bucket, gcra}
+local now
+local function clock()
+  if now == nil then
+    now = now_us()
+  end
+  return now
+end
+
+local function run(l, cost, write)
+  return l[1](l[2], l[3], l[4], l[5], cost, l[6], clock, write)
+end
+
+local out = {}
+local a, k = 2, 1
+for _ = 1, tonumber(ARGV[1]) do
+  local n, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local limits = {}
+  for i = 1, n do
+    local code = tonumber(ARGV[a])
+    local key, key2 = KEYS[k], nil
+    k = k + 1
+    if code == 2 then
+      key2 = KEYS[k]
+      k = k + 1
+    end
+    limits[i] = {ALGORITHMS[code], key, key2, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+      tonumber(ARGV[a + 3])}
+    a = a + 4
+  end
+  local replies = {}
+  if n == 1 then
+    replies[1] = run(limits[1], cost, true)
+  else
+    local pass = true
+    for i = 1, n do
+      replies[i] = run(limits[i], cost, false)
+      if replies[i][1] ~= 1 then
+        pass = false
+      end
+    end
+    for i = 1, n do
+      if pass or replies[i][1] == 0 then
+        replies[i] = run(limits[i], cost, true)
+      end
+    end
+  end
+  for i = 1, n do
+    local r = replies[i]
+    out[#out + 1] = r[1]
+    out[#out + 1] = r[2]
+    out[#out + 1] = r[3]
+    out[#out + 1] = r[4]
+  end
+end
+return out
