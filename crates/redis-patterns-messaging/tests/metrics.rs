@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use redis_core::redis;
 use redis_messaging::{
     CancellationToken, Consumer, Delivery, Event, GapKind, METRICS, Producer, Publisher,
-    Subscriber, Subscription,
+    RetryPolicy, Subscriber, Subscription,
 };
 use redis_test_support::{
     Metrics, Observed, TestContext, assert_no_field_contains, observe, wait_until,
@@ -115,6 +115,10 @@ async fn every_documented_messaging_metric_is_recorded_by_its_operation() {
         .block(ms(100))
         .min_idle(Duration::from_secs(2))
         .max_deliveries(2)
+        // A failed entry waits longer for its retry than min_idle, without heartbeats: the claim
+        // pass reclaims it first (the reclaimed metric), and its second delivery is its last.
+        .heartbeats(false)
+        .retry(RetryPolicy::Schedule(vec![Duration::from_secs(60)]))
         .metrics_interval(ms(20))
         .build()
         .unwrap();

@@ -185,50 +185,16 @@ impl Task {
     }
 }
 
-/// Handles one entry in a `messaging.handle` span: the entry id, its delivery count and, once
-/// known, the outcome (`ok`, `dead_lettered`, `undecodable`, `handed_back` or `lost`).
+/// Runs the handler on one entry until it succeeds, runs out of attempts, or the run shuts
+/// down while it waits for a retry. A failure waits for the retry policy's delay (without a
+/// permit; heartbeats keep the entry this consumer's) and runs again as the next attempt.
 async fn process<C, T, F, Fut, E>(
-    consumer: &Consumer<C>,
-    entry: Fetched,
-    handler: &F,
-    task: Task,
-    permit: OwnedSemaphorePermit,
-) where
-    C: Codec,
-    T: DeserializeOwned,
-    F: Fn(Delivery<T>) -> Fut,
-    Fut: Future<Output = std::result::Result<(), E>>,
-    E: fmt::Display,
-{
-    let inner = &consumer.inner;
-    // Stream entry ids are server timestamps, neither a key nor a payload.
-    let span = redis_core::operation_span!(
-        inner.redis,
-        "messaging.handle",
-        name = %inner.label,
-        messaging.message.id = %entry.id,
-        delivery_count = entry.attempt,
-        outcome = tracing::field::Empty,
-    );
-    let outcome = handle(consumer, entry, handler, task, permit)
-        .instrument(span.clone())
-        .await;
-    span.record("outcome", outcome);
-}
-
-/// Decodes one entry and runs the handler on it until it succeeds, runs out of attempts, or
-/// the run shuts down while it waits for a retry: a success goes to the acknowledger, a failure
-/// waits for the retry policy's delay and runs again as the next attempt (or is dead-lettered
-/// on its last one), a payload that does not decode is dead-lettered at once. Returns the
-/// outcome for the span.
-async fn handle<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: Fetched,
     handler: &F,
     mut task: Task,
     permit: OwnedSemaphorePermit,
-) -> &'static str
-where
+) where
     C: Codec,
     T: DeserializeOwned,
     F: Fn(Delivery<T>) -> Fut,
@@ -239,61 +205,23 @@ where
     let mut permit = Some(permit);
     let mut attempt = entry.attempt;
     loop {
-        let payload = match &entry.payload {
-            Some(bytes) => inner.codec.decode::<T>(bytes),
-            None => Err(redis_core::Error::Decode(
-                format!("entry has no `{PAYLOAD_FIELD}` field").into(),
-            )),
-        };
-        let payload = match payload {
-            Ok(p) => p,
-            Err(e) => {
-                let reason = format!("payload does not decode: {}", error_chain(&e));
-                consumer.dead_letter(&entry.id, &reason, attempt).await;
-                task.state.release([entry.id.as_str()]);
-                task.settle(None);
-                return "undecodable";
-            }
-        };
-        // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
-        inner.metrics.delivered.increment(1);
-        inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        let delivery = Delivery {
-            id: entry.id.clone(),
-            payload,
-            attempt,
-            first_delivered: entry.first,
-            job_id: entry.job.clone(),
-            consumer: inner.name.clone(),
-        };
-        // No clock read when nothing records it.
-        let started = metrics::ENABLED.then(Instant::now);
-        let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
-        if let Some(started) = started {
-            inner
-                .metrics
-                .handler_duration
-                .record_duration(started.elapsed());
+        // One `messaging.handle` span per attempt. Stream entry ids are server timestamps,
+        // neither a key nor a payload.
+        let span = redis_core::operation_span!(
+            inner.redis,
+            "messaging.handle",
+            name = %inner.label,
+            messaging.message.id = %entry.id,
+            delivery_count = attempt,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = handle(consumer, &entry, attempt, handler, &mut task)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", outcome);
+        if outcome != "failed" {
+            return;
         }
-        let reason = match outcome {
-            Ok(Ok(())) => {
-                task.settle(Some(entry.id));
-                return "ok";
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "handler panicked".to_owned(),
-        };
-        inner.metrics.failed.increment(1);
-        inner.counters.failed.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(id = %entry.id, attempt, %reason, "handler failed");
-        task.settle(None);
-        if attempt >= inner.settings.max_deliveries {
-            let moved = consumer.dead_letter(&entry.id, &reason, attempt).await;
-            task.state.release([entry.id.as_str()]);
-            return if moved { "dead_lettered" } else { "lost" };
-        }
-        // Wait for the retry without a permit (heartbeats keep the entry this consumer's), then
-        // run it again as the next attempt; a shutdown meanwhile hands it back.
         drop(permit.take());
         let delay = inner.settings.retry.delay(attempt);
         let shutdown = &task.state.shutdown;
@@ -308,15 +236,91 @@ where
         };
         let Some(next) = next else {
             task.state.give_back(entry.id, false);
-            return "handed_back";
+            return;
         };
         permit = Some(next);
         attempt += 1;
         if !consumer.retry(&entry.id, attempt).await {
             task.state.release([entry.id.as_str()]);
-            return "lost";
+            return;
         }
     }
+}
+
+/// One attempt: decodes the entry and runs the handler. A success goes to the acknowledger, a
+/// failure on the last attempt is dead-lettered (an earlier one is `failed`: to be retried), a
+/// payload that does not decode is dead-lettered at once. Returns the outcome for the span.
+async fn handle<C, T, F, Fut, E>(
+    consumer: &Consumer<C>,
+    entry: &Fetched,
+    attempt: u64,
+    handler: &F,
+    task: &mut Task,
+) -> &'static str
+where
+    C: Codec,
+    T: DeserializeOwned,
+    F: Fn(Delivery<T>) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+    E: fmt::Display,
+{
+    let inner = &consumer.inner;
+    let payload = match &entry.payload {
+        Some(bytes) => inner.codec.decode::<T>(bytes),
+        None => Err(redis_core::Error::Decode(
+            format!("entry has no `{PAYLOAD_FIELD}` field").into(),
+        )),
+    };
+    let payload = match payload {
+        Ok(p) => p,
+        Err(e) => {
+            let reason = format!("payload does not decode: {}", error_chain(&e));
+            consumer.dead_letter(&entry.id, &reason, attempt).await;
+            task.state.release([entry.id.as_str()]);
+            task.settle(None);
+            return "undecodable";
+        }
+    };
+    // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
+    inner.metrics.delivered.increment(1);
+    inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
+    let delivery = Delivery {
+        id: entry.id.clone(),
+        payload,
+        attempt,
+        first_delivered: entry.first,
+        job_id: entry.job.clone(),
+        consumer: inner.name.clone(),
+    };
+    // No clock read when nothing records it.
+    let started = metrics::ENABLED.then(Instant::now);
+    let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
+    if let Some(started) = started {
+        inner
+            .metrics
+            .handler_duration
+            .record_duration(started.elapsed());
+    }
+    let reason = match outcome {
+        Ok(Ok(())) => {
+            task.settle(Some(entry.id.clone()));
+            return "ok";
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "handler panicked".to_owned(),
+    };
+    inner.metrics.failed.increment(1);
+    inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(id = %entry.id, attempt, %reason, "handler failed");
+    task.settle(None);
+    if attempt < inner.settings.max_deliveries {
+        return "failed";
+    }
+    let moved = consumer.dead_letter(&entry.id, &reason, attempt).await;
+    task.state.release([entry.id.as_str()]);
+    // Not moved: another consumer claimed it meanwhile (or the move failed and it stays
+    // pending); either way this consumer is done with it.
+    if moved { "dead_lettered" } else { "lost" }
 }
 
 impl<C: Codec> Consumer<C> {
