@@ -279,3 +279,42 @@ async fn preflight_refuses_with_a_typed_error_and_warn_mode_does_not() {
         .await
         .unwrap();
 }
+
+static COUNTER: redis_core::Script =
+    redis_core::Script::new("test_counter", "return redis.call('INCR', KEYS[1])");
+static COUNTERS: Requirements = Requirements::new("counter").scripts(&[&COUNTER]);
+
+#[tokio::test]
+async fn the_audit_names_our_scripts_in_the_slowlog() {
+    // Every command is "slow": the script's call lands in SLOWLOG.
+    let server = TestServer::builder()
+        .args(["--slowlog-log-slower-than", "0"])
+        .spawn();
+    let redis = Redis::open(&server.url()).await.unwrap();
+    let keys = KeySpace::new("slow").unwrap().pattern("counter").unwrap();
+    let key = keys.key("a").unwrap();
+    let n: i64 = COUNTER
+        .call()
+        .key(key.as_str())
+        .invoke(&redis)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let report = redis_core::audit::audit(
+        &redis,
+        &KeySpace::new("slow").unwrap(),
+        &[&COUNTERS],
+        &redis_core::audit::AuditOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report
+            .slow_scripts
+            .iter()
+            .any(|s| s.script == "test_counter"),
+        "{report:#?}"
+    );
+    assert_eq!(report.per_pattern["counter"], 1);
+    assert_eq!(report.without_ttl, vec![key.as_str().to_owned()]);
+}

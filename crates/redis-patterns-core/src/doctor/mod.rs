@@ -152,7 +152,7 @@ pub async fn diagnose_with(
 /// A node to ask: a master with its connection settings, or (for a custom backend without an
 /// endpoint) the backend itself.
 pub(crate) enum Target {
-    Node(String, redis::ConnectionInfo),
+    Node(String, Box<redis::ConnectionInfo>),
     Backend,
 }
 
@@ -163,7 +163,7 @@ pub(crate) async fn nodes(redis: &Redis, timeout: Duration) -> Result<Vec<Target
             .masters(timeout)
             .await?
             .into_iter()
-            .map(|(addr, info)| Target::Node(addr.to_string(), info))
+            .map(|(addr, info)| Target::Node(addr.to_string(), Box::new(info)))
             .collect()),
         Err(Error::Unsupported(_)) => Ok(vec![Target::Backend]),
         Err(e) => Err(e),

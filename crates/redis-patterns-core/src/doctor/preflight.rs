@@ -51,8 +51,11 @@ fn summary(findings: &[Finding]) -> String {
         .join("; ")
 }
 
-/// Findings (pattern, node, check) already logged by this process.
-static LOGGED: Mutex<Option<HashSet<(String, String, &'static str)>>> = Mutex::new(None);
+/// A finding's identity: pattern, node, check.
+type FindingId = (String, String, &'static str);
+
+/// Findings already logged by this process.
+static LOGGED: Mutex<Option<HashSet<FindingId>>> = Mutex::new(None);
 /// (pattern, server) pairs whose build-time check already started.
 static STARTED: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
 /// The mode of build-time checks: 0 off, 1 warn.
