@@ -7,6 +7,8 @@
 )]
 
 mod block_cache;
+#[cfg(test)]
+mod coalesce_tests;
 mod concurrency;
 mod config;
 mod decision;

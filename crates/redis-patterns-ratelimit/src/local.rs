@@ -240,7 +240,7 @@ impl LocalLimiter {
         self.check_at(key, cost, now)
     }
 
-    fn check_at(&self, key: &str, cost: u64, now: u64) -> Decision {
+    pub(crate) fn check_at(&self, key: &str, cost: u64, now: u64) -> Decision {
         self.check_in(key, cost, now, MAX_LOCAL_KEYS)
     }
 
