@@ -211,6 +211,16 @@ async fn watch_slots(
     }
 }
 
+impl Cluster {
+    /// Checks the slot map soon when `err` hints at a topology change (a lost node, a cluster
+    /// that is down, a demoted master).
+    fn observe(&self, err: &redis::RedisError) {
+        if crate::Error::from(err.clone()).is_retryable() {
+            self.nudge.notify_one();
+        }
+    }
+}
+
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster")
@@ -225,6 +235,9 @@ impl Backend for Cluster {
         Box::pin(async move {
             let first = conn.req_packed_command(cmd).await;
             if super::redirect::hop_of_result(&first).is_none() {
+                if let Err(e) = &first {
+                    self.observe(e);
+                }
                 return first;
             }
             let resend = |cmd: &'a Cmd| -> BoxFuture<'a, redis::RedisResult<Value>> {
@@ -246,6 +259,9 @@ impl Backend for Cluster {
         let mut conn = self.shared.clone();
         Box::pin(async move {
             let first = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &first {
+                self.observe(e);
+            }
             let resend =
                 move |pipeline: &'a Pipeline| -> BoxFuture<'a, redis::RedisResult<Vec<Value>>> {
                     let mut conn = self.shared.clone();

@@ -97,6 +97,28 @@ pub(crate) struct Hops {
 /// A hop that could not be sent (the node is unreachable): safe to send again elsewhere.
 struct NotSent(RedisError);
 
+/// The last redirect target that could not be reached, and why.
+#[derive(Default)]
+struct Unreachable(Option<(NodeAddr, RedisError)>);
+
+impl Unreachable {
+    fn note(&mut self, hop: &Hop, err: RedisError) {
+        if let Hop::Moved(addr) | Hop::Ask(addr) = hop {
+            self.0 = Some((addr.clone(), err));
+        }
+    }
+
+    /// When the hops ran out on a redirect to a node that could not be reached (a dead master
+    /// a replica still points at), what to report instead: the failure to reach it, which is
+    /// what happened, and retryable; the caller never sees a redirect.
+    fn instead_of(self, last: &Hop) -> Option<RedisError> {
+        match (last, self.0) {
+            (Hop::Moved(addr) | Hop::Ask(addr), Some((dead, err))) if *addr == dead => Some(err),
+            _ => None,
+        }
+    }
+}
+
 impl Hops {
     pub(crate) fn new(template: ConnectionInfo, connect: Box<NodeConnect>) -> Self {
         Self {
@@ -231,6 +253,7 @@ impl Hops {
         R: Fn(&'a Cmd) -> BoxFuture<'a, RedisResult<Value>>,
     {
         let mut result = first;
+        let mut unreachable = Unreachable::default();
         for hop in 0..MAX_HOPS {
             let Some(next) = hop_of_result(&result) else {
                 return result;
@@ -245,12 +268,16 @@ impl Hops {
                 Ok(result) => result,
                 Err(NotSent(e)) => {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
+                    unreachable.note(&next, e);
                     tokio::time::sleep(PAUSE.delay(hop)).await;
                     resend(cmd).await
                 }
             };
         }
-        result
+        match hop_of_result(&result) {
+            Some(last) => unreachable.instead_of(&last).map_or(result, Err),
+            None => result,
+        }
     }
 
     /// As [`follow_command`](Self::follow_command) for a pipeline: redirects redis-rs returned
@@ -272,6 +299,7 @@ impl Hops {
         C: Fn(&'a Cmd) -> BoxFuture<'a, RedisResult<Value>> + Clone,
     {
         let mut result = first;
+        let mut unreachable = Unreachable::default();
         for hop in 0..MAX_HOPS {
             let next = match &result {
                 Err(e) => hop_of(e),
@@ -288,10 +316,17 @@ impl Hops {
                 Ok(result) => result,
                 Err(NotSent(e)) => {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
+                    unreachable.note(&next, e);
                     tokio::time::sleep(PAUSE.delay(hop)).await;
                     resend(pipeline).await
                 }
             };
+        }
+        if let Err(e) = &result
+            && let Some(last) = hop_of(e)
+            && let Some(instead) = unreachable.instead_of(&last)
+        {
+            return Err(instead);
         }
         let mut values = result?;
         // A plain pipeline's replies, one per command: follow each redirected one alone.
