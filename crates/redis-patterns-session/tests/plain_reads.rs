@@ -1,0 +1,150 @@
+//! Reads that need not record the access are plain commands: no script reaches the server
+//! (counted with `INFO commandstats` on the test's own server). A read that is due to record it
+//! runs the script and moves the deadline; a timeout shortened since the session was written is
+//! still enforced.
+
+mod support;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use redis_core::{Key, Redis, redis};
+use redis_test_support::{TestContext, wait_until};
+use support::{cart, store};
+
+/// `INFO commandstats` as command name -> calls.
+async fn calls(redis: &Redis) -> HashMap<String, u64> {
+    let info: String = redis
+        .query(redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// How often `name` ran between two `calls` snapshots.
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+/// Script calls of any kind.
+fn scripts(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
+    ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
+        .iter()
+        .map(|name| delta(before, after, name))
+        .sum()
+}
+
+async fn ms(redis: &Redis, cmd: &mut redis::Cmd) -> u64 {
+    redis.query(cmd).await.unwrap()
+}
+
+async fn seen(redis: &Redis, key: &Key) -> u64 {
+    ms(redis, redis::cmd("HGET").arg(key).arg("__seen")).await
+}
+
+async fn expiry(redis: &Redis, key: &Key) -> u64 {
+    ms(redis, redis::cmd("PEXPIRETIME").arg(key)).await
+}
+
+#[tokio::test]
+async fn reads_within_the_touch_interval_send_no_script() {
+    let ctx = TestContext::private().await;
+    let store = store(&ctx, 60_000, 600_000, 30_000);
+    let anonymous = store.create(&cart()).await.unwrap();
+    let owned = store.create_for_user("dora", &cart()).await.unwrap();
+    let unknown = store.create(&cart()).await.unwrap();
+    assert!(store.destroy(&unknown).await.unwrap());
+
+    let before = calls(ctx.redis()).await;
+    for _ in 0..10 {
+        let session = store.load(&anonymous).await.unwrap().expect("live");
+        assert_eq!(session.deserialize::<support::Cart>().unwrap(), cart());
+        assert_eq!(
+            store.load(&owned).await.unwrap().expect("live").user(),
+            Some("dora")
+        );
+        assert!(store.touch(&anonymous).await.unwrap());
+    }
+    assert!(store.load(&unknown).await.unwrap().is_none());
+    assert!(!store.touch(&unknown).await.unwrap());
+    let after = calls(ctx.redis()).await;
+
+    assert_eq!(scripts(&before, &after), 0, "{after:?}");
+    assert_eq!(delta(&before, &after, "hgetall"), 21);
+    assert_eq!(delta(&before, &after, "hmget"), 11);
+    assert_eq!(delta(&before, &after, "pttl"), 32);
+}
+
+#[tokio::test]
+async fn a_read_due_to_record_the_access_runs_the_script_and_moves_the_deadline() {
+    let ctx = TestContext::private().await;
+    let redis = ctx.redis().clone();
+    let store = store(&ctx, 60_000, 600_000, 200);
+    let id = store.create(&cart()).await.unwrap();
+    let key = store.key_of(&id).unwrap().unwrap();
+    let (seen_before, deadline_before) = (seen(&redis, &key).await, expiry(&redis, &key).await);
+    assert_eq!(deadline_before, seen_before + 60_000);
+
+    // Loads are plain until 200 ms (server clock) have passed since the last recorded access;
+    // the first load after that records it.
+    let before = calls(&redis).await;
+    wait_until("a load to record the access", Duration::from_secs(10), || {
+        let (store, id, redis, key) = (store.clone(), id.clone(), redis.clone(), key.clone());
+        async move {
+            assert!(store.load(&id).await.unwrap().is_some());
+            expiry(&redis, &key).await > deadline_before
+        }
+    })
+    .await;
+    let after = calls(&redis).await;
+    assert!(scripts(&before, &after) >= 1, "{after:?}");
+
+    let seen_after = seen(&redis, &key).await;
+    assert!(seen_after >= seen_before + 200, "{seen_before} -> {seen_after}");
+    let deadline_after = expiry(&redis, &key).await;
+    assert_eq!(deadline_after, seen_after + 60_000);
+    let stored: u64 = ms(&redis, redis::cmd("HGET").arg(&key).arg("__deadline")).await;
+    assert_eq!(stored, deadline_after);
+
+    // What a load reports agrees with the server.
+    let session = store.load(&id).await.unwrap().unwrap();
+    let last_seen = session.last_seen().duration_since(UNIX_EPOCH).unwrap();
+    assert!(last_seen >= Duration::from_millis(seen_after));
+    assert_eq!(
+        session.expires_at().duration_since(session.last_seen()).unwrap(),
+        Duration::from_secs(60)
+    );
+}
+
+#[tokio::test]
+async fn a_shortened_idle_timeout_applies_to_sessions_written_before() {
+    let ctx = TestContext::private().await;
+    let redis = ctx.redis().clone();
+    let id = store(&ctx, 60_000, 600_000, 30_000)
+        .create(&cart())
+        .await
+        .unwrap();
+    // The same sessions, read with a 1 s idle timeout: the key still lives for a minute.
+    let strict = store(&ctx, 1_000, 600_000, 500);
+    let key = strict.key_of(&id).unwrap().unwrap();
+    let seen = seen(&redis, &key).await;
+    wait_until("1 s of server time without access", Duration::from_secs(10), || {
+        let redis = redis.clone();
+        async move {
+            let now = redis.server_time().await.unwrap();
+            now >= Duration::from_millis(seen + 1_000)
+        }
+    })
+    .await;
+    assert!(strict.load(&id).await.unwrap().is_none());
+    let exists: bool = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+    assert!(!exists, "the script deletes the timed-out session");
+}
