@@ -15,6 +15,7 @@ mod flight;
 mod lease;
 mod metrics;
 mod near;
+mod preflight;
 mod scripts;
 
 pub use cache::{Cache, CacheBuilder};
@@ -25,5 +26,6 @@ pub use entry::{jittered_ttl, xfetch_due};
 pub use error::{Error, LoadError, Result};
 pub use metrics::METRICS;
 pub use near::NearCacheStats;
+pub use preflight::{NEAR_CACHE_REQUIREMENTS, REQUIREMENTS, preflight};
 pub use redis_core;
 pub use redis_core::ErrorPredicates;

@@ -13,6 +13,7 @@ mod guard;
 mod lease;
 mod lock;
 mod metrics;
+mod preflight;
 mod redlock;
 mod scripts;
 mod semaphore;
@@ -30,6 +31,7 @@ pub use lock::{Lock, LockBuilder};
 pub use metrics::METRICS;
 /// The foundation crate, re-exported for [`redis_core::Redis`], [`redis_core::KeySpace`] and
 /// [`redis_core::Backoff`].
+pub use preflight::{REQUIREMENTS, preflight};
 pub use redis_core;
 pub use redis_core::ErrorPredicates;
 pub use redlock::{DEFAULT_INSTANCE_TIMEOUT, Redlock, RedlockBuilder};

@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod metrics;
+mod preflight;
 mod pubsub;
 mod scripts;
 mod streams;
@@ -17,6 +18,7 @@ mod value;
 pub use config::{DEFAULT_MAX_BACKLOG, Retention, RetryPolicy};
 pub use error::{Error, Result};
 pub use metrics::METRICS;
+pub use preflight::{REQUIREMENTS, preflight};
 pub use pubsub::{
     Event, Gap, GapKind, Message, Publisher, Subscriber, SubscriberBuilder, Subscription,
     Undecodable,

@@ -20,6 +20,7 @@ mod local;
 mod metrics;
 mod multi;
 mod permit;
+mod preflight;
 mod scripts;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -37,6 +38,7 @@ pub use metrics::METRICS;
 pub use multi::{MultiDecision, MultiLimiter, MultiLimiterBuilder};
 pub use permit::Permit;
 /// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
+pub use preflight::{REQUIREMENTS, preflight};
 pub use redis_core;
 /// The questions every error answers: `is_retryable`, `is_timeout`, `is_connection_error`, ...
 pub use redis_core::ErrorPredicates;

@@ -11,6 +11,7 @@ mod error;
 mod id;
 mod metrics;
 mod plain;
+mod preflight;
 mod scripts;
 mod session;
 mod store;
@@ -23,6 +24,7 @@ pub use id::{ID_LEN, SessionId};
 pub use metrics::METRICS;
 /// redis-patterns-core, re-exported so users build the [`Redis`](redis_core::Redis) handle and
 /// [`KeySpace`](redis_core::KeySpace) from the same version.
+pub use preflight::{REQUIREMENTS, preflight};
 pub use redis_core;
 /// The error predicates (`is_timeout`, `is_connection_error`, `is_retryable`, ...) of [`Error`].
 pub use redis_core::ErrorPredicates;
