@@ -1,18 +1,32 @@
-//! redis-patterns-session: create, load and touch against raw redis-rs HSET / HGETALL on the same server,
-//! at 1 and 50 concurrent tasks. Each store operation is one script round trip (EVALSHA), like
-//! its one-command baseline.
+//! redis-patterns-session against what tower-sessions-redis-store sends, as raw redis-rs commands on
+//! the same server, at 1 and 50 concurrent tasks:
+//!
+//! - `session/create`: `create` vs `SET key value NX PX idle` of a same-size value;
+//! - `session/load`: `load` (a plain `HGETALL` + `PTTL` while no touch is due) vs `GET` of a
+//!   same-size value; also the same `HGETALL` + `PTTL` from raw redis-rs (the floor of the hash
+//!   layout) and the store that records every access (the `access` script each time);
+//! - `session/tower-cycle`: the tower-sessions store's `create`, `load` and `save` vs
+//!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each.
+//!
+//! Before the groups it prints the server commands per operation (`INFO commandstats`, script
+//! calls and the commands they run both counted).
 //!
 //! Run: `cargo xtask bench -- session` (or `cargo bench -p redis-patterns-benches --bench session`).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis};
 use redis_patterns_benches::{
     BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
 };
-use redis_session::{SessionId, SessionStore};
+use redis_session::{SessionId, SessionStore, TowerSessionStore};
 use serde::Serialize;
+use time::OffsetDateTime;
+use tower_sessions_core::{
+    SessionStore as _,
+    session::{Id, Record},
+};
 
 #[derive(Serialize)]
 struct Data {
@@ -27,20 +41,92 @@ const DATA: Data = Data {
     cart: [1, 2, 3],
 };
 const SESSIONS: usize = 1000;
+/// The stores' idle timeout, and the raw baselines' expiry.
+const IDLE_MS: u64 = 30 * 60 * 1000;
+
+fn tower_record() -> Record {
+    let data = serde_json::to_value(&DATA).unwrap();
+    Record {
+        id: Id::default(),
+        data: data
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>(),
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::minutes(30),
+    }
+}
+
+/// The bytes a hash holds: every field name and value.
+async fn hash_size(redis: &Redis, key: &redis_core::Key) -> usize {
+    let all: Vec<Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(key)).await.unwrap();
+    all.iter().map(Vec::len).sum()
+}
+
+/// `INFO commandstats` as command name -> calls.
+async fn command_calls(redis: &Redis) -> HashMap<String, u64> {
+    let info: String = redis
+        .query(redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// Runs `op` `n` times and prints the server commands it sent per run.
+async fn commands_per_op<F, Fut>(redis: &Redis, what: &str, n: u64, mut op: F)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let before = command_calls(redis).await;
+    for i in 0..n {
+        op(i).await;
+    }
+    let after = command_calls(redis).await;
+    let mut per_op: Vec<(String, f64)> = after
+        .into_iter()
+        .filter(|(name, _)| name != "info")
+        .filter_map(|(name, calls)| {
+            let delta = calls - before.get(&name).copied().unwrap_or(0);
+            (delta > 0).then(|| (name, delta as f64 / n as f64))
+        })
+        .collect();
+    per_op.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: f64 = per_op.iter().map(|(_, c)| c).sum();
+    let list: Vec<String> = per_op.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    eprintln!("commands per op: {what}: {total} ({})", list.join(", "));
+}
 
 fn session(c: &mut Criterion) {
     let server = BenchServer::start();
     let rt = runtime();
     let prefix = format!("bench-session-{}", std::process::id());
-    let (store, eager, raw, ids) = rt.block_on(async {
+    let (store, eager, tower, redis, raw, ids, value, tower_value) = rt.block_on(async {
         let redis = Redis::open(&server.url).await.expect("connect");
         let keys = KeySpace::new(&prefix).unwrap();
-        let store = SessionStore::builder(redis.clone(), &keys).build().unwrap();
-        // Same store, but every access is recorded (no touch throttling).
+        let store = SessionStore::builder(redis.clone(), &keys)
+            .idle_timeout(Duration::from_millis(IDLE_MS))
+            .build()
+            .unwrap();
+        // Same store, but every access is recorded (no touch throttling): the script each time.
         let eager = SessionStore::builder(redis.clone(), &keys)
+            .idle_timeout(Duration::from_millis(IDLE_MS))
             .touch_interval(Duration::ZERO)
             .build()
             .unwrap();
+        let tower = TowerSessionStore::new(store.clone());
         let raw = redis::Client::open(server.url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -50,46 +136,92 @@ fn session(c: &mut Criterion) {
         for _ in 0..SESSIONS {
             ids.push(store.create(&DATA).await.unwrap());
         }
-        (store, eager, raw, ids)
+        // The raw values are as long as what the stores keep per session.
+        let size = hash_size(&redis, &store.key_of(&ids[0]).unwrap().unwrap()).await;
+        let mut record = tower_record();
+        tower.create(&mut record).await.unwrap();
+        let tower_size = hash_size(&redis, &tower.key_of(&record.id).unwrap()).await;
+        (
+            store,
+            eager,
+            tower,
+            redis,
+            raw,
+            ids,
+            vec![b'x'; size],
+            vec![b'x'; tower_size],
+        )
     });
+    let session_keys: Arc<Vec<redis_core::Key>> = Arc::new(
+        ids.iter()
+            .map(|id| store.key_of(id).unwrap().unwrap())
+            .collect(),
+    );
     let ids: Arc<Vec<SessionId>> = Arc::new(ids);
     let raw_keys: Arc<Vec<String>> =
         Arc::new((0..SESSIONS).map(|i| format!("{prefix}:raw:{i}")).collect());
-    let fields: Vec<(String, Vec<u8>)> = serde_json::to_value(&DATA)
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_vec(v).unwrap()))
-        .collect();
+    let value = Arc::new(value);
+    let tower_value = Arc::new(tower_value);
     rt.block_on(async {
         let mut raw = raw.clone();
         for key in raw_keys.iter() {
-            let _: () = redis::cmd("HSET")
+            let _: () = redis::cmd("SET")
                 .arg(key)
-                .arg(&fields)
+                .arg(value.as_slice())
+                .arg("PX")
+                .arg(IDLE_MS)
                 .query_async(&mut raw)
                 .await
                 .unwrap();
         }
+        const N: u64 = 200;
+        commands_per_op(&redis, "session create", N, |_| async {
+            store.create(&DATA).await.unwrap();
+        })
+        .await;
+        commands_per_op(&redis, "session load", N, |i| {
+            let (store, ids) = (&store, &ids);
+            async move {
+                assert!(store.load(&ids[i as usize]).await.unwrap().is_some());
+            }
+        })
+        .await;
+        commands_per_op(&redis, "session load, every access recorded", N, |i| {
+            let (eager, ids) = (&eager, &ids);
+            async move {
+                assert!(eager.load(&ids[i as usize]).await.unwrap().is_some());
+            }
+        })
+        .await;
+        commands_per_op(&redis, "tower create + load + save", N, |_| async {
+            let mut record = tower_record();
+            tower.create(&mut record).await.unwrap();
+            assert!(tower.load(&record.id).await.unwrap().is_some());
+            tower.save(&record).await.unwrap();
+        })
+        .await;
     });
 
     for tasks in CONCURRENCY {
-        // create: one EVALSHA (EXISTS, HSET, PEXPIREAT) vs one HSET of the same fields.
         let mut group = concurrent_group(c, "session/create", tasks);
         bench_concurrent(
             &mut group,
             &rt,
-            "raw-hset",
+            "raw-set-nx-px",
             tasks,
-            (raw.clone(), raw_keys.clone(), fields.clone()),
-            |(mut raw, keys, fields), i| async move {
-                let _: () = redis::cmd("HSET")
-                    .arg(&keys[i as usize % SESSIONS])
-                    .arg(&fields)
+            (raw.clone(), prefix.clone(), value.clone()),
+            |(mut raw, prefix, value), _| async move {
+                let key = format!("{prefix}:raw-new:{}", redis_core::random_token());
+                let set: bool = redis::cmd("SET")
+                    .arg(key)
+                    .arg(value.as_slice())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(IDLE_MS)
                     .query_async(&mut raw)
                     .await
                     .unwrap();
+                assert!(set);
             },
         );
         bench_concurrent(
@@ -105,57 +237,45 @@ fn session(c: &mut Criterion) {
         );
         group.finish();
 
-        // load: one EVALSHA (checks, throttled touch, HGETALL) vs one HGETALL.
         let mut group = concurrent_group(c, "session/load", tasks);
         bench_concurrent(
             &mut group,
             &rt,
-            "raw-hgetall",
+            "raw-get",
             tasks,
             (raw.clone(), raw_keys.clone()),
             |(mut raw, keys), i| async move {
-                let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+                let value: Vec<u8> = redis::cmd("GET")
                     .arg(&keys[i as usize % SESSIONS])
                     .query_async(&mut raw)
                     .await
                     .unwrap();
-                assert!(all.len() >= 3);
+                assert!(!value.is_empty());
             },
         );
+        // The floor of the hash layout: the same two commands the store sends, from raw redis-rs.
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-patterns-session",
+            "raw-hgetall-pttl",
             tasks,
-            (store.clone(), ids.clone()),
-            |(store, ids), i| async move {
-                let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
-                assert!(s.is_some());
-            },
-        );
-        group.finish();
-
-        // touch: one EVALSHA vs one single-field HSET (what recording an access costs raw).
-        let mut group = concurrent_group(c, "session/touch", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-hset",
-            tasks,
-            (raw.clone(), raw_keys.clone()),
+            (raw.clone(), session_keys.clone()),
             |(mut raw, keys), i| async move {
-                let _: () = redis::cmd("HSET")
-                    .arg(&keys[i as usize % SESSIONS])
-                    .arg("__seen")
-                    .arg(i)
+                let key = &keys[i as usize % SESSIONS];
+                let (hash, pttl): (Vec<Vec<u8>>, i64) = redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
                     .query_async(&mut raw)
                     .await
                     .unwrap();
+                assert!(!hash.is_empty() && pttl > 0);
             },
         );
         for (name, store) in [
             ("redis-patterns-session", &store),
-            ("redis-session-every-access", &eager),
+            ("redis-patterns-session-every-access", &eager),
         ] {
             bench_concurrent(
                 &mut group,
@@ -164,16 +284,68 @@ fn session(c: &mut Criterion) {
                 tasks,
                 (store.clone(), ids.clone()),
                 |(store, ids), i| async move {
-                    assert!(store.touch(&ids[i as usize % SESSIONS]).await.unwrap());
+                    let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
+                    assert!(s.is_some());
                 },
             );
         }
+        group.finish();
+
+        let mut group = concurrent_group(c, "session/tower-cycle", tasks);
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-set-nx-get-set-xx",
+            tasks,
+            (raw.clone(), prefix.clone(), tower_value.clone()),
+            |(mut raw, prefix, value), _| async move {
+                let key = format!("{prefix}:raw-tower:{}", redis_core::random_token());
+                let set: bool = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value.as_slice())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(IDLE_MS)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(set);
+                let loaded: Vec<u8> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(!loaded.is_empty());
+                let saved: bool = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(loaded)
+                    .arg("XX")
+                    .arg("PX")
+                    .arg(IDLE_MS)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                assert!(saved);
+            },
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "redis-patterns-session",
+            tasks,
+            tower.clone(),
+            |tower, _| async move {
+                let mut record = tower_record();
+                tower.create(&mut record).await.unwrap();
+                let loaded = tower.load(&record.id).await.unwrap().unwrap();
+                tower.save(&loaded).await.unwrap();
+            },
+        );
         group.finish();
     }
 
     // Leave nothing behind on a shared server.
     rt.block_on(async {
-        let redis = store.redis().clone();
         let pattern = KeySpace::new(&prefix).unwrap().scan_pattern();
         let mut cursor = 0u64;
         loop {

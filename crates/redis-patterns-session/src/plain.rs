@@ -9,7 +9,26 @@
 //! when the hash lacks the metadata (written by an older version) or has no expiry, does the
 //! script run, and it decides again on its own.
 
+use redis_core::{Key, Redis, redis};
+
 use crate::config::Timeouts;
+
+/// A hash as `HGETALL` returns it: field, value pairs.
+pub(crate) type Hash = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// `HGETALL key` and `PTTL key` in one pipeline (one round trip, routed by the key).
+pub(crate) async fn hash_and_ttl(redis: &Redis, key: &Key) -> redis_core::Result<(Hash, i64)> {
+    redis
+        .query_pipeline(redis::pipe().cmd("HGETALL").arg(key).cmd("PTTL").arg(key))
+        .await
+}
+
+/// The value of `name` in `hash`.
+pub(crate) fn field<'h>(hash: &'h Hash, name: &str) -> Option<&'h [u8]> {
+    hash.iter()
+        .find(|(n, _)| n == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
 
 /// Creation time, ms (server clock).
 pub(crate) const CREATED: &str = "__created";
@@ -152,10 +171,7 @@ mod tests {
     fn missing_keys_are_missing_and_doubtful_ones_go_to_the_script() {
         let t = timeouts(60_000, 600_000, 10_000);
         assert_eq!(read(60_000, NO_KEY, &t), Read::Missing);
-        assert_eq!(
-            session(false, None, None, None, NO_KEY, &t),
-            Read::Missing
-        );
+        assert_eq!(session(false, None, None, None, NO_KEY, &t), Read::Missing);
         // Expired between HGETALL and PTTL.
         assert_eq!(
             session(true, Some(1), Some(1), Some(2), NO_KEY, &t),
@@ -180,7 +196,13 @@ mod tests {
         // session is idle past the new timeout, though its key lives on.
         let t = timeouts(20_000, 600_000, 1_000);
         assert_eq!(read(60_000, 39_999, &t), Read::Script);
-        assert_eq!(read(60_000, 59_500, &t), Read::Live(Times { created: 1_000, seen: 5_000 }));
+        assert_eq!(
+            read(60_000, 59_500, &t),
+            Read::Live(Times {
+                created: 1_000,
+                seen: 5_000
+            })
+        );
         // The absolute timeout counts from creation: 1000 + 30000.
         let t = timeouts(20_000, 30_000, 19_999);
         assert_eq!(
@@ -200,17 +222,15 @@ mod tests {
     #[test]
     fn tower_records_are_live_before_both_deadlines() {
         // Created at 1000, expiry date 9000, absolute 100000: deadline 9000.
-        let rec = |pttl, absolute| record(true, Some(1_000), Some(9_000), Some(9_000), pttl, absolute);
+        let rec =
+            |pttl, absolute| record(true, Some(1_000), Some(9_000), Some(9_000), pttl, absolute);
         assert_eq!(rec(1, 100_000), Read::Live(()));
         assert_eq!(rec(NO_KEY, 100_000), Read::Missing);
         assert_eq!(rec(-1, 100_000), Read::Script);
         // A shorter absolute timeout than the writer's: 1000 + 5000 <= now = 6000.
         assert_eq!(rec(3_000, 5_000), Read::Script);
         assert_eq!(rec(4_000, 5_000), Read::Live(()));
-        assert_eq!(
-            record(true, Some(1), None, Some(9), 1, 100),
-            Read::Script
-        );
+        assert_eq!(record(true, Some(1), None, Some(9), 1, 100), Read::Script);
     }
 
     #[test]

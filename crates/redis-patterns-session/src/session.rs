@@ -67,9 +67,7 @@ impl<C: Codec> Session<C> {
                 fields.insert(name, value);
             }
         }
-        Ok(Self::new(
-            id, user, created, seen, fields, timeouts, codec,
-        ))
+        Ok(Self::new(id, user, created, seen, fields, timeouts, codec))
     }
 
     /// A session from a whole hash as `HGETALL` returns it, once a plain read has found it live

@@ -115,23 +115,10 @@ impl<C: Codec> TowerSessionStore<C> {
     /// read cannot tell or finds a timeout passed (the script deletes the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.key_of(id).map_err(backend)?;
-        let (hash, pttl): (Vec<(Vec<u8>, Vec<u8>)>, i64) = self
-            .inner
-            .redis()
-            .query_pipeline(
-                redis_core::redis::pipe()
-                    .cmd("HGETALL")
-                    .arg(&key)
-                    .cmd("PTTL")
-                    .arg(&key),
-            )
+        let (hash, pttl) = plain::hash_and_ttl(self.inner.redis(), &key)
             .await
             .map_err(core_backend)?;
-        let meta = |name: &str| {
-            hash.iter()
-                .find(|(n, _)| n == name.as_bytes())
-                .map(|(_, v)| v.as_slice())
-        };
+        let meta = |name: &str| plain::field(&hash, name);
         let read = plain::record(
             !hash.is_empty(),
             meta(CREATED).and_then(parse_ms),

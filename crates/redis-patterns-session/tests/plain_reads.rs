@@ -23,7 +23,12 @@ async fn calls(redis: &Redis) -> HashMap<String, u64> {
     info.lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), calls))
         })
         .collect()
@@ -36,10 +41,17 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str
 
 /// Script calls of any kind.
 fn scripts(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
-    ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
-        .iter()
-        .map(|name| delta(before, after, name))
-        .sum()
+    [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+    ]
+    .iter()
+    .map(|name| delta(before, after, name))
+    .sum()
 }
 
 async fn ms(redis: &Redis, cmd: &mut redis::Cmd) -> u64 {
@@ -96,19 +108,26 @@ async fn a_read_due_to_record_the_access_runs_the_script_and_moves_the_deadline(
     // Loads are plain until 200 ms (server clock) have passed since the last recorded access;
     // the first load after that records it.
     let before = calls(&redis).await;
-    wait_until("a load to record the access", Duration::from_secs(10), || {
-        let (store, id, redis, key) = (store.clone(), id.clone(), redis.clone(), key.clone());
-        async move {
-            assert!(store.load(&id).await.unwrap().is_some());
-            expiry(&redis, &key).await > deadline_before
-        }
-    })
+    wait_until(
+        "a load to record the access",
+        Duration::from_secs(10),
+        || {
+            let (store, id, redis, key) = (store.clone(), id.clone(), redis.clone(), key.clone());
+            async move {
+                assert!(store.load(&id).await.unwrap().is_some());
+                expiry(&redis, &key).await > deadline_before
+            }
+        },
+    )
     .await;
     let after = calls(&redis).await;
     assert!(scripts(&before, &after) >= 1, "{after:?}");
 
     let seen_after = seen(&redis, &key).await;
-    assert!(seen_after >= seen_before + 200, "{seen_before} -> {seen_after}");
+    assert!(
+        seen_after >= seen_before + 200,
+        "{seen_before} -> {seen_after}"
+    );
     let deadline_after = expiry(&redis, &key).await;
     assert_eq!(deadline_after, seen_after + 60_000);
     let stored: u64 = ms(&redis, redis::cmd("HGET").arg(&key).arg("__deadline")).await;
@@ -119,7 +138,10 @@ async fn a_read_due_to_record_the_access_runs_the_script_and_moves_the_deadline(
     let last_seen = session.last_seen().duration_since(UNIX_EPOCH).unwrap();
     assert!(last_seen >= Duration::from_millis(seen_after));
     assert_eq!(
-        session.expires_at().duration_since(session.last_seen()).unwrap(),
+        session
+            .expires_at()
+            .duration_since(session.last_seen())
+            .unwrap(),
         Duration::from_secs(60)
     );
 }
@@ -136,13 +158,17 @@ async fn a_shortened_idle_timeout_applies_to_sessions_written_before() {
     let strict = store(&ctx, 1_000, 600_000, 500);
     let key = strict.key_of(&id).unwrap().unwrap();
     let seen = seen(&redis, &key).await;
-    wait_until("1 s of server time without access", Duration::from_secs(10), || {
-        let redis = redis.clone();
-        async move {
-            let now = redis.server_time().await.unwrap();
-            now >= Duration::from_millis(seen + 1_000)
-        }
-    })
+    wait_until(
+        "1 s of server time without access",
+        Duration::from_secs(10),
+        || {
+            let redis = redis.clone();
+            async move {
+                let now = redis.server_time().await.unwrap();
+                now >= Duration::from_millis(seen + 1_000)
+            }
+        },
+    )
     .await;
     assert!(strict.load(&id).await.unwrap().is_none());
     let exists: bool = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();

@@ -34,21 +34,8 @@ impl<C: Codec> SessionStore<C> {
             };
             let (key, _) = self.session_key(&id)?;
             if self.timeouts.touch > 0 {
-                let (hash, pttl): (Vec<(Vec<u8>, Vec<u8>)>, i64) = self
-                    .redis
-                    .query_pipeline(
-                        redis::pipe()
-                            .cmd("HGETALL")
-                            .arg(&key)
-                            .cmd("PTTL")
-                            .arg(&key),
-                    )
-                    .await?;
-                let meta = |name: &str| {
-                    hash.iter()
-                        .find(|(n, _)| n == name.as_bytes())
-                        .and_then(|(_, v)| parse_ms(v))
-                };
+                let (hash, pttl) = plain::hash_and_ttl(&self.redis, &key).await?;
+                let meta = |name: &str| plain::field(&hash, name).and_then(parse_ms);
                 let read = plain::session(
                     !hash.is_empty(),
                     meta(CREATED),
