@@ -1,6 +1,7 @@
 -- Many checks in one call (coalesced checks, several limits per identity), every algorithm
 -- prepended. Each check is all or nothing over its limits: when one limit denies, none is
--- taken from the others, and only the denying limits may lengthen a TTL. One clock reading.
+-- taken from the others, and only the denying limits may lengthen a TTL. Each limit is read
+-- once, then written if the check passed. One clock reading per call.
 -- KEYS  per check, per limit: its key (and the sliding log's `seq` companion); all on one slot
 --       on a cluster
 -- ARGV  number of checks; per check: number of limits, cost; per limit: algorithm (1 fixed
@@ -15,16 +16,13 @@ local function clock()
   return now
 end
 
-local function run(l, cost, write)
-  return l[1](l[2], l[3], l[4], l[5], cost, l[6], clock, write)
-end
-
 local out = {}
 local a, k = 2, 1
 for _ = 1, tonumber(ARGV[1]) do
   local n, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local limits = {}
+  local replies, commits = {}, {}
+  local pass = true
   for i = 1, n do
     local code = tonumber(ARGV[a])
     local key, key2 = KEYS[k], nil
@@ -33,28 +31,18 @@ for _ = 1, tonumber(ARGV[1]) do
       key2 = KEYS[k]
       k = k + 1
     end
-    limits[i] = {ALGORITHMS[code], key, key2, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
-      tonumber(ARGV[a + 3])}
+    replies[i], commits[i] = ALGORITHMS[code](key, key2, tonumber(ARGV[a + 1]),
+      tonumber(ARGV[a + 2]), cost, tonumber(ARGV[a + 3]), clock)
     a = a + 4
-  end
-  local replies = {}
-  if n == 1 then
-    replies[1] = run(limits[1], cost, true)
-  else
-    local pass = true
-    for i = 1, n do
-      replies[i] = run(limits[i], cost, false)
-      if replies[i][1] ~= 1 then
-        pass = false
-      end
-    end
-    for i = 1, n do
-      if pass or replies[i][1] == 0 then
-        replies[i] = run(limits[i], cost, true)
-      end
+    if replies[i][1] ~= 1 then
+      pass = false
     end
   end
+  -- All or nothing: every admission is written, or only the denials' TTLs.
   for i = 1, n do
+    if commits[i] and (pass or replies[i][1] == 0) then
+      commits[i]()
+    end
     local r = replies[i]
     out[#out + 1] = r[1]
     out[#out + 1] = r[2]

@@ -1,7 +1,7 @@
 -- GCRA (generic cell rate algorithm): one value per key, the theoretical arrival time (TAT).
 -- `rate` units per `period` on average, up to `burst` at once.
 -- key  string: TAT (us), TTL = until the TAT
-local function gcra(key, _, burst, period, cost, rate, clock, write)
+local function gcra(key, _, burst, period, cost, rate, clock)
   if cost > burst then
     return CANNOT_PASS
   end
@@ -22,10 +22,9 @@ local function gcra(key, _, burst, period, cost, rate, clock, write)
   if diff < 0 then
     return {0, units(tolerance - ahead), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
   end
-  if write then
+  return {1, units(diff), 0, math.ceil(new_ahead)}, function()
     redis.call('SET', key, string.format('%.17g', now + new_ahead), 'PX',
       math.max(math.ceil(new_ahead / 1000), 1))
   end
-  return {1, units(diff), 0, math.ceil(new_ahead)}
 end
 LIMIT = gcra

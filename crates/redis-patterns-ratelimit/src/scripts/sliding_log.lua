@@ -1,23 +1,18 @@
 -- Sliding window log: exact; at most `limit` units in any window ending now.
 -- key   sorted set, one member per admitted unit, scored by its time (us)
 -- key2  sequence counter that makes every member unique
-local function sliding_log(key, key2, limit, window, cost, _, clock, write)
+local function sliding_log(key, key2, limit, window, cost, _, clock)
   if cost > limit then
     return CANNOT_PASS
   end
   local now = clock()
   -- The window is (now - window, now]: a unit admitted exactly `window` ago has left it.
   local oldest = '(' .. string.format('%d', now - window)
-  local used
-  if write then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window))
-    used = redis.call('ZCARD', key)
-  else
-    used = redis.call('ZCOUNT', key, oldest, '+inf')
-  end
+  local used = redis.call('ZCOUNT', key, oldest, '+inf')
 
   if used + cost <= limit then
-    if write then
+    return {1, limit - used - cost, 0, window}, function()
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window))
       local last = redis.call('INCRBY', key2, cost)
       local score = string.format('%d', now)
       local args = {}
@@ -36,7 +31,6 @@ local function sliding_log(key, key2, limit, window, cost, _, clock, write)
       redis.call('PEXPIRE', key, ttl)
       redis.call('PEXPIRE', key2, ttl)
     end
-    return {1, limit - used - cost, 0, window}
   end
 
   -- Denied: wait until enough of the oldest units leave the window.
@@ -47,13 +41,12 @@ local function sliding_log(key, key2, limit, window, cost, _, clock, write)
   local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   local retry = math.max(tonumber(nth[2]) + window - now, 1)
   local reset = math.max(tonumber(newest[2]) + window - now, 1)
-  if write then
+  return {0, remaining, retry, reset}, function()
     -- A window made longer since the last admit must not be cut short by that admit's TTL; both
     -- keys live equally long so the sequence never restarts under live members.
     local ttl = math.ceil(reset / 1000)
     redis.call('PEXPIRE', key, ttl, 'GT')
     redis.call('PEXPIRE', key2, ttl, 'GT')
   end
-  return {0, remaining, retry, reset}
 end
 LIMIT = sliding_log

@@ -2,7 +2,7 @@
 -- the sliding window, plus the current window's count. O(1) memory, approximate.
 -- key  string "<start> <cur> <prev>": current window start (us), its count, the previous count;
 --      TTL = until the end of the next window
-local function sliding_window(key, _, limit, window, cost, _, clock, write)
+local function sliding_window(key, _, limit, window, cost, _, clock)
   if cost > limit then
     return CANNOT_PASS
   end
@@ -43,19 +43,18 @@ local function sliding_window(key, _, limit, window, cost, _, clock, write)
 
   if estimate + cost <= limit then
     cur = cur + cost
-    if write then
+    local after = prev * weight + cur
+    return {1, math.max(math.floor(limit - after), 0), 0, wait_until_at_most(cur, 0)}, function()
       -- The current count matters until the end of the next window.
       redis.call('SET', key, string.format('%d %d %d', start, cur, prev), 'PX',
         math.ceil((start + 2 * window - now) / 1000))
     end
-    local after = prev * weight + cur
-    return {1, math.max(math.floor(limit - after), 0), 0, wait_until_at_most(cur, 0)}
   end
   -- Denied: a window made longer since the last admit must not be cut short by that admit's TTL.
   local reset = wait_until_at_most(cur, 0)
-  if write and state then
-    redis.call('PEXPIRE', key, math.max(math.ceil(reset / 1000), 1), 'GT')
-  end
-  return {0, math.max(math.floor(limit - estimate), 0), wait_until_at_most(cur, limit - cost), reset}
+  return {0, math.max(math.floor(limit - estimate), 0), wait_until_at_most(cur, limit - cost), reset},
+    function()
+      redis.call('PEXPIRE', key, math.max(math.ceil(reset / 1000), 1), 'GT')
+    end
 end
 LIMIT = sliding_window

@@ -1,6 +1,6 @@
 -- Token bucket: holds up to `capacity` tokens, refilled continuously at `refill` tokens per `period`.
 -- key  string "<tokens> <ts>": tokens (may be fractional) at time ts (us); TTL = until full again
-local function token_bucket(key, _, capacity, period, cost, refill, clock, write)
+local function token_bucket(key, _, capacity, period, cost, refill, clock)
   if cost > capacity then
     return CANNOT_PASS
   end
@@ -29,19 +29,17 @@ local function token_bucket(key, _, capacity, period, cost, refill, clock, write
   if tokens >= cost then
     tokens = tokens - cost
     local reset = time_for(capacity - tokens)
-    if write then
+    return {1, math.floor(tokens), 0, reset}, function()
       -- Once full again the bucket equals a fresh one, so the key may go.
       redis.call('SET', key, string.format('%.17g %d', tokens, ts), 'PX',
         math.max(math.ceil(reset / 1000), 1))
     end
-    return {1, math.floor(tokens), 0, reset}
   end
   -- Denied: the key must live until the bucket is full under these numbers, which a lowered refill
   -- or a raised capacity since the last admit pushes out (GT only ever lengthens the TTL).
   local reset = time_for(capacity - tokens)
-  if write and state then
+  return {0, math.floor(tokens), time_for(cost - tokens), reset}, function()
     redis.call('PEXPIRE', key, math.max(math.ceil(reset / 1000), 1), 'GT')
   end
-  return {0, math.floor(tokens), time_for(cost - tokens), reset}
 end
 LIMIT = token_bucket
