@@ -182,17 +182,16 @@ impl ConsumerSettings {
             ));
         }
         self.claim_interval = Some(claim_interval);
-        if let RetryPolicy::Schedule(waits) = &self.retry {
-            if waits.is_empty() {
-                return Err(Error::invalid_config("empty retry schedule"));
-            }
+        if matches!(&self.retry, RetryPolicy::Schedule(waits) if waits.is_empty()) {
+            return Err(Error::invalid_config("empty retry schedule"));
         }
-        if let Some(every) = self.heartbeat_interval {
-            if every.as_millis() == 0 || every >= self.min_idle {
-                return Err(Error::invalid_config(
-                    "heartbeat interval must be at least one millisecond and below min idle",
-                ));
-            }
+        if self
+            .heartbeat_interval
+            .is_some_and(|every| every.as_millis() == 0 || every >= self.min_idle)
+        {
+            return Err(Error::invalid_config(
+                "heartbeat interval must be at least one millisecond and below min idle",
+            ));
         }
         if self.delayed_poll.as_millis() == 0 {
             return Err(Error::invalid_config("delayed poll below one millisecond"));

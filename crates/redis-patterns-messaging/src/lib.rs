@@ -31,8 +31,7 @@ pub use redis_core::ErrorPredicates;
 pub use streams::{
     Claim, Consumer, ConsumerBuilder, ConsumerStats, DEAD_LETTER_SUFFIX, DeadLetter, Delivery,
     Idempotency, Lease, PAYLOAD_FIELD, Producer, ProducerBuilder, Schedule, Scheduled,
-    dead_letter_key,
-    read_dead_letters, remove_idle_consumers, stream_key,
+    dead_letter_key, read_dead_letters, remove_idle_consumers, stream_key,
 };
 /// The shutdown signal [`Consumer::run`] takes (re-exported from `tokio-util`).
 pub use tokio_util::sync::CancellationToken;

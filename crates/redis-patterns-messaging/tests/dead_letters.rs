@@ -12,9 +12,7 @@ use std::{
 };
 
 use redis_core::redis;
-use redis_messaging::{
-    Consumer, Delivery, Producer, RetryPolicy, read_dead_letters, stream_key,
-};
+use redis_messaging::{Consumer, Delivery, Producer, RetryPolicy, read_dead_letters, stream_key};
 use redis_test_support::{TestContext, wait_until};
 use support::{DEADLINE, Order, Running, orders, pending, pending_with};
 

@@ -61,7 +61,8 @@ async fn ten_thousand_delayed_entries(redis: &Redis, keys: &KeySpace) {
             ((n % 3) as usize, Job { n, due_ms })
         })
         .collect();
-    let dues: Arc<HashMap<u64, u64>> = Arc::new(jobs.iter().map(|(_, j)| (j.n, j.due_ms)).collect());
+    let dues: Arc<HashMap<u64, u64>> =
+        Arc::new(jobs.iter().map(|(_, j)| (j.n, j.due_ms)).collect());
     stream::iter(jobs)
         .map(|(s, job)| {
             let producer = producers[s].clone();
@@ -76,7 +77,10 @@ async fn ten_thousand_delayed_entries(redis: &Redis, keys: &KeySpace) {
         .collect::<Vec<()>>()
         .await;
     let scheduled_by = server_ms(redis).await;
-    println!("scheduled {ENTRIES} in {} ms (server clock)", scheduled_by - t0);
+    println!(
+        "scheduled {ENTRIES} in {} ms (server clock)",
+        scheduled_by - t0
+    );
     let mut waiting = 0;
     for p in &producers {
         waiting += p.scheduled_len().await.unwrap();
@@ -131,7 +135,11 @@ async fn ten_thousand_delayed_entries(redis: &Redis, keys: &KeySpace) {
         assert!(added >= due, "entry {n} moved {} ms early", due - added);
         let delivered = unix_ms(*at) + offset;
         // 5 ms for measuring the offset across a round trip.
-        assert!(delivered >= due - 5, "entry {n} delivered {} ms early", due - delivered);
+        assert!(
+            delivered >= due - 5,
+            "entry {n} delivered {} ms early",
+            due - delivered
+        );
         latest = latest.max(delivered - due);
         lateness.push(delivered - due);
     }
@@ -153,7 +161,10 @@ async fn ten_thousand_delayed_entries(redis: &Redis, keys: &KeySpace) {
         "delayed delivery after due: median {} ms, p99 {p99} ms, max {latest} ms",
         lateness[lateness.len() / 2]
     );
-    assert!(latest <= LATE_MS, "an entry was delivered {latest} ms after due");
+    assert!(
+        latest <= LATE_MS,
+        "an entry was delivered {latest} ms after due"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -185,7 +196,10 @@ async fn a_job_id_keeps_one_entry_and_cancels_it() {
     assert_eq!(first.job_id, "invoice-1");
     // The same id again: the waiting entry is kept, with its due time.
     let again = producer
-        .schedule(&Order { n: 2 }, Schedule::after(2 * hour).job_id("invoice-1"))
+        .schedule(
+            &Order { n: 2 },
+            Schedule::after(2 * hour).job_id("invoice-1"),
+        )
         .await
         .unwrap();
     assert!(!again.created);
@@ -206,7 +220,10 @@ async fn a_job_id_keeps_one_entry_and_cancels_it() {
 
     // A cancelled entry is never delivered; a due one is, once, with its job id.
     let cancelled = producer
-        .schedule(&Order { n: 3 }, Schedule::after(Duration::from_millis(200)).job_id("x"))
+        .schedule(
+            &Order { n: 3 },
+            Schedule::after(Duration::from_millis(200)).job_id("x"),
+        )
         .await
         .unwrap();
     assert!(producer.cancel(&cancelled.job_id).await.unwrap());
@@ -244,7 +261,10 @@ async fn bad_schedules_are_refused_before_anything_is_sent() {
     ));
     assert!(refused(
         producer
-            .send_at(&1, SystemTime::now() + Duration::from_secs(20 * 365 * 86_400))
+            .send_at(
+                &1,
+                SystemTime::now() + Duration::from_secs(20 * 365 * 86_400)
+            )
             .await
     ));
     assert!(refused(

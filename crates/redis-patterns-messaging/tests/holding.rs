@@ -145,7 +145,10 @@ async fn a_slow_handler_is_redelivered_only_after_its_process_is_killed() {
     let d = handled.deliveries().remove(0);
     assert_eq!((d.id, d.attempt, &*d.consumer), (id, 2, "other"));
     // The last heartbeat came at most a heartbeat interval (min_idle / 3) before the kill.
-    assert!(after >= min_idle * 2 / 3 - ms(20), "redelivered {after:?} after the kill");
+    assert!(
+        after >= min_idle * 2 / 3 - ms(20),
+        "redelivered {after:?} after the kill"
+    );
     assert_eq!(pending(ctx.redis(), producer.stream(), "g").await, 0);
 }
 
@@ -223,14 +226,17 @@ async fn entries_handed_back_on_shutdown_go_to_another_consumer_well_within_min_
     // pass, at its start, found nothing claimable), and claims again only after min_idle.
     let (b, b_handled) = Running::counting::<Order>(&build("b"));
     producer.send(&Order { n: 10 }).await.unwrap();
-    wait_until("b read an entry", DEADLINE, || async { b_handled.count() == 1 }).await;
+    wait_until("b read an entry", DEADLINE, || async {
+        b_handled.count() == 1
+    })
+    .await;
     let stats = a.stop().await;
     let stopped = Instant::now();
     assert!(stats.handed_back >= 1, "{stats:?}");
     assert_eq!(stats.acked + stats.handed_back, 10, "{stats:?}");
     let handed_back = stats.handed_back as usize;
     wait_until("b has the handed-back entries", DEADLINE, || async {
-        b_handled.count() >= 1 + handed_back
+        b_handled.count() > handed_back
     })
     .await;
     let took = Instant::now() - stopped;
@@ -255,7 +261,9 @@ async fn an_entry_waiting_for_its_retry_is_handed_back_too() {
         .unwrap();
     let consumer = Consumer::builder(ctx.redis().clone(), &keys, "later", "g", "c")
         .block(ms(100))
-        .retry(redis_messaging::RetryPolicy::Schedule(vec![Duration::from_secs(3_600)]))
+        .retry(redis_messaging::RetryPolicy::Schedule(vec![
+            Duration::from_secs(3_600),
+        ]))
         .build()
         .unwrap();
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));

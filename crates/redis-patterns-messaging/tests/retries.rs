@@ -20,7 +20,9 @@ const TOLERANCE: Duration = Duration::from_millis(250);
 /// (attempt, when the handler saw it, first delivered, consumer)
 type Attempt = (u64, Instant, SystemTime, String);
 
-fn failing(seen: &Arc<Mutex<Vec<Attempt>>>) -> impl Fn(Delivery<Order>) -> std::future::Ready<Result<(), String>> + Send + Sync + 'static {
+fn failing(
+    seen: &Arc<Mutex<Vec<Attempt>>>,
+) -> impl Fn(Delivery<Order>) -> std::future::Ready<Result<(), String>> + Send + Sync + 'static {
     let seen = seen.clone();
     move |d: Delivery<Order>| {
         seen.lock().unwrap().push((
@@ -77,9 +79,15 @@ async fn attempts_follow_the_schedule_and_dead_letter_after_exactly_n() {
     assert!(first >= sent - ms(5) && first <= sent + DEADLINE);
     let dead = dead().await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].original_id.as_str(), dead[0].attempts), (id.as_str(), 4));
+    assert_eq!(
+        (dead[0].original_id.as_str(), dead[0].attempts),
+        (id.as_str(), 4)
+    );
     assert_eq!(dead[0].reason, "order 9 refused");
-    assert_eq!((stats.failed, stats.dead_lettered, stats.claimed), (4, 1, 0));
+    assert_eq!(
+        (stats.failed, stats.dead_lettered, stats.claimed),
+        (4, 1, 0)
+    );
     assert_eq!(pending(ctx.redis(), producer.stream(), "g").await, 0);
 }
 

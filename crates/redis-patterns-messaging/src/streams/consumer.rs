@@ -3,11 +3,11 @@
 
 use std::{
     fmt,
-    time::SystemTime,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::SystemTime,
 };
 
 use redis_core::{Codec, Key, Redis, codec::Json};

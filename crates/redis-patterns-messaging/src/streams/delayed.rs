@@ -163,7 +163,9 @@ impl<C: Codec> Producer<C> {
                     .unwrap_or_default()
                     .saturating_add(MAX_DELAY);
                 if since > horizon {
-                    return Err(Error::invalid_argument("due time more than ten years ahead"));
+                    return Err(Error::invalid_argument(
+                        "due time more than ten years ahead",
+                    ));
                 }
                 ("at", duration_millis(since))
             }
@@ -270,7 +272,10 @@ mod tests {
 
     #[test]
     fn schedule_replies_parse() {
-        let reply = Value::Array(vec![Value::Int(1), Value::BulkString(b"1700000000123".to_vec())]);
+        let reply = Value::Array(vec![
+            Value::Int(1),
+            Value::BulkString(b"1700000000123".to_vec()),
+        ]);
         assert_eq!(parse_scheduled(reply).unwrap(), (true, 1_700_000_000_123));
         let reply = Value::Array(vec![Value::Int(0), Value::BulkString(b"5".to_vec())]);
         assert_eq!(parse_scheduled(reply).unwrap(), (false, 5));

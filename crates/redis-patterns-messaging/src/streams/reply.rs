@@ -207,7 +207,10 @@ mod tests {
 
     #[test]
     fn an_id_carries_its_time() {
-        assert_eq!(id_time("1700000000123-4"), UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+        assert_eq!(
+            id_time("1700000000123-4"),
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+        );
         assert_eq!(id_time("junk"), UNIX_EPOCH);
     }
 }

@@ -147,9 +147,7 @@ impl<C: Codec> Consumer<C> {
             inner.metrics.dead_lettered.increment(dead);
             inner.metrics.reclaimed.increment(entries.len() as u64);
             let counters = &inner.counters;
-            counters
-                .dead_lettered
-                .fetch_add(dead, Ordering::Relaxed);
+            counters.dead_lettered.fetch_add(dead, Ordering::Relaxed);
             counters
                 .claimed
                 .fetch_add(entries.len() as u64, Ordering::Relaxed);
