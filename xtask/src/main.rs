@@ -9,12 +9,14 @@
 //!   `--smoke` runs each bench once, unmeasured, as a test.
 //! - `package` — packages every publishable crate and checks each builds from its tarball.
 //! - `demo`  — a guided tour of every pattern crate against a Redis it starts for you.
+//! - `doctor` — `redis-patterns doctor` against that same kind of server (`doctor.rs`).
 //! - `lint`  — `fmt --check`, `clippy -D warnings`, docs with `-D warnings`.
 //! - `tidy`  — the layout rules of docs/architecture.md (also run by `lint` and as a test).
 //! - `ci`    — `lint` then `test`: if it passes locally, CI passes.
 //!
 //! Only `std`: the xtask must build fast on a fresh machine.
 
+mod doctor;
 mod groups;
 mod json;
 mod package;
@@ -47,6 +49,10 @@ commands:
           needs when it ships files that cannot build there (args after -- go to
           `cargo package`, e.g. `-- --allow-dirty`)
   demo    a guided tour of every pattern crate
+  doctor [--strict]
+          `redis-patterns doctor` against the same Redis as `test` (args after -- go to it,
+          e.g. `-- --patterns lock,session --json`); fails when it cannot run, and with
+          --strict also on a finding of error severity
   lint    tidy, fmt --check, clippy -D warnings, rustdoc -D warnings
   tidy    the layout rules of docs/architecture.md (scripts, error/config files, test
           helpers, file length, dependencies)
@@ -92,6 +98,8 @@ fn main() -> ExitCode {
             .and_then(|()| bench(flags.contains(&"--smoke"), &passthrough)),
         "package" => known_flags(&flags, &[]).and_then(|()| package::run(&passthrough)),
         "demo" => demo(),
+        "doctor" => known_flags(&flags, &["--strict"])
+            .and_then(|()| doctor::run(flags.contains(&"--strict"), &passthrough)),
         "lint" => lint(),
         "tidy" => tidy::run(&root()),
         "ci" => lint().and_then(|()| test(false, &passthrough)),
