@@ -106,9 +106,10 @@ impl<C: Codec> SessionStoreBuilder<C> {
     }
 
     /// Sets how often a read records an access: a load within this long of the last recorded one
-    /// writes nothing, so the idle deadline moves at most once per interval and the effective
-    /// idle timeout lies between `idle - interval` and `idle`. Defaults to 60 seconds. Must be
-    /// shorter than the idle timeout; zero records every access.
+    /// writes nothing and runs no script (a plain `HGETALL` + `PTTL`), so the idle deadline moves
+    /// at most once per interval and the effective idle timeout lies between `idle - interval`
+    /// and `idle`. Defaults to 60 seconds. Must be shorter than the idle timeout; zero records
+    /// every access (every read runs the store's script).
     pub fn touch_interval(mut self, interval: Duration) -> Self {
         self.touch_interval = interval;
         self
@@ -130,6 +131,7 @@ impl<C: Codec> SessionStoreBuilder<C> {
     /// a short secret or an invalid name; [`Error::Core`](crate::Error::Core) when the key space cannot take the
     /// `session` pattern.
     pub fn build(self) -> Result<SessionStore<C>> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         let timeouts = Timeouts::new(self.idle, self.absolute, self.touch_interval)?;
         let hasher = config::hasher(self.secret.as_deref())?;
         check_name(&self.name)?;
