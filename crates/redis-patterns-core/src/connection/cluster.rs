@@ -240,12 +240,8 @@ impl Backend for Cluster {
                 }
                 return first;
             }
-            let resend = |cmd: &'a Cmd| -> BoxFuture<'a, redis::RedisResult<Value>> {
-                let mut conn = self.shared.clone();
-                Box::pin(async move { conn.req_packed_command(cmd).await })
-            };
             self.hops
-                .follow_command(cmd, first, resend, || self.nudge.notify_one())
+                .follow_command(cmd, first, &self.shared, || self.nudge.notify_one())
                 .await
         })
     }
@@ -262,25 +258,10 @@ impl Backend for Cluster {
             if let Err(e) = &first {
                 self.observe(e);
             }
-            let resend =
-                move |pipeline: &'a Pipeline| -> BoxFuture<'a, redis::RedisResult<Vec<Value>>> {
-                    let mut conn = self.shared.clone();
-                    Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
-                };
-            let resend_command = |cmd: &'a Cmd| -> BoxFuture<'a, redis::RedisResult<Value>> {
-                let mut conn = self.shared.clone();
-                Box::pin(async move { conn.req_packed_command(cmd).await })
-            };
             self.hops
-                .follow_pipeline(
-                    pipeline,
-                    offset,
-                    count,
-                    first,
-                    resend,
-                    resend_command,
-                    || self.nudge.notify_one(),
-                )
+                .follow_pipeline(pipeline, (offset, count), first, &self.shared, || {
+                    self.nudge.notify_one()
+                })
                 .await
         })
     }

@@ -25,6 +25,7 @@ use futures_util::future::BoxFuture;
 use redis::{
     Cmd, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value,
     aio::{ConnectionLike, MultiplexedConnection},
+    cluster_async::ClusterConnection,
 };
 
 use super::topology::NodeAddr;
@@ -240,18 +241,15 @@ impl Hops {
         Ok(result)
     }
 
-    /// Follows what `first` (redis-rs' answer to `cmd`) asks for, resending through `resend`
-    /// (the cluster connection) after `TRYAGAIN` or an unreachable node.
-    pub(crate) async fn follow_command<'a, R>(
+    /// Follows what `first` (redis-rs' answer to `cmd`) asks for, sending again through
+    /// `cluster` after `TRYAGAIN` or an unreachable node.
+    pub(crate) async fn follow_command(
         &self,
-        cmd: &'a Cmd,
+        cmd: &Cmd,
         first: RedisResult<Value>,
-        resend: R,
+        cluster: &ClusterConnection,
         on_hop: impl Fn(),
-    ) -> RedisResult<Value>
-    where
-        R: Fn(&'a Cmd) -> BoxFuture<'a, RedisResult<Value>>,
-    {
+    ) -> RedisResult<Value> {
         let mut result = first;
         let mut unreachable = Unreachable::default();
         for hop in 0..MAX_HOPS {
@@ -270,7 +268,7 @@ impl Hops {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
                     unreachable.note(&next, e);
                     tokio::time::sleep(PAUSE.delay(hop)).await;
-                    resend(cmd).await
+                    cluster.clone().req_packed_command(cmd).await
                 }
             };
         }
@@ -284,20 +282,14 @@ impl Hops {
     /// as its error (a transaction aborted by a redirect, retries used up) resend the whole
     /// pipeline, which did not run; redirects in the replies of a plain pipeline resend only
     /// those commands, in order.
-    pub(crate) async fn follow_pipeline<'a, R, C>(
+    pub(crate) async fn follow_pipeline(
         &self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
+        pipeline: &Pipeline,
+        (offset, count): (usize, usize),
         first: RedisResult<Vec<Value>>,
-        resend: R,
-        resend_command: C,
+        cluster: &ClusterConnection,
         on_hop: impl Fn() + Clone,
-    ) -> RedisResult<Vec<Value>>
-    where
-        R: Fn(&'a Pipeline) -> BoxFuture<'a, RedisResult<Vec<Value>>>,
-        C: Fn(&'a Cmd) -> BoxFuture<'a, RedisResult<Value>> + Clone,
-    {
+    ) -> RedisResult<Vec<Value>> {
         let mut result = first;
         let mut unreachable = Unreachable::default();
         for hop in 0..MAX_HOPS {
@@ -318,7 +310,10 @@ impl Hops {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
                     unreachable.note(&next, e);
                     tokio::time::sleep(PAUSE.delay(hop)).await;
-                    resend(pipeline).await
+                    cluster
+                        .clone()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await
                 }
             };
         }
@@ -334,7 +329,7 @@ impl Hops {
             for (value, cmd) in values.iter_mut().zip(pipeline.cmd_iter()) {
                 let reply = Ok(std::mem::replace(value, Value::Nil));
                 let followed = if hop_of_result(&reply).is_some() {
-                    self.follow_command(cmd, reply, resend_command.clone(), on_hop.clone())
+                    self.follow_command(cmd, reply, cluster, on_hop.clone())
                         .await
                 } else {
                     reply
