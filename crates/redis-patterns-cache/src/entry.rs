@@ -14,7 +14,12 @@
 //!
 //! Redis's own TTL on the key is `fresh ttl + grace`: the stale window lives only in Redis.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    io::Write,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use redis_core::redis::{RedisWrite, ToRedisArgs};
 
 const MAGIC: u8 = 0xCA;
 const FORMAT: u8 = 1;
@@ -42,6 +47,61 @@ pub(crate) struct Envelope<'a> {
 #[error("malformed cache envelope: {0}")]
 pub(crate) struct Malformed(&'static str);
 
+/// An envelope to write: written straight into a command's argument (see [`ToRedisArgs`]), so a
+/// write copies the payload once, into the command buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sealed<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) fresh_until_ms: u64,
+    pub(crate) delta_ms: u32,
+    /// Counts and lengths within `u16` (checked by the caller).
+    pub(crate) tags: &'a [(Vec<u8>, Vec<u8>)],
+    pub(crate) payload: &'a [u8],
+}
+
+impl Sealed<'_> {
+    pub(crate) fn len(&self) -> usize {
+        let tags: usize = self.tags.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
+        HEADER_LEN + tags + self.payload.len()
+    }
+
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let kind = match self.kind {
+            Kind::Value => 0,
+            Kind::Negative => 1,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        header[..3].copy_from_slice(&[MAGIC, FORMAT, kind]);
+        header[3..11].copy_from_slice(&self.fresh_until_ms.to_be_bytes());
+        header[11..15].copy_from_slice(&self.delta_ms.to_be_bytes());
+        header[15..].copy_from_slice(&(self.tags.len() as u16).to_be_bytes());
+        out.write_all(&header)?;
+        for (key, version) in self.tags {
+            out.write_all(&(key.len() as u16).to_be_bytes())?;
+            out.write_all(key)?;
+            out.write_all(&(version.len() as u16).to_be_bytes())?;
+            out.write_all(version)?;
+        }
+        out.write_all(self.payload)
+    }
+
+    /// The envelope's bytes.
+    pub(crate) fn to_vec(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        // Writing to a `Vec` cannot fail.
+        let _ = self.write_to(&mut out);
+        out
+    }
+}
+
+impl ToRedisArgs for Sealed<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        // Writing to a command buffer cannot fail.
+        let _ = self.write_to(&mut out.writer_for_next_arg());
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn encode(
     kind: Kind,
     fresh_until_ms: u64,
@@ -49,26 +109,14 @@ pub(crate) fn encode(
     tags: &[(Vec<u8>, Vec<u8>)],
     payload: &[u8],
 ) -> Vec<u8> {
-    let tag_len: usize = tags.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + tag_len + payload.len());
-    out.push(MAGIC);
-    out.push(FORMAT);
-    out.push(match kind {
-        Kind::Value => 0,
-        Kind::Negative => 1,
-    });
-    out.extend_from_slice(&fresh_until_ms.to_be_bytes());
-    out.extend_from_slice(&delta_ms.to_be_bytes());
-    // Tag counts and lengths were validated by the caller (`u16` bounds).
-    out.extend_from_slice(&(tags.len() as u16).to_be_bytes());
-    for (key, version) in tags {
-        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(&(version.len() as u16).to_be_bytes());
-        out.extend_from_slice(version);
+    Sealed {
+        kind,
+        fresh_until_ms,
+        delta_ms,
+        tags,
+        payload,
     }
-    out.extend_from_slice(payload);
-    out
+    .to_vec()
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope<'_>, Malformed> {

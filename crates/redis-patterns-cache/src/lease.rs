@@ -1,6 +1,6 @@
 //! The refresh lease: a companion key (`<entry>:lease`) that lets one process load a key while
 //! the others wait or serve stale. Taken by `begin.lua`, given back by the fill (`store.lua`), by
-//! a write (`write.lua`), or by this guard.
+//! a delete (its write pipeline), or by this guard.
 
 use redis_core::{Key, Redis};
 

@@ -161,7 +161,10 @@ impl Metrics {
     #[inline]
     pub(crate) fn read(&self, read: Read, span: &tracing::Span) {
         self.requests[read as usize].increment(1);
-        span.record("result", read.label());
+        // A disabled span would still look the field up by name.
+        if !span.is_disabled() {
+            span.record("result", read.label());
+        }
     }
 
     /// Counts one loader run.

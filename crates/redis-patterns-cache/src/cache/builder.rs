@@ -178,6 +178,7 @@ impl<C: Codec> CacheBuilder<C> {
     /// [`redis_core::Error::InvalidKey`] (as [`Error::Core`](crate::Error::Core)) if the key space
     /// cannot take the `cache` segment.
     pub fn build(self) -> Result<Cache<C>> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         self.settings.validate()?;
         Cache::from_parts(self.redis, &self.keys, self.codec, self.settings)
     }

@@ -90,14 +90,16 @@ impl<C: Codec> Engine<C> {
         let Some(raw) = raw else {
             return Ok(Lookup::Miss);
         };
+        // The cold branches are boxed: their futures would otherwise widen every read's state
+        // machine, which is moved on each call.
         let (mut found, tags) = match self.open::<V>(&raw) {
             Ok(opened) => opened,
             Err(reason) => {
-                self.remove_corrupt(key, &raw, &reason).await;
+                Box::pin(self.remove_corrupt(key, &raw, &reason)).await;
                 return Ok(Lookup::Miss);
             }
         };
-        if !self.tags_current(key, &tags).await? {
+        if !tags.is_empty() && !Box::pin(self.tags_current(key, &tags)).await? {
             return Ok(Lookup::Miss);
         }
         let now = entry::now_ms();
@@ -167,7 +169,11 @@ impl<C: Codec> Engine<C> {
         });
         let current = join_all(reads).await;
         for ((tag_key, version), now) in tags.iter().zip(current) {
-            if now?.as_deref() != Some(*version) {
+            let now = now?;
+            if let Some(now) = &now {
+                self.tag_memo.remember(tag_key, now);
+            }
+            if now.as_deref() != Some(*version) {
                 tracing::debug!(
                     key = %key,
                     tag = %String::from_utf8_lossy(tag_key),

@@ -8,16 +8,19 @@
 //! `SET gen` (and is overwritten by the entry) or sees the new generation and is refused. See
 //! docs/cache.md, "Writes are ordered, not scripted".
 
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 use futures_util::future::{join, join_all};
-use redis_core::{Codec, Key, duration_millis, random_token, redis};
+use redis_core::{
+    Codec, Key, duration_millis, random_token,
+    redis::{self, RedisWrite, ToRedisArgs},
+};
 use serde::Serialize;
 
 use super::{Engine, GEN};
 use crate::{
     config::EntryOptions,
-    entry::{self, Kind},
+    entry::{self, Kind, Sealed},
     error::{Error, Result},
     lease::LEASE,
 };
@@ -60,8 +63,8 @@ impl<C: Codec> Engine<C> {
     ) -> Result<()> {
         let payload = self.codec.encode(value)?;
         if opts.tags.is_empty() {
-            let (bytes, px) = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &[])?;
-            self.write(key, Some((&bytes, px))).await?;
+            let sealed = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &[])?;
+            self.write(key, Some(sealed)).await?;
             return Ok(());
         }
         let keys = self.tag_keys(opts)?;
@@ -80,48 +83,49 @@ impl<C: Codec> Engine<C> {
                 )
             })
             .collect();
-        let (bytes, px) = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &assumed)?;
+        let sealed = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &assumed)?;
         let (current, written) = join(
             self.read_tag_versions(&keys, fresh),
-            self.write(key, Some((&bytes, px))),
+            self.write(key, Some(sealed)),
         )
         .await;
         written?;
         let current = current?;
         if current != assumed {
             // Written under a version that is not current: a miss until rewritten.
-            let (bytes, px) =
-                self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &current)?;
-            self.write(key, Some((&bytes, px))).await?;
+            let sealed = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &current)?;
+            self.write(key, Some(sealed)).await?;
         }
         Ok(())
     }
 
-    /// Bumps the generation and stores (`Some`) or deletes (`None`, freeing the refresh lease
-    /// too) the entry, in one pipeline; loads in flight in this process are detached from later
-    /// callers. True when an entry was stored or deleted.
-    pub(crate) async fn write(&self, key: &Key, entry: Option<(&[u8], u64)>) -> Result<bool> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(key.companion(GEN))
-            .arg(random_token())
+    /// Bumps the generation and stores (`Some`: the envelope and its PX) or deletes (`None`,
+    /// freeing the refresh lease too) the entry, in one pipeline; loads in flight in this
+    /// process are detached from later callers. True when an entry was stored or deleted.
+    pub(crate) async fn write(&self, key: &Key, entry: Option<(Sealed<'_>, u64)>) -> Result<bool> {
+        let mut pipe = redis::Pipeline::with_capacity(3);
+        let mut generation = redis::Cmd::with_capacity(5, key.as_str().len() + 64);
+        generation
+            .arg("SET")
+            .arg(Companion(key, GEN))
+            .arg(&generation_token()[..])
             .arg("PX")
-            .arg(duration_millis(self.settings.version_ttl))
-            .ignore();
+            .arg(duration_millis(self.settings.version_ttl));
+        pipe.add_command(generation);
+        // Replies are read as a tuple rather than `ignore`d, which would cost a hash set.
         let written = match entry {
-            Some((bytes, px)) => {
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(bytes)
-                    .arg("PX")
-                    .arg(px)
-                    .ignore();
-                self.redis.query_pipeline::<()>(&pipe).await.map(|()| true)
+            Some((sealed, px)) => {
+                let mut set = redis::Cmd::with_capacity(5, key.as_str().len() + sealed.len() + 32);
+                set.arg("SET").arg(key).arg(sealed).arg("PX").arg(px);
+                pipe.add_command(set);
+                let stored = self.redis.query_pipeline::<((), ())>(&pipe).await;
+                stored.map(|_| true)
             }
             None => {
-                pipe.cmd("DEL").arg(key.companion(LEASE)).ignore();
+                pipe.cmd("DEL").arg(Companion(key, LEASE));
                 pipe.cmd("DEL").arg(key);
-                (self.redis.query_pipeline::<(i64,)>(&pipe).await).map(|(n,)| n > 0)
+                let deleted = self.redis.query_pipeline::<((), (), i64)>(&pipe).await;
+                deleted.map(|(_, _, n)| n > 0)
             }
         };
         // Evict at once rather than wait for the push (even a failed reply may hide an
@@ -201,22 +205,30 @@ impl<C: Codec> Engine<C> {
         opts: &EntryOptions,
         tags: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(Vec<u8>, u64)> {
-        match value {
-            Some(v) => self.seal(Kind::Value, &self.codec.encode(v)?, took, opts.ttl, tags),
-            None => self.seal(Kind::Negative, &[], took, None, tags),
-        }
+        let (sealed, px) = match value {
+            Some(v) => {
+                let payload = self.codec.encode(v)?;
+                let (sealed, px) = self.seal(Kind::Value, &payload, took, opts.ttl, tags)?;
+                (sealed.to_vec(), px)
+            }
+            None => {
+                let (sealed, px) = self.seal(Kind::Negative, &[], took, None, tags)?;
+                (sealed.to_vec(), px)
+            }
+        };
+        Ok((sealed, px))
     }
 
     /// Wraps an encoded payload: a value lives its TTL (`ttl`, else the cache's) plus grace, a
-    /// negative entry the negative TTL.
-    fn seal(
+    /// negative entry the negative TTL. Returns the envelope and its Redis TTL in ms.
+    fn seal<'a>(
         &self,
         kind: Kind,
-        payload: &[u8],
+        payload: &'a [u8],
         took: Duration,
         ttl: Option<Duration>,
-        tags: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<(Vec<u8>, u64)> {
+        tags: &'a [(Vec<u8>, Vec<u8>)],
+    ) -> Result<(Sealed<'a>, u64)> {
         let s = &self.settings;
         let (fresh, grace) = match kind {
             Kind::Value => (ttl.unwrap_or(s.ttl), s.grace),
@@ -232,14 +244,68 @@ impl<C: Codec> Engine<C> {
         // were checked against `MAX_TTL`, so the sum fits what Redis takes.
         let fresh = entry::jittered_ttl(fresh, s.jitter, self.random());
         let fresh_ms = duration_millis(fresh);
-        let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
-        let bytes = entry::encode(
+        let sealed = Sealed {
             kind,
-            entry::now_ms().saturating_add(fresh_ms),
-            delta_ms,
+            fresh_until_ms: entry::now_ms().saturating_add(fresh_ms),
+            delta_ms: u32::try_from(took.as_millis()).unwrap_or(u32::MAX),
             tags,
             payload,
+        };
+        Ok((sealed, fresh_ms.saturating_add(duration_millis(grace))))
+    }
+}
+
+/// A fresh generation: 128 random bits as 32 hex digits, built without allocating.
+fn generation_token() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits: u128 = rand::random();
+    let mut out = [0u8; 32];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xF) as usize];
+    }
+    out
+}
+
+/// A companion key (`<key>:<suffix>`, as [`Key::companion`] builds it) written straight into a
+/// command's argument.
+struct Companion<'a>(&'a Key, &'static str);
+
+impl ToRedisArgs for Companion<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writing to a command buffer cannot fail.
+        let _ = arg
+            .write_all(self.0.as_str().as_bytes())
+            .and_then(|()| arg.write_all(b":"))
+            .and_then(|()| arg.write_all(self.1.as_bytes()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis_core::{KeySpace, redis::ToRedisArgs};
+
+    use super::{Companion, generation_token};
+
+    #[test]
+    fn companions_match_the_keys_core_builds() {
+        let key = KeySpace::new("app").unwrap().key("a:b{c}").unwrap();
+        for suffix in ["gen", "lease"] {
+            let written = Companion(&key, suffix).to_redis_args();
+            assert_eq!(
+                written,
+                vec![key.companion(suffix).as_str().as_bytes().to_vec()]
+            );
+        }
+    }
+
+    #[test]
+    fn generations_are_random_hex() {
+        let (a, b) = (generation_token(), generation_token());
+        assert_ne!(a, b);
+        assert!(
+            a.iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
-        Ok((bytes, fresh_ms.saturating_add(duration_millis(grace))))
     }
 }
