@@ -85,3 +85,72 @@ async fn the_patterns_commands_pass_acl_dryrun_for_a_full_user() {
         );
     }
 }
+
+/// Log lines written by the subscriber of one test.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+}
+
+/// Users who do nothing special get the warning: building a lock checks the server in the
+/// background and warns once, however many locks are built.
+#[tokio::test]
+async fn building_a_lock_warns_once_about_an_evicting_server() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::builder()
+        .args(["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"])
+        .spawn();
+    let redis = Redis::open(&server.url()).await.unwrap();
+    let keys = KeySpace::new("app").unwrap();
+    let _lock = redis_lock::Lock::builder(redis.clone(), &keys)
+        .build()
+        .unwrap();
+    redis_test_support::wait_until(
+        "the build-time check warns",
+        std::time::Duration::from_secs(10),
+        || {
+            let lines = lines.clone();
+            async move { lines.count("eviction-policy") == 1 }
+        },
+    )
+    .await;
+    assert_eq!(
+        lines.count("WARN"),
+        lines.count("check="),
+        "only the doctor's warnings"
+    );
+    // More locks, and an explicit check in warn mode: still one warning.
+    for _ in 0..3 {
+        let _ = redis_lock::Lock::builder(redis.clone(), &keys)
+            .build()
+            .unwrap();
+    }
+    redis_lock::preflight(&redis, &keys, PreflightMode::Warn)
+        .await
+        .unwrap();
+    assert_eq!(lines.count("eviction-policy"), 1);
+}

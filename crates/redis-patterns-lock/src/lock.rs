@@ -64,6 +64,7 @@ impl LockBuilder {
     /// `u32::MAX` ms, a zero hold cap, or a bad [`name`](Self::name);
     /// [`Error::Core`](crate::Error::Core) when the key space cannot take the `lock` segment.
     pub fn build(self) -> Result<Lock> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         self.lease.validate()?;
         validate_name(&self.name)?;
         Ok(Lock {

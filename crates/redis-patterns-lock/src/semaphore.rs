@@ -63,6 +63,7 @@ impl SemaphoreBuilder {
     /// [`Error::InvalidConfig`] for zero permits and everything
     /// [`LockBuilder::build`](crate::LockBuilder::build) rejects.
     pub fn build(self) -> Result<Semaphore> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         self.lease.validate()?;
         validate_name(&self.name)?;
         if self.permits == 0 {

@@ -96,7 +96,6 @@ pub async fn preflight(
 }
 
 /// The build-time check: warn once, in the background, when a Tokio runtime is running.
-#[allow(dead_code)] // called by the builders
 pub(crate) fn on_build(redis: &Redis, keys: &KeySpace) {
     doctor::preflight_on_build(redis, keys, &REQUIREMENTS);
 }

@@ -271,6 +271,7 @@ impl ConcurrencyLimiterBuilder {
     /// [`Error::InvalidConfig`] for zero permits, a lease under a millisecond or above ten
     /// years, or an invalid name.
     pub fn build(self) -> Result<ConcurrencyLimiter> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         metrics::validate_name(&self.name)?;
         if self.max == 0 || self.max > MAX_LIMIT {
             return Err(Error::invalid_config(format!(

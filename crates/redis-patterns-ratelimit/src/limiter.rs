@@ -358,6 +358,7 @@ impl RateLimiterBuilder {
     /// [`Error::InvalidConfig`] when the limit (or the fallback limit) or the name does not
     /// validate.
     pub fn build(self) -> Result<RateLimiter> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         metrics::validate_name(&self.name)?;
         self.limit.validate()?;
         if let FailurePolicy::Local(local) = &self.policy {

@@ -192,6 +192,7 @@ impl<C: Codec> ConsumerBuilder<C> {
     /// longer than `min_idle`, a heartbeat interval not below it, an empty retry schedule, or a [`name`](Self::name) that breaks its rule; [`Error::Core`]
     /// for a stream name that makes no valid key.
     pub fn build(self) -> Result<Consumer<C>> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         if self.group.is_empty() || self.consumer.is_empty() {
             return Err(Error::invalid_config("empty group or consumer name"));
         }

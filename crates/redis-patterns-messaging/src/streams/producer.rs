@@ -123,6 +123,7 @@ impl<C: Codec> ProducerBuilder<C> {
     /// second or above ten years, or a [`name`](Self::name) that breaks its rule; [`Error::Core`] for a stream name that makes no valid key (empty, too
     /// long).
     pub fn build(self) -> Result<Producer<C>> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         validate_name(&self.name)?;
         if self.horizon < Duration::from_secs(1) || self.horizon > MAX_DELAY {
             return Err(Error::invalid_config(
