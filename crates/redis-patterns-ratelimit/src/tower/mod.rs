@@ -1,7 +1,8 @@
 //! A tower [`Layer`](::tower::Layer) that rate limits HTTP requests (feature `tower`).
 //!
-//! [`RateLimitLayer`] takes a [`RateLimiter`](crate::RateLimiter) and a [`KeyExtractor`] (any
-//! `Fn(&http::Request<B>) -> Option<String>`). For each request it checks the key: allowed
+//! [`RateLimitLayer`] takes a [`RateLimiter`](crate::RateLimiter) and a [`KeyExtractor`]: a
+//! ready-made one ([`PeerIp`], [`ForwardedIp`] behind trusted proxies, [`HeaderKey`] for an API
+//! key, [`ConstantKey`] for one global limit) or any `Fn(&http::Request<B>) -> Option<String>`. For each request it checks the key: allowed
 //! requests reach the inner service and their responses get the `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset` headers; denied ones are answered at once with
 //! `429 Too Many Requests` and those headers plus `Retry-After`. Requests without a key (the
@@ -24,10 +25,12 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
+mod extract;
 mod future;
 mod layer;
 mod service;
 
+pub use extract::{ConstantKey, ForwardedIp, HeaderKey, PeerIp};
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use service::RateLimitService;
