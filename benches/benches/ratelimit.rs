@@ -12,52 +12,23 @@
 //!
 //! Run: `cargo xtask bench -- ratelimit` (or `cargo bench -p redis-patterns-benches --bench ratelimit`).
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
 use redis_core::{Config, Key, KeySpace, Redis, Script, script::SERVER_CLOCK};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
 };
-use redis_ratelimit::{Algorithm, ConcurrencyLimiter, Limit, RateLimiter};
+use redis_ratelimit::{Algorithm, ConcurrencyLimiter, Limit, MultiLimiter, RateLimiter};
 
 const IDENTITIES: u64 = 1000;
-
-/// The rate limit scripts' own prelude, after the server clock.
-const COMMON: &str = include_str!("../../crates/redis-patterns-ratelimit/src/scripts/common.lua");
-const LIMIT_PRELUDES: &[&str] = &[SERVER_CLOCK, COMMON];
-
-/// A rate limit script of the crate, with its preludes.
-const fn limit_script(name: &'static str, body: &'static str) -> Script {
-    Script::new(name, body).with_preludes(LIMIT_PRELUDES)
-}
 
 /// A concurrency script of the crate, with the server clock.
 const fn concurrency_script(name: &'static str, body: &'static str) -> Script {
     Script::new(name, body).with_preludes(&[SERVER_CLOCK])
 }
 
-static FIXED_WINDOW: Script = limit_script(
-    "ratelimit_fixed_window",
-    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/fixed_window.lua"),
-);
-static SLIDING_LOG: Script = limit_script(
-    "ratelimit_sliding_log",
-    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/sliding_log.lua"),
-);
-static SLIDING_WINDOW: Script = limit_script(
-    "ratelimit_sliding_window",
-    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/sliding_window.lua"),
-);
-static TOKEN_BUCKET: Script = limit_script(
-    "ratelimit_token_bucket",
-    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/token_bucket.lua"),
-);
-static GCRA: Script = limit_script(
-    "ratelimit_gcra",
-    include_str!("../../crates/redis-patterns-ratelimit/src/scripts/gcra.lua"),
-);
 static ACQUIRE: Script = concurrency_script(
     "ratelimit_concurrency_acquire",
     include_str!("../../crates/redis-patterns-ratelimit/src/scripts/concurrency_acquire.lua"),
@@ -67,16 +38,53 @@ static RELEASE: Script = concurrency_script(
     include_str!("../../crates/redis-patterns-ratelimit/src/scripts/concurrency_release.lua"),
 );
 
-/// The raw redis-rs script of `algorithm`: the crate's Lua file with its preludes.
+/// The raw redis-rs script of `algorithm`: the crate's script, byte for byte.
 fn raw_script(algorithm: Algorithm) -> redis::Script {
-    let script = match algorithm {
-        Algorithm::FixedWindow => &FIXED_WINDOW,
-        Algorithm::SlidingLog => &SLIDING_LOG,
-        Algorithm::SlidingWindow => &SLIDING_WINDOW,
-        Algorithm::TokenBucket => &TOKEN_BUCKET,
-        _ => &GCRA,
+    redis_ratelimit::script(algorithm).inner().clone()
+}
+
+/// Server commands (`INFO commandstats`, the script's own calls included) per check: `checks`
+/// checks from 50 tasks through `limiter`, printed once per configuration.
+fn commands_per_check(
+    rt: &tokio::runtime::Runtime,
+    redis: &Redis,
+    label: &str,
+    checks: u64,
+    op: impl Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
+) {
+    let calls = |redis: Redis| async move {
+        let info: String = redis
+            .query(&redis::cmd("INFO").arg("commandstats").clone())
+            .await
+            .unwrap();
+        info.lines()
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>()
     };
-    script.inner().clone()
+    let before = rt.block_on(calls(redis.clone()));
+    run_concurrent(rt, 50, checks, op);
+    let after = rt.block_on(calls(redis.clone()));
+    // The INFO call itself counts once.
+    let per = (after - before - 1) as f64 / checks as f64;
+    eprintln!("commands per check, {label}: {per:.2}");
+}
+
+/// The batch script's number of `algorithm`.
+fn batch_code(algorithm: Algorithm) -> u8 {
+    match algorithm {
+        Algorithm::FixedWindow => 1,
+        Algorithm::SlidingLog => 2,
+        Algorithm::SlidingWindow => 3,
+        Algorithm::TokenBucket => 4,
+        _ => 5,
+    }
 }
 
 /// Every identity's name and key, shared by the tasks of one row.
@@ -156,11 +164,28 @@ fn ratelimit(c: &mut Criterion) {
     for limit in limits {
         // Each measured function starts on identities of its own, so every one sees the same
         // mix of admitted and denied checks (a denial writes less than an admission).
-        let fresh = |run: &str| {
+        let fresh_with = |run: &str, coalesce: bool| {
             RateLimiter::builder(redis.clone(), &keys.pattern(run).unwrap(), limit)
+                .coalesce(coalesce)
                 .build()
                 .unwrap()
         };
+        let fresh = |run: &str| fresh_with(run, false);
+        for coalesce in [false, true] {
+            let limiter = fresh_with(&format!("count-{coalesce}"), coalesce);
+            let ids = identities(|name| limiter.key(name).unwrap());
+            let label = format!(
+                "{} ({})",
+                limit.algorithm().name(),
+                if coalesce { "coalesced" } else { "one by one" }
+            );
+            commands_per_check(&rt, &redis, &label, 20_000, move |i| {
+                let (limiter, ids) = (limiter.clone(), ids.clone());
+                Box::pin(async move {
+                    limiter.check(&nth(&ids, i).0).await.unwrap();
+                })
+            });
+        }
         let script = raw_script(limit.algorithm());
         // The same script the crate sends, byte for byte.
         assert_eq!(
@@ -181,6 +206,20 @@ fn ratelimit(c: &mut Criterion) {
                 "redis-patterns-ratelimit",
                 tasks,
                 (limiter, ids),
+                |(limiter, ids), i| async move {
+                    let (name, _) = nth(&ids, i);
+                    limiter.check(name).await.unwrap();
+                },
+            );
+
+            let coalesced = fresh_with(&format!("coalesced-{tasks}"), true);
+            let ids = identities(|name| coalesced.key(name).unwrap());
+            bench_concurrent(
+                &mut group,
+                &rt,
+                "redis-patterns-ratelimit-coalesced",
+                tasks,
+                (coalesced, ids),
                 |(limiter, ids), i| async move {
                     let (name, _) = nth(&ids, i);
                     limiter.check(name).await.unwrap();
@@ -223,6 +262,99 @@ fn ratelimit(c: &mut Criterion) {
             );
             group.finish();
         }
+    }
+
+    // Several limits per identity (GCRA per second, fixed window per minute, sliding window per
+    // hour): one batch script per check, or coalesced; raw: the same script, one check a call.
+    let multi_limits = [
+        ("second", Limit::gcra(100, second, 100)),
+        ("minute", Limit::fixed_window(3000, Duration::from_secs(60))),
+        (
+            "hour",
+            Limit::sliding_window(100_000, Duration::from_secs(3600)),
+        ),
+    ];
+    let multi = |run: &str, coalesce: bool| {
+        multi_limits
+            .iter()
+            .fold(
+                MultiLimiter::builder(redis.clone(), &keys.pattern(run).unwrap()),
+                |b, (name, limit)| b.limit(*name, *limit),
+            )
+            .coalesce(coalesce)
+            .build()
+            .unwrap()
+    };
+    for coalesce in [false, true] {
+        let limiter = multi(&format!("multi-count-{coalesce}"), coalesce);
+        let ids = identities(|name| limiter.keys(name).unwrap()[0].clone());
+        let label = format!(
+            "multi, 3 limits ({})",
+            if coalesce { "coalesced" } else { "one by one" }
+        );
+        commands_per_check(&rt, &redis, &label, 20_000, move |i| {
+            let (limiter, ids) = (limiter.clone(), ids.clone());
+            Box::pin(async move {
+                limiter.check(&nth(&ids, i).0).await.unwrap();
+            })
+        });
+    }
+    let batch = redis_ratelimit::batch_script().inner().clone();
+    for tasks in CONCURRENCY {
+        let mut group = concurrent_group(c, "ratelimit/multi", tasks);
+        for (row, coalesce) in [
+            ("redis-patterns-ratelimit", false),
+            ("redis-patterns-ratelimit-coalesced", true),
+        ] {
+            let limiter = multi(&format!("multi-{row}-{tasks}"), coalesce);
+            let ids = identities(|name| limiter.keys(name).unwrap()[0].clone());
+            bench_concurrent(
+                &mut group,
+                &rt,
+                row,
+                tasks,
+                (limiter, ids),
+                |(limiter, ids), i| async move {
+                    limiter.check(&nth(&ids, i).0).await.unwrap();
+                },
+            );
+        }
+        let keyed = multi(&format!("multi-raw-{tasks}"), false);
+        let all_keys: Arc<Vec<Vec<Key>>> = Arc::new(
+            (0..IDENTITIES)
+                .map(|i| keyed.keys(&format!("user:{i}")).unwrap())
+                .collect(),
+        );
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-script",
+            tasks,
+            (raw.clone(), all_keys, batch.clone()),
+            move |(mut raw, all_keys, batch), i| async move {
+                let keys = &all_keys[(i % IDENTITIES) as usize];
+                let mut call = batch.prepare_invoke();
+                call.arg(1).arg(multi_limits.len()).arg(1);
+                for (key, (_, limit)) in keys.iter().zip(&multi_limits) {
+                    call.key(key)
+                        .arg(batch_code(limit.algorithm()))
+                        .arg(limit.capacity())
+                        .arg(limit.period().as_micros() as u64)
+                        .arg(limit.rate());
+                }
+                let _: Vec<i64> = call.invoke_async(&mut raw).await.unwrap();
+            },
+        );
+        let trivial_keys = multi(&format!("multi-trivial-{tasks}"), false);
+        let ids = identities(|name| trivial_keys.keys(name).unwrap()[0].clone());
+        trivial_row(
+            &mut group,
+            &rt,
+            tasks,
+            (raw.clone(), ids, trivial.clone()),
+            1,
+        );
+        group.finish();
     }
 
     // Concurrency limiter: acquire + release, two round trips per element.
