@@ -1,7 +1,8 @@
 //! redis-patterns-messaging throughput against raw redis-rs on the same server, in messages per second:
 //! publish → receive, XADD at batch sizes 1/10/100 (trimmed by length, and by age through the
-//! crate's own `xadd_minid.lua`), and consume + acknowledge at batch sizes 1/10/100
-//! (`XREADGROUP` + `XACK`).
+//! crate's own `xadd_minid.lua`), consume + acknowledge at batch sizes 1/10/100
+//! (`XREADGROUP` + `XACK`), one consumer at concurrency 1 with heartbeats on and off, and
+//! delayed entries (`send_after` + delivery) at 50 tasks.
 //!
 //! Run: `cargo xtask bench -- messaging` (or `cargo bench -p redis-patterns-benches --bench messaging`).
 
@@ -69,6 +70,8 @@ fn messaging(c: &mut Criterion) {
     publish_receive(c, &rt, url, &redis, &raw, &keys);
     xadd(c, &rt, &redis, &raw, &keys);
     consume(c, &rt, url, &redis, &keys);
+    consume_concurrency_1(c, &rt, url, &redis, &keys);
+    delayed(c, &rt, &redis, &keys);
 
     rt.block_on(async {
         let mut cursor = 0u64;
@@ -372,64 +375,7 @@ fn consume(c: &mut Criterion, rt: &Runtime, url: &str, redis: &Redis, keys: &Key
             keys,
             "raw-redis-rs",
             per_iter,
-            |_, stream, total| {
-                let mut conn = conn.clone();
-                async move {
-                    let conn = &mut conn;
-                    let start = Instant::now();
-                    let _: () = redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&stream)
-                        .arg("g")
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .query_async(conn)
-                        .await
-                        .unwrap();
-                    let mut done = 0u64;
-                    while done < total {
-                        let reply: Option<redis::streams::StreamReadReply> =
-                            redis::cmd("XREADGROUP")
-                                .arg("GROUP")
-                                .arg("g")
-                                .arg("c")
-                                .arg("COUNT")
-                                .arg(batch)
-                                .arg("BLOCK")
-                                .arg(100)
-                                .arg("STREAMS")
-                                .arg(&stream)
-                                .arg(">")
-                                .query_async(conn)
-                                .await
-                                .unwrap();
-                        let Some(reply) = reply else { continue };
-                        let ids: Vec<String> = reply
-                            .keys
-                            .into_iter()
-                            .flat_map(|k| k.ids)
-                            .map(|e| {
-                                let _: u64 = match e.map.get("p") {
-                                    Some(redis::Value::BulkString(b)) => {
-                                        serde_json::from_slice(b).unwrap()
-                                    }
-                                    other => panic!("{other:?}"),
-                                };
-                                e.id
-                            })
-                            .collect();
-                        let _: i64 = redis::cmd("XACK")
-                            .arg(&stream)
-                            .arg("g")
-                            .arg(&ids)
-                            .query_async(conn)
-                            .await
-                            .unwrap();
-                        done += ids.len() as u64;
-                    }
-                    start.elapsed()
-                }
-            },
+            |_, stream, total| raw_consume(conn.clone(), stream, batch, total),
         );
         bench_consume(
             &mut group,
@@ -445,41 +391,228 @@ fn consume(c: &mut Criterion, rt: &Runtime, url: &str, redis: &Redis, keys: &Key
                     .block(Duration::from_millis(100))
                     .build()
                     .unwrap();
-                async move {
-                    let start = Instant::now();
-                    let shutdown = CancellationToken::new();
-                    let done = Arc::new(tokio::sync::Notify::new());
-                    let handled = Arc::new(AtomicU64::new(0));
-                    let run = tokio::spawn({
-                        let consumer = consumer.clone();
-                        let shutdown = shutdown.clone();
-                        let done = done.clone();
-                        async move {
-                            consumer
-                                .run(shutdown, move |_d: Delivery<u64>| {
-                                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == total {
-                                        done.notify_one();
-                                    }
-                                    async { Ok::<_, std::convert::Infallible>(()) }
-                                })
-                                .await
-                        }
-                    });
-                    done.notified().await;
-                    // Every entry handled; the clock stops once they are all acknowledged too.
-                    while consumer.stats().acked < total {
-                        // A timer, not a spin: a spinning task would take a core from the consumer.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    let elapsed = start.elapsed();
-                    shutdown.cancel();
-                    run.await.unwrap().unwrap();
-                    elapsed
-                }
+                run_until_acked(consumer, total)
             },
         );
         group.finish();
     }
+}
+
+/// The raw baseline of the consume groups: `XREADGROUP COUNT batch` + decode + one `XACK` per
+/// batch, until `total` entries are acknowledged; the time that took.
+async fn raw_consume(
+    mut conn: redis::aio::MultiplexedConnection,
+    stream: Key,
+    batch: usize,
+    total: u64,
+) -> Duration {
+    let conn = &mut conn;
+    let start = Instant::now();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut done = 0u64;
+    while done < total {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("COUNT")
+            .arg(batch)
+            .arg("BLOCK")
+            .arg(100)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(conn)
+            .await
+            .unwrap();
+        let Some(reply) = reply else { continue };
+        let ids: Vec<String> = reply
+            .keys
+            .into_iter()
+            .flat_map(|k| k.ids)
+            .map(|e| {
+                let _: u64 = match e.map.get("p") {
+                    Some(redis::Value::BulkString(b)) => serde_json::from_slice(b).unwrap(),
+                    other => panic!("{other:?}"),
+                };
+                e.id
+            })
+            .collect();
+        let _: i64 = redis::cmd("XACK")
+            .arg(&stream)
+            .arg("g")
+            .arg(&ids)
+            .query_async(conn)
+            .await
+            .unwrap();
+        done += ids.len() as u64;
+    }
+    start.elapsed()
+}
+
+/// Runs `consumer` until it has handled and acknowledged `total` entries; the time that took.
+async fn run_until_acked(consumer: Consumer, total: u64) -> Duration {
+    let start = Instant::now();
+    let shutdown = CancellationToken::new();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let handled = Arc::new(AtomicU64::new(0));
+    let run = tokio::spawn({
+        let consumer = consumer.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        async move {
+            consumer
+                .run(shutdown, move |_d: Delivery<u64>| {
+                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                        done.notify_one();
+                    }
+                    async { Ok::<_, std::convert::Infallible>(()) }
+                })
+                .await
+        }
+    });
+    done.notified().await;
+    // Every entry handled; the clock stops once they are all acknowledged too.
+    while consumer.stats().acked < total {
+        // A timer, not a spin: a spinning task would take a core from the consumer.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+    elapsed
+}
+
+/// One consumer at concurrency 1 reading batches of 100, against the raw loop: with heartbeats
+/// at their default (a third of the default 30 s `min_idle`, so none fire during a run), with
+/// heartbeats every 100 ms (`min_idle` 300 ms), and without heartbeats.
+fn consume_concurrency_1(
+    c: &mut Criterion,
+    rt: &Runtime,
+    url: &str,
+    redis: &Redis,
+    keys: &KeySpace,
+) {
+    let batch = 100;
+    let mut group = c.benchmark_group("messaging/consume-ack/batch-100-concurrency-1");
+    let per_iter = (BATCHES_PER_ITER * batch) as u64;
+    group.throughput(Throughput::Elements(per_iter));
+    let client = redis::Client::open(url).unwrap();
+    let conn = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .unwrap();
+    bench_consume(
+        &mut group,
+        rt,
+        redis,
+        keys,
+        "raw-redis-rs",
+        per_iter,
+        |_, stream, total| raw_consume(conn.clone(), stream, batch, total),
+    );
+    let rows: [(&str, bool, Duration); 3] = [
+        ("redis-patterns-messaging", true, Duration::from_secs(30)),
+        (
+            "redis-patterns-messaging/heartbeats-100ms",
+            true,
+            Duration::from_millis(300),
+        ),
+        (
+            "redis-patterns-messaging/no-heartbeats",
+            false,
+            Duration::from_millis(300),
+        ),
+    ];
+    for (name, heartbeats, min_idle) in rows {
+        bench_consume(
+            &mut group,
+            rt,
+            redis,
+            keys,
+            name,
+            per_iter,
+            |stream, _, total| {
+                let consumer = Consumer::builder(redis.clone(), keys, stream, "g", "c")
+                    .batch_size(batch)
+                    .block(Duration::from_millis(100))
+                    .min_idle(min_idle)
+                    .heartbeats(heartbeats)
+                    .build()
+                    .unwrap();
+                run_until_acked(consumer, total)
+            },
+        );
+    }
+    group.finish();
+}
+
+/// Delayed entries at 50 tasks: `send_after` (due at once) and delivery by one consumer (batch
+/// 100, upkeep every 10 ms), against plain `send` and delivery. The clock stops when the
+/// consumer has handled every entry.
+fn delayed(c: &mut Criterion, rt: &Runtime, redis: &Redis, keys: &KeySpace) {
+    let mut group = c.benchmark_group(format!("messaging/send-after-deliver/{PUBLISHERS}-tasks"));
+    group.throughput(Throughput::Elements(1));
+    for (name, delayed) in [("send", false), ("send_after", true)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (stream, _) = fresh(keys, "delayed");
+                let producer = Producer::builder(redis.clone(), keys, &stream)
+                    .build()
+                    .unwrap();
+                let consumer = Consumer::builder(redis.clone(), keys, &stream, "g", "c")
+                    .batch_size(100)
+                    .block(Duration::from_millis(100))
+                    .delayed_poll(Duration::from_millis(10))
+                    .build()
+                    .unwrap();
+                rt.block_on(consumer.ensure_group()).unwrap();
+                let handled = Arc::new(AtomicU64::new(0));
+                let shutdown = CancellationToken::new();
+                let run = rt.spawn({
+                    let consumer = consumer.clone();
+                    let shutdown = shutdown.clone();
+                    let handled = handled.clone();
+                    async move {
+                        consumer
+                            .run(shutdown, move |_d: Delivery<u64>| {
+                                handled.fetch_add(1, Ordering::Relaxed);
+                                async { Ok::<_, std::convert::Infallible>(()) }
+                            })
+                            .await
+                    }
+                });
+                let start = Instant::now();
+                run_concurrent(rt, PUBLISHERS, iters, move |i| {
+                    let producer = producer.clone();
+                    async move {
+                        if delayed {
+                            producer.send_after(&i, Duration::ZERO).await.unwrap();
+                        } else {
+                            producer.send(&i).await.unwrap();
+                        }
+                    }
+                });
+                rt.block_on(async {
+                    while handled.load(Ordering::Relaxed) < iters {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                });
+                let elapsed = start.elapsed();
+                shutdown.cancel();
+                rt.block_on(run).unwrap().unwrap();
+                elapsed
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group! {
