@@ -10,6 +10,12 @@ pub const RATELIMIT_REMAINING: &str = "RateLimit-Remaining";
 pub const RATELIMIT_RESET: &str = "RateLimit-Reset";
 /// `Retry-After`: seconds until the denied check would pass (on denials only).
 pub const RETRY_AFTER: &str = "Retry-After";
+/// `RateLimit-Policy` (IETF draft-ietf-httpapi-ratelimit-headers-11): the quota policies,
+/// `"<name>";q=<quota>;w=<window seconds>`, comma-separated.
+pub const RATELIMIT_POLICY: &str = "RateLimit-Policy";
+/// `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers-11): the current service limit of a
+/// policy, `"<name>";r=<remaining>;t=<seconds>`.
+pub const RATELIMIT: &str = "RateLimit";
 
 /// What a check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,6 +199,41 @@ impl Decision {
         headers
     }
 
+    /// The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers-11) for this decision under
+    /// the policy `policy_item` (see [`Limit::policy_item`](crate::Limit::policy_item)):
+    /// `RateLimit-Policy`, `RateLimit: "<name>";r=<remaining>;t=<seconds until the full
+    /// quota is back>`, and `Retry-After` on a denial that may pass later. The policy's name is
+    /// the item's leading string.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redis_ratelimit::{Decision, Limit};
+    ///
+    /// let item = Limit::fixed_window(100, Duration::from_secs(60)).policy_item("api");
+    /// let allowed = Decision::allowed(100, 42, Duration::from_millis(29_500));
+    /// assert_eq!(
+    ///     allowed.draft_headers(&item),
+    ///     vec![
+    ///         ("RateLimit-Policy", r#""api";q=100;w=60"#.to_owned()),
+    ///         ("RateLimit", r#""api";r=42;t=30"#.to_owned()),
+    ///     ]
+    /// );
+    /// ```
+    pub fn draft_headers(&self, policy_item: &str) -> Vec<(&'static str, String)> {
+        let mut headers = vec![(RATELIMIT_POLICY, policy_item.to_owned())];
+        headers.push((RATELIMIT, self.service_limit(policy_name(policy_item))));
+        if let Some(secs) = self.retry_after_secs() {
+            headers.push((RETRY_AFTER, secs.to_string()));
+        }
+        headers
+    }
+
+    /// The `RateLimit` field's item for this decision under the policy named `name` (a quoted
+    /// structured-field string, as [`Limit::policy_item`](crate::Limit::policy_item) starts with).
+    pub(crate) fn service_limit(&self, quoted_name: &str) -> String {
+        format!("{quoted_name};r={};t={}", self.remaining, self.reset_secs())
+    }
+
     /// Builds a decision from a script reply `{code, remaining, retry_after_us, reset_after_us}`.
     pub(crate) fn from_reply(limit: u64, reply: &[i64]) -> Option<Self> {
         let &[code, remaining, retry_us, reset_us] = reply else {
@@ -214,6 +255,26 @@ impl Decision {
             source: Source::Redis,
         })
     }
+}
+
+/// The leading quoted string of a policy item: its name.
+pub(crate) fn policy_name(item: &str) -> &str {
+    item.split(';').next().unwrap_or(item)
+}
+
+/// `s` as a structured-field string (RFC 8941): quoted, `"` and `\` escaped, other bytes
+/// outside printable ASCII dropped.
+pub(crate) fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -242,6 +303,16 @@ mod tests {
         assert!(!d.headers().iter().any(|(name, _)| *name == RETRY_AFTER));
         assert!(Decision::from_reply(10, &[2, 0, 0, 0]).is_none());
         assert!(Decision::from_reply(10, &[1, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn draft_headers_quote_the_policy_name() {
+        assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(sf_string("é-x"), r#""-x""#);
+        let d = Decision::denied(5, 0, Duration::from_millis(1), Duration::from_secs(9));
+        let h = d.draft_headers(r#""login";q=5;w=60"#);
+        assert_eq!(h[1], (RATELIMIT, r#""login";r=0;t=9"#.to_owned()));
+        assert_eq!(h[2], (RETRY_AFTER, "1".to_owned()));
     }
 
     #[test]

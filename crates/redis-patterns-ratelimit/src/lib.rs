@@ -29,7 +29,8 @@ pub mod tower;
 pub use concurrency::{Acquired, ConcurrencyLimiter, ConcurrencyLimiterBuilder};
 pub use config::FailurePolicy;
 pub use decision::{
-    Decision, Outcome, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, RETRY_AFTER, Source,
+    Decision, Outcome, RATELIMIT, RATELIMIT_LIMIT, RATELIMIT_POLICY, RATELIMIT_REMAINING,
+    RATELIMIT_RESET, RETRY_AFTER, Source,
 };
 pub use error::{Error, Result};
 pub use limit::{Algorithm, Limit, MAX_LIMIT, MAX_LOG_LIMIT, MAX_PERIOD, MAX_REFILL};

@@ -203,6 +203,36 @@ impl Limit {
         Ok(())
     }
 
+    /// This limit as a quota policy item of the IETF draft's `RateLimit-Policy` field
+    /// (draft-ietf-httpapi-ratelimit-headers-11): `"<name>";q=<quota>;w=<window>`. The quota is
+    /// the capacity; the window, in whole seconds (rounded up, at least 1), is the window of a
+    /// fixed or sliding window or log, and the time a token bucket or GCRA takes to earn its
+    /// capacity back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redis_ratelimit::Limit;
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// assert_eq!(Limit::sliding_window(100, minute).policy_item("api"), r#""api";q=100;w=60"#);
+    /// // 10 per minute in bursts of 5: the burst comes back in 30 s.
+    /// assert_eq!(Limit::gcra(10, minute, 5).policy_item("b"), r#""b";q=5;w=30"#);
+    /// ```
+    pub fn policy_item(&self, name: &str) -> String {
+        let window_us = match self.algorithm {
+            Algorithm::TokenBucket | Algorithm::Gcra => {
+                u128::from(self.capacity) * self.period.as_micros() / u128::from(self.rate.max(1))
+            }
+            _ => self.period.as_micros(),
+        };
+        let window = window_us.div_ceil(1_000_000).max(1);
+        format!(
+            "{};q={};w={window}",
+            crate::decision::sf_string(name),
+            self.capacity
+        )
+    }
+
     /// The period in microseconds, as the scripts take it.
     pub(crate) fn period_us(&self) -> u64 {
         micros(self.period)

@@ -94,6 +94,19 @@ impl RateLimiter {
         &self.inner.name
     }
 
+    /// The IETF draft's `RateLimit-Policy` item of this limiter: its limit under its name (see
+    /// [`Limit::policy_item`]).
+    pub fn policy_item(&self) -> String {
+        self.inner.limit.policy_item(&self.inner.name)
+    }
+
+    /// The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers-11) for a decision of this
+    /// limiter: `RateLimit-Policy`, `RateLimit`, and `Retry-After` on a denial. See
+    /// [`Decision::draft_headers`].
+    pub fn draft_headers(&self, decision: &Decision) -> Vec<(&'static str, String)> {
+        decision.draft_headers(&self.policy_item())
+    }
+
     /// The limit this limiter sends with every check.
     pub fn limit(&self) -> &Limit {
         &self.inner.limit

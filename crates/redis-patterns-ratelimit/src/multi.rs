@@ -49,6 +49,8 @@ struct Inner {
     redis: Redis,
     keys: KeySpace,
     names: Arc<[String]>,
+    /// Each limit's `RateLimit-Policy` item.
+    policies: Arc<[String]>,
     limits: Vec<Limit>,
     /// Each limit's key suffix: `<name>:<algorithm>`.
     suffixes: Vec<String>,
@@ -258,6 +260,7 @@ impl MultiLimiter {
             decisions,
             binding,
             names: self.inner.names.clone(),
+            policies: self.inner.policies.clone(),
         }
     }
 
@@ -297,6 +300,7 @@ pub struct MultiDecision {
     decisions: Vec<Decision>,
     binding: usize,
     names: Arc<[String]>,
+    policies: Arc<[String]>,
 }
 
 impl MultiDecision {
@@ -352,6 +356,15 @@ impl MultiDecision {
     /// The binding limit's `RateLimit-*` headers, and `Retry-After` on a denial.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         self.decision().headers()
+    }
+
+    /// The IETF draft's fields (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy`
+    /// listing every limit (`"<name>";q=<quota>;w=<window>`), `RateLimit` for the binding limit
+    /// (`"<name>";r=<remaining>;t=<seconds>`), and `Retry-After` on a denial.
+    pub fn draft_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = self.decision().draft_headers(&self.policies[self.binding]);
+        headers[0].1 = self.policies.join(", ");
+        headers
     }
 }
 
@@ -444,6 +457,11 @@ impl MultiLimiterBuilder {
             .iter()
             .map(|(name, limit)| format!("{name}:{}", limit.algorithm().name()))
             .collect();
+        let policies: Vec<String> = self
+            .limits
+            .iter()
+            .map(|(name, limit)| limit.policy_item(name))
+            .collect();
         let (names, limits): (Vec<String>, Vec<Limit>) = self.limits.into_iter().unzip();
         Ok(MultiLimiter {
             inner: Arc::new(Inner {
@@ -451,6 +469,7 @@ impl MultiLimiterBuilder {
                 redis: self.redis,
                 keys,
                 names: names.into(),
+                policies: policies.into(),
                 limits,
                 suffixes,
                 policy: self.policy,

@@ -340,3 +340,27 @@ async fn no_limit_over_admits_across_two_processes_on_a_cluster() {
     let cluster = TestCluster::spawn(3, 0);
     exactness_across_two_processes(cluster.redis().await, cluster.urls(), true).await;
 }
+
+#[tokio::test]
+async fn the_draft_fields_list_every_policy_and_describe_the_binding_one() {
+    let ctx = TestContext::new().await;
+    let limiter = MultiLimiter::builder(ctx.redis().clone(), &ctx.keyspace())
+        .limit("burst", Limit::gcra(10, MINUTE, 5))
+        .limit(
+            "daily",
+            Limit::fixed_window(1000, Duration::from_secs(86_400)),
+        )
+        .build()
+        .unwrap();
+    let d = limiter.check("u").await.unwrap();
+    let headers = d.draft_headers();
+    assert_eq!(
+        headers[0],
+        (
+            "RateLimit-Policy",
+            r#""burst";q=5;w=30, "daily";q=1000;w=86400"#.to_owned()
+        )
+    );
+    assert_eq!(headers[1], ("RateLimit", r#""burst";r=4;t=6"#.to_owned()));
+    assert_eq!(headers.len(), 2);
+}

@@ -78,3 +78,59 @@ async fn the_layer_sets_headers_and_answers_429() {
     let unavailable = service.clone().oneshot(request(Some("k1"))).await.unwrap();
     assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn the_draft_fields_and_a_spoofed_forwarded_for_behind_one_proxy() {
+    use redis_ratelimit::tower::{ForwardedIp, HeaderStyle};
+    let ctx = TestContext::new().await;
+    let limiter = redis_ratelimit::RateLimiter::builder(
+        ctx.redis().clone(),
+        &ctx.keyspace(),
+        Limit::fixed_window(2, MINUTE),
+    )
+    .name("login")
+    .build()
+    .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(
+            RateLimitLayer::new(limiter, ForwardedIp::x_forwarded_for(1))
+                .header_style(HeaderStyle::Draft),
+        )
+        .service(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new("hello".to_owned()))
+        }));
+    // Every request forges a new left-most address; the proxy appended the real one.
+    let from = |forged: &str| {
+        Request::builder()
+            .uri("/")
+            .header("x-forwarded-for", format!("{forged}, 198.51.100.7"))
+            .body(String::new())
+            .unwrap()
+    };
+    for (forged, remaining) in [("1.1.1.1", "1"), ("2.2.2.2", "0")] {
+        let response = service.clone().oneshot(from(forged)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            r#""login";q=2;w=60"#
+        );
+        assert_eq!(
+            response.headers()["ratelimit"],
+            format!(r#""login";r={remaining};t=60"#).as_str()
+        );
+        assert!(response.headers().get("ratelimit-limit").is_none());
+    }
+    let limited = service.clone().oneshot(from("3.3.3.3")).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().get("retry-after").is_some());
+    // A second proxy in front would be a different client address: its own budget.
+    let other = Request::builder()
+        .uri("/")
+        .header("x-forwarded-for", "198.51.100.8")
+        .body(String::new())
+        .unwrap();
+    assert_eq!(
+        service.clone().oneshot(other).await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -31,6 +31,21 @@ mod layer;
 mod service;
 
 pub use extract::{ConstantKey, ForwardedIp, HeaderKey, PeerIp};
+
+/// Which rate limit header fields the layer sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (the draft's earlier
+    /// revisions, which most clients read today). The default.
+    #[default]
+    Legacy,
+    /// `RateLimit-Policy` and `RateLimit` as in draft-ietf-httpapi-ratelimit-headers-11, the
+    /// policy named after the limiter.
+    Draft,
+    /// Both sets.
+    Both,
+}
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use service::RateLimitService;

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 
 use crate::{Decision, RateLimiter};
 
-use super::{KeyExtractor, future::ResponseFuture};
+use super::{HeaderStyle, KeyExtractor, future::ResponseFuture};
 
 /// Checks each request's key before calling the inner service. See the [module docs](super).
 #[derive(Debug, Clone)]
@@ -14,16 +14,28 @@ pub struct RateLimitService<S, K> {
     inner: S,
     limiter: RateLimiter,
     extractor: K,
+    style: HeaderStyle,
+    /// The limiter's `RateLimit-Policy` item, built once.
+    policy: std::sync::Arc<str>,
 }
 
 impl<S, K> RateLimitService<S, K> {
     /// Wraps `inner`.
     pub fn new(inner: S, limiter: RateLimiter, extractor: K) -> Self {
         Self {
+            policy: limiter.policy_item().into(),
             inner,
             limiter,
             extractor,
+            style: HeaderStyle::Legacy,
         }
+    }
+
+    /// Which header fields to set. Defaults to [`HeaderStyle::Legacy`].
+    #[must_use]
+    pub fn header_style(mut self, style: HeaderStyle) -> Self {
+        self.style = style;
+        self
     }
 
     /// The wrapped service.
@@ -54,6 +66,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limiter = self.limiter.clone();
         let key = self.extractor.extract(&request);
+        let headers = Headers {
+            style: self.style,
+            policy: self.policy.clone(),
+        };
         ResponseFuture::new(Box::pin(async move {
             let Some(key) = key else {
                 return inner.call(request).await;
@@ -61,37 +77,57 @@ where
             match limiter.check(&key).await {
                 Ok(decision) if decision.is_allowed() => {
                     let mut response = inner.call(request).await?;
-                    set_headers(response.headers_mut(), &decision);
+                    headers.set(response.headers_mut(), &decision);
                     Ok(response)
                 }
-                Ok(decision) => Ok(answer(StatusCode::TOO_MANY_REQUESTS, Some(&decision))),
+                Ok(decision) => {
+                    let mut response = answer(StatusCode::TOO_MANY_REQUESTS);
+                    headers.set(response.headers_mut(), &decision);
+                    Ok(response)
+                }
                 // The request named an identity no key can hold (empty, or too long): its
                 // sender's mistake, not an outage, and never a way around the limit.
                 Err(crate::Error::Core(redis_core::Error::InvalidKey(e))) => {
                     tracing::debug!(error = %e, "rate limit key rejected; answering 400");
-                    Ok(answer(StatusCode::BAD_REQUEST, None))
+                    Ok(answer(StatusCode::BAD_REQUEST))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "rate limit check failed; answering 503");
-                    Ok(answer(StatusCode::SERVICE_UNAVAILABLE, None))
+                    Ok(answer(StatusCode::SERVICE_UNAVAILABLE))
                 }
             }
         }))
     }
 }
 
-fn answer<B: Default>(status: StatusCode, decision: Option<&Decision>) -> Response<B> {
+fn answer<B: Default>(status: StatusCode) -> Response<B> {
     let mut response = Response::new(B::default());
     *response.status_mut() = status;
-    if let Some(decision) = decision {
-        set_headers(response.headers_mut(), decision);
-    }
     response
 }
 
-/// Sets the `RateLimit-*` headers, and `Retry-After` on a denial, from `decision`.
-pub(crate) fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
-    for (name, value) in decision.headers() {
+/// The header fields a service sets.
+struct Headers {
+    style: HeaderStyle,
+    policy: std::sync::Arc<str>,
+}
+
+impl Headers {
+    /// Sets the fields of the style, and `Retry-After` on a denial, from `decision`.
+    fn set(&self, headers: &mut HeaderMap, decision: &Decision) {
+        match self.style {
+            HeaderStyle::Legacy => insert(headers, decision.headers()),
+            HeaderStyle::Draft => insert(headers, decision.draft_headers(&self.policy)),
+            HeaderStyle::Both => {
+                insert(headers, decision.headers());
+                insert(headers, decision.draft_headers(&self.policy));
+            }
+        }
+    }
+}
+
+fn insert(headers: &mut HeaderMap, fields: Vec<(&'static str, String)>) {
+    for (name, value) in fields {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
