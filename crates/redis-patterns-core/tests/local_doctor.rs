@@ -318,3 +318,20 @@ async fn the_audit_names_our_scripts_in_the_slowlog() {
     assert_eq!(report.per_pattern["counter"], 1);
     assert_eq!(report.without_ttl, vec![key.as_str().to_owned()]);
 }
+
+#[tokio::test]
+async fn a_replica_is_an_error_for_every_pattern() {
+    let master = limited("noeviction");
+    let port = master.port().to_string();
+    let replica = TestServer::builder()
+        .args(["--replicaof", "127.0.0.1", port.as_str()])
+        .args(["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+        .spawn();
+    let report = diagnose(&replica, &[&CACHE]).await;
+    assert_eq!(report.nodes[0].role.as_deref(), Some("slave"));
+    assert_eq!(
+        severity_of(&report, "server", "role"),
+        Some(Severity::Error),
+        "{report:#?}"
+    );
+}
