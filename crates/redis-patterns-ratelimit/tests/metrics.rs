@@ -186,6 +186,33 @@ async fn every_documented_ratelimit_metric_is_recorded_by_its_operation() {
     );
     all.push(metrics);
 
+    // A multi-limit check counts one decision, labelled `multi`, however many limits it has;
+    // a coalesced one the same.
+    for coalesce in [false, true] {
+        let multi = redis_ratelimit::MultiLimiter::builder(ctx.redis().clone(), &ctx.keyspace())
+            .name("tiers")
+            .limit("second", Limit::gcra(1, MINUTE, 1))
+            .limit("hour", Limit::fixed_window(100, MINUTE))
+            .coalesce(coalesce)
+            .build()
+            .unwrap();
+        let identity = format!("{IDENTITY}-{coalesce}");
+        assert!(multi.check(&identity).await.unwrap().is_allowed());
+        assert!(!multi.check(&identity).await.unwrap().is_allowed());
+    }
+    let tiers = [
+        ("name", "tiers"),
+        ("algorithm", "multi"),
+        ("source", "redis"),
+    ];
+    let metrics = observed.take_metrics();
+    for outcome in ["allowed", "denied"] {
+        let labels = [tiers[0], tiers[1], ("outcome", outcome), tiers[2]];
+        metrics.assert_recorded(decisions, &labels);
+        assert_eq!(metrics.value(decisions, &labels), 2.0, "{outcome}");
+    }
+    all.push(metrics);
+
     // Every documented metric has a row above.
     for doc in METRICS {
         assert!(
