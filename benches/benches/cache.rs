@@ -122,6 +122,24 @@ fn cache(c: &mut Criterion) {
                 assert_eq!(p.id, 7);
             },
         );
+        // As above, building the key from its name on every call, as the cache must.
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "raw-get-serde-json-key-per-call",
+            tasks,
+            (raw.clone(), keys.clone()),
+            |(mut raw, keys), _| async move {
+                let key = keys.key("raw-hit").unwrap();
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                let p: Product = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(p.id, 7);
+            },
+        );
         // The same read through Redis and, with the near cache on, from process memory.
         for (row, cache) in [
             ("redis-cache-get", &cache),
