@@ -6,9 +6,14 @@
 //! - [`TestSentinel`]: master + replica + 3 sentinels.
 //! - [`TestContext`]: a [`redis_core::Redis`] and a unique key prefix per test; uses `REDIS_URL`
 //!   when set (cleaning only its own keys), else a private server.
-//! - Topology changes under load ([`TestCluster::kill_master_of`],
-//!   [`TestCluster::migrate_slot_of`], [`TestSentinel::kill_master_and_wait_switch`],
-//!   [`TestSentinel::failover_and_wait_switch`]): see the `failover` section below.
+//! - Failover tests: [`TestCluster::kill_master_of`] (SIGKILL the master of a key's slot, wait
+//!   for its replica's promotion), [`TestCluster::migrate_slot_of`] (move a key's slot live,
+//!   paced by [`MigrateOptions`]), [`TestSentinel::kill_master_and_wait_switch`] and
+//!   [`TestSentinel::failover_and_wait_switch`] (wait for `+switch-master`); all `async`, to run
+//!   while load runs. [`CallLog`] times the load's calls and checks what holds through any switch
+//!   (no hang, no redirect, only retryable errors, success afterwards) and measures the error
+//!   window. `crates/redis-patterns-core/tests/failover.rs` is the worked example; spawn clusters
+//!   with [`TestCluster::spawn_with_node_timeout`] (1000 ms) to keep a promotion near 2 s.
 //! - [`FaultProxy`]: latency, blackhole, refused and reset connections between client and server.
 //! - [`observe`]: the metrics and span fields the patterns record, for assertions.
 //! - [`wait_until`] / [`wait_for`]: wait for a condition with a deadline instead of sleeping.
@@ -18,6 +23,7 @@
 //! saying what to install. No test skips silently.
 #![deny(missing_docs)]
 
+mod calls;
 mod cluster;
 mod context;
 mod failover;
@@ -27,6 +33,7 @@ mod sentinel;
 mod server;
 mod wait;
 
+pub use calls::{Call, CallError, CallLog, ErrorWindow};
 pub use cluster::{DEFAULT_NODE_TIMEOUT, TestCluster};
 pub use context::{REDIS_URL_ENV, TestContext};
 pub use failover::{

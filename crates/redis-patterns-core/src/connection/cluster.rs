@@ -282,3 +282,40 @@ impl Backend for Cluster {
         Box::pin(async move { Ok(endpoint) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_slots_replies_yield_ranges_and_masters() {
+        let node = |port: i64| {
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = |start, end, master: i64, replica: i64| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                node(master),
+                node(replica),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(5461, 16383, 7001, 7004),
+            range(0, 5460, 7000, 7003),
+        ]);
+        assert_eq!(
+            slot_map(&reply),
+            Some(vec![
+                (0, 5460, "127.0.0.1".to_owned(), 7000),
+                (5461, 16383, "127.0.0.1".to_owned(), 7001)
+            ])
+        );
+        assert_eq!(slot_map(&Value::Nil), None);
+        assert_eq!(slot_map(&Value::Array(vec![Value::Int(1)])), None);
+    }
+}

@@ -1,6 +1,8 @@
 //! A master behind Sentinel. The shared connection is resolved through the sentinels and
 //! re-resolved when a command shows the master is gone (connection lost, time-out) or demoted
-//! (`READONLY`), so the handle follows a failover within seconds.
+//! (`READONLY`). The handle also subscribes to `+switch-master` on every sentinel: a new master
+//! drops the shared connection, drains the dedicated pool and moves the topology epoch at once,
+//! so the next command and the next checkout reach it without first failing on the old one.
 
 use std::{
     fmt,
