@@ -1,26 +1,49 @@
-//! redis-patterns-lock: uncontended acquire + release pairs against raw redis-rs doing the same two round
-//! trips (`SET NX PX`, then an `EVALSHA` of the crate's own compare-and-delete script) at 1 and 50
-//! concurrent tasks on different resources, and Redlock(3) acquire + release latency against a
-//! raw parallel `SET NX PX` + compare-and-delete on three servers.
+//! redis-patterns-lock:
+//!
+//! - `lock/acquire-release/{1,50}-tasks`: uncontended acquire + release pairs against raw
+//!   redis-rs sending what rslock sends (`SET NX PX`, then an `EVALSHA` of a compare-and-delete
+//!   script), on different resources; the lock in each [`Fencing`] mode, and raw redis-rs
+//!   sending the fenced acquire script (the floor of a fenced lock).
+//! - `lock/contended/10-tasks`: 10 tasks taking one resource in turn (acquire, release, again),
+//!   acquisitions per second in total; raw redis-rs runs rslock's retry loop (`SET NX PX`; on
+//!   failure the unlock script and a random pause of up to 200 ms). After the group, the
+//!   hand-over latency (a release's reply to the next grant's reply) is printed per row.
+//! - `lock/redlock-3/1-task`: Redlock(3) acquire + release latency against a raw parallel
+//!   `SET NX PX` + compare-and-delete on three servers.
 //!
 //! Run: `cargo xtask bench -- lock` (or `cargo bench -p redis-patterns-benches --bench lock`).
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
 use redis_core::{Key, KeySpace, Redis, Script, random_token};
-use redis_lock::{Lock, Redlock};
+use redis_lock::{Fencing, Lock, Redlock};
 use redis_patterns_benches::{
     BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
 };
 use redis_test_support::TestServer;
+use tokio::runtime::Runtime;
 
 /// The lock's own release script (compare-and-delete), for the raw baseline.
 static RELEASE: Script = Script::new(
     "lock_release",
     include_str!("../../crates/redis-patterns-lock/src/scripts/release.lua"),
 );
+
+/// The lock's fenced acquire script (counter mode), for the raw floor of a fenced lock.
+static ACQUIRE_FENCED: Script = Script::new(
+    "lock_acquire_fenced",
+    include_str!("../../crates/redis-patterns-lock/src/scripts/lock_acquire.lua"),
+)
+.with_preludes(&[redis_core::script::SERVER_CLOCK]);
 
 /// One resource per running task (tasks are fresh per sample), so acquisitions never contend.
 fn resource() -> String {
@@ -57,6 +80,186 @@ async fn raw_release(
     assert_eq!(n, 1);
 }
 
+/// Times `iters` calls of `op` made by `tasks` tasks that each start their next call as soon as
+/// their previous one is done: the time until the `iters`-th call finished. The calls still
+/// running then (waiters) are dropped untimed, so a task that sleeps between retries adds no tail.
+fn run_shared<F, Fut>(rt: &Runtime, tasks: usize, iters: u64, op: F) -> Duration
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let op = Arc::new(op);
+    rt.block_on(async move {
+        let done = Arc::new(AtomicU64::new(0));
+        let (finished, all_done) = tokio::sync::oneshot::channel();
+        let finished = Arc::new(Mutex::new(Some(finished)));
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let (op, done, finished) = (op.clone(), done.clone(), finished.clone());
+                tokio::spawn(async move {
+                    loop {
+                        op(task).await;
+                        if done.fetch_add(1, Ordering::Relaxed) + 1 == iters {
+                            let elapsed = start.elapsed();
+                            if let Some(tx) = finished.lock().unwrap().take() {
+                                let _ = tx.send(elapsed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let elapsed = all_done.await.expect("a task reports the last call");
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+        elapsed
+    })
+}
+
+/// Hand-overs of one contended resource: when the last release's reply came and from which task,
+/// and every gap from such a reply to the next grant's reply in another task.
+#[derive(Default)]
+struct HandOvers {
+    last: Mutex<Option<(Instant, usize)>>,
+    gaps: Mutex<Vec<Duration>>,
+}
+
+impl HandOvers {
+    fn granted(&self, task: usize) {
+        let now = Instant::now();
+        if let Some((released, by)) = *self.last.lock().unwrap()
+            && by != task
+        {
+            self.gaps.lock().unwrap().push(now - released);
+        }
+    }
+
+    fn released(&self, task: usize) {
+        *self.last.lock().unwrap() = Some((Instant::now(), task));
+    }
+
+    fn reset(&self) {
+        *self.last.lock().unwrap() = None;
+    }
+
+    fn report(&self, row: &str) {
+        let mut gaps = std::mem::take(&mut *self.gaps.lock().unwrap());
+        gaps.sort_unstable();
+        if gaps.is_empty() {
+            return;
+        }
+        let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "lock/contended/{TASKS}-tasks {row}: hand-over to another task after a release, \
+             p50 {:?}, p99 {:?}, max {:?} ({} hand-overs)",
+            at(0.5),
+            at(0.99),
+            at(1.0),
+            gaps.len()
+        );
+    }
+}
+
+const TASKS: usize = 10;
+
+/// 10 tasks on one resource: acquisitions per second, and hand-over latency printed per row.
+fn contended(
+    c: &mut Criterion,
+    rt: &Runtime,
+    raw: &MultiplexedConnection,
+    raw_keys: &KeySpace,
+    release: &redis::Script,
+    lock: &Lock,
+) {
+    let mut group = c.benchmark_group(format!("lock/contended/{TASKS}-tasks"));
+    group.throughput(Throughput::Elements(1));
+    let key = raw_keys.key("contended").unwrap();
+    let hand_overs = Arc::new(HandOvers::default());
+    group.bench_function("raw-redis-rs-rslock-loop", |b| {
+        b.iter_custom(|iters| {
+            let (raw, key, release, hand_overs) = (
+                raw.clone(),
+                key.clone(),
+                release.clone(),
+                hand_overs.clone(),
+            );
+            hand_overs.reset();
+            // A task dropped between its grant and its release leaves the key: clear it.
+            let mut cleanup = raw.clone();
+            let _: i64 = rt
+                .block_on(redis::cmd("DEL").arg(&key).query_async(&mut cleanup))
+                .unwrap();
+            run_shared(rt, TASKS, iters, move |task| {
+                let (mut raw, key, release, hand_overs) = (
+                    raw.clone(),
+                    key.clone(),
+                    release.clone(),
+                    hand_overs.clone(),
+                );
+                async move {
+                    let token = random_token();
+                    // rslock's `acquire`: SET NX PX; on failure the unlock script and a random
+                    // pause below its default retry delay (200 ms), then again.
+                    loop {
+                        let ok: Option<String> = redis::cmd("SET")
+                            .arg(&key)
+                            .arg(&token)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(10_000)
+                            .query_async(&mut raw)
+                            .await
+                            .unwrap();
+                        if ok.is_some() {
+                            break;
+                        }
+                        let _: i64 = release
+                            .key(&key)
+                            .arg(&token)
+                            .invoke_async(&mut raw)
+                            .await
+                            .unwrap();
+                        let pause = {
+                            use std::hash::{BuildHasher, Hasher};
+                            std::collections::hash_map::RandomState::new()
+                                .build_hasher()
+                                .finish()
+                                % 200
+                        };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    hand_overs.granted(task);
+                    raw_release(raw, release, key, token).await;
+                    hand_overs.released(task);
+                }
+            })
+        })
+    });
+    hand_overs.report("raw-redis-rs-rslock-loop");
+    group.bench_function("redis-patterns-lock", |b| {
+        b.iter_custom(|iters| {
+            let (lock, hand_overs) = (lock.clone(), hand_overs.clone());
+            hand_overs.reset();
+            run_shared(rt, TASKS, iters, move |task| {
+                let (lock, hand_overs) = (lock.clone(), hand_overs.clone());
+                async move {
+                    let guard = lock.acquire("contended").await.unwrap();
+                    hand_overs.granted(task);
+                    guard.release().await.unwrap();
+                    hand_overs.released(task);
+                }
+            })
+        })
+    });
+    hand_overs.report("redis-patterns-lock");
+    group.finish();
+}
+
 fn lock(c: &mut Criterion) {
     let server = BenchServer::start();
     let rt = runtime();
@@ -71,11 +274,23 @@ fn lock(c: &mut Criterion) {
     });
     let keys = KeySpace::new(&format!("bench{}", std::process::id())).unwrap();
     let raw_keys = keys.pattern("raw").unwrap();
-    let lock = Lock::builder(redis.clone(), &keys)
-        .ttl(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let build = |fencing: Fencing| {
+        Lock::builder(redis.clone(), &keys)
+            .ttl(Duration::from_secs(10))
+            .fencing(fencing)
+            .build()
+            .unwrap()
+    };
+    let locks = [
+        ("redis-patterns-lock", build(Fencing::Counter)),
+        (
+            "redis-patterns-lock/expiring",
+            build(Fencing::expiring(Duration::from_secs(3600))),
+        ),
+        ("redis-patterns-lock/unfenced", build(Fencing::Off)),
+    ];
     let release = RELEASE.inner().clone();
+    let fenced = ACQUIRE_FENCED.inner().clone();
 
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "lock/acquire-release", tasks);
@@ -95,20 +310,53 @@ fn lock(c: &mut Criterion) {
         bench_concurrent(
             &mut group,
             &rt,
-            "redis-patterns-lock",
+            "raw-redis-rs-fenced-script",
             tasks,
-            lock.clone(),
-            |lock, _| async move {
-                let guard = lock
-                    .try_acquire(&resource())
+            (
+                raw.clone(),
+                raw_keys.clone(),
+                release.clone(),
+                fenced.clone(),
+            ),
+            |(mut raw, raw_keys, release, fenced), _| async move {
+                let key = raw_keys.key(&resource()).unwrap();
+                let token = random_token();
+                let (taken, _fence): (i64, i64) = fenced
+                    .key(&key)
+                    .key(key.companion("fence"))
+                    .key(key.companion("waiters"))
+                    .arg(&token)
+                    .arg(10_000)
+                    .arg(0)
+                    .arg(0)
+                    .invoke_async(&mut raw)
                     .await
-                    .unwrap()
-                    .expect("uncontended");
-                guard.release().await.unwrap();
+                    .unwrap();
+                assert_eq!(taken, 1);
+                raw_release(raw, release, key, token).await;
             },
         );
+        for (name, lock) in &locks {
+            bench_concurrent(
+                &mut group,
+                &rt,
+                name,
+                tasks,
+                lock.clone(),
+                |lock, _| async move {
+                    let guard = lock
+                        .try_acquire(&resource())
+                        .await
+                        .unwrap()
+                        .expect("uncontended");
+                    guard.release().await.unwrap();
+                },
+            );
+        }
         group.finish();
     }
+
+    contended(c, &rt, &raw, &raw_keys, &release, &locks[0].1);
 
     // Redlock over three private masters.
     let masters: Vec<TestServer> = (0..3).map(|_| TestServer::spawn()).collect();

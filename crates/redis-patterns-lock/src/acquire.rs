@@ -15,6 +15,7 @@ use crate::{
     guard::{LeaseHandle, LockGuard, run_guarded},
     lease::Lease,
     metrics::{LeaseKind, Metrics, Outcome, lease_span},
+    wake::Waiter,
 };
 
 /// One attempt's outcome.
@@ -36,12 +37,20 @@ pub(crate) trait Acquirer: Sync {
     fn metrics(&self) -> &Arc<Metrics>;
 
     /// One attempt on `resource`, whose main key is `key`, with per-call options applied.
+    /// `waiting`: the caller waits for the resource if it is held (`acquire`, not `try_acquire`).
     fn try_once(
         &self,
         resource: &str,
         key: &Key,
         config: &LeaseConfig,
+        waiting: bool,
     ) -> impl Future<Output = Result<Attempt>> + Send;
+
+    /// A registration for wake-ups on `key` while an `acquire` waits, for primitives whose
+    /// releases notify waiters. Default: none (waiters poll).
+    fn waiter(&self, _key: &Key) -> Option<Waiter> {
+        None
+    }
 
     /// One attempt: the guard, or `None` when the resource is held. Recorded as an acquisition
     /// (held counts as `timeout`) in the `lock.try_acquire` span.
@@ -59,7 +68,7 @@ pub(crate) trait Acquirer: Sync {
                 let config = self.settings().with(options)?;
                 let key = self.keys().key(resource)?;
                 attempts = 1;
-                match self.try_once(resource, &key, &config).await? {
+                match self.try_once(resource, &key, &config, false).await? {
                     Attempt::Acquired(guard) => Ok(Some(guard)),
                     Attempt::Held(_) => Ok(None),
                 }
@@ -98,9 +107,10 @@ pub(crate) trait Acquirer: Sync {
             let result = async {
                 let config = self.settings().with(options)?;
                 let key = self.keys().key(resource)?;
-                acquire_loop(&config, || {
+                let waiter = self.waiter(&key);
+                acquire_loop(&config, waiter.as_ref(), || {
                     attempts = attempts.saturating_add(1);
-                    self.try_once(resource, &key, &config)
+                    self.try_once(resource, &key, &config, true)
                 })
                 .await
             }
@@ -211,9 +221,20 @@ macro_rules! acquire_verbs {
 }
 pub(crate) use acquire_verbs;
 
+/// How long past its wait an `acquire` may take to give up when an attempt is still in flight
+/// at the deadline (to a slow or unreachable server): the attempt is then dropped, and whatever
+/// it may have been granted is released in the background.
+pub const WAIT_MARGIN: Duration = Duration::from_millis(50);
+
 /// Repeats `attempt` with jittered exponential backoff until it succeeds or `config.wait` passes.
 /// Retryable errors are retried; at the deadline the last error (or [`Error::Timeout`]) is returned.
-pub(crate) async fn acquire_loop<F, Fut>(config: &LeaseConfig, mut attempt: F) -> Result<LockGuard>
+/// With a `waiter`, a release notification ends a pause early. An attempt still running at
+/// `wait + WAIT_MARGIN` is dropped.
+pub(crate) async fn acquire_loop<F, Fut>(
+    config: &LeaseConfig,
+    waiter: Option<&Waiter>,
+    mut attempt: F,
+) -> Result<LockGuard>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt>>,
@@ -221,12 +242,39 @@ where
     let started = Instant::now();
     // A wait too long to represent (`Duration::MAX`) means no deadline.
     let deadline = started.checked_add(config.wait);
+    let cutoff = deadline.and_then(|d| d.checked_add(WAIT_MARGIN));
     let mut tries = 0u32;
+    let mut last_error = None;
     loop {
-        let (last_error, holder_left) = match attempt().await {
+        // Registered before the attempt, so a release between its reply and the pause still wakes.
+        let mut woken = waiter.map(|w| {
+            let mut notified = Box::pin(w.notify().notified());
+            notified.as_mut().enable();
+            notified
+        });
+        let outcome = match cutoff {
+            Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let waited = started.elapsed();
+                    return Err(last_error.unwrap_or(Error::Timeout(waited)));
+                }
+            },
+            None => attempt().await,
+        };
+        let holder_left = match outcome {
             Ok(Attempt::Acquired(guard)) => return Ok(guard),
-            Ok(Attempt::Held(hint)) => (None, hint),
-            Err(e) if e.is_retryable() => (Some(e), None),
+            Ok(Attempt::Held(hint)) => {
+                last_error = None;
+                if let Some(w) = waiter {
+                    w.subscribe();
+                }
+                hint
+            }
+            Err(e) if e.is_retryable() => {
+                last_error = Some(e);
+                None
+            }
             Err(e) => return Err(e),
         };
         let now = Instant::now();
@@ -241,7 +289,15 @@ where
             holder_left,
             wait_left,
         );
-        tokio::time::sleep(pause).await;
+        match woken.as_mut() {
+            Some(notified) => {
+                tokio::select! {
+                    () = notified.as_mut() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
         tries = tries.saturating_add(1);
     }
 }

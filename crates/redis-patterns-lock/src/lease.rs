@@ -1,5 +1,5 @@
 //! The server side of a lease: the [`Lease`] trait (renew, give back) every primitive implements,
-//! and [`ScriptLease`], the lock or semaphore lease on one deployment.
+//! and [`ScriptLease`], the semaphore's lease on one deployment.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -13,7 +13,7 @@ use crate::{
     error::{Error, Result},
     guard::LockGuard,
     metrics::Metrics,
-    scripts::{ACQUIRE, EXTEND, FENCE_SUFFIX, RELEASE, SEM_ACQUIRE, SEM_EXTEND, SEM_RELEASE},
+    scripts::{FENCE_SUFFIX, SEM_ACQUIRE, SEM_EXTEND, SEM_RELEASE},
 };
 
 /// What a primitive does on the server for a lease it handed out. Object safe: yes.
@@ -35,13 +35,6 @@ pub(crate) struct LeaseScripts {
     /// KEYS: key; ARGV: token; reply `1` given back, `0` not ours.
     release: &'static Script,
 }
-
-/// A lock: one owner token in a string key.
-pub(crate) static LOCK: LeaseScripts = LeaseScripts {
-    acquire: &ACQUIRE,
-    extend: &EXTEND,
-    release: &RELEASE,
-};
 
 /// A semaphore permit: one member of a sorted set scored by expiry.
 pub(crate) static SEMAPHORE: LeaseScripts = LeaseScripts {

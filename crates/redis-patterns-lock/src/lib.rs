@@ -9,9 +9,11 @@
 mod acquire;
 mod config;
 mod error;
+mod fencing;
 mod guard;
 mod lease;
 mod lock;
+mod lock_lease;
 mod metrics;
 mod preflight;
 mod redlock;
@@ -20,12 +22,15 @@ mod semaphore;
 mod state;
 #[cfg(test)]
 mod testing;
+mod wake;
 mod watchdog;
 
+pub use acquire::WAIT_MARGIN;
 pub use config::{
     AcquireOptions, DEFAULT_RETRY, DEFAULT_TTL, DEFAULT_WAIT, MIN_TTL, drift, validity,
 };
 pub use error::{Error, Result};
+pub use fencing::{Fencing, MIN_HORIZON};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
 pub use metrics::METRICS;

@@ -9,17 +9,27 @@ use crate::{
     acquire::{Acquirer, Attempt, acquire_verbs},
     config::{LeaseConfig, lease_setters},
     error::Result,
+    fencing::Fencing,
     guard::LockGuard,
-    lease::{LOCK, ScriptLease},
+    lock_lease::LockLease,
     metrics::{DEFAULT_NAME, LeaseKind, Metrics, lease_span, validate_name},
     scripts::FENCE_SUFFIX,
+    wake::{Waiter, Waiters},
 };
 
 /// A lock on one Redis deployment (a server, a Sentinel-managed master, or a cluster: each
 /// resource lives on one slot).
 ///
 /// Cheap to clone. Keys: `<prefix>:lock:{<resource>}` holds the owner's token with a TTL,
-/// `<prefix>:lock:{<resource>}:fence` the fencing counter (no TTL).
+/// `<prefix>:lock:{<resource>}:fence` the fencing counter (no TTL by default; see [`Fencing`]),
+/// `<prefix>:lock:{<resource>}:waiters` marks a lock someone waits for (TTL: the holder's lease
+/// plus a second).
+///
+/// A waiting [`acquire`](Self::acquire) is woken when the lock is released: the release publishes
+/// on `<prefix>:lock:released` when someone waits, and the first waiting `acquire` of a `Lock`
+/// (and its clones) subscribes to it on a connection of its own. A guard of the same `Lock`
+/// wakes a local waiter directly. Without pub/sub (or while the subscription is down) waiters
+/// fall back to the retry backoff.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -42,6 +52,8 @@ pub struct Lock {
     keys: KeySpace,
     lease: LeaseConfig,
     metrics: Arc<Metrics>,
+    fencing: Fencing,
+    waiters: Arc<Waiters>,
 }
 
 /// Builds a [`Lock`]; see [`Lock::builder`].
@@ -52,26 +64,39 @@ pub struct LockBuilder {
     keys: KeySpace,
     lease: LeaseConfig,
     name: String,
+    fencing: Fencing,
 }
 
 impl LockBuilder {
     lease_setters!();
 
+    /// How fencing tokens are made: a counter without TTL (the default), a counter that expires
+    /// but never goes backwards, or none (the cheapest acquire). See [`Fencing`].
+    pub fn fencing(mut self, fencing: Fencing) -> Self {
+        self.fencing = fencing;
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a lease under 10 ms or above
-    /// `u32::MAX` ms, a zero hold cap, or a bad [`name`](Self::name);
+    /// `u32::MAX` ms, a zero hold cap, a bad [`name`](Self::name) or fence horizon;
     /// [`Error::Core`](crate::Error::Core) when the key space cannot take the `lock` segment.
     pub fn build(self) -> Result<Lock> {
         crate::preflight::on_build(&self.redis, &self.keys);
         self.lease.validate()?;
+        self.fencing.validate()?;
         validate_name(&self.name)?;
+        let keys = self.keys.pattern("lock")?;
+        let channel = format!("{}:released", keys.prefix());
         Ok(Lock {
-            keys: self.keys.pattern("lock")?,
+            keys,
             metrics: Metrics::register(&self.name, LeaseKind::Lock, Some(self.redis.clone())),
+            waiters: Waiters::new(self.redis.clone(), channel),
             redis: self.redis,
             lease: self.lease,
+            fencing: self.fencing,
         })
     }
 }
@@ -84,7 +109,13 @@ impl Lock {
             keys: keys.clone(),
             lease: LeaseConfig::default(),
             name: DEFAULT_NAME.to_owned(),
+            fencing: Fencing::Counter,
         }
+    }
+
+    /// How this lock makes fencing tokens.
+    pub fn fencing(&self) -> Fencing {
+        self.fencing
     }
 
     /// The key holding `resource`'s owner token (its fencing counter is `<key>:fence`).
@@ -102,7 +133,9 @@ impl Lock {
         /// # Errors
         /// [`Error::Core`](crate::Error::Core) for a bad resource name or a failed command.
         try_acquire;
-        /// Waits for `resource` (jittered exponential backoff, no longer than the configured wait).
+        /// Waits for `resource`: woken when it is released (see above), retrying on the jittered
+        /// exponential backoff and at the end of the holder's lease. Returns within the configured
+        /// wait plus [`WAIT_MARGIN`](crate::WAIT_MARGIN), even with an attempt still in flight.
         ///
         /// # Errors
         /// [`Error::Timeout`](crate::Error::Timeout) when the wait ran out with the resource still
@@ -120,7 +153,8 @@ impl Lock {
         with_lock;
     }
 
-    /// The last fencing token handed out for `resource` (0 if never locked).
+    /// The last fencing token handed out for `resource` (0 if never locked, if its
+    /// [`Fencing::Expiring`] counter has expired, or with [`Fencing::Off`]).
     ///
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) for a bad name or a failed command.
@@ -158,9 +192,19 @@ impl Acquirer for Lock {
         &self.metrics
     }
 
-    async fn try_once(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
-        ScriptLease::new(self.redis.clone(), key.clone(), &LOCK)
-            .try_once(resource, config, None, &self.metrics)
+    async fn try_once(
+        &self,
+        resource: &str,
+        key: &Key,
+        config: &LeaseConfig,
+        waiting: bool,
+    ) -> Result<Attempt> {
+        LockLease::new(self.redis.clone(), key.clone(), Arc::clone(&self.waiters))
+            .try_once(resource, config, self.fencing, waiting, &self.metrics)
             .await
+    }
+
+    fn waiter(&self, key: &Key) -> Option<Waiter> {
+        Some(self.waiters.enter(key.as_str()))
     }
 }

@@ -42,8 +42,14 @@ pub static REQUIREMENTS: Requirements = Requirements::new("lock")
         &["ZREM", KEY, "m"],
         &["ZRANGE", KEY, "0", "-1"],
         &["ZREMRANGEBYSCORE", KEY, "0", "1"],
+        &["TIME"],
+        &["PUBLISH", "lock:released", "m"],
+        &["SUBSCRIBE", "lock:released"],
     ])
     .scripts(&[
+        &scripts::LOCK_ACQUIRE,
+        &scripts::LOCK_RELEASE,
+        &scripts::LOCK_WAIT,
         &scripts::ACQUIRE,
         &scripts::RELEASE,
         &scripts::EXTEND,

@@ -165,7 +165,13 @@ impl Acquirer for Redlock {
 
     /// Acquire everywhere in parallel; on a majority, raise the fence on the granting instances;
     /// success needs a majority of raises and validity left, otherwise release everywhere.
-    async fn try_once(&self, resource: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
+    async fn try_once(
+        &self,
+        resource: &str,
+        key: &Key,
+        config: &LeaseConfig,
+        _waiting: bool,
+    ) -> Result<Attempt> {
         let inner = &self.inner;
         // Armed until the outcome is known: a cancelled attempt releases on every instance.
         let pending = PendingLease::new(

@@ -160,7 +160,13 @@ impl Acquirer for Semaphore {
         &self.metrics
     }
 
-    async fn try_once(&self, name: &str, key: &Key, config: &LeaseConfig) -> Result<Attempt> {
+    async fn try_once(
+        &self,
+        name: &str,
+        key: &Key,
+        config: &LeaseConfig,
+        _waiting: bool,
+    ) -> Result<Attempt> {
         ScriptLease::new(self.redis.clone(), key.clone(), &SEMAPHORE)
             .try_once(name, config, Some(self.permits), &self.metrics)
             .await

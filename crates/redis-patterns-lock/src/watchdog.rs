@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(recorder.renewals().len(), 10);
         assert!(!guard.is_lost());
         let mut tries = 0;
-        let acquired = acquire_loop(&config, || {
+        let acquired = acquire_loop(&config, None, || {
             tries += 1;
             let attempt = if tries < 3 {
                 Attempt::Held(None)

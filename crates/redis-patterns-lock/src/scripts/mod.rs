@@ -12,7 +12,27 @@ pub(crate) const FENCE_SUFFIX: &str = "fence";
 /// `{1, fence}` when taken, `{0, pttl of the holder}` when held.
 pub(crate) static ACQUIRE: Script = Script::new("lock_acquire", include_str!("acquire.lua"));
 
-/// Deletes a lock if the caller owns it. KEYS: lock; ARGV: token; reply `1` deleted, `0` not ours.
+/// Suffix of a lock's waiters marker: set by an attempt that found the lock held and will wait,
+/// deleted (and waiters told) by the release.
+pub(crate) const WAITERS_SUFFIX: &str = "waiters";
+
+/// [`Lock`](crate::Lock)'s acquire. KEYS: lock, fence, waiters; ARGV: token, ttl ms, counter
+/// horizon ms (`0`: no TTL), `1` if waiting; reply `{1, fence}` taken, `{0, pttl of the holder}` held.
+pub(crate) static LOCK_ACQUIRE: Script =
+    Script::new("lock_acquire_fenced", include_str!("lock_acquire.lua"))
+        .with_preludes(&[SERVER_CLOCK]);
+
+/// [`Lock`](crate::Lock)'s release. KEYS: lock, waiters; ARGV: token, channel; reply `2` deleted
+/// and waiters told, `1` deleted, `0` not ours.
+pub(crate) static LOCK_RELEASE: Script =
+    Script::new("lock_release_notify", include_str!("lock_release.lua"));
+
+/// An unfenced lock's waiter marks itself. KEYS: lock, waiters; ARGV: none; reply the holder's
+/// pttl, `-2` when the lock is free.
+pub(crate) static LOCK_WAIT: Script = Script::new("lock_wait", include_str!("lock_wait.lua"));
+
+/// Deletes a lock if the caller owns it (Redlock). KEYS: lock; ARGV: token; reply `1` deleted,
+/// `0` not ours.
 pub(crate) static RELEASE: Script = Script::new("lock_release", include_str!("release.lua"));
 
 /// Renews a lock if the caller owns it. KEYS: lock; ARGV: token, ttl ms; reply `1` renewed, `0`

@@ -1,0 +1,149 @@
+//! The server side of a [`Lock`](crate::Lock)'s lease: one attempt in each [`Fencing`] mode, and
+//! the release that tells waiters.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future::BoxFuture;
+use redis_core::{Key, Redis, duration_millis, redis};
+use tokio::time::Instant;
+
+use crate::{
+    acquire::{Attempt, PendingLease},
+    config::LeaseConfig,
+    error::{Error, Result},
+    fencing::Fencing,
+    guard::LockGuard,
+    lease::Lease,
+    metrics::Metrics,
+    scripts::{EXTEND, FENCE_SUFFIX, LOCK_ACQUIRE, LOCK_RELEASE, LOCK_WAIT, WAITERS_SUFFIX},
+    wake::Waiters,
+};
+
+/// A lock's lease on one resource of one deployment.
+#[derive(Debug)]
+pub(crate) struct LockLease {
+    redis: Redis,
+    key: Key,
+    waiters: Arc<Waiters>,
+}
+
+impl LockLease {
+    pub(crate) fn new(redis: Redis, key: Key, waiters: Arc<Waiters>) -> Self {
+        Self {
+            redis,
+            key,
+            waiters,
+        }
+    }
+
+    /// One attempt on `resource`. `waiting`: the caller will wait for a release, so a held lock
+    /// is marked for a wake-up.
+    pub(crate) async fn try_once(
+        self,
+        resource: &str,
+        config: &LeaseConfig,
+        fencing: Fencing,
+        waiting: bool,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Attempt> {
+        let this = Arc::new(self);
+        // Armed until the reply is in: a cancelled or failed request gives its token back.
+        let pending = PendingLease::new(resource, Arc::clone(&this) as Arc<dyn Lease>);
+        let start = Instant::now();
+        let ttl = duration_millis(config.ttl);
+        let (taken, value) = if fencing == Fencing::Off {
+            this.set_nx(pending.token(), ttl, waiting).await?
+        } else {
+            LOCK_ACQUIRE
+                .call()
+                .key(&this.key)
+                .key(this.key.companion(FENCE_SUFFIX))
+                .key(this.key.companion(WAITERS_SUFFIX))
+                .arg(pending.token())
+                .arg(ttl)
+                .arg(fencing.horizon_arg())
+                .arg(u8::from(waiting))
+                .invoke::<(i64, i64)>(&this.redis)
+                .await?
+        };
+        if taken != 1 {
+            drop(pending.settle());
+            let hint = u64::try_from(value).ok().map(Duration::from_millis);
+            return Ok(Attempt::Held(hint));
+        }
+        let fence = u64::try_from(value)
+            .map_err(|_| Error::unexpected_reply(format!("fencing counter {value}")))?;
+        let (lease, token) = pending.settle();
+        Ok(Attempt::Acquired(LockGuard::new(
+            resource,
+            token,
+            fence,
+            start,
+            config,
+            lease,
+            Arc::clone(metrics),
+        )))
+    }
+
+    /// An unfenced attempt: `SET key token NX PX ttl`; held and waiting, a second request marks
+    /// the waiter and reads the holder's lease (a lock freed in between reads as `0` ms left).
+    /// Replies as the acquire script: `(1, 0)` taken, `(0, ms left or -1)` held.
+    async fn set_nx(&self, token: &str, ttl: u64, waiting: bool) -> Result<(i64, i64)> {
+        let set: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(&self.key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl),
+            )
+            .await?;
+        if set.is_some() {
+            return Ok((1, 0));
+        }
+        if !waiting {
+            return Ok((0, -1));
+        }
+        let pttl: i64 = LOCK_WAIT
+            .call()
+            .key(&self.key)
+            .key(self.key.companion(WAITERS_SUFFIX))
+            .invoke(&self.redis)
+            .await?;
+        Ok((0, if pttl == -2 { 0 } else { pttl }))
+    }
+}
+
+impl Lease for LockLease {
+    fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let n: i64 = EXTEND
+                .call()
+                .key(&self.key)
+                .arg(token)
+                .arg(duration_millis(ttl))
+                .invoke(&self.redis)
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let n: i64 = LOCK_RELEASE
+                .call()
+                .key(&self.key)
+                .key(self.key.companion(WAITERS_SUFFIX))
+                .arg(token)
+                .arg(self.waiters.channel())
+                .invoke(&self.redis)
+                .await?;
+            if n > 0 {
+                self.waiters.released_here(self.key.as_str(), n == 2);
+            }
+            Ok(n > 0)
+        })
+    }
+}

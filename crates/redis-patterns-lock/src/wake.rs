@@ -1,0 +1,309 @@
+//! Wake-ups for `Lock::acquire` calls that wait: instead of sleeping out a backoff, a waiter is
+//! woken when the lock is released.
+//!
+//! - An attempt that finds the lock held and will wait marks the resource (a waiters key with a
+//!   TTL, in the acquire script itself). A release that deletes a marked lock publishes the lock
+//!   key on the lock's channel (`<prefix>:lock:released`), in the release script itself.
+//! - Each [`Lock`](crate::Lock) (and its clones) subscribes to that channel once, on a
+//!   connection of its own, the first time one of its `acquire` calls waits; a message wakes one
+//!   of this process's waiters on that key.
+//! - A release by a guard of the same `Lock` wakes one local waiter at once, without waiting for
+//!   its own message (which is then skipped).
+//! - Nothing is lost if a message is: waiters still retry on their backoff and at the end of the
+//!   holder's lease, as before; notifications only make the hand-over early.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use redis_core::{
+    Backoff, Endpoint, Redis,
+    redis::{self, ProtocolVersion, PushInfo, PushKind, Value, aio::ConnectionLike},
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Time-out for connecting and subscribing the notification connection, and for its health check.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the notification connection is checked.
+const HEALTH_CHECK: Duration = Duration::from_secs(5);
+/// Pauses between reconnects of the notification connection.
+const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(100), Duration::from_secs(2));
+
+/// The waiters of one [`Lock`](crate::Lock) (shared by its clones and its guards) and its
+/// notification subscription.
+#[derive(Debug)]
+pub(crate) struct Waiters {
+    redis: Redis,
+    channel: String,
+    waiting: Mutex<HashMap<String, Entry>>,
+    started: AtomicBool,
+    /// Dropped with the last `Lock` clone: stops the subscriber task.
+    _stop: oneshot::Sender<()>,
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    notify: Arc<Notify>,
+    /// Waiting `acquire` calls of this process on the key.
+    count: usize,
+    /// Local releases that woke a waiter and published too: their messages are skipped.
+    skip: usize,
+}
+
+impl Waiters {
+    pub(crate) fn new(redis: Redis, channel: String) -> Arc<Self> {
+        let (stop, stopped) = oneshot::channel();
+        Arc::new(Self {
+            redis,
+            channel,
+            waiting: Mutex::new(HashMap::new()),
+            started: AtomicBool::new(false),
+            _stop: stop,
+            stopped: Mutex::new(Some(stopped)),
+        })
+    }
+
+    /// The channel releases publish on.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Registers a waiter on `key` until the returned value is dropped.
+    pub(crate) fn enter(self: &Arc<Self>, key: &str) -> Waiter {
+        let mut waiting = lock(&self.waiting);
+        let entry = waiting.entry(key.to_owned()).or_insert_with(|| Entry {
+            notify: Arc::new(Notify::new()),
+            count: 0,
+            skip: 0,
+        });
+        entry.count += 1;
+        Waiter {
+            waiters: Arc::clone(self),
+            key: key.to_owned(),
+            notify: Arc::clone(&entry.notify),
+        }
+    }
+
+    /// A release of `key` by this process: wakes one local waiter. `published` says the release
+    /// also published (its message will come back and is skipped when a waiter was woken here).
+    pub(crate) fn released_here(&self, key: &str, published: bool) {
+        let mut waiting = lock(&self.waiting);
+        if let Some(entry) = waiting.get_mut(key) {
+            entry.notify.notify_one();
+            if published {
+                entry.skip += 1;
+            }
+        }
+    }
+
+    /// A release message for `key`.
+    fn released_elsewhere(&self, key: &str) {
+        let mut waiting = lock(&self.waiting);
+        if let Some(entry) = waiting.get_mut(key) {
+            if entry.skip > 0 {
+                entry.skip -= 1;
+            } else {
+                entry.notify.notify_one();
+            }
+        }
+    }
+
+    /// Starts the subscriber task, once (the first time a waiter finds the lock held).
+    pub(crate) fn subscribe(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(stopped) = lock(&self.stopped).take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.started.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(subscriber(Arc::downgrade(self), stopped));
+    }
+}
+
+/// One waiting `acquire` call on a key; deregisters when dropped.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    waiters: Arc<Waiters>,
+    key: String,
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// The wake-up signal: create (and `enable`) a `notified()` future before each attempt.
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    /// Found held: from now on releases should reach this process.
+    pub(crate) fn subscribe(&self) {
+        self.waiters.subscribe();
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut waiting = lock(&self.waiters.waiting);
+        if let Some(entry) = waiting.get_mut(&self.key) {
+            entry.count -= 1;
+            if entry.count == 0 {
+                waiting.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The notification connection of one `Lock`.
+enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    /// A health check: a connection that stopped answering is replaced.
+    async fn ping(&mut self) -> bool {
+        let cmd = redis::cmd("PING");
+        let reply = match self {
+            Self::Single(c) => c.req_packed_command(&cmd).await,
+            Self::Cluster(c) => c.req_packed_command(&cmd).await,
+        };
+        reply.is_ok_and(|v| v.extract_error().is_ok())
+    }
+}
+
+/// Opens a RESP3 connection whose pushes go to `tx` and subscribes to `channel`. On a cluster a
+/// plain (not sharded) channel: a release on any master reaches subscribers on every node.
+async fn connect(
+    redis: &Redis,
+    channel: &str,
+    tx: mpsc::UnboundedSender<PushInfo>,
+) -> redis_core::Result<Conn> {
+    match redis.endpoint().await? {
+        Endpoint::Single(client) => {
+            let mut conn =
+                redis_core::connect_with_pushes(client.get_connection_info(), tx, CONNECT_TIMEOUT)
+                    .await?;
+            conn.subscribe(channel).await?;
+            Ok(Conn::Single(conn))
+        }
+        Endpoint::Cluster { nodes, .. } => {
+            let client = redis::cluster::ClusterClient::builder(nodes)
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(CONNECT_TIMEOUT)
+                .build()?;
+            let mut conn = client.get_async_connection().await?;
+            conn.subscribe(channel).await?;
+            Ok(Conn::Cluster(conn))
+        }
+        _ => Err(redis_core::Error::Unsupported(
+            "lock wake-ups need pub/sub on this endpoint",
+        )),
+    }
+}
+
+/// Subscribes, wakes waiters on every message, reconnects after a loss; ends when the `Lock` and
+/// all its clones are gone, or when the backend has no pub/sub (waiters then poll, as before).
+async fn subscriber(waiters: Weak<Waiters>, mut stopped: oneshot::Receiver<()>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(this) = waiters.upgrade() else {
+            return;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (redis, channel) = (this.redis.clone(), this.channel.clone());
+        drop(this);
+        let connected = tokio::select! {
+            _ = &mut stopped => return,
+            c = connect(&redis, &channel, tx) => c,
+        };
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(redis_core::Error::Unsupported(what)) => {
+                tracing::debug!(what, "no lock wake-ups: waiters poll");
+                return;
+            }
+            Err(e) => {
+                let delay = RECONNECT.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::debug!(error = %e, ?delay, "lock wake-up subscription failed");
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        failures = 0;
+        let mut health = tokio::time::interval(HEALTH_CHECK);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health.tick().await;
+        loop {
+            let push = tokio::select! {
+                _ = &mut stopped => return,
+                push = rx.recv() => push,
+                _ = health.tick() => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, conn.ping()).await {
+                        Ok(true) => continue,
+                        _ => break,
+                    }
+                }
+            };
+            let Some(push) = push else { break };
+            match push.kind {
+                PushKind::Message => {
+                    if let (Some(key), Some(this)) = (message_key(push.data), waiters.upgrade()) {
+                        this.released_elsewhere(&key);
+                    }
+                }
+                // The cluster client resubscribes by itself; a single connection is gone.
+                PushKind::Disconnection if matches!(conn, Conn::Single(_)) => break,
+                _ => {}
+            }
+        }
+        tracing::debug!("lock wake-up connection lost; resubscribing");
+    }
+}
+
+/// The payload (a lock key) of a `message` push: `[channel, payload]`.
+fn message_key(data: Vec<Value>) -> Option<String> {
+    match data.into_iter().nth(1)? {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_payloads_are_lock_keys() {
+        let data = vec![
+            Value::BulkString(b"app:lock:released".to_vec()),
+            Value::BulkString(b"app:lock:{job}".to_vec()),
+        ];
+        assert_eq!(message_key(data).as_deref(), Some("app:lock:{job}"));
+        assert_eq!(message_key(vec![Value::Nil]), None);
+        assert_eq!(
+            message_key(vec![Value::Nil, Value::BulkString(vec![0xff])]),
+            None
+        );
+    }
+}
