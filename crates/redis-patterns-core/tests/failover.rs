@@ -223,6 +223,9 @@ async fn cluster_master_kill_shows_callers_only_retryable_errors() {
     let mut cluster = TestCluster::spawn_with_node_timeout(3, 1, NODE_TIMEOUT);
     let redis = cluster.redis().await;
     let tag = "fo-kill";
+    let key = format!("{{{tag}}}:dedicated");
+    // A pooled dedicated connection, idle through the kill.
+    drop(redis.dedicated().await.unwrap());
     let epoch = redis.topology_epoch();
     let load = Load::start(&redis, tag);
     load.succeeds(200, "load before the kill").await;
@@ -244,6 +247,30 @@ async fn cluster_master_kill_shows_callers_only_retryable_errors() {
         || async { redis.topology_epoch() > epoch },
     )
     .await;
+    // The pool was drained when the set of masters changed: a checkout writes first time.
+    let mut conn = redis.dedicated().await.unwrap();
+    let reply = conn
+        .req_packed_command(redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(60))
+        .await
+        .unwrap();
+    assert_eq!(reply, redis::Value::Okay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_moves_the_topology_epoch() {
+    let mut server = redis_test_support::TestServer::spawn();
+    let redis = Redis::open(&server.url()).await.unwrap();
+    let mut watch = redis.topology_watch();
+    watch.mark_seen();
+    server.restart();
+    wait_until(
+        "the server answers again",
+        Duration::from_secs(10),
+        || async { redis.query::<String>(&redis::cmd("PING")).await.is_ok() },
+    )
+    .await;
+    // The shared connection was re-established: workers waiting out a backoff resume now.
+    assert!(watch.has_changed(), "a reconnect moves the topology epoch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
