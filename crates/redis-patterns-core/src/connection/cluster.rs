@@ -109,7 +109,6 @@ impl Cluster {
                     Some(tls) => redis::Client::build_with_tls(info, tls.certificates()),
                     _ => redis::Client::open(info),
                 };
-                let _ = &tls;
                 Box::pin(async move {
                     client?
                         .get_multiplexed_async_connection_with_config(&config)
