@@ -38,7 +38,12 @@ async fn the_finding_names_the_one_misconfigured_master() {
     let redis = cluster.redis().await;
     let report = doctor::diagnose(&redis, &[&LOCKS]).await.unwrap();
     assert_eq!(report.nodes.len(), 3, "{report:#?}");
-    assert!(report.nodes.iter().all(|n| n.cluster));
+    assert!(
+        report
+            .nodes
+            .iter()
+            .all(|n| n.cluster && n.resp3 == Some(true))
+    );
     let errors: Vec<_> = report.at_least(Severity::Error).collect();
     assert_eq!(errors.len(), 1, "{report:#?}");
     assert_eq!(errors[0].node, bad_node);

@@ -42,7 +42,8 @@ pub struct NodeFacts {
     pub acl: Vec<AclCheck>,
     /// Why permissions could not be checked (`ACL DRYRUN` refused or missing).
     pub acl_error: Option<String>,
-    /// Whether `HELLO 3` succeeded; `None` when not tried.
+    /// Whether `HELLO 3` succeeded on a connection of the doctor's own; `None` for a custom
+    /// backend, which has no address to try.
     pub resp3: Option<bool>,
     /// Why RESP3 failed.
     pub resp3_error: Option<String>,

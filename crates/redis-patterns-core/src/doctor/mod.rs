@@ -121,14 +121,13 @@ pub async fn diagnose_with(
             Target::Node(name, info) => {
                 let mut conn = connect(info, options.timeout).await?;
                 let mut facts = node_facts(&mut conn, name, requirements, options).await?;
-                if requirements.iter().any(|r| r.resp3.is_some()) {
-                    let (pushes, _) = tokio::sync::mpsc::unbounded_channel();
-                    match crate::connect_with_pushes(info, pushes, options.timeout).await {
-                        Ok(_) => facts.resp3 = Some(true),
-                        Err(e) => {
-                            facts.resp3 = Some(false);
-                            facts.resp3_error = Some(e.to_string());
-                        }
+                // RESP3 is a fact of every node, whether or not a pattern here needs it.
+                let (pushes, _) = tokio::sync::mpsc::unbounded_channel();
+                match crate::connect_with_pushes(info, pushes, options.timeout).await {
+                    Ok(_) => facts.resp3 = Some(true),
+                    Err(e) => {
+                        facts.resp3 = Some(false);
+                        facts.resp3_error = Some(e.to_string());
                     }
                 }
                 facts
