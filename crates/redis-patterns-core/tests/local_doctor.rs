@@ -335,3 +335,31 @@ async fn a_replica_is_an_error_for_every_pattern() {
         "{report:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_user_who_may_not_ask_acl_dryrun_gets_an_info_not_an_error() {
+    let server = limited("noeviction");
+    let _: () = server
+        .cmd(
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("plain")
+                .arg("on")
+                .arg(">secret")
+                .arg("~*")
+                .arg("&*")
+                .arg("+@all")
+                .arg("-acl|dryrun"),
+        )
+        .unwrap();
+    let url = format!("redis://plain:secret@127.0.0.1:{}", server.port());
+    let redis = Redis::open(&url).await.unwrap();
+    let report = doctor::diagnose(&redis, &[&LOCKS]).await.unwrap();
+    assert_eq!(
+        severity_of(&report, "server", "acl"),
+        Some(Severity::Info),
+        "{report:#?}"
+    );
+    assert!(report.for_pattern("lock").all(|f| f.check != "acl"));
+    assert!(report.nodes[0].acl_error.is_some());
+}

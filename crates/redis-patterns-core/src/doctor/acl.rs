@@ -38,22 +38,28 @@ pub(crate) async fn dry_run<C: ConnectionLike + Send>(
     commands: &[Vec<String>],
     guessed_key: bool,
 ) -> Result<Vec<AclCheck>, Unchecked> {
-    let mut checks = Vec::with_capacity(commands.len());
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One pipeline: one round trip per pattern, however many commands it sends.
+    let mut pipe = redis::pipe();
     for command in commands {
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("DRYRUN").arg(user).arg(command);
-        let reply = conn
-            .req_packed_command(&cmd)
-            .await
-            .and_then(Value::extract_error);
-        let denied = match reply {
+        pipe.cmd("ACL").arg("DRYRUN").arg(user).arg(command);
+    }
+    let replies = conn
+        .req_packed_commands(&pipe, 0, commands.len())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut checks = Vec::with_capacity(commands.len());
+    for (command, reply) in commands.iter().zip(replies) {
+        let denied = match reply.extract_error() {
             Ok(Value::Okay) => None,
             Ok(Value::SimpleString(s)) if s == "OK" => None,
             Ok(Value::BulkString(bytes)) if bytes == b"OK" => None,
             Ok(Value::BulkString(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
             Ok(Value::SimpleString(s)) | Ok(Value::VerbatimString { text: s, .. }) => Some(s),
             Ok(other) => Some(format!("{other:?}")),
-            // An unknown command, or DRYRUN itself refused: nothing can be said about the rest.
+            // DRYRUN itself refused or unknown: nothing can be said about the rest.
             Err(e) if is_dryrun_refused(&e) => return Err(e.to_string()),
             Err(e) => Some(e.to_string()),
         };
