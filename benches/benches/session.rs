@@ -9,20 +9,24 @@
 //!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each.
 //!
 //! Before the groups it prints the server commands per operation (`INFO commandstats`, script
-//! calls and the commands they run both counted).
+//! calls and the commands they run both counted). With `SESSION_INTERLEAVED=<rounds>` it also
+//! runs each pair alternately in short slices and prints the ratios, which a busy machine skews
+//! less than rows measured one after the other.
 //!
-//! Run: `cargo xtask bench -- session` (or `cargo bench -p redis-patterns-benches --bench session`).
+//! Run: `cargo xtask bench -- session` (or `cargo bench -p redis-patterns-benches --bench session`;
+//! `SESSION_INTERLEAVED=20 cargo bench -p redis-patterns-benches --bench session -- --warm-up-time 1 --measurement-time 3`).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
 };
 use redis_session::{SessionId, SessionStore, TowerSessionStore};
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio::runtime::Runtime;
 use tower_sessions_core::{
     SessionStore as _,
     session::{Id, Record},
@@ -41,6 +45,7 @@ const DATA: Data = Data {
     cart: [1, 2, 3],
 };
 const SESSIONS: usize = 1000;
+type Conn = redis::aio::MultiplexedConnection;
 /// The stores' idle timeout, and the raw baselines' expiry.
 const IDLE_MS: u64 = 30 * 60 * 1000;
 
@@ -107,6 +112,34 @@ where
     let total: f64 = per_op.iter().map(|(_, c)| c).sum();
     let list: Vec<String> = per_op.iter().map(|(n, c)| format!("{n} {c}")).collect();
     eprintln!("commands per op: {what}: {total} ({})", list.join(", "));
+}
+
+/// The raw baseline's total time over the store's, both run `rounds` times alternately, `iters`
+/// operations from `tasks` tasks each time: the store's throughput as a fraction of the raw one.
+fn interleaved<S, F, Fut, T, G, Gut>(
+    rt: &Runtime,
+    tasks: usize,
+    iters: u64,
+    rounds: u32,
+    (raw_state, raw_op): (S, F),
+    (state, op): (T, G),
+) -> f64
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+    G: Fn(T, u64) -> Gut + Clone + Send + Sync + 'static,
+    Gut: Future<Output = ()> + Send + 'static,
+{
+    let (mut raw_time, mut time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let (s, f) = (raw_state.clone(), raw_op.clone());
+        raw_time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
+        let (s, f) = (state.clone(), op.clone());
+        time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
+    }
+    raw_time.as_secs_f64() / time.as_secs_f64()
 }
 
 fn session(c: &mut Criterion) {
@@ -202,146 +235,189 @@ fn session(c: &mut Criterion) {
         .await;
     });
 
+    // Each operation once, as `bench_concurrent` and `interleaved` take it: (state, op).
+    let raw_create = (
+        (raw.clone(), prefix.clone(), value),
+        |(mut raw, prefix, value): (Conn, String, Arc<Vec<u8>>), _| async move {
+            let key = format!("{prefix}:raw-new:{}", redis_core::random_token());
+            let set: bool = redis::cmd("SET")
+                .arg(key)
+                .arg(value.as_slice())
+                .arg("NX")
+                .arg("PX")
+                .arg(IDLE_MS)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(set);
+        },
+    );
+    let create = (store.clone(), |store: SessionStore, _| async move {
+        let id = store.create(&DATA).await.unwrap();
+        std::hint::black_box(id);
+    });
+    let raw_get = (
+        (raw.clone(), raw_keys),
+        |(mut raw, keys): (Conn, Arc<Vec<String>>), i: u64| async move {
+            let value: Vec<u8> = redis::cmd("GET")
+                .arg(&keys[i as usize % SESSIONS])
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(!value.is_empty());
+        },
+    );
+    // The floor of the hash layout: the same two commands the store sends, from raw redis-rs.
+    let raw_hgetall_pttl = (
+        (raw.clone(), session_keys),
+        |(mut raw, keys): (Conn, Arc<Vec<redis_core::Key>>), i: u64| async move {
+            let key = &keys[i as usize % SESSIONS];
+            let (hash, pttl): (Vec<Vec<u8>>, i64) = redis::pipe()
+                .cmd("HGETALL")
+                .arg(key)
+                .cmd("PTTL")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(!hash.is_empty() && pttl > 0);
+        },
+    );
+    let load = |store: &SessionStore| {
+        (
+            (store.clone(), ids.clone()),
+            |(store, ids): (SessionStore, Arc<Vec<SessionId>>), i: u64| async move {
+                let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
+                assert!(s.is_some());
+            },
+        )
+    };
+    let raw_cycle = (
+        (raw, prefix.clone(), tower_value),
+        |(mut raw, prefix, value): (Conn, String, Arc<Vec<u8>>), _| async move {
+            let key = format!("{prefix}:raw-tower:{}", redis_core::random_token());
+            let set: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(value.as_slice())
+                .arg("NX")
+                .arg("PX")
+                .arg(IDLE_MS)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(set);
+            let loaded: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(!loaded.is_empty());
+            let saved: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(loaded)
+                .arg("XX")
+                .arg("PX")
+                .arg(IDLE_MS)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(saved);
+        },
+    );
+    let cycle = (tower, |tower: TowerSessionStore, _| async move {
+        let mut record = tower_record();
+        tower.create(&mut record).await.unwrap();
+        let loaded = tower.load(&record.id).await.unwrap().unwrap();
+        tower.save(&loaded).await.unwrap();
+    });
+
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "session/create", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-set-nx-px",
-            tasks,
-            (raw.clone(), prefix.clone(), value.clone()),
-            |(mut raw, prefix, value), _| async move {
-                let key = format!("{prefix}:raw-new:{}", redis_core::random_token());
-                let set: bool = redis::cmd("SET")
-                    .arg(key)
-                    .arg(value.as_slice())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(IDLE_MS)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(set);
-            },
-        );
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "redis-patterns-session",
-            tasks,
-            store.clone(),
-            |store, _| async move {
-                let id = store.create(&DATA).await.unwrap();
-                std::hint::black_box(id);
-            },
-        );
+        let (state, op) = raw_create.clone();
+        bench_concurrent(&mut group, &rt, "raw-set-nx-px", tasks, state, op);
+        let (state, op) = create.clone();
+        bench_concurrent(&mut group, &rt, "redis-patterns-session", tasks, state, op);
         group.finish();
 
         let mut group = concurrent_group(c, "session/load", tasks);
+        let (state, op) = raw_get.clone();
+        bench_concurrent(&mut group, &rt, "raw-get", tasks, state, op);
+        let (state, op) = raw_hgetall_pttl.clone();
+        bench_concurrent(&mut group, &rt, "raw-hgetall-pttl", tasks, state, op);
+        let (state, op) = load(&store);
+        bench_concurrent(&mut group, &rt, "redis-patterns-session", tasks, state, op);
+        let (state, op) = load(&eager);
         bench_concurrent(
             &mut group,
             &rt,
-            "raw-get",
+            "redis-patterns-session-every-access",
             tasks,
-            (raw.clone(), raw_keys.clone()),
-            |(mut raw, keys), i| async move {
-                let value: Vec<u8> = redis::cmd("GET")
-                    .arg(&keys[i as usize % SESSIONS])
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(!value.is_empty());
-            },
+            state,
+            op,
         );
-        // The floor of the hash layout: the same two commands the store sends, from raw redis-rs.
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-hgetall-pttl",
-            tasks,
-            (raw.clone(), session_keys.clone()),
-            |(mut raw, keys), i| async move {
-                let key = &keys[i as usize % SESSIONS];
-                let (hash, pttl): (Vec<Vec<u8>>, i64) = redis::pipe()
-                    .cmd("HGETALL")
-                    .arg(key)
-                    .cmd("PTTL")
-                    .arg(key)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(!hash.is_empty() && pttl > 0);
-            },
-        );
-        for (name, store) in [
-            ("redis-patterns-session", &store),
-            ("redis-patterns-session-every-access", &eager),
-        ] {
-            bench_concurrent(
-                &mut group,
-                &rt,
-                name,
-                tasks,
-                (store.clone(), ids.clone()),
-                |(store, ids), i| async move {
-                    let s = store.load(&ids[i as usize % SESSIONS]).await.unwrap();
-                    assert!(s.is_some());
-                },
-            );
-        }
         group.finish();
 
         let mut group = concurrent_group(c, "session/tower-cycle", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-set-nx-get-set-xx",
-            tasks,
-            (raw.clone(), prefix.clone(), tower_value.clone()),
-            |(mut raw, prefix, value), _| async move {
-                let key = format!("{prefix}:raw-tower:{}", redis_core::random_token());
-                let set: bool = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(value.as_slice())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(IDLE_MS)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(set);
-                let loaded: Vec<u8> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(!loaded.is_empty());
-                let saved: bool = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(loaded)
-                    .arg("XX")
-                    .arg("PX")
-                    .arg(IDLE_MS)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert!(saved);
-            },
-        );
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "redis-patterns-session",
-            tasks,
-            tower.clone(),
-            |tower, _| async move {
-                let mut record = tower_record();
-                tower.create(&mut record).await.unwrap();
-                let loaded = tower.load(&record.id).await.unwrap().unwrap();
-                tower.save(&loaded).await.unwrap();
-            },
-        );
+        let (state, op) = raw_cycle.clone();
+        bench_concurrent(&mut group, &rt, "raw-set-nx-get-set-xx", tasks, state, op);
+        let (state, op) = cycle.clone();
+        bench_concurrent(&mut group, &rt, "redis-patterns-session", tasks, state, op);
         group.finish();
+    }
+
+    // Criterion measures one row after the other; on a busy machine the load drifts between
+    // them. With SESSION_INTERLEAVED=<rounds> the same pairs also run alternately, in short
+    // slices, and the ratio of their total times is printed.
+    let rounds: u32 = std::env::var("SESSION_INTERLEAVED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    if rounds > 0 {
+        for tasks in CONCURRENCY {
+            let iters = 40 * tasks as u64;
+            let pairs = [
+                (
+                    "create / SET NX PX",
+                    interleaved(
+                        &rt,
+                        tasks,
+                        iters,
+                        rounds,
+                        raw_create.clone(),
+                        create.clone(),
+                    ),
+                ),
+                (
+                    "load / GET",
+                    interleaved(&rt, tasks, iters, rounds, raw_get.clone(), load(&store)),
+                ),
+                (
+                    "raw HGETALL + PTTL / GET",
+                    interleaved(
+                        &rt,
+                        tasks,
+                        iters,
+                        rounds,
+                        raw_get.clone(),
+                        raw_hgetall_pttl.clone(),
+                    ),
+                ),
+                (
+                    "tower cycle / SET NX + GET + SET XX",
+                    interleaved(
+                        &rt,
+                        tasks,
+                        iters / 3,
+                        rounds,
+                        raw_cycle.clone(),
+                        cycle.clone(),
+                    ),
+                ),
+            ];
+            for (what, ratio) in pairs {
+                eprintln!("interleaved, {tasks} tasks: {what}: {ratio:.2}");
+            }
+        }
     }
 
     // Leave nothing behind on a shared server.
