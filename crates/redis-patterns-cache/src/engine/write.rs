@@ -12,7 +12,7 @@ use std::{io::Write, time::Duration};
 
 use futures_util::future::{join, join_all};
 use redis_core::{
-    Codec, Key, duration_millis, random_token,
+    Codec, Key, TopologyKind, duration_millis, random_token,
     redis::{self, RedisWrite, ToRedisArgs},
 };
 use serde::Serialize;
@@ -84,13 +84,22 @@ impl<C: Codec> Engine<C> {
             })
             .collect();
         let sealed = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &assumed)?;
-        let (current, written) = join(
-            self.read_tag_versions(&keys, fresh),
-            self.write(key, Some(sealed)),
-        )
-        .await;
-        written?;
-        let current = current?;
+        let current = match self.redis.topology() {
+            // One server holds every key: one pipeline, tag versions first.
+            TopologyKind::Standalone | TopologyKind::Sentinel => {
+                self.write_tagged(key, sealed, &keys, fresh).await?
+            }
+            // Tags live on other slots: side by side, each routed to its own.
+            _ => {
+                let (current, written) = join(
+                    self.read_tag_versions(&keys, fresh),
+                    self.write(key, Some(sealed)),
+                )
+                .await;
+                written?;
+                current?
+            }
+        };
         if current != assumed {
             // Written under a version that is not current: a miss until rewritten.
             let sealed = self.seal(Kind::Value, &payload, Duration::ZERO, opts.ttl, &current)?;
@@ -104,20 +113,11 @@ impl<C: Codec> Engine<C> {
     /// process are detached from later callers. True when an entry was stored or deleted.
     pub(crate) async fn write(&self, key: &Key, entry: Option<(Sealed<'_>, u64)>) -> Result<bool> {
         let mut pipe = redis::Pipeline::with_capacity(3);
-        let mut generation = redis::Cmd::with_capacity(5, key.as_str().len() + 64);
-        generation
-            .arg("SET")
-            .arg(Companion(key, GEN))
-            .arg(&generation_token()[..])
-            .arg("PX")
-            .arg(duration_millis(self.settings.version_ttl));
-        pipe.add_command(generation);
+        self.push_generation(&mut pipe, key);
         // Replies are read as a tuple rather than `ignore`d, which would cost a hash set.
         let written = match entry {
             Some((sealed, px)) => {
-                let mut set = redis::Cmd::with_capacity(5, key.as_str().len() + sealed.len() + 32);
-                set.arg("SET").arg(key).arg(sealed).arg("PX").arg(px);
-                pipe.add_command(set);
+                push_entry(&mut pipe, key, sealed, px);
                 let stored = self.redis.query_pipeline::<((), ())>(&pipe).await;
                 stored.map(|_| true)
             }
@@ -128,6 +128,57 @@ impl<C: Codec> Engine<C> {
                 deleted.map(|(_, _, n)| n > 0)
             }
         };
+        self.written(key);
+        Ok(written?)
+    }
+
+    /// A tagged write on a single server: one pipeline with a `SET NX GET` per tag (creating a
+    /// missing one with its `fresh` version), then the generation and the entry. Returns the
+    /// tags' current versions (remembered).
+    async fn write_tagged(
+        &self,
+        key: &Key,
+        (sealed, px): (Sealed<'_>, u64),
+        tags: &[Key],
+        fresh: Vec<String>,
+    ) -> Result<TagVersions> {
+        let tag_px = duration_millis(self.settings.tag_ttl);
+        let mut pipe = redis::Pipeline::with_capacity(tags.len() + 2);
+        for (tag, fresh) in tags.iter().zip(&fresh) {
+            pipe.cmd("SET")
+                .arg(tag)
+                .arg(fresh)
+                .arg("NX")
+                .arg("GET")
+                .arg("PX")
+                .arg(tag_px);
+        }
+        self.push_generation(&mut pipe, key);
+        push_entry(&mut pipe, key, sealed, px);
+        let replies = self.redis.query_pipeline::<Vec<redis::Value>>(&pipe).await;
+        self.written(key);
+        let replies = replies?;
+        let mut current = Vec::with_capacity(tags.len());
+        for ((tag, fresh), reply) in tags.iter().zip(fresh).zip(replies) {
+            let version = match reply {
+                redis::Value::Nil => fresh.into_bytes(),
+                redis::Value::BulkString(old) => old,
+                other => {
+                    return Err(redis_core::Error::UnexpectedReply(format!(
+                        "SET NX GET of a tag version answered {other:?}"
+                    ))
+                    .into());
+                }
+            };
+            let tag = tag.as_str().as_bytes();
+            self.tag_memo.remember(tag, &version);
+            current.push((tag.to_vec(), version));
+        }
+        Ok(current)
+    }
+
+    /// After a write was sent: evicts the near copy and detaches loads in flight here.
+    fn written(&self, key: &Key) {
         // Evict at once rather than wait for the push (even a failed reply may hide an
         // applied write); readers that sent their GET before the write cannot store it now.
         if let Some(near) = &self.near {
@@ -136,7 +187,18 @@ impl<C: Codec> Engine<C> {
         // A load in flight in this process may have read the source before this write; callers
         // arriving from now on must not be handed its value.
         self.flights.forget(key.as_str());
-        Ok(written?)
+    }
+
+    /// Adds `SET <key>:gen <new token> PX version_ttl`.
+    fn push_generation(&self, pipe: &mut redis::Pipeline, key: &Key) {
+        let mut generation = redis::Cmd::with_capacity(5, key.as_str().len() + 64);
+        generation
+            .arg("SET")
+            .arg(Companion(key, GEN))
+            .arg(&generation_token()[..])
+            .arg("PX")
+            .arg(duration_millis(self.settings.version_ttl));
+        pipe.add_command(generation);
     }
 
     /// Sets a new random version of the tag whose version key is `key`.
@@ -253,6 +315,13 @@ impl<C: Codec> Engine<C> {
         };
         Ok((sealed, fresh_ms.saturating_add(duration_millis(grace))))
     }
+}
+
+/// Adds `SET <key> <envelope> PX <px>`, the envelope written straight into the command.
+fn push_entry(pipe: &mut redis::Pipeline, key: &Key, sealed: Sealed<'_>, px: u64) {
+    let mut set = redis::Cmd::with_capacity(5, key.as_str().len() + sealed.len() + 32);
+    set.arg("SET").arg(key).arg(sealed).arg("PX").arg(px);
+    pipe.add_command(set);
 }
 
 /// A fresh generation: 128 random bits as 32 hex digits, built without allocating.
