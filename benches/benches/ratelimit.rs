@@ -43,21 +43,24 @@ fn raw_script(algorithm: Algorithm) -> redis::Script {
     redis_ratelimit::script(algorithm).inner().clone()
 }
 
-/// Server commands (`INFO commandstats`, the script's own calls included) per check: `checks`
-/// checks from 50 tasks through `limiter`, printed once per configuration.
-fn commands_per_check(
+/// What a check costs the server, from 50 tasks making `checks` checks through `op`: commands
+/// (`INFO commandstats`, the script's own calls included) and CPU time (`INFO cpu`, user + system,
+/// networking included) per check. The CPU time does not depend on how loaded the machine is, so
+/// `1 / cpu per check` is the rate one server core could sustain. Printed once per configuration.
+fn server_cost(
     rt: &tokio::runtime::Runtime,
     redis: &Redis,
     label: &str,
     checks: u64,
     op: impl Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
 ) {
-    let calls = |redis: Redis| async move {
+    let sample = |redis: Redis| async move {
         let info: String = redis
-            .query(&redis::cmd("INFO").arg("commandstats").clone())
+            .query(redis::cmd("INFO").arg("commandstats").arg("cpu"))
             .await
             .unwrap();
-        info.lines()
+        let calls = info
+            .lines()
             .filter_map(|l| {
                 l.split("calls=")
                     .nth(1)?
@@ -66,14 +69,24 @@ fn commands_per_check(
                     .parse::<u64>()
                     .ok()
             })
-            .sum::<u64>()
+            .sum::<u64>();
+        let cpu = info
+            .lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum::<f64>();
+        (calls, cpu)
     };
-    let before = rt.block_on(calls(redis.clone()));
+    let (calls0, cpu0) = rt.block_on(sample(redis.clone()));
     run_concurrent(rt, 50, checks, op);
-    let after = rt.block_on(calls(redis.clone()));
+    let (calls1, cpu1) = rt.block_on(sample(redis.clone()));
     // The INFO call itself counts once.
-    let per = (after - before - 1) as f64 / checks as f64;
-    eprintln!("commands per check, {label}: {per:.2}");
+    let per = (calls1 - calls0 - 1) as f64 / checks as f64;
+    let cpu_us = (cpu1 - cpu0) * 1e6 / checks as f64;
+    eprintln!(
+        "server cost per check, {label}: {per:.2} commands, {cpu_us:.2} us CPU (one core: {:.0}k checks/s)",
+        1e3 / cpu_us
+    );
 }
 
 /// The batch script's number of `algorithm`.
@@ -179,7 +192,7 @@ fn ratelimit(c: &mut Criterion) {
                 limit.algorithm().name(),
                 if coalesce { "coalesced" } else { "one by one" }
             );
-            commands_per_check(&rt, &redis, &label, 20_000, move |i| {
+            server_cost(&rt, &redis, &label, 50_000, move |i| {
                 let (limiter, ids) = (limiter.clone(), ids.clone());
                 Box::pin(async move {
                     limiter.check(&nth(&ids, i).0).await.unwrap();
@@ -266,6 +279,27 @@ fn ratelimit(c: &mut Criterion) {
 
     // Several limits per identity (GCRA per second, fixed window per minute, sliding window per
     // hour): one batch script per check, or coalesced; raw: the same script, one check a call.
+    {
+        let trivial = trivial.clone();
+        let ids = identities(|name| keys.key(name).unwrap());
+        let raw = raw.clone();
+        server_cost(
+            &rt,
+            &redis,
+            "trivial EVALSHA (return 1)",
+            50_000,
+            move |i| {
+                let (trivial, ids, mut raw) = (trivial.clone(), ids.clone(), raw.clone());
+                Box::pin(async move {
+                    let _: i64 = trivial
+                        .key(&nth(&ids, i).1)
+                        .invoke_async(&mut raw)
+                        .await
+                        .unwrap();
+                })
+            },
+        );
+    }
     let multi_limits = [
         ("second", Limit::gcra(100, second, 100)),
         ("minute", Limit::fixed_window(3000, Duration::from_secs(60))),
@@ -292,7 +326,7 @@ fn ratelimit(c: &mut Criterion) {
             "multi, 3 limits ({})",
             if coalesce { "coalesced" } else { "one by one" }
         );
-        commands_per_check(&rt, &redis, &label, 20_000, move |i| {
+        server_cost(&rt, &redis, &label, 50_000, move |i| {
             let (limiter, ids) = (limiter.clone(), ids.clone());
             Box::pin(async move {
                 limiter.check(&nth(&ids, i).0).await.unwrap();

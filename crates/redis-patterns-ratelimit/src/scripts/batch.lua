@@ -21,9 +21,8 @@ local a, k = 2, 1
 for _ = 1, tonumber(ARGV[1]) do
   local n, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local replies, commits = {}, {}
-  local pass = true
-  for i = 1, n do
+  if n == 1 then
+    -- One limit (a coalesced single-limit check): decide, write, reply.
     local code = tonumber(ARGV[a])
     local key, key2 = KEYS[k], nil
     k = k + 1
@@ -31,23 +30,43 @@ for _ = 1, tonumber(ARGV[1]) do
       key2 = KEYS[k]
       k = k + 1
     end
-    replies[i], commits[i] = ALGORITHMS[code](key, key2, tonumber(ARGV[a + 1]),
-      tonumber(ARGV[a + 2]), cost, tonumber(ARGV[a + 3]), clock)
+    local r, commit = ALGORITHMS[code](key, key2, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+      cost, tonumber(ARGV[a + 3]), clock)
     a = a + 4
-    if replies[i][1] ~= 1 then
-      pass = false
+    if commit then
+      commit()
     end
-  end
-  -- All or nothing: every admission is written, or only the denials' TTLs.
-  for i = 1, n do
-    if commits[i] and (pass or replies[i][1] == 0) then
-      commits[i]()
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = r[1], r[2], r[3], r[4]
+  else
+    local replies, commits = {}, {}
+    local pass = true
+    for i = 1, n do
+      local code = tonumber(ARGV[a])
+      local key, key2 = KEYS[k], nil
+      k = k + 1
+      if code == 2 then
+        key2 = KEYS[k]
+        k = k + 1
+      end
+      replies[i], commits[i] = ALGORITHMS[code](key, key2, tonumber(ARGV[a + 1]),
+        tonumber(ARGV[a + 2]), cost, tonumber(ARGV[a + 3]), clock)
+      a = a + 4
+      if replies[i][1] ~= 1 then
+        pass = false
+      end
     end
-    local r = replies[i]
-    out[#out + 1] = r[1]
-    out[#out + 1] = r[2]
-    out[#out + 1] = r[3]
-    out[#out + 1] = r[4]
+    -- All or nothing: every admission is written, or only the denials' TTLs.
+    for i = 1, n do
+      if commits[i] and (pass or replies[i][1] == 0) then
+        commits[i]()
+      end
+      local r = replies[i]
+      out[#out + 1] = r[1]
+      out[#out + 1] = r[2]
+      out[#out + 1] = r[3]
+      out[#out + 1] = r[4]
+    end
   end
 end
 return out

@@ -1,6 +1,12 @@
 -- GCRA (generic cell rate algorithm): one value per key, the theoretical arrival time (TAT).
 -- `rate` units per `period` on average, up to `burst` at once.
 -- key  string: TAT (us), TTL = until the TAT
+-- Units of `emission` us that fit in `d` us; a quotient a hair under a whole number counts as
+-- that number.
+local function gcra_units(d, emission)
+  return math.max(math.floor(d / emission + 1e-6), 0)
+end
+
 local function gcra(key, _, burst, period, cost, rate, clock)
   if cost > burst then
     return CANNOT_PASS
@@ -15,14 +21,10 @@ local function gcra(key, _, burst, period, cost, rate, clock)
   local ahead = math.max(tat - now, 0)
   local new_ahead = ahead + emission * cost
   local diff = tolerance - new_ahead
-  -- Units that fit in a time; a quotient a hair under a whole number counts as that number.
-  local function units(d)
-    return math.max(math.floor(d / emission + 1e-6), 0)
-  end
   if diff < 0 then
-    return {0, units(tolerance - ahead), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
+    return {0, gcra_units(tolerance - ahead, emission), math.max(math.ceil(-diff), 1), math.ceil(ahead)}
   end
-  return {1, units(diff), 0, math.ceil(new_ahead)}, function()
+  return {1, gcra_units(diff, emission), 0, math.ceil(new_ahead)}, function()
     redis.call('SET', key, string.format('%.17g', now + new_ahead), 'PX',
       math.max(math.ceil(new_ahead / 1000), 1))
   end
