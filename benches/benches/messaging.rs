@@ -577,7 +577,6 @@ fn delayed(c: &mut Criterion, rt: &Runtime, redis: &Redis, keys: &KeySpace) {
                 let handled = Arc::new(AtomicU64::new(0));
                 let shutdown = CancellationToken::new();
                 let run = rt.spawn({
-                    let consumer = consumer.clone();
                     let shutdown = shutdown.clone();
                     let handled = handled.clone();
                     async move {
