@@ -36,6 +36,17 @@ pub enum Error {
         resource: String,
     },
 
+    /// A lock built with [`replica_ack`](crate::LockBuilder::replica_ack) was granted, but no
+    /// replica acknowledged the grant within the time-out; the grant was given back. Retryable:
+    /// `acquire` tries again until its wait runs out.
+    #[error("no replica acknowledged the grant on {resource:?} within {timeout:?}")]
+    NotReplicated {
+        /// The resource whose grant was given back.
+        resource: String,
+        /// How long the grant waited for a replica.
+        timeout: Duration,
+    },
+
     /// Redlock could not reach enough instances to decide: fewer than a majority answered.
     #[error("redlock quorum not reached: {granted} granted, {failed} failed, {needed} needed")]
     NoQuorum {
@@ -84,10 +95,13 @@ impl ErrorPredicates for Error {
     }
 
     /// True when trying again later may succeed: connection loss, time-outs, transient server
-    /// states, a missed Redlock quorum, and a resource that stayed held.
+    /// states, a missed Redlock quorum, a grant no replica acknowledged, and a resource that
+    /// stayed held.
     fn is_retryable(&self) -> bool {
-        matches!(self, Self::Timeout(_) | Self::NoQuorum { .. })
-            || self.core_error().is_some_and(|e| e.is_retryable())
+        matches!(
+            self,
+            Self::Timeout(_) | Self::NoQuorum { .. } | Self::NotReplicated { .. }
+        ) || self.core_error().is_some_and(|e| e.is_retryable())
     }
 }
 
@@ -117,6 +131,11 @@ mod tests {
             needed: 2,
         };
         assert!(quorum.is_retryable() && !quorum.is_timeout());
+        let unreplicated = Error::NotReplicated {
+            resource: "r".into(),
+            timeout: Duration::from_millis(5),
+        };
+        assert!(unreplicated.is_retryable() && !unreplicated.is_timeout());
         let lost = Error::lost("r");
         assert!(lost.is_lost() && !lost.is_retryable() && !lost.is_timeout());
         assert!(!Error::invalid_config("x").is_retryable());

@@ -1,6 +1,6 @@
 //! The single-server lock: `SET NX PX` plus a fencing counter, compare-and-act release and extend.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use redis_core::{Key, KeySpace, Redis};
 use tracing::Instrument;
@@ -53,6 +53,7 @@ pub struct Lock {
     lease: LeaseConfig,
     metrics: Arc<Metrics>,
     fencing: Fencing,
+    replica_ack: Option<Duration>,
     waiters: Arc<Waiters>,
 }
 
@@ -65,6 +66,7 @@ pub struct LockBuilder {
     lease: LeaseConfig,
     name: String,
     fencing: Fencing,
+    replica_ack: Option<Duration>,
 }
 
 impl LockBuilder {
@@ -77,16 +79,32 @@ impl LockBuilder {
         self
     }
 
+    /// A safer grant: after taking the lock, wait up to `timeout` for at least one replica to
+    /// acknowledge it (`WAIT 1 <timeout>`, one more round trip), so the grant survives a
+    /// failover of its master. Without an acknowledgement the grant is given back and the
+    /// attempt fails with [`Error::NotReplicated`](crate::Error::NotReplicated) (retryable:
+    /// `acquire` tries again until its wait runs out). On a cluster `WAIT` goes to every master
+    /// and the smallest count is taken, so every master needs a replica. Off by default.
+    pub fn replica_ack(mut self, timeout: Duration) -> Self {
+        self.replica_ack = Some(timeout);
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a lease under 10 ms or above
-    /// `u32::MAX` ms, a zero hold cap, a bad [`name`](Self::name) or fence horizon;
+    /// `u32::MAX` ms, a zero hold cap, a bad [`name`](Self::name) or fence horizon, a zero
+    /// [`replica_ack`](Self::replica_ack) time-out;
     /// [`Error::Core`](crate::Error::Core) when the key space cannot take the `lock` segment.
     pub fn build(self) -> Result<Lock> {
         crate::preflight::on_build(&self.redis, &self.keys);
         self.lease.validate()?;
         self.fencing.validate()?;
+        if self.replica_ack.is_some_and(|t| t.is_zero()) {
+            // `WAIT 1 0` would block until a replica answers, however long that takes.
+            return Err(crate::Error::invalid_config("replica_ack time-out is zero"));
+        }
         validate_name(&self.name)?;
         let keys = self.keys.pattern("lock")?;
         let channel = format!("{}:released", keys.prefix());
@@ -97,6 +115,7 @@ impl LockBuilder {
             redis: self.redis,
             lease: self.lease,
             fencing: self.fencing,
+            replica_ack: self.replica_ack,
         })
     }
 }
@@ -110,6 +129,7 @@ impl Lock {
             lease: LeaseConfig::default(),
             name: DEFAULT_NAME.to_owned(),
             fencing: Fencing::Counter,
+            replica_ack: None,
         }
     }
 
@@ -200,7 +220,14 @@ impl Acquirer for Lock {
         waiting: bool,
     ) -> Result<Attempt> {
         LockLease::new(self.redis.clone(), key.clone(), Arc::clone(&self.waiters))
-            .try_once(resource, config, self.fencing, waiting, &self.metrics)
+            .try_once(
+                resource,
+                config,
+                self.fencing,
+                self.replica_ack,
+                waiting,
+                &self.metrics,
+            )
             .await
     }
 

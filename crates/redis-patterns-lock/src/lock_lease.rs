@@ -38,11 +38,13 @@ impl LockLease {
 
     /// One attempt on `resource`. `waiting`: the caller will wait for a release, so a held lock
     /// is marked for a wake-up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn try_once(
         self,
         resource: &str,
         config: &LeaseConfig,
         fencing: Fencing,
+        replica_ack: Option<Duration>,
         waiting: bool,
         metrics: &Arc<Metrics>,
     ) -> Result<Attempt> {
@@ -73,6 +75,20 @@ impl LockLease {
         }
         let fence = u64::try_from(value)
             .map_err(|_| Error::unexpected_reply(format!("fencing counter {value}")))?;
+        if let Some(timeout) = replica_ack {
+            // On the connection that sent the grant: waits for its writes to reach a replica. An
+            // error or a refusal returns early with the lease still pending, so it is given back.
+            let acked: i64 = this
+                .redis
+                .query(redis::cmd("WAIT").arg(1).arg(duration_millis(timeout)))
+                .await?;
+            if acked < 1 {
+                return Err(Error::NotReplicated {
+                    resource: resource.to_owned(),
+                    timeout,
+                });
+            }
+        }
         let (lease, token) = pending.settle();
         Ok(Attempt::Acquired(LockGuard::new(
             resource,

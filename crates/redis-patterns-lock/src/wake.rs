@@ -116,16 +116,16 @@ impl Waiters {
 
     /// Starts the subscriber task, once (the first time a waiter finds the lock held).
     pub(crate) fn subscribe(self: &Arc<Self>) {
-        if self.started.swap(true, Ordering::AcqRel) {
+        if self.started.load(Ordering::Acquire) {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let Some(stopped) = lock(&self.stopped).take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.started.store(false, Ordering::Release);
-            return;
-        };
+        self.started.store(true, Ordering::Release);
         runtime.spawn(subscriber(Arc::downgrade(self), stopped));
     }
 }

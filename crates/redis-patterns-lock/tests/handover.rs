@@ -179,3 +179,61 @@ async fn acquire_keeps_its_wait_with_an_attempt_stuck_on_a_blackholed_connection
     held.release().await.unwrap();
     proxy.reset_all();
 }
+
+/// The safer grant waits for a replica: granted while one acknowledges; refused, and given back,
+/// when none does within the time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_with_replica_ack_needs_a_replica_and_is_given_back_without_one() {
+    let master = TestServer::spawn();
+    let mut replica = TestServer::builder()
+        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
+        .spawn();
+    let redis = Redis::open(&master.url()).await.unwrap();
+    wait_until(
+        "the replica is in sync",
+        Duration::from_secs(10),
+        || async {
+            let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
+            info.contains("master_link_status:up")
+        },
+    )
+    .await;
+    let keys = KeySpace::new("replicated").unwrap();
+    let lock = Lock::builder(redis.clone(), &keys)
+        .ttl(Duration::from_secs(30))
+        .replica_ack(ms(500))
+        .build()
+        .unwrap();
+    let guard = lock.try_acquire("job").await.unwrap().expect("free");
+    assert!(guard.fence() >= 1);
+    guard.release().await.unwrap();
+
+    replica.kill();
+    wait_until(
+        "the master sees no replica",
+        Duration::from_secs(10),
+        || async {
+            let info: String = master.cmd(redis::cmd("INFO").arg("replication")).unwrap();
+            info.contains("connected_slaves:0")
+        },
+    )
+    .await;
+    let err = lock.try_acquire("job").await.unwrap_err();
+    assert!(
+        matches!(err, redis_lock::Error::NotReplicated { .. }) && err.is_retryable(),
+        "{err}"
+    );
+    let key = lock.key("job").unwrap();
+    wait_until(
+        "the unacknowledged grant is given back",
+        Duration::from_secs(10),
+        || async { !exists(&redis, key.as_str()).await },
+    )
+    .await;
+    assert!(
+        Lock::builder(redis.clone(), &keys)
+            .replica_ack(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+}
