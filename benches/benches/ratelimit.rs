@@ -264,6 +264,40 @@ fn ratelimit(c: &mut Criterion) {
                 },
             );
 
+            // The batch script with 25 checks a call: coalescing with no client-side cost (one
+            // call per 25 elements; the other 24 return at once).
+            let batch_keys = fresh(&format!("raw-batch-{tasks}"));
+            let ids = identities(|name| batch_keys.key(name).unwrap());
+            let batch = redis_ratelimit::batch_script().inner().clone();
+            bench_concurrent(
+                &mut group,
+                &rt,
+                "raw-batch-script-25",
+                tasks,
+                (raw.clone(), ids, batch),
+                move |(mut raw, ids, batch), i| async move {
+                    if i % 25 != 0 {
+                        return;
+                    }
+                    let mut call = batch.prepare_invoke();
+                    call.arg(25);
+                    for j in i..i + 25 {
+                        let (_, key) = nth(&ids, j);
+                        call.key(key);
+                        if log {
+                            call.key(key.companion("seq"));
+                        }
+                        call.arg(1)
+                            .arg(1)
+                            .arg(batch_code(limit.algorithm()))
+                            .arg(limit.capacity())
+                            .arg(period_us)
+                            .arg(limit.rate());
+                    }
+                    let _: Vec<i64> = call.invoke_async(&mut raw).await.unwrap();
+                },
+            );
+
             let trivial_keys = fresh(&format!("trivial-{tasks}"));
             let ids = identities(|name| trivial_keys.key(name).unwrap());
             trivial_row(
