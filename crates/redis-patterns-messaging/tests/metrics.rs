@@ -99,6 +99,11 @@ async fn every_documented_messaging_metric_is_recorded_by_its_operation() {
         .send_batch(&[job(false, false), job(false, false)])
         .await
         .unwrap();
+    // A delayed entry, due long after this test (its span only).
+    producer
+        .send_after(&job(false, false), Duration::from_secs(3_600))
+        .await
+        .unwrap();
     rows.check(
         observed.take_metrics(),
         &[(
@@ -300,6 +305,7 @@ async fn every_documented_messaging_metric_is_recorded_by_its_operation() {
     assert_no_field_contains(&spans, &[SECRET, ctx.prefix()]);
     for name in [
         "messaging.send",
+        "messaging.schedule",
         "messaging.ensure_group",
         "messaging.handle",
         "messaging.publish",
