@@ -36,7 +36,9 @@ const ATTEMPTS: usize = 4;
 ///   script), capped by the store's absolute timeout counted from creation;
 /// - `create` never overwrites: on an id collision it draws a new id;
 /// - `save` of a session that has meanwhile expired or been deleted writes nothing, so a
-///   session cannot be brought back to life by a late request.
+///   session cannot be brought back to life by a late request;
+/// - `load` is a plain `HGETALL` + `PTTL` (no script) while the record is live; `create` and
+///   `save` are one script each.
 ///
 /// ```no_run
 /// use redis_core::{KeySpace, Redis};
