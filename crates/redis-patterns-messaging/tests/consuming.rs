@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use redis_messaging::{Consumer, Error, Producer, stream_key};
+use redis_messaging::{Consumer, Error, Producer, RetryPolicy, stream_key};
 use redis_test_support::{TestContext, wait_until};
 use support::{DEADLINE, Order, Running, backoff, ms, pending};
 
@@ -26,6 +26,32 @@ async fn bad_consumer_settings_are_rejected() {
         builder().max_deliveries(0).build(),
         Err(Error::InvalidConfig(_))
     ));
+    assert!(matches!(
+        builder().retry(RetryPolicy::Schedule(Vec::new())).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder()
+            .min_idle(Duration::from_secs(1))
+            .heartbeat_interval(Duration::from_secs(1))
+            .build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder().heartbeat_interval(Duration::ZERO).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        builder().delayed_poll(Duration::from_micros(10)).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(
+        builder()
+            .min_idle(Duration::from_secs(1))
+            .heartbeat_interval(Duration::from_millis(999))
+            .build()
+            .is_ok()
+    );
     assert!(matches!(
         builder().block(Duration::ZERO).build(),
         Err(Error::InvalidConfig(_))
