@@ -242,16 +242,20 @@ fn check_targets(package: &Package, check_root: &Path, findings: &Findings) -> V
         .map(String::as_str)
         .collect();
     let src_condemned = condemned.iter().any(|f| f.starts_with("src/"));
-    let mut groups: Vec<(String, Vec<String>)> = vec![(
-        "lib, bins, examples, benches".to_owned(),
-        ["--lib", "--bins", "--examples", "--benches"]
-            .map(String::from)
-            .to_vec(),
-    )];
+    // A binary-only package (the command-line tool) has no `--lib` to check.
+    let has_lib = package.targets.iter().any(|t| t.kind == "lib");
+    let units = if has_lib { "--lib" } else { "--bins" };
+    let shipped = ["--lib", "--bins", "--examples", "--benches"]
+        .into_iter()
+        .filter(|flag| has_lib || *flag != "--lib")
+        .map(String::from)
+        .collect();
+    let mut groups: Vec<(String, Vec<String>)> =
+        vec![("lib, bins, examples, benches".to_owned(), shipped)];
     if !src_condemned {
         groups.push((
             "unit tests".to_owned(),
-            ["--lib", "--profile", "test"].map(String::from).to_vec(),
+            [units, "--profile", "test"].map(String::from).to_vec(),
         ));
     }
     for target in package.targets.iter().filter(|t| t.kind == "test") {
