@@ -154,3 +154,46 @@ async fn building_a_lock_warns_once_about_an_evicting_server() {
         .unwrap();
     assert_eq!(lines.count("eviction-policy"), 1);
 }
+
+/// Redlock checks every instance: the one with an evicting policy is named.
+#[tokio::test]
+async fn building_a_redlock_checks_each_instance() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let good = TestServer::builder()
+        .args(["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+        .spawn();
+    let bad = TestServer::builder()
+        .args(["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
+        .spawn();
+    let instances = vec![
+        Redis::open(&good.url()).await.unwrap(),
+        Redis::open(&bad.url()).await.unwrap(),
+    ];
+    let keys = KeySpace::new("app").unwrap();
+    let _redlock = redis_lock::Redlock::builder(instances, &keys)
+        .build()
+        .unwrap();
+    let bad_node = format!("127.0.0.1:{}", bad.port());
+    redis_test_support::wait_until(
+        "the build-time check warns about the bad instance",
+        std::time::Duration::from_secs(10),
+        || {
+            let lines = lines.clone();
+            async move { lines.count("eviction-policy") == 1 }
+        },
+    )
+    .await;
+    let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("eviction-policy"))
+        .unwrap();
+    assert!(line.contains(&bad_node), "{line}");
+}

@@ -96,6 +96,9 @@ impl RedlockBuilder {
                 self.instance_timeout, self.lease.ttl
             )));
         }
+        for instance in &self.instances {
+            crate::preflight::on_build(instance, &self.keys);
+        }
         // Spans name the first instance as their server.
         let first = self.instances.first().cloned();
         Ok(Redlock {

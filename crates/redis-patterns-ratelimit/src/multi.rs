@@ -433,6 +433,7 @@ impl MultiLimiterBuilder {
     /// missing, malformed or repeated limit name, a bad limiter name, or a
     /// [`FailurePolicy::Local`] (one fallback limit cannot stand for several).
     pub fn build(self) -> Result<MultiLimiter> {
+        crate::preflight::on_build(&self.redis, &self.keys);
         metrics::validate_name(&self.name)?;
         if self.limits.is_empty() || self.limits.len() > 16 {
             return Err(Error::invalid_config(
