@@ -8,6 +8,8 @@
 //!   acquisitions per second in total; raw redis-rs runs rslock's retry loop (`SET NX PX`; on
 //!   failure the unlock script and a random pause of up to 200 ms). After the group, the
 //!   hand-over latency (a release's reply to the next grant's reply) is printed per row.
+//! - `lock/replica-ack/1-tasks`: the lock with and without `replica_ack` (a `WAIT 1` after the
+//!   grant) on a master with one replica: what the safer grant costs.
 //! - `lock/redlock-3/1-task`: Redlock(3) acquire + release latency against a raw parallel
 //!   `SET NX PX` + compare-and-delete on three servers.
 //!
@@ -357,6 +359,52 @@ fn lock(c: &mut Criterion) {
     }
 
     contended(c, &rt, &raw, &raw_keys, &release, &locks[0].1);
+
+    // The safer grant: the same lock with and without waiting for a replica's acknowledgement,
+    // on a private master with one replica.
+    let master = TestServer::spawn();
+    let replica = TestServer::builder()
+        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
+        .spawn();
+    let replicated = rt.block_on(async {
+        let redis = Redis::open(&master.url()).await.unwrap();
+        loop {
+            let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        redis
+    });
+    let with_master = |ack: Option<Duration>| {
+        let builder = Lock::builder(replicated.clone(), &keys).ttl(Duration::from_secs(10));
+        match ack {
+            Some(timeout) => builder.replica_ack(timeout),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+    let mut group = concurrent_group(c, "lock/replica-ack", 1);
+    for (name, lock) in [
+        ("redis-patterns-lock", with_master(None)),
+        (
+            "redis-patterns-lock/replica-ack",
+            with_master(Some(Duration::from_secs(1))),
+        ),
+    ] {
+        bench_concurrent(&mut group, &rt, name, 1, lock, |lock, _| async move {
+            let guard = lock
+                .try_acquire(&resource())
+                .await
+                .unwrap()
+                .expect("uncontended");
+            guard.release().await.unwrap();
+        });
+    }
+    group.finish();
+    drop((replica, master));
 
     // Redlock over three private masters.
     let masters: Vec<TestServer> = (0..3).map(|_| TestServer::spawn()).collect();

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// How a [`Lock`](crate::Lock) makes the fencing token of each grant ([`LockGuard::fence`]
-/// (crate::LockGuard::fence)). Set it with [`LockBuilder::fencing`](crate::LockBuilder::fencing).
+/// How a [`Lock`](crate::Lock) makes the fencing token of each grant
+/// ([`LockGuard::fence`](crate::LockGuard::fence)). Set it with
+/// [`LockBuilder::fencing`](crate::LockBuilder::fencing).
 ///
 /// | mode | token | keys per resource | acquire |
 /// |------|-------|-------------------|---------|
