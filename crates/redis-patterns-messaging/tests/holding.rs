@@ -153,7 +153,7 @@ async fn a_slow_handler_is_redelivered_only_after_its_process_is_killed() {
 }
 
 /// A handler that takes three times min_idle, with another consumer claiming eagerly: handled
-/// once with heartbeats; redelivered to the other one without (which shows the test can tell).
+/// once with heartbeats; redelivered without (which shows the test can tell).
 async fn slow_handler_deliveries(heartbeats: bool) -> usize {
     let ctx = TestContext::new().await;
     let keys = ctx.keyspace();
@@ -190,7 +190,10 @@ async fn slow_handler_deliveries(heartbeats: bool) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heartbeats_keep_a_slow_handler_from_being_redelivered() {
     assert_eq!(slow_handler_deliveries(true).await, 1);
-    assert_eq!(slow_handler_deliveries(false).await, 2);
+    // Without heartbeats the entry is claimed every min_idle while the slow handler runs (by
+    // the other consumer or by the slow one's own claim pass): at least one redelivery.
+    let without = slow_handler_deliveries(false).await;
+    assert!(without >= 2, "{without} deliveries without heartbeats");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
