@@ -252,6 +252,21 @@ where
             notified.as_mut().enable();
             notified
         });
+        // A waiter of this process was just handed the lock: queue behind it (first turn only,
+        // so a lost wake-up costs one backoff pause at most).
+        if tries == 0
+            && let (Some(w), Some(notified)) = (waiter, woken.as_mut())
+            && w.handoff_pending()
+        {
+            let pause = retry_pause(&config.retry, 0, rand::random::<f64>(), None, None);
+            let pause = deadline.map_or(pause, |d| pause.min(d - Instant::now().min(d)));
+            tokio::select! {
+                () = notified.as_mut() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+            tries = 1;
+            continue;
+        }
         let outcome = match cutoff {
             Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt()).await {
                 Ok(outcome) => outcome,
@@ -262,6 +277,9 @@ where
             },
             None => attempt().await,
         };
+        if let Some(w) = waiter {
+            w.attempted();
+        }
         let holder_left = match outcome {
             Ok(Attempt::Acquired(guard)) => return Ok(guard),
             Ok(Attempt::Held(hint)) => {

@@ -54,6 +54,9 @@ struct Entry {
     count: usize,
     /// Local releases that woke a waiter and published too: their messages are skipped.
     skip: usize,
+    /// A local release woke a waiter whose attempt has not answered yet: a newly arriving
+    /// `acquire` queues behind it instead of racing it.
+    handoff: bool,
 }
 
 impl Waiters {
@@ -81,6 +84,7 @@ impl Waiters {
             notify: Arc::new(Notify::new()),
             count: 0,
             skip: 0,
+            handoff: false,
         });
         entry.count += 1;
         Waiter {
@@ -96,6 +100,7 @@ impl Waiters {
         let mut waiting = lock(&self.waiting);
         if let Some(entry) = waiting.get_mut(key) {
             entry.notify.notify_one();
+            entry.handoff = true;
             if published {
                 entry.skip += 1;
             }
@@ -147,6 +152,21 @@ impl Waiter {
     /// Found held: from now on releases should reach this process.
     pub(crate) fn subscribe(&self) {
         self.waiters.subscribe();
+    }
+
+    /// True when a local release just woke another waiter on this key: a newly arriving call
+    /// waits its turn (it is woken by the next release) instead of racing that waiter.
+    pub(crate) fn handoff_pending(&self) -> bool {
+        lock(&self.waiters.waiting)
+            .get(&self.key)
+            .is_some_and(|e| e.handoff)
+    }
+
+    /// An attempt on this key answered: a woken waiter has had its turn.
+    pub(crate) fn attempted(&self) {
+        if let Some(entry) = lock(&self.waiters.waiting).get_mut(&self.key) {
+            entry.handoff = false;
+        }
     }
 }
 
