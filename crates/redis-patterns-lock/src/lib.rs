@@ -34,9 +34,9 @@ pub use fencing::{Fencing, MIN_HORIZON};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
 pub use metrics::METRICS;
+pub use preflight::{REQUIREMENTS, preflight};
 /// The foundation crate, re-exported for [`redis_core::Redis`], [`redis_core::KeySpace`] and
 /// [`redis_core::Backoff`].
-pub use preflight::{REQUIREMENTS, preflight};
 pub use redis_core;
 pub use redis_core::ErrorPredicates;
 pub use redlock::{DEFAULT_INSTANCE_TIMEOUT, Redlock, RedlockBuilder};

@@ -7,8 +7,6 @@
 )]
 
 mod block_cache;
-#[cfg(test)]
-mod coalesce_tests;
 mod concurrency;
 mod config;
 mod decision;
@@ -38,9 +36,15 @@ pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use metrics::METRICS;
 pub use multi::{MultiDecision, MultiLimiter, MultiLimiterBuilder};
 pub use permit::Permit;
-/// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
 pub use preflight::{REQUIREMENTS, preflight};
+/// The foundation crate, re-exported: [`redis_core::Redis`], [`redis_core::KeySpace`], ...
 pub use redis_core;
 /// The questions every error answers: `is_retryable`, `is_timeout`, `is_connection_error`, ...
 pub use redis_core::ErrorPredicates;
 pub use scripts::{batch_script, concurrency_scripts, script};
+
+/// Not part of the API: reached by the crate's integration tests only, may change at any time.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::local::LocalLimiter;
+}

@@ -210,8 +210,11 @@ pub(crate) fn step(limit: &Limit, state: &mut Option<State>, now: u64, cost: u64
 }
 
 /// The in-process fallback limiter: the same algorithm and numbers, state in this process only.
+///
+/// Public only for the crate's own tests (`__private`); users reach it through
+/// [`FailurePolicy::Local`](crate::FailurePolicy::Local).
 #[derive(Debug)]
-pub(crate) struct LocalLimiter {
+pub struct LocalLimiter {
     limit: Limit,
     origin: Instant,
     keys: Mutex<Keys>,
@@ -227,7 +230,8 @@ struct Keys {
 }
 
 impl LocalLimiter {
-    pub(crate) fn new(limit: Limit) -> Self {
+    /// A limiter for `limit` with no keys yet.
+    pub fn new(limit: Limit) -> Self {
         Self {
             limit,
             origin: Instant::now(),
@@ -240,7 +244,8 @@ impl LocalLimiter {
         self.check_at(key, cost, now)
     }
 
-    pub(crate) fn check_at(&self, key: &str, cost: u64, now: u64) -> Decision {
+    /// Decides a check of `cost` units for `key` at `now` (µs on the limiter's own clock).
+    pub fn check_at(&self, key: &str, cost: u64, now: u64) -> Decision {
         self.check_in(key, cost, now, MAX_LOCAL_KEYS)
     }
 

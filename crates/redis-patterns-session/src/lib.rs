@@ -22,9 +22,9 @@ pub use config::MIN_SECRET_LEN;
 pub use error::{Error, Result};
 pub use id::{ID_LEN, SessionId};
 pub use metrics::METRICS;
+pub use preflight::{REQUIREMENTS, preflight};
 /// redis-patterns-core, re-exported so users build the [`Redis`](redis_core::Redis) handle and
 /// [`KeySpace`](redis_core::KeySpace) from the same version.
-pub use preflight::{REQUIREMENTS, preflight};
 pub use redis_core;
 /// The error predicates (`is_timeout`, `is_connection_error`, `is_retryable`, ...) of [`Error`].
 pub use redis_core::ErrorPredicates;

@@ -1,13 +1,13 @@
 //! Coalesced checks, one-by-one checks and the in-process mirror (`local.rs`) decide the same
-//! random sequences the same way, against a real server. A unit test, so that it can reach the
-//! mirror. Periods of an hour keep the few milliseconds a run takes out of the decisions.
+//! random sequences the same way, against a real server (the mirror through the crate's hidden
+//! `__private` module). Periods of an hour keep the few milliseconds a run takes out of the decisions.
 
 use std::time::Duration;
 
 use redis_core::Redis;
 use redis_test_support::TestContext;
 
-use crate::{Decision, Limit, RateLimiter, local::LocalLimiter};
+use redis_ratelimit::{__private::LocalLimiter, Decision, Limit, RateLimiter};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
