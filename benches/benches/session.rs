@@ -24,6 +24,7 @@ use redis_patterns_benches::{
     BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
 };
 use redis_session::{SessionId, SessionStore, TowerSessionStore};
+use redis_test_support::command_calls;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
@@ -67,26 +68,6 @@ fn tower_record() -> Record {
 async fn hash_size(redis: &Redis, key: &redis_core::Key) -> usize {
     let all: Vec<Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(key)).await.unwrap();
     all.iter().map(Vec::len).sum()
-}
-
-/// `INFO commandstats` as command name -> calls.
-async fn command_calls(redis: &Redis) -> HashMap<String, u64> {
-    let info: String = redis
-        .query(redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
 }
 
 /// Runs `op` `n` times and prints the server commands it sent per run.

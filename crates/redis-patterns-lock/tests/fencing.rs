@@ -9,7 +9,7 @@ use std::{collections::HashMap, time::Duration};
 use futures_util::future::join_all;
 use redis_core::{KeySpace, Redis, redis};
 use redis_lock::{Fencing, Lock};
-use redis_test_support::{TestContext, wait_until};
+use redis_test_support::{TestContext, command_calls, wait_until};
 use support::ms;
 
 fn lock(redis: &Redis, keys: &KeySpace, fencing: Fencing) -> Lock {
@@ -176,26 +176,6 @@ async fn an_unfenced_lock_is_a_plain_lease_with_fence_zero() {
             .is_err(),
         "a horizon below the minimum is refused"
     );
-}
-
-/// `cmdstat_<name>` calls from `INFO commandstats`.
-async fn command_calls(redis: &Redis) -> HashMap<String, u64> {
-    let info: String = redis
-        .query(redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
 }
 
 /// What one uncontended acquire + release sends in each mode, counted by the server: two round

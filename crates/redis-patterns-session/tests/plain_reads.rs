@@ -11,28 +11,8 @@ use std::{
 };
 
 use redis_core::{Key, Redis, redis};
-use redis_test_support::{TestContext, wait_until};
+use redis_test_support::{TestContext, command_calls, wait_until};
 use support::{cart, store};
-
-/// `INFO commandstats` as command name -> calls.
-async fn calls(redis: &Redis) -> HashMap<String, u64> {
-    let info: String = redis
-        .query(redis::cmd("INFO").arg("commandstats"))
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
 
 /// How often `name` ran between two `calls` snapshots.
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, name: &str) -> u64 {
@@ -75,7 +55,7 @@ async fn reads_within_the_touch_interval_send_no_script() {
     let unknown = store.create(&cart()).await.unwrap();
     assert!(store.destroy(&unknown).await.unwrap());
 
-    let before = calls(ctx.redis()).await;
+    let before = command_calls(ctx.redis()).await;
     for _ in 0..10 {
         let session = store.load(&anonymous).await.unwrap().expect("live");
         assert_eq!(session.deserialize::<support::Cart>().unwrap(), cart());
@@ -87,7 +67,7 @@ async fn reads_within_the_touch_interval_send_no_script() {
     }
     assert!(store.load(&unknown).await.unwrap().is_none());
     assert!(!store.touch(&unknown).await.unwrap());
-    let after = calls(ctx.redis()).await;
+    let after = command_calls(ctx.redis()).await;
 
     assert_eq!(scripts(&before, &after), 0, "{after:?}");
     assert_eq!(delta(&before, &after, "hgetall"), 21);
@@ -107,7 +87,7 @@ async fn a_read_due_to_record_the_access_runs_the_script_and_moves_the_deadline(
 
     // Loads are plain until 200 ms (server clock) have passed since the last recorded access;
     // the first load after that records it.
-    let before = calls(&redis).await;
+    let before = command_calls(&redis).await;
     wait_until(
         "a load to record the access",
         Duration::from_secs(10),
@@ -120,7 +100,7 @@ async fn a_read_due_to_record_the_access_runs_the_script_and_moves_the_deadline(
         },
     )
     .await;
-    let after = calls(&redis).await;
+    let after = command_calls(&redis).await;
     assert!(scripts(&before, &after) >= 1, "{after:?}");
 
     let seen_after = seen(&redis, &key).await;

@@ -31,6 +31,7 @@ mod observe;
 mod proxy;
 mod sentinel;
 mod server;
+mod stats;
 mod wait;
 
 pub use calls::{Call, CallError, CallLog, ErrorWindow};
@@ -45,4 +46,5 @@ pub use sentinel::{SERVICE as SENTINEL_SERVICE, TestSentinel};
 pub use server::{
     SERVER_BIN_ENV, TestMasters, TestServer, TestServerBuilder, free_port, server_bin,
 };
+pub use stats::{command_calls, parse_command_calls};
 pub use wait::{wait_for, wait_until};
