@@ -16,13 +16,17 @@
 //! |---|---|---|---|
 //! | `redis_patterns_core_commands_total` | counter | `command`, `result` | every command and pipeline sent through a [`crate::Redis`], script calls aside (they count in `scripts_total`) |
 //! | `redis_patterns_core_scripts_total` | counter | `script`, `result` | every [`crate::ScriptCall`] |
-//! | `redis_patterns_core_script_duration_seconds` | histogram | `script` | every [`crate::ScriptCall`] |
+//! | `redis_patterns_core_script_duration_seconds` | histogram | `script` | one [`crate::ScriptCall`] in [`latency_sampling`] (default 8) per thread |
 //! | `redis_patterns_core_script_reloads_total` | counter | `script` | a script loaded again after `NOSCRIPT` |
 //! | `redis_patterns_core_reconnects_total` | counter | `result` | the shared connection re-established (`ok`) or a failed attempt (`error`) |
 //! | `redis_patterns_core_pool_wait_seconds` | histogram | | each checkout of a dedicated connection |
 //! | `redis_patterns_core_pool_timeouts_total` | counter | | a checkout that timed out |
 
-use std::time::Duration;
+use std::{
+    num::NonZeroU32,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
 
 /// True when this build records metrics (core's `metrics` feature is on, whichever crate turned
 /// it on): for work that only serves a metric, such as reading a clock for a histogram.
@@ -53,6 +57,52 @@ pub fn check_name(name: &str) -> Result<(), String> {
             "name {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '.' and '-'"
         ))
     }
+}
+
+/// By default one script call in this many, per thread, records its latency in
+/// `redis_patterns_core_script_duration_seconds` (see [`set_latency_sampling`]).
+pub const DEFAULT_LATENCY_SAMPLING: NonZeroU32 = NonZeroU32::new(8).unwrap();
+
+static LATENCY_SAMPLING: AtomicU32 = AtomicU32::new(DEFAULT_LATENCY_SAMPLING.get());
+
+/// Records the latency of one script call in `every`, per thread, in
+/// `redis_patterns_core_script_duration_seconds` (default [`DEFAULT_LATENCY_SAMPLING`]; `1`
+/// records every call). Every call still counts in `redis_patterns_core_scripts_total`, which is
+/// the one to read for rates: the histogram's `_count` is the number of samples.
+///
+/// A latency sample costs two clock readings and a write to a histogram that every thread
+/// shares, several times what counting the call costs on a busy multi-core service; a
+/// distribution needs far fewer samples than there are calls to keep its quantiles.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// redis_core::metrics::set_latency_sampling(NonZeroU32::MIN); // every call
+/// assert_eq!(redis_core::metrics::latency_sampling().get(), 1);
+/// ```
+pub fn set_latency_sampling(every: NonZeroU32) {
+    LATENCY_SAMPLING.store(every.get(), Ordering::Relaxed);
+}
+
+/// One script call in this many, per thread, records its latency (see
+/// [`set_latency_sampling`]).
+pub fn latency_sampling() -> NonZeroU32 {
+    NonZeroU32::new(LATENCY_SAMPLING.load(Ordering::Relaxed)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// Whether this call records its latency: the first call on each thread does, then one in
+/// [`latency_sampling`]. A per-thread count, so deciding writes to no shared memory.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+#[inline]
+pub(crate) fn sample_latency() -> bool {
+    thread_local! {
+        static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    CALLS.with(|calls| {
+        let n = calls.get();
+        let every = LATENCY_SAMPLING.load(Ordering::Relaxed).max(1);
+        calls.set(if n + 1 >= every { 0 } else { n + 1 });
+        n == 0
+    })
 }
 
 /// `ok` or `error`: the `result` label of commands and scripts.
@@ -271,7 +321,7 @@ pub const METRICS: &[Description] = &[
         name: "redis_patterns_core_script_duration_seconds",
         kind: Kind::Histogram,
         labels: &["script"],
-        help: "Latency of Lua script calls, by script name.",
+        help: "Latency of Lua script calls, by script name (one call in latency_sampling per thread).",
     },
     Description {
         name: "redis_patterns_core_script_reloads_total",
@@ -301,12 +351,17 @@ pub const METRICS: &[Description] = &[
 
 /// Command counters by name and result, registered on first use of each command.
 ///
-/// A short list searched front to back: a service sends a handful of distinct commands, and
-/// comparing a few short byte strings costs less than hashing one.
+/// An append-only table searched front to back: a service sends a handful of distinct commands,
+/// and comparing a few short byte strings costs less than hashing one. Reading takes no lock
+/// (one atomic load), so concurrent callers on different cores never write to a shared cache
+/// line just to find their counter; only the first use of a name takes the writers' mutex.
 #[cfg(feature = "metrics")]
-#[derive(Default)]
 pub(crate) struct CommandMetrics {
-    by_command: std::sync::RwLock<Vec<CommandCounters>>,
+    slots: Box<[std::sync::OnceLock<CommandCounters>]>,
+    /// Slots filled so far; the first `len` slots are set.
+    len: std::sync::atomic::AtomicUsize,
+    /// Serialises appends.
+    append: std::sync::Mutex<()>,
 }
 
 /// A command name and its counters by result (`ok`, `error`).
@@ -317,6 +372,19 @@ type CommandCounters = (Box<[u8]>, [Counter; 2]);
 impl std::fmt::Debug for CommandMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CommandMetrics")
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Default for CommandMetrics {
+    fn default() -> Self {
+        Self {
+            slots: (0..Self::MAX_NAMES)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            len: std::sync::atomic::AtomicUsize::new(0),
+            append: std::sync::Mutex::new(()),
+        }
     }
 }
 
@@ -337,13 +405,21 @@ impl CommandMetrics {
     #[inline]
     pub(crate) fn record_name(&self, name: &[u8], ok: bool) {
         let index = usize::from(!ok);
-        if let Ok(known) = self.by_command.read()
-            && let Some((_, counters)) = known.iter().find(|(known, _)| **known == *name)
-        {
-            counters[index].increment(1);
-            return;
+        match self.find(name) {
+            Some(counters) => counters[index].increment(1),
+            None => self.register(name)[index].increment(1),
         }
-        self.register(name)[index].increment(1);
+    }
+
+    /// The counters of `name`, when registered.
+    #[inline]
+    fn find(&self, name: &[u8]) -> Option<&[Counter; 2]> {
+        let len = self.len.load(std::sync::atomic::Ordering::Acquire);
+        self.slots[..len]
+            .iter()
+            .filter_map(std::sync::OnceLock::get)
+            .find(|(known, _)| **known == *name)
+            .map(|(_, counters)| counters)
     }
 
     #[cold]
@@ -356,12 +432,17 @@ impl CommandMetrics {
             )
         });
         // Bounded: command names are the server's command set, and anything that does not
-        // look like one is counted as `OTHER`.
-        if let Ok(mut known) = self.by_command.write()
-            && known.len() < Self::MAX_NAMES
-            && !known.iter().any(|(known, _)| **known == *name)
-        {
-            known.push((name.into(), counters.clone()));
+        // look like one is counted as `OTHER`. A poisoned mutex only means a panic elsewhere
+        // while appending; the table itself stays consistent.
+        let _append = self
+            .append
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let len = self.len.load(std::sync::atomic::Ordering::Acquire);
+        if len < Self::MAX_NAMES && self.find(name).is_none() {
+            let _ = self.slots[len].set((name.into(), counters.clone()));
+            self.len
+                .store(len + 1, std::sync::atomic::Ordering::Release);
         }
         counters
     }
@@ -394,6 +475,39 @@ mod tests {
         assert_eq!(command_label(b""), "OTHER");
         assert_eq!(command_label(b"user:42 {secret}"), "OTHER");
         assert_eq!(command_label(&[b'A'; 33]), "OTHER");
+    }
+
+    #[test]
+    #[cfg(feature = "metrics")]
+    fn command_table_registers_each_name_once_and_stays_bounded() {
+        let table = CommandMetrics::default();
+        for _ in 0..3 {
+            table.record_name(b"GET", true);
+            table.record_name(b"SET", false);
+        }
+        assert_eq!(table.len.load(std::sync::atomic::Ordering::Acquire), 2);
+        assert!(table.find(b"GET").is_some() && table.find(b"SET").is_some());
+        assert!(table.find(b"DEL").is_none());
+        for i in 0..CommandMetrics::MAX_NAMES + 10 {
+            table.record_name(format!("CMD{i}").as_bytes(), true);
+        }
+        assert_eq!(
+            table.len.load(std::sync::atomic::Ordering::Acquire),
+            CommandMetrics::MAX_NAMES
+        );
+    }
+
+    #[test]
+    fn one_call_in_every_is_sampled_per_thread() {
+        // Other tests of this binary may change the global rate: run on a fresh thread and
+        // read the rate once.
+        std::thread::spawn(|| {
+            let every = latency_sampling().get() as usize;
+            let sampled = (0..every * 5).filter(|_| sample_latency()).count();
+            assert_eq!(sampled, 5);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

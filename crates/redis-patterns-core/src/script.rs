@@ -235,7 +235,10 @@ impl<'a> ScriptCall<'a> {
         }
         let span = tracing::trace_span!("redis.script", name = self.script.name);
         #[cfg(feature = "metrics")]
-        let (started, metrics) = (std::time::Instant::now(), self.script.metrics());
+        let (started, metrics) = (
+            crate::metrics::sample_latency().then(std::time::Instant::now),
+            self.script.metrics(),
+        );
         #[cfg(feature = "metrics")]
         let conn = &mut ReloadCounter {
             conn,
@@ -245,7 +248,9 @@ impl<'a> ScriptCall<'a> {
             tracing::Instrument::instrument(self.invocation.invoke_async(conn), span).await;
         #[cfg(feature = "metrics")]
         {
-            metrics.duration.record_duration(started.elapsed());
+            if let Some(started) = started {
+                metrics.duration.record_duration(started.elapsed());
+            }
             metrics.calls[usize::from(result.is_err())].increment(1);
         }
         result.map_err(|e| {

@@ -64,6 +64,32 @@ async fn every_documented_core_metric_is_recorded_by_its_operation() {
     );
     all.push(metrics);
 
+    // Latency is sampled per thread (this test runs on one): one call in 4 over 12 calls,
+    // while every call counts.
+    let every = redis_core::metrics::latency_sampling();
+    redis_core::metrics::set_latency_sampling(std::num::NonZeroU32::new(4).unwrap());
+    for _ in 0..12 {
+        let _: String = ECHO.call().key(key).invoke(&redis).await.unwrap();
+    }
+    redis_core::metrics::set_latency_sampling(every);
+    let metrics = observed.take_metrics();
+    let samples = metrics.value(
+        "redis_patterns_core_script_duration_seconds",
+        &[("script", "metrics_echo")],
+    );
+    assert!(
+        (3.0..=4.0).contains(&samples),
+        "{samples} samples of 12 calls"
+    );
+    assert_eq!(
+        metrics.value(
+            "redis_patterns_core_scripts_total",
+            &[("script", "metrics_echo"), ("result", "ok")]
+        ),
+        12.0
+    );
+    all.push(metrics);
+
     let _: () = redis
         .query(redis::cmd("SCRIPT").arg("FLUSH"))
         .await
