@@ -103,12 +103,11 @@ impl KeySpace {
         }
         let name = escape(name);
         let tag_end = self.prefix.len() + 3 + name.len();
-        let mut key = String::with_capacity(tag_end);
-        key.push_str(&self.prefix);
-        key.push_str(":{");
-        key.push_str(&name);
-        key.push('}');
-        self.checked(key, tag_end)
+        self.check_len(tag_end)?;
+        Ok(Key {
+            full: joined(&[&self.prefix, ":{", &name, "}"]),
+            tag_end,
+        })
     }
 
     /// `<prefix>:{<tag>}:<name>`: a key that shares the slot of every other key with the same tag,
@@ -125,8 +124,11 @@ impl KeySpace {
         }
         let tag = escape(tag);
         let tag_end = self.prefix.len() + 3 + tag.len();
-        let key = format!("{}:{{{tag}}}:{name}", self.prefix);
-        self.checked(key, tag_end)
+        self.check_len(tag_end + 1 + name.len())?;
+        Ok(Key {
+            full: joined(&[&self.prefix, ":{", &tag, "}:", name]),
+            tag_end,
+        })
     }
 
     /// A glob (for `SCAN MATCH`) that matches every key of this space.
@@ -142,18 +144,16 @@ impl KeySpace {
         out
     }
 
-    fn checked(&self, key: String, tag_end: usize) -> Result<Key> {
-        if key.len() > self.max_key_len {
+    /// Refuses a key of `len` bytes past this space's limit, before anything is built.
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.max_key_len {
             return Err(KeyError::TooLong {
-                len: key.len(),
+                len,
                 max: self.max_key_len,
             }
             .into());
         }
-        Ok(Key {
-            full: key.into(),
-            tag_end,
-        })
+        Ok(())
     }
 }
 
@@ -177,7 +177,7 @@ impl Key {
     /// against the length limit.
     pub fn companion(&self, suffix: &str) -> Self {
         Self {
-            full: format!("{}:{suffix}", self.full).into(),
+            full: joined(&[&self.full, ":", suffix]),
             tag_end: self.tag_end,
         }
     }
@@ -244,8 +244,28 @@ fn validate_segment(segment: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// `parts` concatenated (`len` bytes in all) into one shared string with one allocation: short
+/// keys are assembled on the stack, not in a `String` that `Arc<str>` would copy again.
+fn joined(parts: &[&str]) -> Arc<str> {
+    const STACK: usize = 256;
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    if len <= STACK {
+        let mut buf = [0u8; STACK];
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+            at += part.len();
+        }
+        // Whole `str`s laid end to end are valid UTF-8: this never fails.
+        if let Ok(key) = std::str::from_utf8(&buf[..at]) {
+            return Arc::from(key);
+        }
+    }
+    Arc::from(parts.concat())
+}
+
 fn escape(name: &str) -> Cow<'_, str> {
-    if !name.contains(['{', '}', '%']) {
+    if !name.bytes().any(|b| matches!(b, b'{' | b'}' | b'%')) {
         return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len() + 8);
@@ -331,6 +351,27 @@ mod tests {
             assert_eq!(key.slot(), key.companion("fence").slot(), "{name}");
             assert_eq!(slot(key.tag_root().as_bytes()), key.slot());
         }
+    }
+
+    #[test]
+    fn short_and_long_keys_are_built_alike() {
+        let space = KeySpace::new("app").unwrap();
+        for len in [1, 200, 251, 252, 253, 300, 1000] {
+            let name = "n".repeat(len);
+            let key = space.key(&name).unwrap();
+            assert_eq!(key.as_str(), format!("app:{{{name}}}"));
+            assert_eq!(key.tag_root(), key.as_str());
+            let tagged = space.tagged(&name, "x").unwrap();
+            assert_eq!(tagged.as_str(), format!("app:{{{name}}}:x"));
+            assert_eq!(tagged.tag_root(), key.as_str());
+            assert_eq!(key.companion("seq").as_str(), format!("app:{{{name}}}:seq"));
+        }
+        assert_eq!(space.key("é{}%").unwrap().as_str(), "app:{é%7B%7D%25}");
+        // `app:{abcde}` is 11 bytes, `app:{abcde}:x` 13.
+        let exact = space.clone().with_max_key_len(11);
+        assert_eq!(exact.key("abcde").unwrap().as_str(), "app:{abcde}");
+        assert!(exact.tagged("abcde", "x").is_err());
+        assert!(space.with_max_key_len(10).key("abcde").is_err());
     }
 
     #[test]
