@@ -9,9 +9,13 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
-use redis_core::{Key, Redis, TopologyKind};
+use redis_core::{
+    Backoff, Key, Redis, TopologyKind,
+    redis::{ErrorKind, ServerErrorKind},
+};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -57,6 +61,47 @@ fn push(keys: &mut Vec<Key>, args: &mut Vec<u64>, check: &Check) {
     }
 }
 
+/// How long a check whose slot is being migrated keeps being sent again before its error is
+/// returned (or the failure policy decides).
+pub(crate) const MIGRATION_WAIT: Duration = Duration::from_secs(5);
+
+/// Pause between the sends of a check whose slot is being migrated.
+const MIGRATION_PAUSE: Backoff =
+    Backoff::clamped(Duration::from_millis(5), Duration::from_millis(100));
+
+/// Whether `e` says the script did not run because its slot is moving: `TRYAGAIN` (its keys are
+/// split between two nodes, or a script creating several keys reached the importing node), or a
+/// redirect the connection layer stopped following.
+fn slot_in_motion(e: &redis_core::Error) -> bool {
+    e.is_redirect()
+        || e.redis_error()
+            .is_some_and(|e| matches!(e.kind(), ErrorKind::Server(ServerErrorKind::TryAgain)))
+}
+
+/// Runs `call`, and again while its slot is being migrated, for up to [`MIGRATION_WAIT`].
+/// Safe: a script refused for its slot did not run, so nothing was taken. A script creating
+/// several keys of a slot in migration (a multi-limit or sliding-log identity's first check) is
+/// refused with `TRYAGAIN` until the migration ends, which can take longer than the connection
+/// layer's own hops.
+pub(crate) async fn through_migration<T, F, Fut>(mut call: F) -> redis_core::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis_core::Result<T>>,
+{
+    let deadline = Instant::now() + MIGRATION_WAIT;
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if slot_in_motion(&e) && Instant::now() < deadline => {
+                tracing::debug!(error = %e, attempt, "slot in migration; sending the check again");
+                tokio::time::sleep(MIGRATION_PAUSE.delay(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Runs `checks` in one script call. `one_slot` says whether the keys must share a slot (a
 /// cluster, or an unknown backend); otherwise they may span slots (one server).
 pub(crate) async fn run(redis: &Redis, checks: &[&Check], one_slot: bool) -> Result<Vec<Reply>> {
@@ -66,14 +111,17 @@ pub(crate) async fn run(redis: &Redis, checks: &[&Check], one_slot: bool) -> Res
         push(&mut keys, &mut args, check);
     }
     let values: Vec<i64> = if one_slot {
-        let mut call = BATCH.call();
-        for key in &keys {
-            call = call.key(key);
-        }
-        for arg in &args {
-            call = call.arg(*arg);
-        }
-        call.invoke(redis).await?
+        through_migration(|| {
+            let mut call = BATCH.call();
+            for key in &keys {
+                call = call.key(key);
+            }
+            for arg in &args {
+                call = call.arg(*arg);
+            }
+            call.invoke(redis)
+        })
+        .await?
     } else {
         // One server holds every slot: the keys of many identities in one call are fine there.
         // Through redis-rs directly, since core's call refuses keys of several slots everywhere.

@@ -9,7 +9,7 @@ use crate::{
     block_cache::BlockCache,
     config::{FailurePolicy, LOCAL_DENIAL_WAIT},
     decision::{Decision, Outcome, Source},
-    engine::{Check, Coalescer},
+    engine::{Check, Coalescer, through_migration},
     error::{Error, Result},
     limit::{Algorithm, Limit},
     local::LocalLimiter,
@@ -233,16 +233,18 @@ impl RateLimiter {
                 }
             }
             None => {
-                let mut call = script(limit.algorithm()).call().key(&key);
-                if limit.algorithm() == Algorithm::SlidingLog {
-                    call = call.key(key.companion("seq"));
-                }
-                call.arg(limit.capacity())
-                    .arg(limit.period_us())
-                    .arg(cost)
-                    .arg(limit.rate())
-                    .invoke::<Vec<i64>>(&inner.redis)
-                    .await
+                through_migration(|| {
+                    let mut call = script(limit.algorithm()).call().key(&key);
+                    if limit.algorithm() == Algorithm::SlidingLog {
+                        call = call.key(key.companion("seq"));
+                    }
+                    call.arg(limit.capacity())
+                        .arg(limit.period_us())
+                        .arg(cost)
+                        .arg(limit.rate())
+                        .invoke::<Vec<i64>>(&inner.redis)
+                })
+                .await
             }
         };
         let reply = match reply {
