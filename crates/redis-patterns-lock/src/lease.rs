@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use redis_core::{Key, Redis, Script, duration_millis};
+use redis_core::{Key, Redis, Script, TopologyWatch, duration_millis};
 use tokio::time::Instant;
 
 use crate::{
@@ -22,6 +22,12 @@ pub(crate) trait Lease: Send + Sync + fmt::Debug + 'static {
     fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
     /// Gives the lease back. `Ok(false)` when it was no longer ours.
     fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Topology changes of the deployment holding the lease, seen from before the grant was
+    /// requested: the watchdog renews at once on each (a grant lost with a demoted master is
+    /// found lost within a round trip of the new master answering). Default: none.
+    fn topology(&self) -> Option<TopologyWatch> {
+        None
+    }
 }
 
 /// The three scripts of one kind of lease held in one key.
@@ -49,14 +55,19 @@ pub(crate) struct ScriptLease {
     redis: Redis,
     key: Key,
     scripts: &'static LeaseScripts,
+    /// Taken before the acquiring request: a change while it is in flight counts too.
+    topology: TopologyWatch,
 }
 
 impl ScriptLease {
     pub(crate) fn new(redis: Redis, key: Key, scripts: &'static LeaseScripts) -> Self {
+        let mut topology = redis.topology_watch();
+        topology.mark_seen();
         Self {
             redis,
             key,
             scripts,
+            topology,
         }
     }
 
@@ -133,5 +144,9 @@ impl Lease for ScriptLease {
                 .await?;
             Ok(n == 1)
         })
+    }
+
+    fn topology(&self) -> Option<TopologyWatch> {
+        Some(self.topology.clone())
     }
 }

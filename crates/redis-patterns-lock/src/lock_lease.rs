@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use redis_core::{Key, Redis, duration_millis, redis};
+use redis_core::{Key, Redis, TopologyWatch, duration_millis, redis};
 use tokio::time::Instant;
 
 use crate::{
@@ -25,14 +25,19 @@ pub(crate) struct LockLease {
     redis: Redis,
     key: Key,
     waiters: Arc<Waiters>,
+    /// Taken before the acquiring request: a change while it is in flight counts too.
+    topology: TopologyWatch,
 }
 
 impl LockLease {
     pub(crate) fn new(redis: Redis, key: Key, waiters: Arc<Waiters>) -> Self {
+        let mut topology = redis.topology_watch();
+        topology.mark_seen();
         Self {
             redis,
             key,
             waiters,
+            topology,
         }
     }
 
@@ -161,5 +166,9 @@ impl Lease for LockLease {
             }
             Ok(n > 0)
         })
+    }
+
+    fn topology(&self) -> Option<TopologyWatch> {
+        Some(self.topology.clone())
     }
 }

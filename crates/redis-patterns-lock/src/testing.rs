@@ -10,6 +10,10 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
+use redis_core::{
+    Backend, DedicatedConnection, Redis, TopologyWatch,
+    redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value},
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -27,6 +31,8 @@ pub(crate) struct Recorder {
     pub(crate) released: AtomicBool,
     /// How long each renewal takes to answer, in ms.
     pub(crate) delay_ms: AtomicU64,
+    /// The topology changes the lease reports to its watchdog.
+    pub(crate) topology: Option<TopologyWatch>,
 }
 
 impl Recorder {
@@ -58,6 +64,39 @@ impl Lease for RecordingLease {
             Ok(true)
         })
     }
+
+    fn topology(&self) -> Option<TopologyWatch> {
+        self.0.topology.clone()
+    }
+}
+
+/// A backend that answers nothing: a [`Redis`] handle for its topology signal alone
+/// ([`Redis::notify_topology_change`]).
+#[derive(Debug)]
+pub(crate) struct Offline;
+
+impl Backend for Offline {
+    fn send<'a>(&'a self, _: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async { Err(RedisError::from((ErrorKind::Io, "offline"))) })
+    }
+
+    fn send_pipeline<'a>(
+        &'a self,
+        _: &'a Pipeline,
+        _: usize,
+        _: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async { Err(RedisError::from((ErrorKind::Io, "offline"))) })
+    }
+
+    fn dedicated(&self) -> BoxFuture<'_, redis_core::Result<DedicatedConnection>> {
+        Box::pin(async { Err(redis_core::Error::Unsupported("offline")) })
+    }
+}
+
+/// A handle whose topology changes the test announces.
+pub(crate) fn offline() -> Redis {
+    Redis::from_backend(Offline)
 }
 
 /// A guard on resource `r` with fence 1, taken now, whose lease is `recorder`.

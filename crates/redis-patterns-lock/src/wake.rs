@@ -11,6 +11,9 @@
 //!   its own message (which is then skipped).
 //! - Nothing is lost if a message is: waiters still retry on their backoff and at the end of the
 //!   holder's lease, as before; notifications only make the hand-over early.
+//! - After a failover the subscription follows the new master: reconnects pause on a
+//!   [`TopologyBackoff`] (back to its minimum, and cut short, when the topology changes), and a
+//!   single-server subscription is renewed on every topology change.
 
 use std::{
     collections::HashMap,
@@ -22,7 +25,7 @@ use std::{
 };
 
 use redis_core::{
-    Backoff, Endpoint, Redis,
+    Backoff, Endpoint, Redis, TopologyBackoff,
     redis::{self, ProtocolVersion, PushInfo, PushKind, Value, aio::ConnectionLike},
 };
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -31,7 +34,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the notification connection is checked.
 const HEALTH_CHECK: Duration = Duration::from_secs(5);
-/// Pauses between reconnects of the notification connection.
+/// Pauses between reconnects of the notification connection; they restart from the minimum when
+/// the topology changes.
 const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The waiters of one [`Lock`](crate::Lock) (shared by its clones and its guards) and its
@@ -241,14 +245,20 @@ async fn connect(
 /// Subscribes, wakes waiters on every message, reconnects after a loss; ends when the `Lock` and
 /// all its clones are gone, or when the backend has no pub/sub (waiters then poll, as before).
 async fn subscriber(waiters: Weak<Waiters>, mut stopped: oneshot::Receiver<()>) {
-    let mut failures = 0u32;
+    let Some(this) = waiters.upgrade() else {
+        return;
+    };
+    let (redis, channel) = (this.redis.clone(), this.channel.clone());
+    drop(this);
+    let mut topology = redis.topology_watch();
+    let mut backoff = TopologyBackoff::new(RECONNECT, topology.clone());
     loop {
-        let Some(this) = waiters.upgrade() else {
+        if waiters.strong_count() == 0 {
             return;
-        };
+        }
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let (redis, channel) = (this.redis.clone(), this.channel.clone());
-        drop(this);
+        // Changes before this connection are seen: it reaches the master named now.
+        topology.mark_seen();
         let connected = tokio::select! {
             _ = &mut stopped => return,
             c = connect(&redis, &channel, tx) => c,
@@ -260,16 +270,17 @@ async fn subscriber(waiters: Weak<Waiters>, mut stopped: oneshot::Receiver<()>) 
                 return;
             }
             Err(e) => {
-                let delay = RECONNECT.delay(failures);
-                failures = failures.saturating_add(1);
-                tracing::debug!(error = %e, ?delay, "lock wake-up subscription failed");
+                tracing::debug!(error = %e, attempt = backoff.attempt(), "lock wake-up subscription failed");
                 tokio::select! {
                     _ = &mut stopped => return,
-                    () = tokio::time::sleep(delay) => continue,
+                    () = backoff.wait() => continue,
                 }
             }
         };
-        failures = 0;
+        backoff.reset();
+        // A cluster client follows slot moves and resubscribes by itself; a single connection
+        // (a server, or the master named by Sentinel) is renewed when the topology changes.
+        let single = matches!(conn, Conn::Single(_));
         let mut health = tokio::time::interval(HEALTH_CHECK);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health.tick().await;
@@ -277,6 +288,7 @@ async fn subscriber(waiters: Weak<Waiters>, mut stopped: oneshot::Receiver<()>) 
             let push = tokio::select! {
                 _ = &mut stopped => return,
                 push = rx.recv() => push,
+                _ = topology.changed(), if single => break,
                 _ = health.tick() => {
                     match tokio::time::timeout(CONNECT_TIMEOUT, conn.ping()).await {
                         Ok(true) => continue,
@@ -291,12 +303,11 @@ async fn subscriber(waiters: Weak<Waiters>, mut stopped: oneshot::Receiver<()>) 
                         this.released_elsewhere(&key);
                     }
                 }
-                // The cluster client resubscribes by itself; a single connection is gone.
-                PushKind::Disconnection if matches!(conn, Conn::Single(_)) => break,
+                PushKind::Disconnection if single => break,
                 _ => {}
             }
         }
-        tracing::debug!("lock wake-up connection lost; resubscribing");
+        tracing::debug!("lock wake-up connection lost or topology changed; resubscribing");
     }
 }
 

@@ -1,14 +1,21 @@
 //! The lease watchdog: renews a held lease about every `ttl / 3` until its guard goes, the lease
-//! is lost, or the hold cap is reached; the lease then runs out on its own.
+//! is lost, or the hold cap is reached; the lease then runs out on its own. A topology change (a
+//! new master, moved slots) renews at once: a grant that did not survive a failover is found
+//! lost within a round trip of the new master answering, not at the next scheduled renewal.
 
 use std::{sync::Arc, time::Duration};
 
+use redis_core::{Backoff, TopologyBackoff, TopologyWatch};
 use tokio::{task::AbortHandle, time::Instant};
 
 use crate::{
     config::{LeaseConfig, MIN_TTL},
     state::{Shared, Status},
 };
+
+/// The first pause after a failed renewal; pauses double up to a quarter of the renewal period
+/// and restart from here when the topology changes.
+const RETRY_MIN: Duration = Duration::from_millis(50);
 
 /// Starts the watchdog of `shared` on the current runtime. `None` outside a runtime: the lease
 /// is then not renewed (and a warning says so).
@@ -26,15 +33,32 @@ pub(crate) fn spawn(shared: &Arc<Shared>, config: &LeaseConfig) -> Option<AbortH
     }
 }
 
-/// Renews the lease about every `ttl / 3` until the guard goes, the lease is lost, or `max_hold`
-/// (from acquisition) is reached; the lease then runs out on its own.
+/// Resolves at the next topology change; never without a watch.
+async fn changed(topology: Option<&mut TopologyWatch>) {
+    match topology {
+        Some(watch) => drop(watch.changed().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Renews the lease about every `ttl / 3`, and at once on a topology change, until the guard
+/// goes, the lease is lost, or `max_hold` (from acquisition) is reached; the lease then runs out
+/// on its own.
 async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>) {
     let period = (ttl / 3).max(Duration::from_millis(1));
     // A cap too far away to represent (`Duration::MAX`) is no cap.
     let hold_until = max_hold.and_then(|m| shared.acquired_at.checked_add(m));
+    let mut topology = shared.lease.topology();
+    let retry = Backoff::clamped(RETRY_MIN.min(period / 4), period / 4);
+    let mut failures = topology
+        .clone()
+        .map(|watch| TopologyBackoff::new(retry, watch));
     let mut next = shared.acquired_at + period;
     loop {
-        tokio::time::sleep_until(next).await;
+        let recheck = tokio::select! {
+            () = tokio::time::sleep_until(next) => false,
+            () = changed(topology.as_mut()) => true,
+        };
         if shared.lost_by_now() {
             if shared.state.borrow().status == Status::Lost {
                 tracing::warn!(resource = %shared.resource, "lease lost: not renewed before its deadline");
@@ -50,10 +74,18 @@ async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>
         if lease < MIN_TTL {
             return;
         }
+        if recheck {
+            tracing::debug!(resource = %shared.resource, "topology changed: renewing the lease now");
+        }
         match shared.extend(lease).await {
-            Ok(true) => next = now + period,
+            Ok(true) => {
+                next = now + period;
+                if let Some(failures) = failures.as_mut() {
+                    failures.reset();
+                }
+            }
             Ok(false) => {
-                tracing::warn!(resource = %shared.resource, "lease lost: renewal refused");
+                tracing::warn!(resource = %shared.resource, recheck, "lease lost: renewal refused");
                 return;
             }
             Err(e) => {
@@ -61,8 +93,12 @@ async fn watchdog(shared: Arc<Shared>, ttl: Duration, max_hold: Option<Duration>
                     tracing::warn!(resource = %shared.resource, error = %e, "lease lost: renewal failed until expiry");
                     return;
                 }
-                tracing::debug!(resource = %shared.resource, error = %e, "lease renewal failed; retrying");
-                next = Instant::now() + (period / 4).max(Duration::from_millis(1));
+                let pause = failures
+                    .as_mut()
+                    .map_or(period / 4, TopologyBackoff::next_delay)
+                    .max(Duration::from_millis(1));
+                tracing::debug!(resource = %shared.resource, error = %e, ?pause, "lease renewal failed; retrying");
+                next = Instant::now() + pause;
             }
         }
     }
@@ -128,6 +164,47 @@ mod tests {
         );
         assert!(guard.is_lost() && handle.is_lost());
         assert!(guard.extend(ms(100)).await.unwrap_err().is_lost());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_topology_change_renews_at_once_and_finds_a_lost_grant() {
+        let redis = crate::testing::offline();
+        let recorder = Arc::new(Recorder {
+            topology: Some(redis.topology_watch()),
+            ..Recorder::default()
+        });
+        let config = LeaseConfig {
+            ttl: ms(30_000),
+            auto_extend: true,
+            ..LeaseConfig::default()
+        };
+        let start = Instant::now();
+        let guard = guard(&recorder, &config);
+        tokio::time::sleep(ms(1500)).await;
+        assert!(recorder.renewals().is_empty(), "next renewal due at 10 s");
+        redis.notify_topology_change();
+        tokio::time::sleep(ms(1)).await;
+        let offsets = |r: &Recorder| -> Vec<u64> {
+            r.renewals()
+                .iter()
+                .map(|(at, _)| (*at - start).as_millis() as u64)
+                .collect()
+        };
+        assert_eq!(offsets(&recorder), [1500], "renewed at the change");
+        // The schedule restarts from the renewal; the grant did not survive the next change.
+        tokio::time::sleep(ms(10_000)).await;
+        assert_eq!(offsets(&recorder), [1500, 11_500]);
+        recorder.refuse.store(true, Ordering::SeqCst);
+        tokio::time::sleep(ms(500)).await;
+        let changed = Instant::now();
+        redis.notify_topology_change();
+        guard.lost().await;
+        assert_eq!(
+            changed.elapsed(),
+            ms(0),
+            "lost at the change, not at 21.5 s"
+        );
+        assert!(guard.is_lost());
     }
 
     #[tokio::test(start_paused = true)]

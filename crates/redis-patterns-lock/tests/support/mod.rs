@@ -1,6 +1,8 @@
 //! Fixtures shared by the integration tests. Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub(crate) mod failover;
+
 use std::{collections::HashSet, future::Future, time::Duration};
 
 use redis_core::{Backoff, Key, Redis, redis};
