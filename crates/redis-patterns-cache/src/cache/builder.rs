@@ -162,7 +162,9 @@ impl<C: Codec> CacheBuilder<C> {
     /// the copy when its invalidation push arrives, typically well under a millisecond later;
     /// until then the old value can still be served. Writes of this cache evict at once. While
     /// the tracking connection is down every read goes to Redis. On a cluster, tracking runs on
-    /// every master. Needs a Tokio runtime, which runs the tracking task.
+    /// every master. A failover or a slot move flushes the copies and tracking resumes on the
+    /// new master(s), typically within a second. Needs a Tokio runtime, which runs the tracking
+    /// task.
     pub fn near_cache(mut self, config: NearCacheConfig) -> Self {
         self.settings.near = Some(config);
         self

@@ -109,27 +109,57 @@ impl<C: Codec> Engine<C> {
     }
 
     /// Bumps the generation and stores (`Some`: the envelope and its PX) or deletes (`None`,
-    /// freeing the refresh lease too) the entry, in one pipeline; loads in flight in this
-    /// process are detached from later callers. True when an entry was stored or deleted.
+    /// freeing the refresh lease too) the entry, in one pipeline (on a cluster, the generation
+    /// first, alone); loads in flight in this process are detached from later callers. True
+    /// when an entry was stored or deleted.
     pub(crate) async fn write(&self, key: &Key, entry: Option<(Sealed<'_>, u64)>) -> Result<bool> {
+        let written = self.send_write(key, entry).await;
+        self.written(key);
+        Ok(written?)
+    }
+
+    async fn send_write(
+        &self,
+        key: &Key,
+        entry: Option<(Sealed<'_>, u64)>,
+    ) -> redis_core::Result<bool> {
         let mut pipe = redis::Pipeline::with_capacity(3);
         self.push_generation(&mut pipe, key);
-        // Replies are read as a tuple rather than `ignore`d, which would cost a hash set.
-        let written = match entry {
+        // While a cluster migrates the entry's slot, a command on a key the old owner no
+        // longer holds is redirected (`ASK`), and the client sends the *whole* pipeline again
+        // to the new owner, commands that already ran included: a generation (or an entry)
+        // would then exist on both nodes, and the migration would stop on `BUSYKEY`. So the
+        // generation goes alone, then the entry (deletes may run twice: they create nothing).
+        // The order, and with it the fencing, is the same.
+        let split = self.redis.topology() == TopologyKind::Cluster;
+        let mut pipe = if split {
+            self.redis.query_pipeline::<((),)>(&pipe).await?;
+            redis::Pipeline::with_capacity(2)
+        } else {
+            pipe
+        };
+        // Replies are read as tuples rather than `ignore`d, which would cost a hash set.
+        match entry {
             Some((sealed, px)) => {
                 push_entry(&mut pipe, key, sealed, px);
-                let stored = self.redis.query_pipeline::<((), ())>(&pipe).await;
-                stored.map(|_| true)
+                if split {
+                    self.redis.query_pipeline::<((),)>(&pipe).await?;
+                } else {
+                    self.redis.query_pipeline::<((), ())>(&pipe).await?;
+                }
+                Ok(true)
             }
             None => {
                 pipe.cmd("DEL").arg(Companion(key, LEASE));
                 pipe.cmd("DEL").arg(key);
-                let deleted = self.redis.query_pipeline::<((), (), i64)>(&pipe).await;
-                deleted.map(|(_, _, n)| n > 0)
+                let deleted = if split {
+                    self.redis.query_pipeline::<((), i64)>(&pipe).await?.1
+                } else {
+                    self.redis.query_pipeline::<((), (), i64)>(&pipe).await?.2
+                };
+                Ok(deleted > 0)
             }
-        };
-        self.written(key);
-        Ok(written?)
+        }
     }
 
     /// A tagged write on a single server: one pipeline with a `SET NX GET` per tag (creating a

@@ -18,7 +18,9 @@
 //!
 //! While the tracking connection is down, nothing is served or stored: a gap in the push stream
 //! means anything may have changed. The entries are flushed when the loss is noticed and the
-//! cache starts filling again once tracking is re-established on a new connection.
+//! cache starts filling again once tracking is re-established on a new connection. A topology
+//! change (a failover, moved slots) flushes too and re-tracks at once on the master(s) of now:
+//! entries read from an old master would get no invalidation from the new one.
 //!
 //! [`store`] holds the bounded store (pure, tested without a server); [`tracking`] runs the
 //! task that keeps it honest.

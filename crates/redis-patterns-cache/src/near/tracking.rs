@@ -2,11 +2,17 @@
 //! server (or the current master behind Sentinel), or to every master of a cluster, whose
 //! invalidation pushes evict entries of the store. A lost connection flushes the store and
 //! bypasses it until tracking is re-established.
+//!
+//! A topology change (a new master behind Sentinel, moved slots or a promoted replica in a
+//! cluster, a re-established connection) re-tracks at once: entries read from the old master
+//! get no invalidation from the new one, so the store is flushed and tracking starts over on
+//! the master(s) of now. Reconnects wait out a [`TopologyBackoff`], which a topology change cuts
+//! short: tracking resumes within one short step of a new master answering.
 
 use std::{sync::Arc, time::Duration};
 
 use redis_core::{
-    Backoff, Endpoint, NodeAddr, Redis, cluster_masters,
+    Backoff, Endpoint, NodeAddr, Redis, TopologyBackoff, TopologyWatch, cluster_masters,
     redis::{self, ConnectionInfo, PushInfo, PushKind, Value, aio::ConnectionLike},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -19,7 +25,7 @@ pub(crate) const CLIENT_NAME: &str = "redis-cache-near";
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
 /// Connect and response time-out of the tracking connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause before reconnecting, from 50 ms doubling up to 2 s.
+/// Pause before reconnecting, from 50 ms doubling up to 2 s, restarted when the topology changes.
 const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Starts the tracking task; it ends when `stop`'s sender is dropped (the last cache clone).
@@ -45,8 +51,12 @@ impl Drop for Bypass {
 async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
     let near = Bypass(near);
     let near = &near.0;
-    let mut attempt = 0;
+    let mut backoff = TopologyBackoff::new(RECONNECT, redis.topology_watch());
+    let mut watch = redis.topology_watch();
     loop {
+        // A change from here on re-tracks, even one during the connect: the connections may
+        // reach a master that is being replaced.
+        watch.mark_seen();
         let (push_tx, mut push_rx) = mpsc::unbounded_channel();
         let connected = tokio::select! {
             _ = &mut stop => return,
@@ -54,15 +64,24 @@ async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
         };
         match connected {
             Ok(mut tracking) => {
-                attempt = 0;
+                backoff.reset();
                 near.flush(true);
                 tracing::debug!(prefix = %near.prefix(), "near cache tracking established");
-                let reason = tokio::select! {
+                let ended = tokio::select! {
                     _ = &mut stop => return,
-                    reason = listen(near, &mut tracking, &mut push_rx) => reason,
+                    ended = listen(near, &mut tracking, &mut push_rx, &mut watch) => ended,
                 };
                 near.flush(false);
-                tracing::warn!(%reason, "near cache tracking connection lost; near cache flushed");
+                match ended {
+                    Ended::Topology => {
+                        tracing::info!("topology changed; near cache flushed and re-tracking");
+                        continue;
+                    }
+                    Ended::Lost(reason) => tracing::warn!(
+                        %reason,
+                        "near cache tracking connection lost; near cache flushed"
+                    ),
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "near cache tracking connection failed; near cache bypassed");
@@ -70,10 +89,17 @@ async fn track(near: Arc<Near>, redis: Redis, mut stop: oneshot::Receiver<()>) {
         }
         tokio::select! {
             _ = &mut stop => return,
-            () = tokio::time::sleep(RECONNECT.delay(attempt)) => {}
+            () = backoff.wait() => {}
         }
-        attempt = attempt.saturating_add(1);
     }
+}
+
+/// Why [`listen`] returned.
+enum Ended {
+    /// The topology changed: track the master(s) of now.
+    Topology,
+    /// A connection was lost or failed its health check, or the cluster's masters changed.
+    Lost(String),
 }
 
 /// The tracking connections: one to the server, or one to each master of a cluster.
@@ -84,20 +110,37 @@ struct Tracking {
 }
 
 /// Opens the tracking connections, pushes going to `push_tx`: to the server (or the current
-/// master behind Sentinel), or to every master of a cluster.
+/// master behind Sentinel), or to every master of a cluster. A cluster whose state is not `ok`
+/// (a master failed and its replica is not promoted yet) is not tracked: the master to come
+/// would be missed. The error says why.
 async fn connect(
     redis: &Redis,
     prefix: &str,
     push_tx: &mpsc::UnboundedSender<PushInfo>,
-) -> redis_core::Result<Tracking> {
-    let endpoint = redis.endpoint().await?;
-    let masters = endpoint.masters(IO_TIMEOUT).await?;
+) -> Result<Tracking, String> {
+    let endpoint = redis.endpoint().await.map_err(|e| e.to_string())?;
+    let masters = endpoint
+        .masters(IO_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut conns = Vec::with_capacity(masters.len());
     for (_, info) in &masters {
-        conns.push(track_node(info, prefix, push_tx.clone()).await?);
+        let conn = track_node(info, prefix, push_tx.clone()).await;
+        conns.push(conn.map_err(|e| e.to_string())?);
     }
     let cluster = matches!(endpoint, Endpoint::Cluster { .. })
         .then(|| masters.into_iter().map(|(addr, _)| addr).collect());
+    if let (Some(_), Some(conn)) = (&cluster, conns.first_mut()) {
+        let info = conn
+            .req_packed_command(redis::cmd("CLUSTER").arg("INFO"))
+            .await
+            .and_then(Value::extract_error)
+            .and_then(|info| redis::from_redis_value::<String>(info).map_err(Into::into))
+            .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
+        if !info.contains("cluster_state:ok") {
+            return Err("the cluster's state is not ok (a failover under way?)".into());
+        }
+    }
     Ok(Tracking { conns, cluster })
 }
 
@@ -126,28 +169,31 @@ async fn track_node(
     Ok(conn)
 }
 
-/// Applies pushes until a connection is lost or the cluster's masters change; returns why.
+/// Applies pushes until a connection is lost, the cluster's masters change or `watch` reports
+/// a topology change; returns why.
 async fn listen(
     near: &Near,
     tracking: &mut Tracking,
     push_rx: &mut mpsc::UnboundedReceiver<PushInfo>,
-) -> String {
+    watch: &mut TopologyWatch,
+) -> Ended {
     let mut health = tokio::time::interval(HEALTH_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     health.tick().await;
     loop {
         tokio::select! {
             push = push_rx.recv() => match push {
-                None => return "push channel closed".into(),
+                None => return Ended::Lost("push channel closed".into()),
                 Some(push) => match push.kind {
-                    PushKind::Disconnection => return "disconnected".into(),
+                    PushKind::Disconnection => return Ended::Lost("disconnected".into()),
                     PushKind::Invalidate => apply(near, push.data),
                     _ => {}
                 },
             },
+            _ = watch.changed() => return Ended::Topology,
             _ = health.tick() => {
                 if let Err(reason) = check(tracking).await {
-                    return reason;
+                    return Ended::Lost(reason);
                 }
             }
         }

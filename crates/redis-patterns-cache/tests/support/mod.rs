@@ -2,6 +2,8 @@
 //! run from spawned tasks.
 #![allow(dead_code)] // each test file uses a part
 
+pub(crate) mod failover;
+
 use std::{sync::Arc, time::Duration};
 
 use redis_cache::{Cache, Result};
