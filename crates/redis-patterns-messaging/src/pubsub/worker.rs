@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redis_core::{
-    Backoff, Endpoint, Feature, Redis,
+    Backoff, Endpoint, Feature, Redis, TopologyBackoff,
     redis::{self, ProtocolVersion, PushInfo, PushKind, aio::ConnectionLike},
 };
 use tokio::sync::mpsc;
@@ -111,8 +111,11 @@ impl Worker {
         mut push_rx: mpsc::UnboundedReceiver<PushInfo>,
         mut outbox: Outbox,
     ) {
-        // Connections in a row that were lost before they had been up for `backoff.max()`.
-        let mut short_lived = 0u32;
+        // Steps of the configured backoff that restart from its minimum when the topology
+        // changes (a new master is announced), so the subscription comes back within one short
+        // step of the new master answering instead of finishing a pause grown during the outage.
+        let mut backoff = TopologyBackoff::new(self.backoff, self.redis.topology_watch());
+        let mut watch = self.redis.topology_watch();
         let mut connected_at = tokio::time::Instant::now();
         loop {
             let reason = match self.listen(&mut conn, &mut push_rx, &mut outbox).await {
@@ -125,15 +128,16 @@ impl Worker {
             // again and again, output buffer limit hit on every attempt) must not get a reconnect
             // storm: the backoff carries over until a connection stays up long enough.
             if lost_at.duration_since(connected_at) < self.backoff.max() {
-                let delay = self.backoff.delay(short_lived);
-                short_lived = short_lived.saturating_add(1);
-                tracing::debug!(?delay, short_lived, "pub/sub connection was short-lived");
+                tracing::debug!(
+                    attempt = backoff.attempt(),
+                    "pub/sub connection was short-lived"
+                );
                 tokio::select! {
                     () = self.cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                    () = backoff.wait() => {}
                 }
             } else {
-                short_lived = 0;
+                backoff.reset();
             }
             // A fresh push channel so nothing from the dead connection is mixed in.
             let mut attempts = 0u32;
@@ -141,14 +145,21 @@ impl Worker {
                 attempts += 1;
                 let (push_tx, rx) = mpsc::unbounded_channel();
                 push_rx = rx;
-                match connect(&self.redis, &self.channels, push_tx).await {
+                // A connect can wait for its time-out on a master that is gone; when a new one
+                // is announced meanwhile, start over and connect to it now.
+                watch.mark_seen();
+                let connected = tokio::select! {
+                    () = self.cancel.cancelled() => return,
+                    connected = connect(&self.redis, &self.channels, push_tx) => connected,
+                    _ = watch.changed() => continue,
+                };
+                match connected {
                     Ok(conn) => break conn,
                     Err(e) => {
-                        let delay = self.backoff.delay(short_lived.saturating_add(attempts - 1));
-                        tracing::debug!(error = %e, ?delay, attempts, "pub/sub reconnect failed");
+                        tracing::debug!(error = %e, attempt = backoff.attempt(), attempts, "pub/sub reconnect failed");
                         tokio::select! {
                             () = self.cancel.cancelled() => return,
-                            () = tokio::time::sleep(delay) => {}
+                            () = backoff.wait() => {}
                         }
                     }
                 }
@@ -195,22 +206,22 @@ impl Worker {
                     };
                     match push.kind {
                         PushKind::Disconnection => {
-                            if let Conn::Cluster(_) = conn {
-                                // The cluster client reconnects and resubscribes by itself; say
-                                // that messages may have been lost on the way.
-                                let gap = Gap {
-                                    kind: GapKind::Reconnect,
-                                    reason: "a cluster node connection was lost".into(),
-                                    duration: Duration::ZERO,
-                                    attempts: 1,
-                                    dropped: 0,
-                                };
-                                if outbox.gap(gap).is_err() {
-                                    return Lost::Stop;
-                                }
-                                continue;
-                            }
-                            return Lost::Reason("the server closed the connection".into());
+                            // On a cluster too: the client would resubscribe by itself, but only
+                            // once it refreshes its slot map, seconds after a promotion. A fresh
+                            // connection, retried on the topology backoff, is back within one
+                            // short step of the new master answering.
+                            return Lost::Reason(match conn {
+                                Conn::Cluster(_) => "a cluster node connection was lost".into(),
+                                Conn::Single(_) => "the server closed the connection".into(),
+                            });
+                        }
+                        // Nothing here unsubscribes: the server dropped a sharded subscription
+                        // because its slot moved to another master. Subscribe everything again
+                        // on a fresh connection, which finds the slot's new owner.
+                        PushKind::SUnsubscribe if matches!(conn, Conn::Cluster(_)) => {
+                            return Lost::Reason(
+                                "the server dropped a sharded subscription (its slot moved)".into(),
+                            );
                         }
                         kind => {
                             if let Some(raw) = to_raw(&kind, push.data)

@@ -15,7 +15,7 @@ use std::{
 };
 
 use futures_util::FutureExt as _;
-use redis_core::{Codec, redis};
+use redis_core::{Codec, TopologyBackoff, redis};
 use serde::de::DeserializeOwned;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
@@ -363,8 +363,13 @@ impl<C: Codec> Consumer<C> {
         let inner = &self.inner;
         let mut batches = Vec::new();
         let mut batch = Vec::new();
+        // Restarts from its minimum when a new master is announced, so acknowledgements held up
+        // by a failover go through as soon as it answers.
+        let mut backoff =
+            TopologyBackoff::new(inner.settings.backoff, inner.redis.topology_watch());
         while ids.recv_many(&mut batches, 64).await > 0 {
             batch.extend(batches.drain(..).flatten());
+            backoff.reset();
             let mut attempt = 0;
             // The work is done: try hard to record it, or it is redone after min_idle.
             loop {
@@ -387,7 +392,7 @@ impl<C: Codec> Consumer<C> {
                         break;
                     }
                     Err(e) if e.is_retryable() && attempt < 8 => {
-                        tokio::time::sleep(inner.settings.backoff.delay(attempt)).await;
+                        backoff.wait().await;
                         attempt += 1;
                     }
                     Err(e) => {

@@ -9,7 +9,8 @@ use std::{
 };
 
 use redis_core::{
-    Codec, DedicatedConnection, ErrorPredicates, duration_millis,
+    Backoff, Codec, DedicatedConnection, ErrorPredicates, Redis, TopologyBackoff, TopologyWatch,
+    duration_millis,
     redis::{self, streams::StreamReadOptions},
 };
 use serde::de::DeserializeOwned;
@@ -32,18 +33,22 @@ use crate::{
 struct ReaderState {
     /// The dedicated connection for `XREADGROUP BLOCK`; dropped after any read failure.
     conn: Option<DedicatedConnection>,
-    /// Failures in a row since the last successful read: the backoff step.
-    failures: u32,
+    /// Failures in a row since the last successful read (or topology change): the backoff
+    /// step, which restarts from its minimum when a new master is announced.
+    backoff: TopologyBackoff,
     /// Whether the group is known to exist (false again after `NOGROUP`).
     group_ready: bool,
+    /// Cuts a checkout short when a new master is announced meanwhile.
+    watch: TopologyWatch,
 }
 
 impl ReaderState {
-    fn new() -> Self {
+    fn new(redis: &Redis, backoff: Backoff) -> Self {
         Self {
             conn: None,
-            failures: 0,
+            backoff: TopologyBackoff::new(backoff, redis.topology_watch()),
             group_ready: false,
+            watch: redis.topology_watch(),
         }
     }
 
@@ -118,7 +123,7 @@ impl<C: Codec> Consumer<C> {
         // never wait for a blocking read.
         let mut upkeep = JoinSet::new();
         upkeep.spawn(self.clone().upkeep(workers.fork()));
-        let mut state = ReaderState::new();
+        let mut state = ReaderState::new(&self.inner.redis, self.inner.settings.backoff);
         let result = loop {
             if shutdown.is_cancelled() {
                 break Ok(());
@@ -126,7 +131,7 @@ impl<C: Codec> Consumer<C> {
             workers.reap();
             match self.turn(&mut state, &mut workers).await {
                 Ok(()) => {}
-                Err(Interrupted::Retry(e)) => self.pause(&shutdown, &mut state.failures, &e).await,
+                Err(Interrupted::Retry(e)) => self.pause(&shutdown, &mut state.backoff, &e).await,
                 Err(Interrupted::Fatal(e)) => break Err(e),
             }
         };
@@ -172,12 +177,17 @@ impl<C: Codec> Consumer<C> {
         let conn = match &mut state.conn {
             Some(conn) => conn,
             None => {
-                let conn = self
-                    .inner
-                    .redis
-                    .dedicated()
-                    .await
-                    .map_err(|e| Interrupted::Retry(e.into()))?;
+                // A checkout during an outage can wait for the pool's connection time-out; when
+                // a new master is announced meanwhile, start over and take one from it now.
+                let conn = loop {
+                    state.watch.mark_seen();
+                    tokio::select! {
+                        conn = self.inner.redis.dedicated() => {
+                            break conn.map_err(|e| Interrupted::Retry(e.into()))?;
+                        }
+                        _ = state.watch.changed() => {}
+                    }
+                };
                 state.conn.insert(conn)
             }
         };
@@ -192,7 +202,7 @@ impl<C: Codec> Consumer<C> {
         .unwrap_or(Err(Error::Core(redis_core::Error::Timeout(block))));
         match read {
             Ok(entries) => {
-                state.failures = 0;
+                state.backoff.reset();
                 workers.dispatch(entries).await;
                 Ok(())
             }
@@ -204,13 +214,18 @@ impl<C: Codec> Consumer<C> {
         }
     }
 
-    async fn pause(&self, shutdown: &CancellationToken, failures: &mut u32, error: &Error) {
-        let delay = self.inner.settings.backoff.delay(*failures);
-        *failures = failures.saturating_add(1);
-        tracing::warn!(consumer = %self.inner.name, %error, ?delay, "stream consumer retrying");
+    /// Waits out one backoff step before the next turn: cut short by a shutdown, and by a
+    /// topology change (a new master answers: the next step is the minimum again).
+    async fn pause(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut TopologyBackoff,
+        error: &Error,
+    ) {
+        tracing::warn!(consumer = %self.inner.name, %error, attempt = backoff.attempt(), "stream consumer retrying");
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(delay) => {}
+            () = backoff.wait() => {}
         }
     }
 

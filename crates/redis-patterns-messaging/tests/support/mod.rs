@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests. Each test binary uses a part of them.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod failover;
+
 use std::{
     convert::Infallible,
     fmt,
