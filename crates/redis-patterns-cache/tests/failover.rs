@@ -98,10 +98,10 @@ async fn after_switch(caches: &Caches, redis: &Redis, other: &Redis, what: &str)
     let (a, b) = patient(redis, other, &keys());
     let loads = coalesced_loads(&a, &b, &format!("cold-{what}")).await;
     assert_eq!(loads, 1, "{what}: callers on two processes share one load");
-    assert!(
-        tracking(&caches.near),
-        "{what}: the loaded near cache tracks"
-    );
+    wait_until("the loaded near cache tracks", TRACK_RESUME, || async {
+        tracking(&caches.near)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
