@@ -19,6 +19,7 @@ mod preflight;
 mod redlock;
 mod scripts;
 mod semaphore;
+mod split;
 mod state;
 #[cfg(test)]
 mod testing;

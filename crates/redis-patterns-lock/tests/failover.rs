@@ -318,8 +318,12 @@ async fn live_slot_migration() {
     load.succeeds(100, "load before the migration").await;
     flush_scripts(&mut cluster);
     let event = Instant::now();
+    // A second in the migrating state: longer than the connection layer sends `TRYAGAIN` again.
     let there = cluster
-        .migrate_slot_of(slot_key.as_bytes(), MigrateOptions::default())
+        .migrate_slot_of(
+            slot_key.as_bytes(),
+            MigrateOptions::default().dwell(Duration::from_secs(1)),
+        )
         .await;
     let back = cluster
         .migrate_slot_of(
