@@ -25,8 +25,10 @@ pub(crate) const CLIENT_NAME: &str = "redis-cache-near";
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
 /// Connect and response time-out of the tracking connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause before reconnecting, from 50 ms doubling up to 2 s, restarted when the topology changes.
-const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(50), Duration::from_secs(2));
+/// Pause before reconnecting, from 50 ms doubling up to 500 ms, restarted when the topology
+/// changes: a master promoted in a cluster is tracked within about half a second even before
+/// the handle's slot map poll reports it.
+const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(50), Duration::from_millis(500));
 
 /// Starts the tracking task; it ends when `stop`'s sender is dropped (the last cache clone).
 pub(crate) fn spawn(
@@ -128,20 +130,39 @@ async fn connect(
         let conn = track_node(info, prefix, push_tx.clone()).await;
         conns.push(conn.map_err(|e| e.to_string())?);
     }
-    let cluster = matches!(endpoint, Endpoint::Cluster { .. })
+    let cluster: Option<Vec<NodeAddr>> = matches!(endpoint, Endpoint::Cluster { .. })
         .then(|| masters.into_iter().map(|(addr, _)| addr).collect());
-    if let (Some(_), Some(conn)) = (&cluster, conns.first_mut()) {
-        let info = conn
-            .req_packed_command(redis::cmd("CLUSTER").arg("INFO"))
-            .await
-            .and_then(Value::extract_error)
-            .and_then(|info| redis::from_redis_value::<String>(info).map_err(Into::into))
-            .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
-        if !info.contains("cluster_state:ok") {
-            return Err("the cluster's state is not ok (a failover under way?)".into());
+    if let Some(known) = &cluster {
+        for conn in &mut conns {
+            settled(conn, known).await?;
         }
     }
     Ok(Tracking { conns, cluster })
+}
+
+/// Checks that the master behind `conn` sees the cluster `ok` and the same masters as `known`:
+/// after a failover the nodes agree on the promoted replica one by one, and tracking a set of
+/// masters one of them has not heard of could leave the new one untracked.
+async fn settled(
+    conn: &mut redis::aio::MultiplexedConnection,
+    known: &[NodeAddr],
+) -> Result<(), String> {
+    let info = conn
+        .req_packed_command(redis::cmd("CLUSTER").arg("INFO"))
+        .await
+        .and_then(Value::extract_error)
+        .and_then(|info| redis::from_redis_value::<String>(info).map_err(Into::into))
+        .map_err(|e| format!("CLUSTER INFO failed: {e}"))?;
+    if !info.contains("cluster_state:ok") {
+        return Err("the cluster's state is not ok (a failover under way?)".into());
+    }
+    let seen = cluster_masters(conn)
+        .await
+        .map_err(|e| format!("CLUSTER NODES failed: {e}"))?;
+    if seen != known {
+        return Err("the masters do not agree on the cluster's masters yet".into());
+    }
+    Ok(())
 }
 
 /// Opens a RESP3 connection to one node whose pushes go to `push_tx`, and turns on broadcast
