@@ -15,9 +15,10 @@ pub enum Event<T> {
     Message(Message<T>),
     /// Messages were not received. Either ([`GapKind::Reconnect`]) the connection was lost and
     /// has been re-established, with every channel and pattern subscribed again: messages
-    /// published in between were not received (on a cluster, where redis-rs reconnects node
-    /// connections and resubscribes by itself, it comes when a node connection is lost,
-    /// `duration` zero, before that resubscription is done). Or ([`GapKind::Overflow`]) the
+    /// published in between were not received (on a cluster, also when one node connection is
+    /// lost or the server drops a sharded subscription because its slot moved: the whole
+    /// subscription is connected again, so it follows a promoted replica or the slot's new
+    /// owner). Or ([`GapKind::Overflow`]) the
     /// reader fell more than [`max_backlog`](crate::SubscriberBuilder::max_backlog) events behind and
     /// [`Gap::dropped`] messages received after the ones before this event were dropped.
     Gap(Gap),
