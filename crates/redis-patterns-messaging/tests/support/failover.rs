@@ -122,7 +122,7 @@ pub struct Outcome {
     pub lost_jobs: usize,
     /// Deliveries of an entry already delivered before.
     pub redelivered: usize,
-    /// Messages published and received, and gaps the subscriber was told of.
+    /// Messages published successfully.
     pub published: usize,
     /// Messages the subscriber received.
     pub heard: usize,
