@@ -16,8 +16,11 @@ use crate::{
 };
 
 mod builder;
+mod migration;
 mod read;
 mod users;
+
+use migration::through_migration;
 
 pub use builder::SessionStoreBuilder;
 
@@ -145,20 +148,24 @@ impl<C: Codec> SessionStore<C> {
         for _ in 0..ATTEMPTS {
             let id = SessionId::generate(bucket);
             let (key, digest) = self.session_key(&id)?;
-            let mut call = CREATE.call().key(&key);
-            if let Some(index) = &index {
-                call = call.key(index);
-            }
-            call = call
-                .arg(self.timeouts.idle)
-                .arg(self.timeouts.absolute)
-                .arg(user.unwrap_or(""))
-                .arg(&digest)
-                .arg(created_ms.map(|c| c.to_string()).unwrap_or_default());
-            for (name, value) in fields {
-                call = call.arg(name).arg(value.as_slice());
-            }
-            let created: i64 = call.invoke(&self.redis).await?;
+            let created_ms = created_ms.map(|c| c.to_string()).unwrap_or_default();
+            let created: i64 = through_migration(|| {
+                let mut call = CREATE.call().key(&key);
+                if let Some(index) = &index {
+                    call = call.key(index);
+                }
+                call = call
+                    .arg(self.timeouts.idle)
+                    .arg(self.timeouts.absolute)
+                    .arg(user.unwrap_or(""))
+                    .arg(&digest)
+                    .arg(&created_ms);
+                for (name, value) in fields {
+                    call = call.arg(name).arg(value.as_slice());
+                }
+                call.invoke(&self.redis)
+            })
+            .await?;
             if created == 1 {
                 return Ok(id);
             }
@@ -282,18 +289,20 @@ impl<C: Codec> SessionStore<C> {
             let user = self.owner(&key).await?;
             let new_id = SessionId::generate(id.bucket());
             let (new_key, new_digest) = self.session_key(&new_id)?;
-            let mut call = ROTATE.call().key(&key).key(&new_key);
-            if let Some(user) = &user {
-                call = call.key(self.user_index(user)?.1);
-            }
-            let outcome: i64 = call
-                .arg(self.timeouts.idle)
-                .arg(self.timeouts.absolute)
-                .arg(user.as_deref().unwrap_or(""))
-                .arg(&digest)
-                .arg(&new_digest)
-                .invoke(&self.redis)
-                .await?;
+            let index = user.as_deref().map(|u| self.user_index(u)).transpose()?;
+            let outcome: i64 = through_migration(|| {
+                let mut call = ROTATE.call().key(&key).key(&new_key);
+                if let Some((_, index)) = &index {
+                    call = call.key(index);
+                }
+                call.arg(self.timeouts.idle)
+                    .arg(self.timeouts.absolute)
+                    .arg(user.as_deref().unwrap_or(""))
+                    .arg(&digest)
+                    .arg(&new_digest)
+                    .invoke(&self.redis)
+            })
+            .await?;
             match outcome {
                 1 => return Ok(Some(new_id)),
                 0 => return Ok(None),
@@ -338,17 +347,19 @@ impl<C: Codec> SessionStore<C> {
         for _ in 0..ATTEMPTS {
             // As in `rotate`: read the current owner to name its index, the script checks it.
             let owner = self.owner(&key).await?;
-            let mut call = TAKE.call().key(&key);
-            if let Some(owner) = &owner {
-                call = call.key(self.user_index(owner)?.1);
-            }
-            let taken: Option<Vec<Vec<u8>>> = call
-                .arg(self.timeouts.idle)
-                .arg(self.timeouts.absolute)
-                .arg(owner.as_deref().unwrap_or(""))
-                .arg(&digest)
-                .invoke(&self.redis)
-                .await?;
+            let index = owner.as_deref().map(|o| self.user_index(o)).transpose()?;
+            let taken: Option<Vec<Vec<u8>>> = through_migration(|| {
+                let mut call = TAKE.call().key(&key);
+                if let Some((_, index)) = &index {
+                    call = call.key(index);
+                }
+                call.arg(self.timeouts.idle)
+                    .arg(self.timeouts.absolute)
+                    .arg(owner.as_deref().unwrap_or(""))
+                    .arg(&digest)
+                    .invoke(&self.redis)
+            })
+            .await?;
             let Some(taken) = taken else {
                 return Ok(None);
             };

@@ -2,7 +2,7 @@
 
 use redis_core::{Codec, Key, KeyError, redis};
 
-use super::SessionStore;
+use super::{SessionStore, through_migration};
 use crate::{
     error::{Error, Result},
     id::bucket_tag,
@@ -38,15 +38,22 @@ impl<C: Codec> SessionStore<C> {
             .await?;
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(BATCH) {
-            let mut call = LIST.call().key(&index);
-            for digest in chunk {
-                call = call.key(self.keys.tagged(&bucket_tag(bucket), digest)?);
-            }
-            call = call.arg(self.timeouts.idle).arg(self.timeouts.absolute);
-            for digest in chunk {
-                call = call.arg(digest);
-            }
-            let reply: Vec<String> = call.invoke(&self.redis).await?;
+            let keys = chunk
+                .iter()
+                .map(|digest| self.keys.tagged(&bucket_tag(bucket), digest))
+                .collect::<redis_core::Result<Vec<_>>>()?;
+            let reply: Vec<String> = through_migration(|| {
+                let mut call = LIST.call().key(&index);
+                for key in &keys {
+                    call = call.key(key);
+                }
+                call = call.arg(self.timeouts.idle).arg(self.timeouts.absolute);
+                for digest in chunk {
+                    call = call.arg(digest);
+                }
+                call.invoke(&self.redis)
+            })
+            .await?;
             for entry in reply.chunks(3) {
                 out.push(SessionInfo::from_list_entry(entry, &self.timeouts)?);
             }
@@ -139,15 +146,22 @@ impl<C: Codec> SessionStore<C> {
         digests: &[String],
     ) -> Result<(usize, usize)> {
         let tag = bucket_tag(bucket);
-        let mut call = REVOKE.call().key(index);
-        for digest in digests {
-            call = call.key(self.keys.tagged(&tag, digest)?);
-        }
-        call = call.arg(user);
-        for digest in digests {
-            call = call.arg(digest);
-        }
-        let (revoked, left): (usize, usize) = call.invoke(&self.redis).await?;
+        let keys = digests
+            .iter()
+            .map(|digest| self.keys.tagged(&tag, digest))
+            .collect::<redis_core::Result<Vec<_>>>()?;
+        let (revoked, left): (usize, usize) = through_migration(|| {
+            let mut call = REVOKE.call().key(index);
+            for key in &keys {
+                call = call.key(key);
+            }
+            call = call.arg(user);
+            for digest in digests {
+                call = call.arg(digest);
+            }
+            call.invoke(&self.redis)
+        })
+        .await?;
         Ok((revoked, left))
     }
 
