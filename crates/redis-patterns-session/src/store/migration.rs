@@ -47,3 +47,55 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn server(text: &str) -> redis_core::Error {
+        redis_core::Error::from(
+            redis_core::redis::parse_redis_value(text.as_bytes())
+                .unwrap()
+                .extract_error()
+                .unwrap_err(),
+        )
+    }
+
+    #[test]
+    fn only_a_refusal_for_the_slot_means_the_slot_is_moving() {
+        assert!(slot_in_motion(&server(
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n"
+        )));
+        assert!(slot_in_motion(&server("-MOVED 3999 127.0.0.1:6381\r\n")));
+        assert!(slot_in_motion(&server("-ASK 3999 127.0.0.1:6381\r\n")));
+        assert!(!slot_in_motion(&server(
+            "-CLUSTERDOWN The cluster is down\r\n"
+        )));
+        assert!(!slot_in_motion(&redis_core::Error::Timeout(
+            Duration::from_millis(1)
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_is_sent_again_and_other_errors_return_at_once() {
+        let calls = AtomicUsize::new(0);
+        let result = through_migration(|| async {
+            match calls.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(server("-TRYAGAIN rehashing\r\n")),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2);
+        calls.store(0, Ordering::Relaxed);
+        let result: redis_core::Result<()> = through_migration(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(server("-CLUSTERDOWN The cluster is down\r\n"))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+}
