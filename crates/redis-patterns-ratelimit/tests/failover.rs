@@ -8,8 +8,8 @@
 //! again, exactly (a fresh identity admits exactly its limit). During a migration nothing is
 //! lost: no error at all, and every identity that was denied had been admitted exactly its
 //! limit. After a kill, units admitted by the old master and not yet replicated can be admitted
-//! again: that over-admission is counted, printed, and bounded by what the old master admitted
-//! in its last second.
+//! again: that over-admission is counted, printed, and bounded (loosely) by what was admitted
+//! from a second before the kill until the switch settled.
 
 mod support;
 
@@ -268,9 +268,9 @@ impl Load {
         (window, self)
     }
 
-    /// Checks every identity: admitted at most `LIMIT` plus what the old master admitted within
-    /// a second before `event` (and until `until`), exactly `LIMIT` for a denied identity when
-    /// nothing can be lost.
+    /// Checks every identity: admitted at most `LIMIT` plus what was admitted from a second
+    /// before `event` until the switch settled (`risk`), exactly `LIMIT` for a denied identity
+    /// when nothing can be lost (`risk` is `None`).
     fn admission(&self, what: &str, risk: Option<(Instant, Instant)>) -> Admission {
         let mut total = Admission::default();
         for lane in &self.lanes {
@@ -306,7 +306,7 @@ impl Load {
         }
         eprintln!(
             "{what}: {} units admitted to {} identities, {} over the limit (at risk: {} admitted \
-             by the old master in its last second); {} fail-open decisions",
+             from a second before the kill until the switch settled); {} fail-open decisions",
             total.admitted, total.identities, total.over, total.at_risk, total.fail_open
         );
         total

@@ -10,7 +10,7 @@
 //! user has is in that user's index. During a migration nothing is lost. After a kill, writes
 //! the old master acknowledged just before it died and had not replicated can be lost (a
 //! session, an update, a rotation or an end undone): each is counted and printed, and must have
-//! been acknowledged within the second before the kill.
+//! been acknowledged between a second before the kill and the end of the switch.
 
 mod support;
 
