@@ -26,8 +26,8 @@ pub use backoff::Backoff;
 pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
 pub use connection::{
-    Backend, CLUSTER_POLL, DedicatedConnection, Endpoint, NodeAddr, Redis, TopologyBackoff,
-    TopologyWatch, cluster_masters, connect_with_pushes, parse_cluster_masters,
+    Backend, CLUSTER_POLL, DedicatedConnection, Endpoint, MIGRATION_WAIT, NodeAddr, Redis,
+    TopologyBackoff, TopologyWatch, cluster_masters, connect_with_pushes, parse_cluster_masters,
 };
 pub use error::{BoxError, Error, ErrorPredicates, KeyError, Result};
 pub use keys::{Key, KeySpace};

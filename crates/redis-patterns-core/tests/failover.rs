@@ -32,21 +32,39 @@ static INCR_AND_COPY: Script = Script::new(
      return v",
 );
 
+/// A script over two keys of which the second never exists (a free lock's holder key, a new
+/// identity): during a migration it runs only once the slot has moved, and meets `ASK` and
+/// `TRYAGAIN` in turn until then.
+static INCR_AND_PEEK: Script = Script::new(
+    "incr_and_peek",
+    "local v = redis.call('INCR', KEYS[1])
+     redis.call('EXPIRE', KEYS[1], 300)
+     return {v, redis.call('EXISTS', KEYS[2])}",
+);
+
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Command,
     Script,
+    SparseScript,
     Transaction,
     Pipeline,
 }
 
-const OPS: [Op; 4] = [Op::Command, Op::Script, Op::Transaction, Op::Pipeline];
+const OPS: [Op; 5] = [
+    Op::Command,
+    Op::Script,
+    Op::SparseScript,
+    Op::Transaction,
+    Op::Pipeline,
+];
 
 impl Op {
     fn name(self) -> &'static str {
         match self {
             Self::Command => "command",
             Self::Script => "script",
+            Self::SparseScript => "sparse script",
             Self::Transaction => "transaction",
             Self::Pipeline => "pipeline",
         }
@@ -69,6 +87,13 @@ impl Op {
                 .key(counter)
                 .key(copy)
                 .invoke::<i64>(redis)
+                .await
+                .map(drop),
+            Self::SparseScript => INCR_AND_PEEK
+                .call()
+                .key(counter)
+                .key(format!("{counter}:never"))
+                .invoke::<(i64, i64)>(redis)
                 .await
                 .map(drop),
             Self::Transaction => redis
@@ -180,8 +205,13 @@ async fn live_slot_migration_shows_callers_no_redirect() {
     load.succeeds(200, "load before the migration").await;
     flush_scripts(&mut cluster);
     let event = Instant::now();
+    // A second in the migrating state: longer than redirects alone would be followed, so the
+    // sparse script's `ASK`/`TRYAGAIN` must be followed for the migration's length.
     let there = cluster
-        .migrate_slot_of(tag.as_bytes(), MigrateOptions::default())
+        .migrate_slot_of(
+            tag.as_bytes(),
+            MigrateOptions::default().dwell(Duration::from_secs(1)),
+        )
         .await;
     let back = cluster
         .migrate_slot_of(

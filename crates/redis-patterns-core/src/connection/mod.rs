@@ -49,6 +49,11 @@ use crate::{
 
 use events::TopologySignal;
 pub use events::{CLUSTER_POLL, TopologyBackoff, TopologyWatch};
+
+/// How long a call on a cluster keeps following the `ASK` and `TRYAGAIN` of a slot migration
+/// (a multi-key script whose keys the migration has split, sent again every 5–100 ms) before
+/// the error reaches the caller, retryable. The call did not run in the meantime.
+pub const MIGRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub use pool::DedicatedConnection;
 pub use topology::{NodeAddr, cluster_masters, parse_cluster_masters};
 

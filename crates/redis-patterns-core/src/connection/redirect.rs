@@ -15,9 +15,16 @@
 //!   through the cluster connection after a short pause.
 //!
 //! A redirect means the command did not run where it was sent, so following it is always safe,
-//! scripts and transactions included. Hops are bounded ([`MAX_HOPS`]); when a redirect names a
-//! node that cannot be reached (a dead master), the call goes back through the cluster
+//! scripts and transactions included. `MOVED` hops are bounded ([`MAX_HOPS`]); when a redirect
+//! names a node that cannot be reached (a dead master), the call goes back through the cluster
 //! connection, whose slot map is refreshed by then, instead of reporting the redirect.
+//!
+//! `ASK` and `TRYAGAIN` are a migration in progress, and can last as long as the migration: a
+//! script over several keys of a migrating slot runs only where all of them are, and a lock's or
+//! a limiter's keys are often missing on purpose (a free lock, a new identity), so it meets
+//! `ASK` then `TRYAGAIN` then `ASK` again until the slot has moved. Those are followed for up to
+//! [`crate::MIGRATION_WAIT`] from the first of them, pausing 5–100 ms before each `TRYAGAIN`
+//! resend, and then reported (retryable).
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
@@ -30,8 +37,52 @@ use redis::{
 
 use super::topology::NodeAddr;
 
-/// The most redirects one call follows after redis-rs gave up on it.
+/// The most redirects one call follows after redis-rs gave up on it, beyond the `ASK` and
+/// `TRYAGAIN` of a migration (see [`crate::MIGRATION_WAIT`]).
 pub(crate) const MAX_HOPS: u32 = 8;
+
+/// How far a call has followed redirects: `MOVED` hops counted, a migration's `ASK`/`TRYAGAIN`
+/// timed from the first of them.
+struct Budget {
+    hops: u32,
+    sends: u32,
+    migrating_since: Option<tokio::time::Instant>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            hops: 0,
+            sends: 0,
+            migrating_since: None,
+        }
+    }
+
+    /// Whether `next` may be followed, counting it. A migration's `ASK`/`TRYAGAIN` do not use
+    /// up `MOVED` hops: the `MOVED` that ends a migration is still followed.
+    fn allows(&mut self, next: &Hop) -> bool {
+        match next {
+            Hop::Moved(_) if self.hops < MAX_HOPS => {
+                self.hops += 1;
+                true
+            }
+            Hop::Moved(_) => false,
+            Hop::Ask(_) | Hop::TryAgain => {
+                let since = *self
+                    .migrating_since
+                    .get_or_insert_with(tokio::time::Instant::now);
+                since.elapsed() < crate::MIGRATION_WAIT
+            }
+        }
+    }
+
+    /// The pause before sending again through the cluster connection.
+    fn pause(&mut self) -> Duration {
+        let pause = PAUSE.delay(self.sends);
+        self.sends = self.sends.saturating_add(1);
+        pause
+    }
+}
 
 /// Pause before sending again after `TRYAGAIN` or an unreachable redirect target.
 const PAUSE: crate::Backoff =
@@ -252,10 +303,14 @@ impl Hops {
     ) -> RedisResult<Value> {
         let mut result = first;
         let mut unreachable = Unreachable::default();
-        for hop in 0..MAX_HOPS {
+        let mut budget = Budget::new();
+        loop {
             let Some(next) = hop_of_result(&result) else {
                 return result;
             };
+            if !budget.allows(&next) {
+                break;
+            }
             on_hop();
             let sent = match &next {
                 Hop::Moved(addr) => self.command_on(addr, cmd, false).await,
@@ -267,7 +322,7 @@ impl Hops {
                 Err(NotSent(e)) => {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
                     unreachable.note(&next, e);
-                    tokio::time::sleep(PAUSE.delay(hop)).await;
+                    tokio::time::sleep(budget.pause()).await;
                     cluster.clone().req_packed_command(cmd).await
                 }
             };
@@ -292,12 +347,16 @@ impl Hops {
     ) -> RedisResult<Vec<Value>> {
         let mut result = first;
         let mut unreachable = Unreachable::default();
-        for hop in 0..MAX_HOPS {
+        let mut budget = Budget::new();
+        loop {
             let next = match &result {
                 Err(e) => hop_of(e),
                 Ok(_) => None,
             };
             let Some(next) = next else { break };
+            if !budget.allows(&next) {
+                break;
+            }
             on_hop();
             let sent = match &next {
                 Hop::Moved(addr) => self.pipeline_on(addr, pipeline, offset, count, false).await,
@@ -309,7 +368,7 @@ impl Hops {
                 Err(NotSent(e)) => {
                     tracing::debug!(?next, error = %e, "redirect not followed; sending again");
                     unreachable.note(&next, e);
-                    tokio::time::sleep(PAUSE.delay(hop)).await;
+                    tokio::time::sleep(budget.pause()).await;
                     cluster
                         .clone()
                         .req_packed_commands(pipeline, offset, count)
@@ -363,6 +422,37 @@ mod tests {
             .unwrap()
             .extract_error()
             .unwrap_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_migration_is_followed_for_its_budget_and_moved_for_max_hops() {
+        let node = NodeAddr {
+            host: "127.0.0.1".into(),
+            port: 7000,
+        };
+        let mut moved = Budget::new();
+        assert_eq!(
+            (0..100)
+                .filter(|_| moved.allows(&Hop::Moved(node.clone())))
+                .count(),
+            MAX_HOPS as usize
+        );
+        let mut migrating = Budget::new();
+        for _ in 0..100 {
+            assert!(migrating.allows(&Hop::Ask(node.clone())));
+            assert!(migrating.allows(&Hop::TryAgain));
+            let pause = migrating.pause();
+            assert!(pause <= Duration::from_millis(100));
+            tokio::time::advance(pause).await;
+            if migrating.migrating_since.unwrap().elapsed() >= crate::MIGRATION_WAIT {
+                break;
+            }
+        }
+        // The `MOVED` that ends a migration is followed, however long it took.
+        assert!(migrating.allows(&Hop::Moved(node.clone())));
+        tokio::time::advance(crate::MIGRATION_WAIT).await;
+        assert!(!migrating.allows(&Hop::TryAgain), "the budget runs out");
+        assert!(!migrating.allows(&Hop::Ask(node)));
     }
 
     #[test]
