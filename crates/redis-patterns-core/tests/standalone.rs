@@ -150,6 +150,37 @@ async fn pool_exhaustion_is_a_timeout_error_not_a_hang() {
 }
 
 #[tokio::test]
+async fn a_checkout_while_the_server_is_down_fails_fast_with_the_cause() {
+    let mut server = TestServer::spawn();
+    let timeout = Duration::from_secs(30);
+    let config = Config::builder()
+        .url(server.url())
+        .pool_connection_timeout(timeout)
+        .build()
+        .unwrap();
+    let redis = Redis::connect(&config).await.unwrap();
+    drop(redis.dedicated().await.unwrap());
+    server.kill();
+    // The pooled connection is dead (closed by the checkout check) and a new one is refused:
+    // the checkout reports that, instead of waiting out its 30 s time-out.
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(timeout / 2, redis.dedicated())
+        .await
+        .expect("a checkout while the server is down does not wait out its time-out")
+        .unwrap_err();
+    assert!(!matches!(err, Error::PoolTimeout(_)), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    eprintln!("checkout failed after {:?}: {err}", started.elapsed());
+    server.restart();
+    wait_until(
+        "a checkout works again",
+        Duration::from_secs(10),
+        || async { redis.dedicated().await.is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_dedicated_connection_dropped_mid_command_is_not_reused() {
     let server = TestServer::spawn();
     let config = Config::builder()

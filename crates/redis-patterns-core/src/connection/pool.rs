@@ -26,6 +26,10 @@ pub(crate) struct PoolManager {
     connect: Box<Connect>,
     /// Moved by [`Dedicated::drain`]; a connection opened under an older value is stale.
     generation: Arc<AtomicU64>,
+    /// The latest failed connect. bb8 opens connections in tasks of its own and reports their
+    /// failures to no waiting checkout, which would wait out its whole time-out while the
+    /// server is down; checkouts watch this instead and fail at once with the cause.
+    failures: tokio::sync::watch::Sender<Option<RedisError>>,
 }
 
 impl PoolManager {
@@ -44,6 +48,7 @@ impl PoolManager {
                 })
             }),
             generation: Arc::new(AtomicU64::new(0)),
+            failures: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -58,6 +63,7 @@ impl PoolManager {
 
     pub(crate) fn into_pool(self, config: &PoolConfig) -> Dedicated {
         let generation = self.generation.clone();
+        let failures = self.failures.clone();
         let max_size = config.max_size;
         let pool = bb8::Pool::builder()
             .max_size(config.max_size)
@@ -73,6 +79,7 @@ impl PoolManager {
         Dedicated {
             pool,
             generation,
+            failures,
             max_size,
             timeout: config.connection_timeout,
             // Registered once, so exporters show them (at zero) before the first checkout and a
@@ -87,6 +94,7 @@ impl PoolManager {
 pub(crate) struct Dedicated {
     pool: bb8::Pool<PoolManager>,
     generation: Arc<AtomicU64>,
+    failures: tokio::sync::watch::Sender<Option<RedisError>>,
     max_size: u32,
     timeout: Duration,
     wait: crate::metrics::Histogram,
@@ -141,11 +149,17 @@ impl bb8::ManageConnection for PoolManager {
     async fn connect(&self) -> Result<Tracked, RedisError> {
         // Read before connecting: a drain during the connect makes this one stale too.
         let generation = self.generation.load(Ordering::Acquire);
-        Ok(Tracked {
-            conn: (self.connect)().await?,
-            broken: false,
-            generation,
-        })
+        match (self.connect)().await {
+            Ok(conn) => Ok(Tracked {
+                conn,
+                broken: false,
+                generation,
+            }),
+            Err(e) => {
+                self.failures.send_replace(Some(e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// `UNWATCH` + `PING` in one round trip: a live connection answers `OK`, `PONG`, and keys a
@@ -176,7 +190,9 @@ impl Dedicated {
     /// connections (opened before the last drain) are closed, not handed out.
     pub(crate) async fn checkout(&self) -> Result<DedicatedConnection> {
         let started = std::time::Instant::now();
-        let mut checked_out = self.pool.get_owned().await;
+        let mut failures = self.failures.subscribe();
+        failures.mark_unchanged();
+        let mut checked_out = self.get(&mut failures).await;
         // At most one pass over the pool's connections: each stale one is closed on the way.
         for _ in 0..=self.max_size {
             match &mut checked_out {
@@ -186,7 +202,7 @@ impl Dedicated {
                 _ => break,
             }
             drop(checked_out);
-            checked_out = self.pool.get_owned().await;
+            checked_out = self.get(&mut failures).await;
         }
         self.wait.record_duration(started.elapsed());
         match checked_out {
@@ -198,6 +214,31 @@ impl Dedicated {
                 Err(Error::PoolTimeout(self.timeout))
             }
             Err(bb8::RunError::User(e)) => Err(e.into()),
+        }
+    }
+
+    /// A connection from bb8, or the failure of a connect made while waiting for one.
+    async fn get(
+        &self,
+        failures: &mut tokio::sync::watch::Receiver<Option<RedisError>>,
+    ) -> std::result::Result<bb8::PooledConnection<'static, PoolManager>, bb8::RunError<RedisError>>
+    {
+        let get = self.pool.get_owned();
+        tokio::pin!(get);
+        loop {
+            tokio::select! {
+                biased;
+                got = &mut get => return got,
+                changed = failures.changed() => {
+                    let failure = failures.borrow_and_update().clone();
+                    match (changed, failure) {
+                        (Ok(()), Some(e)) => return Err(bb8::RunError::User(e)),
+                        // The pool is gone (never while `self` lives) or nothing failed.
+                        (Err(_), _) => return get.await,
+                        (Ok(()), None) => {}
+                    }
+                }
+            }
         }
     }
 }
