@@ -12,10 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis_core::{
-    Backoff, Key, Redis, TopologyKind,
-    redis::{ErrorKind, ServerErrorKind},
-};
+use redis_core::{Backoff, Key, Redis, TopologyKind};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -61,39 +58,27 @@ fn push(keys: &mut Vec<Key>, args: &mut Vec<u64>, check: &Check) {
     }
 }
 
-/// How long a check whose slot is being migrated keeps being sent again before its error is
-/// returned (or the failure policy decides).
-pub(crate) const MIGRATION_WAIT: Duration = Duration::from_secs(5);
-
 /// Pause between the sends of a check whose slot is being migrated.
 const MIGRATION_PAUSE: Backoff =
     Backoff::clamped(Duration::from_millis(5), Duration::from_millis(100));
 
-/// Whether `e` says the script did not run because its slot is moving: `TRYAGAIN` (its keys are
-/// split between two nodes, or a script creating several keys reached the importing node), or a
-/// redirect the connection layer stopped following.
-fn slot_in_motion(e: &redis_core::Error) -> bool {
-    e.is_redirect()
-        || e.redis_error()
-            .is_some_and(|e| matches!(e.kind(), ErrorKind::Server(ServerErrorKind::TryAgain)))
-}
-
-/// Runs `call`, and again while its slot is being migrated, for up to [`MIGRATION_WAIT`].
-/// Safe: a script refused for its slot did not run, so nothing was taken. A script creating
-/// several keys of a slot in migration (a multi-limit or sliding-log identity's first check) is
-/// refused with `TRYAGAIN` until the migration ends, which can take longer than the connection
-/// layer's own hops.
+/// Runs `call`, and again when it fails with a redirect (`MOVED`, `ASK`) the connection layer
+/// stopped following, until [`redis_core::MIGRATION_WAIT`] has passed since the first send.
+/// Safe: a redirected script did not run, so nothing was taken. The connection layer waits out
+/// a migration's `ASK` and `TRYAGAIN` itself (a multi-limit or sliding-log identity's first
+/// check meets them until the slot has moved), but follows a bounded number of `MOVED`, and a
+/// check over several keys can be bounced between the two nodes more often than that.
 pub(crate) async fn through_migration<T, F, Fut>(mut call: F) -> redis_core::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = redis_core::Result<T>>,
 {
-    let deadline = Instant::now() + MIGRATION_WAIT;
+    let deadline = Instant::now() + redis_core::MIGRATION_WAIT;
     let mut attempt = 0;
     loop {
         match call().await {
-            Err(e) if slot_in_motion(&e) && Instant::now() < deadline => {
-                tracing::debug!(error = %e, attempt, "slot in migration; sending the check again");
+            Err(e) if e.is_redirect() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, attempt, "redirected; sending the check again");
                 tokio::time::sleep(MIGRATION_PAUSE.delay(attempt)).await;
                 attempt = attempt.saturating_add(1);
             }
@@ -326,39 +311,31 @@ mod tests {
         )
     }
 
-    #[test]
-    fn only_a_refusal_for_the_slot_means_the_slot_is_moving() {
-        assert!(slot_in_motion(&server(
-            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n"
-        )));
-        assert!(slot_in_motion(&server("-MOVED 3999 127.0.0.1:6381\r\n")));
-        assert!(slot_in_motion(&server("-ASK 3999 127.0.0.1:6381\r\n")));
-        assert!(!slot_in_motion(&server(
-            "-CLUSTERDOWN The cluster is down\r\n"
-        )));
-        assert!(!slot_in_motion(&redis_core::Error::Timeout(
-            Duration::from_millis(1)
-        )));
-    }
-
     #[tokio::test]
-    async fn a_refused_call_is_sent_again_and_other_errors_return_at_once() {
+    async fn a_redirected_call_is_sent_again_and_other_errors_return_at_once() {
         let calls = AtomicUsize::new(0);
         let result = through_migration(|| async {
             match calls.fetch_add(1, Ordering::Relaxed) {
-                0 | 1 => Err(server("-TRYAGAIN rehashing\r\n")),
+                0 => Err(server("-MOVED 3999 127.0.0.1:6381\r\n")),
+                1 => Err(server("-ASK 3999 127.0.0.1:6381\r\n")),
                 n => Ok(n),
             }
         })
         .await;
         assert_eq!(result.unwrap(), 2);
-        calls.store(0, Ordering::Relaxed);
-        let result: redis_core::Result<()> = through_migration(|| async {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Err(server("-CLUSTERDOWN The cluster is down\r\n"))
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        // The connection layer has waited out TRYAGAIN already; other errors are not redirects.
+        for error in [
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+        ] {
+            calls.store(0, Ordering::Relaxed);
+            let result: redis_core::Result<()> = through_migration(|| async {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(server(error))
+            })
+            .await;
+            assert!(result.is_err());
+            assert_eq!(calls.load(Ordering::Relaxed), 1, "{error}");
+        }
     }
 }
