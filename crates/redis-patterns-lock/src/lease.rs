@@ -14,7 +14,6 @@ use crate::{
     guard::LockGuard,
     metrics::Metrics,
     scripts::{FENCE_SUFFIX, SEM_ACQUIRE, SEM_EXTEND, SEM_RELEASE},
-    split::resend_while_split,
 };
 
 /// What a primitive does on the server for a lease it handed out. Object safe: yes.
@@ -84,24 +83,20 @@ impl ScriptLease {
         let this = Arc::new(self);
         // Armed until the reply is in: a cancelled or failed request gives its token back.
         let pending = PendingLease::new(resource, Arc::clone(&this) as Arc<dyn Lease>);
-        let mut start = Instant::now();
-        let (taken, value): (i64, i64) = resend_while_split(|| {
-            // A send answered `TRYAGAIN` did not run: the lease starts with the one that did.
-            start = Instant::now();
-            let mut call = this
-                .scripts
-                .acquire
-                .call()
-                .key(&this.key)
-                .key(this.key.companion(FENCE_SUFFIX))
-                .arg(pending.token())
-                .arg(duration_millis(config.ttl));
-            if let Some(extra) = extra {
-                call = call.arg(extra);
-            }
-            call.invoke(&this.redis)
-        })
-        .await?;
+        // The lease counts from before the send (see `LockLease::try_once`).
+        let start = Instant::now();
+        let mut call = this
+            .scripts
+            .acquire
+            .call()
+            .key(&this.key)
+            .key(this.key.companion(FENCE_SUFFIX))
+            .arg(pending.token())
+            .arg(duration_millis(config.ttl));
+        if let Some(extra) = extra {
+            call = call.arg(extra);
+        }
+        let (taken, value): (i64, i64) = call.invoke(&this.redis).await?;
         if taken != 1 {
             drop(pending.settle());
             let hint = u64::try_from(value).ok().map(Duration::from_millis);

@@ -19,7 +19,6 @@ mod preflight;
 mod redlock;
 mod scripts;
 mod semaphore;
-mod split;
 mod state;
 #[cfg(test)]
 mod testing;

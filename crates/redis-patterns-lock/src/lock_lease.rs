@@ -16,7 +16,6 @@ use crate::{
     lease::Lease,
     metrics::Metrics,
     scripts::{EXTEND, FENCE_SUFFIX, LOCK_ACQUIRE, LOCK_RELEASE, LOCK_WAIT, WAITERS_SUFFIX},
-    split::resend_while_split,
     wake::Waiters,
 };
 
@@ -57,26 +56,24 @@ impl LockLease {
         let this = Arc::new(self);
         // Armed until the reply is in: a cancelled or failed request gives its token back.
         let pending = PendingLease::new(resource, Arc::clone(&this) as Arc<dyn Lease>);
-        let mut start = Instant::now();
+        // The lease counts from before the send (a migration's `TRYAGAIN`, waited out by the
+        // connection layer, only shortens what this process believes it holds).
+        let start = Instant::now();
         let ttl = duration_millis(config.ttl);
         let (taken, value) = if fencing == Fencing::Off {
             this.set_nx(pending.token(), ttl, waiting).await?
         } else {
-            resend_while_split(|| {
-                // A send answered `TRYAGAIN` did not run: the lease starts with the one that did.
-                start = Instant::now();
-                LOCK_ACQUIRE
-                    .call()
-                    .key(&this.key)
-                    .key(this.key.companion(FENCE_SUFFIX))
-                    .key(this.key.companion(WAITERS_SUFFIX))
-                    .arg(pending.token())
-                    .arg(ttl)
-                    .arg(fencing.horizon_arg())
-                    .arg(u8::from(waiting))
-                    .invoke::<(i64, i64)>(&this.redis)
-            })
-            .await?
+            LOCK_ACQUIRE
+                .call()
+                .key(&this.key)
+                .key(this.key.companion(FENCE_SUFFIX))
+                .key(this.key.companion(WAITERS_SUFFIX))
+                .arg(pending.token())
+                .arg(ttl)
+                .arg(fencing.horizon_arg())
+                .arg(u8::from(waiting))
+                .invoke::<(i64, i64)>(&this.redis)
+                .await?
         };
         if taken != 1 {
             drop(pending.settle());
@@ -132,14 +129,12 @@ impl LockLease {
         if !waiting {
             return Ok((0, -1));
         }
-        let pttl: i64 = resend_while_split(|| {
-            LOCK_WAIT
-                .call()
-                .key(&self.key)
-                .key(self.key.companion(WAITERS_SUFFIX))
-                .invoke(&self.redis)
-        })
-        .await?;
+        let pttl: i64 = LOCK_WAIT
+            .call()
+            .key(&self.key)
+            .key(self.key.companion(WAITERS_SUFFIX))
+            .invoke(&self.redis)
+            .await?;
         Ok((0, if pttl == -2 { 0 } else { pttl }))
     }
 }
@@ -160,16 +155,14 @@ impl Lease for LockLease {
 
     fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let n: i64 = resend_while_split(|| {
-                LOCK_RELEASE
-                    .call()
-                    .key(&self.key)
-                    .key(self.key.companion(WAITERS_SUFFIX))
-                    .arg(token)
-                    .arg(self.waiters.channel())
-                    .invoke(&self.redis)
-            })
-            .await?;
+            let n: i64 = LOCK_RELEASE
+                .call()
+                .key(&self.key)
+                .key(self.key.companion(WAITERS_SUFFIX))
+                .arg(token)
+                .arg(self.waiters.channel())
+                .invoke(&self.redis)
+                .await?;
             if n > 0 {
                 self.waiters.released_here(self.key.as_str(), n == 2);
             }

@@ -22,7 +22,7 @@ use crate::{
     flight::{self, Role},
     lease::{LEASE, Lease},
     metrics::{Metrics, Read},
-    scripts::{BEGIN, STORE, across_migration},
+    scripts::{BEGIN, STORE},
 };
 
 /// How many times a caller re-joins a load that ended without a usable outcome.
@@ -290,17 +290,15 @@ impl<C: Codec> Engine<C> {
     ) -> std::result::Result<Begun, redis_core::Error> {
         let token = random_token();
         let generation_key = key.companion(GEN);
-        let (taken, generation, exists): (i64, Vec<u8>, i64) = across_migration(|| {
-            BEGIN
-                .call()
-                .key(lease_key)
-                .key(&generation_key)
-                .key(key)
-                .arg(&token)
-                .arg(duration_millis(self.settings.lease_ttl))
-                .invoke(&self.redis)
-        })
-        .await?;
+        let (taken, generation, exists): (i64, Vec<u8>, i64) = BEGIN
+            .call()
+            .key(lease_key)
+            .key(&generation_key)
+            .key(key)
+            .arg(&token)
+            .arg(duration_millis(self.settings.lease_ttl))
+            .invoke(&self.redis)
+            .await?;
         Ok(Begun {
             lease: (taken == 1).then(|| Lease::held(self.redis.clone(), lease_key.clone(), token)),
             generation,
@@ -392,19 +390,17 @@ impl<C: Codec> Engine<C> {
             }
         };
         let (generation_key, lease_key) = (key.companion(GEN), key.companion(LEASE));
-        let stored = across_migration(|| {
-            STORE
-                .call()
-                .key(key)
-                .key(&generation_key)
-                .key(&lease_key)
-                .arg(&versions.generation)
-                .arg(&bytes)
-                .arg(px)
-                .arg(lease.as_ref().map_or("", Lease::token))
-                .invoke::<i64>(&self.redis)
-        })
-        .await;
+        let stored = STORE
+            .call()
+            .key(key)
+            .key(&generation_key)
+            .key(&lease_key)
+            .arg(&versions.generation)
+            .arg(&bytes)
+            .arg(px)
+            .arg(lease.as_ref().map_or("", Lease::token))
+            .invoke::<i64>(&self.redis)
+            .await;
         if stored.is_ok() {
             // The script released the lease if it still held our token.
             if let Some(lease) = &mut lease {
