@@ -284,11 +284,9 @@ fn lock(c: &mut Criterion) {
             .unwrap()
     };
     let locks = [
-        ("redis-patterns-lock", build(Fencing::Counter)),
-        (
-            "redis-patterns-lock/expiring",
-            build(Fencing::expiring(Duration::from_secs(3600))),
-        ),
+        // The default: an expiring counter (a day) floored by the server clock.
+        ("redis-patterns-lock", build(Fencing::default())),
+        ("redis-patterns-lock/counter", build(Fencing::Counter)),
         ("redis-patterns-lock/unfenced", build(Fencing::Off)),
     ];
     let release = RELEASE.inner().clone();

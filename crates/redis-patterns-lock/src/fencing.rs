@@ -11,14 +11,16 @@ use crate::error::{Error, Result};
 ///
 /// | mode | token | keys per resource | acquire |
 /// |------|-------|-------------------|---------|
-/// | [`Counter`](Self::Counter) (default) | 1, 2, 3, ... | the lock key plus a counter **without TTL** | one script: `SET NX PX` + `INCR` |
-/// | [`Expiring`](Self::Expiring) | `max(last + 1, server time in µs)` | the lock key plus a counter that expires `horizon` after its last grant | one script: `SET NX PX` + `TIME` + `GET` + `SET PX` |
+/// | [`Expiring`](Self::Expiring) (default, `horizon` [`DEFAULT_HORIZON`]) | `max(last + 1, server time in µs)` | the lock key plus a counter that expires `horizon` after its last grant | one script: `SET NX PX` + `TIME` + `GET` + `SET PX` |
+/// | [`Counter`](Self::Counter) | 1, 2, 3, ... | the lock key plus a counter **without TTL** | one script: `SET NX PX` + `INCR` |
 /// | [`Off`](Self::Off) | always `0` | the lock key only | one plain `SET NX PX`, no script |
 ///
 /// All three are one round trip. `Expiring` keeps tokens strictly increasing across the
 /// counter's expiry and across a failover to a replica whose clock is behind, under the
 /// assumptions stated in `docs/lock.md` (the clock never steps back by more than the horizon, and
-/// a failover takes longer than the clocks of master and replica are apart).
+/// a failover takes longer than the clocks of master and replica are apart), and leaves no key
+/// behind for names locked once (`order:<uuid>`). `Counter` trades that for consecutive tokens
+/// and no clock assumption, at the price of one key per name ever locked.
 ///
 /// ```
 /// use std::time::Duration;
@@ -26,16 +28,16 @@ use crate::error::{Error, Result};
 ///
 /// let fencing = Fencing::expiring(Duration::from_secs(24 * 3600));
 /// assert_eq!(fencing.horizon(), Some(Duration::from_secs(24 * 3600)));
-/// assert_eq!(Fencing::default(), Fencing::Counter);
+/// assert_eq!(Fencing::default(), Fencing::expiring(redis_lock::DEFAULT_HORIZON));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fencing {
     /// A counter per resource that never expires: tokens 1, 2, 3, ... One small key per resource
     /// name ever locked stays behind (the documented exception to "every key has a TTL").
-    #[default]
     Counter,
-    /// A counter that expires `horizon` after the last grant, combined with the server clock:
+    /// The default, with [`DEFAULT_HORIZON`]. A counter that expires `horizon` after the last
+    /// grant, combined with the server clock:
     /// the token is `max(counter + 1, TIME in microseconds)`, so a counter that expired, was
     /// evicted or was lost in a failover comes back above every token handed out before.
     /// Tokens are large (about `1.7e15` in 2025) and not consecutive.
@@ -47,6 +49,18 @@ pub enum Fencing {
     /// send) and [`LockGuard::fence`](crate::LockGuard::fence) is always `0`. Only for work that
     /// cannot be fenced anyway, where the lease alone is enough.
     Off,
+}
+
+/// The horizon of the default [`Fencing`]: a resource's counter goes a day after its last grant.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for Fencing {
+    /// [`Fencing::Expiring`] with [`DEFAULT_HORIZON`].
+    fn default() -> Self {
+        Self::Expiring {
+            horizon: DEFAULT_HORIZON,
+        }
+    }
 }
 
 /// The shortest [`Fencing::Expiring`] horizon accepted: 10 ms (meant for tests; production
@@ -100,6 +114,7 @@ mod tests {
     #[test]
     fn horizons_are_bounded() {
         assert!(Fencing::Counter.validate().is_ok());
+        assert!(Fencing::default().validate().is_ok());
         assert!(Fencing::Off.validate().is_ok());
         assert!(Fencing::expiring(MIN_HORIZON).validate().is_ok());
         for bad in [

@@ -30,7 +30,7 @@ pub use config::{
     AcquireOptions, DEFAULT_RETRY, DEFAULT_TTL, DEFAULT_WAIT, MIN_TTL, drift, validity,
 };
 pub use error::{Error, Result};
-pub use fencing::{Fencing, MIN_HORIZON};
+pub use fencing::{DEFAULT_HORIZON, Fencing, MIN_HORIZON};
 pub use guard::{LeaseHandle, LockGuard, Permit};
 pub use lock::{Lock, LockBuilder};
 pub use metrics::METRICS;

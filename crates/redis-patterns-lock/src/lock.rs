@@ -21,7 +21,7 @@ use crate::{
 /// resource lives on one slot).
 ///
 /// Cheap to clone. Keys: `<prefix>:lock:{<resource>}` holds the owner's token with a TTL,
-/// `<prefix>:lock:{<resource>}:fence` the fencing counter (no TTL by default; see [`Fencing`]),
+/// `<prefix>:lock:{<resource>}:fence` the fencing counter (expiring a day after the last grant by default; see [`Fencing`]),
 /// `<prefix>:lock:{<resource>}:waiters` marks a lock someone waits for (TTL: the holder's lease
 /// plus a second).
 ///
@@ -72,8 +72,9 @@ pub struct LockBuilder {
 impl LockBuilder {
     lease_setters!();
 
-    /// How fencing tokens are made: a counter without TTL (the default), a counter that expires
-    /// but never goes backwards, or none (the cheapest acquire). See [`Fencing`].
+    /// How fencing tokens are made: a counter that expires a day after its last grant but never
+    /// goes backwards (the default), a counter without TTL (consecutive tokens, one key per name
+    /// ever locked), or none (the cheapest acquire). See [`Fencing`].
     pub fn fencing(mut self, fencing: Fencing) -> Self {
         self.fencing = fencing;
         self
@@ -128,7 +129,7 @@ impl Lock {
             keys: keys.clone(),
             lease: LeaseConfig::default(),
             name: DEFAULT_NAME.to_owned(),
-            fencing: Fencing::Counter,
+            fencing: Fencing::default(),
             replica_ack: None,
         }
     }
