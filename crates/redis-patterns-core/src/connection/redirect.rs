@@ -58,22 +58,25 @@ impl Budget {
         }
     }
 
-    /// Whether `next` may be followed, counting it. A migration's `ASK`/`TRYAGAIN` do not use
-    /// up `MOVED` hops: the `MOVED` that ends a migration is still followed.
+    /// Whether `next` may be followed, counting it. Once a migration has shown itself (`ASK`,
+    /// `TRYAGAIN`), everything is followed until [`crate::MIGRATION_WAIT`] has passed since, the
+    /// `MOVED` a resend through a stale slot map meets included; otherwise at most
+    /// [`MAX_HOPS`] `MOVED`s.
     fn allows(&mut self, next: &Hop) -> bool {
-        match next {
-            Hop::Moved(_) if self.hops < MAX_HOPS => {
-                self.hops += 1;
+        let migrating = match (next, self.migrating_since) {
+            (Hop::Ask(_) | Hop::TryAgain, None) => {
+                self.migrating_since = Some(tokio::time::Instant::now());
                 true
             }
-            Hop::Moved(_) => false,
-            Hop::Ask(_) | Hop::TryAgain => {
-                let since = *self
-                    .migrating_since
-                    .get_or_insert_with(tokio::time::Instant::now);
-                since.elapsed() < crate::MIGRATION_WAIT
-            }
+            (_, Some(since)) => since.elapsed() < crate::MIGRATION_WAIT,
+            (Hop::Moved(_), None) => false,
+        };
+        if migrating {
+            return true;
         }
+        let allowed = matches!(next, Hop::Moved(_)) && self.hops < MAX_HOPS;
+        self.hops += u32::from(allowed);
+        allowed
     }
 
     /// The pause before sending again through the cluster connection.
@@ -438,21 +441,30 @@ mod tests {
             MAX_HOPS as usize
         );
         let mut migrating = Budget::new();
-        for _ in 0..100 {
+        // A migration's ping-pong, far more hops than MAX_HOPS, for about a second.
+        for _ in 0..4 * MAX_HOPS {
             assert!(migrating.allows(&Hop::Ask(node.clone())));
             assert!(migrating.allows(&Hop::TryAgain));
             let pause = migrating.pause();
             assert!(pause <= Duration::from_millis(100));
-            tokio::time::advance(pause).await;
-            if migrating.migrating_since.unwrap().elapsed() >= crate::MIGRATION_WAIT {
-                break;
-            }
+            tokio::time::advance(pause / 4).await;
         }
-        // The `MOVED` that ends a migration is followed, however long it took.
-        assert!(migrating.allows(&Hop::Moved(node.clone())));
+        assert!(migrating.migrating_since.unwrap().elapsed() < crate::MIGRATION_WAIT);
+        // Within the migration's wait, `MOVED` (a resend through a stale slot map) is followed
+        // however often it comes.
+        for _ in 0..2 * MAX_HOPS {
+            assert!(migrating.allows(&Hop::Moved(node.clone())));
+        }
         tokio::time::advance(crate::MIGRATION_WAIT).await;
         assert!(!migrating.allows(&Hop::TryAgain), "the budget runs out");
-        assert!(!migrating.allows(&Hop::Ask(node)));
+        assert!(!migrating.allows(&Hop::Ask(node.clone())));
+        // Then `MOVED` gets the hops a call without a migration gets.
+        assert_eq!(
+            (0..100)
+                .filter(|_| migrating.allows(&Hop::Moved(node.clone())))
+                .count(),
+            MAX_HOPS as usize
+        );
     }
 
     #[test]
