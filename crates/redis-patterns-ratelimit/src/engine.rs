@@ -9,10 +9,9 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
 };
 
-use redis_core::{Backoff, Key, Redis, TopologyKind};
+use redis_core::{Key, Redis, TopologyKind};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -58,35 +57,6 @@ fn push(keys: &mut Vec<Key>, args: &mut Vec<u64>, check: &Check) {
     }
 }
 
-/// Pause between the sends of a check whose slot is being migrated.
-const MIGRATION_PAUSE: Backoff =
-    Backoff::clamped(Duration::from_millis(5), Duration::from_millis(100));
-
-/// Runs `call`, and again when it fails with a redirect (`MOVED`, `ASK`) the connection layer
-/// stopped following, until [`redis_core::MIGRATION_WAIT`] has passed since the first send.
-/// Safe: a redirected script did not run, so nothing was taken. The connection layer waits out
-/// a migration's `ASK` and `TRYAGAIN` itself (a multi-limit or sliding-log identity's first
-/// check meets them until the slot has moved), but follows a bounded number of `MOVED`, and a
-/// check over several keys can be bounced between the two nodes more often than that.
-pub(crate) async fn through_migration<T, F, Fut>(mut call: F) -> redis_core::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = redis_core::Result<T>>,
-{
-    let deadline = Instant::now() + redis_core::MIGRATION_WAIT;
-    let mut attempt = 0;
-    loop {
-        match call().await {
-            Err(e) if e.is_redirect() && Instant::now() < deadline => {
-                tracing::debug!(error = %e, attempt, "redirected; sending the check again");
-                tokio::time::sleep(MIGRATION_PAUSE.delay(attempt)).await;
-                attempt = attempt.saturating_add(1);
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Runs `checks` in one script call. `one_slot` says whether the keys must share a slot (a
 /// cluster, or an unknown backend); otherwise they may span slots (one server).
 pub(crate) async fn run(redis: &Redis, checks: &[&Check], one_slot: bool) -> Result<Vec<Reply>> {
@@ -96,7 +66,7 @@ pub(crate) async fn run(redis: &Redis, checks: &[&Check], one_slot: bool) -> Res
         push(&mut keys, &mut args, check);
     }
     let values: Vec<i64> = if one_slot {
-        through_migration(|| {
+        {
             let mut call = BATCH.call();
             for key in &keys {
                 call = call.key(key);
@@ -105,7 +75,7 @@ pub(crate) async fn run(redis: &Redis, checks: &[&Check], one_slot: bool) -> Res
                 call = call.arg(*arg);
             }
             call.invoke(redis)
-        })
+        }
         .await?
     } else {
         // One server holds every slot: the keys of many identities in one call are fine there.
@@ -293,49 +263,5 @@ fn replicate(e: &Error) -> Error {
         }),
         Error::InvalidConfig(s) => Error::InvalidConfig(s.clone()),
         Error::InvalidArgument(s) => Error::InvalidArgument(s),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    fn server(text: &str) -> redis_core::Error {
-        redis_core::Error::from(
-            redis_core::redis::parse_redis_value(text.as_bytes())
-                .unwrap()
-                .extract_error()
-                .unwrap_err(),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_redirected_call_is_sent_again_and_other_errors_return_at_once() {
-        let calls = AtomicUsize::new(0);
-        let result = through_migration(|| async {
-            match calls.fetch_add(1, Ordering::Relaxed) {
-                0 => Err(server("-MOVED 3999 127.0.0.1:6381\r\n")),
-                1 => Err(server("-ASK 3999 127.0.0.1:6381\r\n")),
-                n => Ok(n),
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 2);
-        // The connection layer has waited out TRYAGAIN already; other errors are not redirects.
-        for error in [
-            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
-            "-CLUSTERDOWN The cluster is down\r\n",
-        ] {
-            calls.store(0, Ordering::Relaxed);
-            let result: redis_core::Result<()> = through_migration(|| async {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Err(server(error))
-            })
-            .await;
-            assert!(result.is_err());
-            assert_eq!(calls.load(Ordering::Relaxed), 1, "{error}");
-        }
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     block_cache::BlockCache,
     config::{FailurePolicy, LOCAL_DENIAL_WAIT},
     decision::{Decision, Outcome, Source},
-    engine::{Check, Coalescer, through_migration},
+    engine::{Check, Coalescer},
     error::{Error, Result},
     limit::{Algorithm, Limit},
     local::LocalLimiter,
@@ -233,7 +233,7 @@ impl RateLimiter {
                 }
             }
             None => {
-                through_migration(|| {
+                {
                     let mut call = script(limit.algorithm()).call().key(&key);
                     if limit.algorithm() == Algorithm::SlidingLog {
                         call = call.key(key.companion("seq"));
@@ -243,7 +243,7 @@ impl RateLimiter {
                         .arg(cost)
                         .arg(limit.rate())
                         .invoke::<Vec<i64>>(&inner.redis)
-                })
+                }
                 .await
             }
         };

@@ -16,11 +16,8 @@ use crate::{
 };
 
 mod builder;
-mod migration;
 mod read;
 mod users;
-
-use migration::through_migration;
 
 pub use builder::SessionStoreBuilder;
 
@@ -149,7 +146,7 @@ impl<C: Codec> SessionStore<C> {
             let id = SessionId::generate(bucket);
             let (key, digest) = self.session_key(&id)?;
             let created_ms = created_ms.map(|c| c.to_string()).unwrap_or_default();
-            let created: i64 = through_migration(|| {
+            let created: i64 = {
                 let mut call = CREATE.call().key(&key);
                 if let Some(index) = &index {
                     call = call.key(index);
@@ -164,7 +161,7 @@ impl<C: Codec> SessionStore<C> {
                     call = call.arg(name).arg(value.as_slice());
                 }
                 call.invoke(&self.redis)
-            })
+            }
             .await?;
             if created == 1 {
                 return Ok(id);
@@ -290,7 +287,7 @@ impl<C: Codec> SessionStore<C> {
             let new_id = SessionId::generate(id.bucket());
             let (new_key, new_digest) = self.session_key(&new_id)?;
             let index = user.as_deref().map(|u| self.user_index(u)).transpose()?;
-            let outcome: i64 = through_migration(|| {
+            let outcome: i64 = {
                 let mut call = ROTATE.call().key(&key).key(&new_key);
                 if let Some((_, index)) = &index {
                     call = call.key(index);
@@ -301,7 +298,7 @@ impl<C: Codec> SessionStore<C> {
                     .arg(&digest)
                     .arg(&new_digest)
                     .invoke(&self.redis)
-            })
+            }
             .await?;
             match outcome {
                 1 => return Ok(Some(new_id)),
@@ -348,7 +345,7 @@ impl<C: Codec> SessionStore<C> {
             // As in `rotate`: read the current owner to name its index, the script checks it.
             let owner = self.owner(&key).await?;
             let index = owner.as_deref().map(|o| self.user_index(o)).transpose()?;
-            let taken: Option<Vec<Vec<u8>>> = through_migration(|| {
+            let taken: Option<Vec<Vec<u8>>> = {
                 let mut call = TAKE.call().key(&key);
                 if let Some((_, index)) = &index {
                     call = call.key(index);
@@ -358,7 +355,7 @@ impl<C: Codec> SessionStore<C> {
                     .arg(owner.as_deref().unwrap_or(""))
                     .arg(&digest)
                     .invoke(&self.redis)
-            })
+            }
             .await?;
             let Some(taken) = taken else {
                 return Ok(None);

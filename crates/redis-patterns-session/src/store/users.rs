@@ -2,7 +2,7 @@
 
 use redis_core::{Codec, Key, KeyError, redis};
 
-use super::{SessionStore, through_migration};
+use super::SessionStore;
 use crate::{
     error::{Error, Result},
     id::bucket_tag,
@@ -42,7 +42,7 @@ impl<C: Codec> SessionStore<C> {
                 .iter()
                 .map(|digest| self.keys.tagged(&bucket_tag(bucket), digest))
                 .collect::<redis_core::Result<Vec<_>>>()?;
-            let reply: Vec<String> = through_migration(|| {
+            let reply: Vec<String> = {
                 let mut call = LIST.call().key(&index);
                 for key in &keys {
                     call = call.key(key);
@@ -52,7 +52,7 @@ impl<C: Codec> SessionStore<C> {
                     call = call.arg(digest);
                 }
                 call.invoke(&self.redis)
-            })
+            }
             .await?;
             for entry in reply.chunks(3) {
                 out.push(SessionInfo::from_list_entry(entry, &self.timeouts)?);
@@ -150,7 +150,7 @@ impl<C: Codec> SessionStore<C> {
             .iter()
             .map(|digest| self.keys.tagged(&tag, digest))
             .collect::<redis_core::Result<Vec<_>>>()?;
-        let (revoked, left): (usize, usize) = through_migration(|| {
+        let (revoked, left): (usize, usize) = {
             let mut call = REVOKE.call().key(index);
             for key in &keys {
                 call = call.key(key);
@@ -160,7 +160,7 @@ impl<C: Codec> SessionStore<C> {
                 call = call.arg(digest);
             }
             call.invoke(&self.redis)
-        })
+        }
         .await?;
         Ok((revoked, left))
     }
