@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use redis_cache::Cache;
-use redis_core::{KeySpace, Redis, redis};
+use redis_core::{KeySpace, Redis};
 use redis_test_support::{MigrateOptions, TestCluster, TestSentinel, wait_for, wait_until};
 
 mod support;
@@ -200,13 +200,7 @@ async fn live_slot_migration() {
             .split_once('}')
             .unwrap()
             .0;
-        for i in 0..40 {
-            let fill = format!("{{{tag}}}:fill:{i}");
-            let _: () = redis
-                .query(redis::cmd("SET").arg(fill).arg(i).arg("EX").arg(300))
-                .await
-                .unwrap();
-        }
+        cluster.fill_slot(&format!("{{{tag}}}"), 40).await;
     }
     let start = Instant::now();
     let load = Load::start(&caches);
@@ -214,16 +208,8 @@ async fn live_slot_migration() {
     let event = Instant::now();
     for key in &moved {
         let key = key.as_str().as_bytes();
-        let there = cluster
-            .migrate_slot_of(key, MigrateOptions::default())
-            .await;
-        let back = cluster
-            .migrate_slot_of(
-                key,
-                MigrateOptions::default()
-                    .batch(5)
-                    .pause(Duration::from_millis(2)),
-            )
+        let (there, back) = cluster
+            .migrate_slot_there_and_back(key, MigrateOptions::default())
             .await;
         assert!(there.keys >= 40, "the migration moved the slot's keys");
         eprintln!(

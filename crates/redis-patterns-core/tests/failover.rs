@@ -189,36 +189,17 @@ async fn live_slot_migration_shows_callers_no_redirect() {
     let redis = cluster.redis().await;
     let tag = "fo-migrate";
     // Keys to move besides the load's own, so the slot stays split for a while.
-    for i in 0..40 {
-        let _: () = redis
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("{{{tag}}}:fill:{i}"))
-                    .arg(i)
-                    .arg("EX")
-                    .arg(300),
-            )
-            .await
-            .unwrap();
-    }
+    cluster.fill_slot(&format!("{{{tag}}}"), 40).await;
     let load = Load::start(&redis, tag);
     load.succeeds(200, "load before the migration").await;
     flush_scripts(&mut cluster);
     let event = Instant::now();
     // A second in the migrating state: longer than redirects alone would be followed, so the
     // sparse script's `ASK`/`TRYAGAIN` must be followed for the migration's length.
-    let there = cluster
-        .migrate_slot_of(
+    let (there, back) = cluster
+        .migrate_slot_there_and_back(
             tag.as_bytes(),
             MigrateOptions::default().dwell(Duration::from_secs(1)),
-        )
-        .await;
-    let back = cluster
-        .migrate_slot_of(
-            tag.as_bytes(),
-            MigrateOptions::default()
-                .batch(5)
-                .pause(Duration::from_millis(2)),
         )
         .await;
     let settled = Instant::now();

@@ -319,18 +319,10 @@ async fn live_slot_migration() {
     flush_scripts(&mut cluster);
     let event = Instant::now();
     // A second in the migrating state: longer than the connection layer sends `TRYAGAIN` again.
-    let there = cluster
-        .migrate_slot_of(
+    let (there, back) = cluster
+        .migrate_slot_there_and_back(
             slot_key.as_bytes(),
             MigrateOptions::default().dwell(Duration::from_secs(1)),
-        )
-        .await;
-    let back = cluster
-        .migrate_slot_of(
-            slot_key.as_bytes(),
-            MigrateOptions::default()
-                .batch(5)
-                .pause(Duration::from_millis(2)),
         )
         .await;
     let settled = Instant::now();

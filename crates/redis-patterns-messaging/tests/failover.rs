@@ -16,7 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use redis_core::{KeySpace, redis};
+use redis_core::KeySpace;
 use redis_test_support::{MigrateOptions, TestCluster, TestSentinel, wait_until};
 use support::{
     DEADLINE,
@@ -130,31 +130,12 @@ async fn live_slot_migration() {
     let traffic = Traffic::start(&redis, &keys(), "orders", Channel::Sharded).await;
     let stream = traffic.stream().to_string();
     // Keys to move besides the stream's own, so the slot stays split for a while.
-    for i in 0..40 {
-        let _: () = redis
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("{stream}:fill:{i}"))
-                    .arg(i)
-                    .arg("EX")
-                    .arg(300),
-            )
-            .await
-            .unwrap();
-    }
+    cluster.fill_slot(&stream, 40).await;
     traffic.warmed_up().await;
     let jobs = traffic.schedule(due_across(Duration::from_secs(3))).await;
     let event = Instant::now();
-    let there = cluster
-        .migrate_slot_of(stream.as_bytes(), MigrateOptions::default())
-        .await;
-    let back = cluster
-        .migrate_slot_of(
-            stream.as_bytes(),
-            MigrateOptions::default()
-                .batch(5)
-                .pause(Duration::from_millis(2)),
-        )
+    let (there, back) = cluster
+        .migrate_slot_there_and_back(stream.as_bytes(), MigrateOptions::default())
         .await;
     let settled = Instant::now();
     eprintln!(

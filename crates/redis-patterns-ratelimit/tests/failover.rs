@@ -24,7 +24,7 @@ use std::{
 
 use redis_ratelimit::{
     FailurePolicy, Limit, MultiLimiter, Outcome, RateLimiter, Source,
-    redis_core::{KeySpace, Redis, keys::slot, redis},
+    redis_core::{KeySpace, Redis, keys::slot},
 };
 use redis_test_support::{CallLog, ErrorWindow, MigrateOptions, TestCluster, TestSentinel};
 use support::HOUR;
@@ -347,34 +347,15 @@ async fn live_slot_migration_loses_nothing_and_shows_no_error() {
     let tag = "rl-migrate";
     let target = Some(slot(tag.as_bytes()));
     // Keys to move besides the limiters' own, so the slot stays split for a while.
-    for i in 0..40 {
-        let _: () = redis
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("{{{tag}}}:fill:{i}"))
-                    .arg(i)
-                    .arg("EX")
-                    .arg(300),
-            )
-            .await
-            .unwrap();
-    }
+    cluster.fill_slot(&format!("{{{tag}}}"), 40).await;
     let limiters = Arc::new(Limiters::new(&redis));
     let load = Load::start(&limiters, target);
     load.log
         .wait_successes(300, "load before the migration")
         .await;
     let event = Instant::now();
-    let there = cluster
-        .migrate_slot_of(tag.as_bytes(), MigrateOptions::default())
-        .await;
-    let back = cluster
-        .migrate_slot_of(
-            tag.as_bytes(),
-            MigrateOptions::default()
-                .batch(5)
-                .pause(Duration::from_millis(2)),
-        )
+    let (there, back) = cluster
+        .migrate_slot_there_and_back(tag.as_bytes(), MigrateOptions::default())
         .await;
     let settled = Instant::now();
     load.log

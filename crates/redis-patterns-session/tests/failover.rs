@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use redis_core::{KeySpace, Redis, keys::slot, redis};
+use redis_core::{KeySpace, Redis, keys::slot};
 use redis_session::{Session, SessionStore};
 use redis_test_support::{CallLog, MigrateOptions, TestCluster, TestSentinel};
 use sha2::{Digest as _, Sha256};
@@ -453,34 +453,15 @@ async fn live_slot_migration_loses_no_session_and_shows_no_error() {
     let store = store(&redis, "sess-fo-migrate");
     let users = users("migrating", TASKS + 1);
     // Keys to move besides the sessions, so the slot stays split for a while.
-    for i in 0..40 {
-        let _: () = redis
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("{{{}}}:fill:{i}", tag()))
-                    .arg(i)
-                    .arg("EX")
-                    .arg(300),
-            )
-            .await
-            .unwrap();
-    }
+    cluster.fill_slot(&format!("{{{}}}", tag()), 40).await;
     let short = Short::start(&redis, &users[..2]).await;
     let load = Load::start(&store, users[..TASKS].to_vec());
     load.log
         .wait_successes(300, "load before the migration")
         .await;
     let event = Instant::now();
-    let there = cluster
-        .migrate_slot_of(tag().as_bytes(), MigrateOptions::default())
-        .await;
-    let back = cluster
-        .migrate_slot_of(
-            tag().as_bytes(),
-            MigrateOptions::default()
-                .batch(5)
-                .pause(Duration::from_millis(2)),
-        )
+    let (there, back) = cluster
+        .migrate_slot_there_and_back(tag().as_bytes(), MigrateOptions::default())
         .await;
     let settled = Instant::now();
     load.log

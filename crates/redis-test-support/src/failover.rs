@@ -310,6 +310,50 @@ impl TestCluster {
         }
     }
 
+    /// Writes `n` keys `<tagged>:fill:<i>` (TTL 300 s) on the slot of `tagged` (a key or prefix
+    /// carrying a hash tag), so a migration of that slot has keys to move and stays split
+    /// between the two nodes for a while.
+    ///
+    /// # Panics
+    /// When a write fails.
+    pub async fn fill_slot(&self, tagged: &str, n: usize) {
+        let redis = self.redis().await;
+        for i in 0..n {
+            let _: () = redis
+                .query(
+                    redis::cmd("SET")
+                        .arg(format!("{tagged}:fill:{i}"))
+                        .arg(i)
+                        .arg("EX")
+                        .arg(300),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("filling the slot of {tagged}: {e}"));
+        }
+    }
+
+    /// The two legs every failover test runs: `key`'s slot to another master as `there` says,
+    /// then back in batches of 5 keys, 2 ms apart.
+    ///
+    /// # Panics
+    /// As [`migrate_slot_of`](Self::migrate_slot_of).
+    pub async fn migrate_slot_there_and_back(
+        &mut self,
+        key: &[u8],
+        there: MigrateOptions,
+    ) -> (Migration, Migration) {
+        let there = self.migrate_slot_of(key, there).await;
+        let back = self
+            .migrate_slot_of(
+                key,
+                MigrateOptions::default()
+                    .batch(5)
+                    .pause(Duration::from_millis(2)),
+            )
+            .await;
+        (there, back)
+    }
+
     /// Moves `key`'s slot, live, to another healthy master: `SETSLOT IMPORTING` on the target,
     /// `SETSLOT MIGRATING` on the source, `MIGRATE` of the slot's keys in batches (pausing as
     /// `options` says), then `SETSLOT NODE` on the target, the source and every other master;
