@@ -53,6 +53,16 @@ fn resource() -> String {
 }
 
 /// The raw baseline's acquire: `SET key token NX PX 10000`, which must succeed.
+/// One uncontended acquire and release of a fresh resource.
+async fn take_and_release(lock: Lock) {
+    let guard = lock
+        .try_acquire(&resource())
+        .await
+        .unwrap()
+        .expect("uncontended");
+    guard.release().await.unwrap();
+}
+
 async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
     let ok: Option<String> = redis::cmd("SET")
         .arg(&key)
@@ -337,21 +347,9 @@ fn lock(c: &mut Criterion) {
             },
         );
         for (name, lock) in &locks {
-            bench_concurrent(
-                &mut group,
-                &rt,
-                name,
-                tasks,
-                lock.clone(),
-                |lock, _| async move {
-                    let guard = lock
-                        .try_acquire(&resource())
-                        .await
-                        .unwrap()
-                        .expect("uncontended");
-                    guard.release().await.unwrap();
-                },
-            );
+            bench_concurrent(&mut group, &rt, name, tasks, lock.clone(), |lock, _| {
+                take_and_release(lock)
+            });
         }
         group.finish();
     }
@@ -366,13 +364,15 @@ fn lock(c: &mut Criterion) {
         .spawn();
     let replicated = rt.block_on(async {
         let redis = Redis::open(&master.url()).await.unwrap();
-        loop {
-            let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
-            if info.contains("master_link_status:up") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        redis_test_support::wait_until(
+            "the replica to follow its master",
+            Duration::from_secs(30),
+            || async {
+                let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
+                info.contains("master_link_status:up")
+            },
+        )
+        .await;
         redis
     });
     let with_master = |ack: Option<Duration>| {
@@ -392,13 +392,8 @@ fn lock(c: &mut Criterion) {
             with_master(Some(Duration::from_secs(1))),
         ),
     ] {
-        bench_concurrent(&mut group, &rt, name, 1, lock, |lock, _| async move {
-            let guard = lock
-                .try_acquire(&resource())
-                .await
-                .unwrap()
-                .expect("uncontended");
-            guard.release().await.unwrap();
+        bench_concurrent(&mut group, &rt, name, 1, lock, |lock, _| {
+            take_and_release(lock)
         });
     }
     group.finish();

@@ -102,6 +102,17 @@ impl std::io::Write for Lines {
 }
 
 impl Lines {
+    /// Every log line of this thread from now until the guard goes.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let lines = Self::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (lines, tracing::subscriber::set_default(subscriber))
+    }
+
     fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .matches(needle)
@@ -113,13 +124,7 @@ impl Lines {
 /// background and warns once, however many locks are built.
 #[tokio::test]
 async fn building_a_lock_warns_once_about_an_evicting_server() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = Lines::capture();
 
     let server = TestServer::builder()
         .args(["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"])
@@ -158,13 +163,7 @@ async fn building_a_lock_warns_once_about_an_evicting_server() {
 /// Redlock checks every instance: the one with an evicting policy is named.
 #[tokio::test]
 async fn building_a_redlock_checks_each_instance() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = Lines::capture();
 
     let good = TestServer::builder()
         .args(["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
