@@ -409,11 +409,22 @@ impl Redis {
     /// Takes a connection for exclusive use (blocking commands, `WATCH`/`MULTI`). It returns to the
     /// pool when dropped.
     ///
+    /// A checkout still waiting when the topology changes (a new master announced, slots
+    /// moved) starts over, so it takes a connection to the deployment as it is now instead of
+    /// waiting out a connect to a master that is gone.
+    ///
     /// # Errors
     /// [`crate::Error::PoolTimeout`] when the pool stays exhausted for its connection time-out;
     /// connection errors when a new connection cannot be opened.
     pub async fn dedicated(&self) -> Result<DedicatedConnection> {
-        self.inner.backend.dedicated().await
+        let mut watch = self.topology_watch();
+        loop {
+            watch.mark_seen();
+            tokio::select! {
+                conn = self.inner.backend.dedicated() => return conn,
+                _ = watch.changed() => {}
+            }
+        }
     }
 
     /// Clients for connections of one's own (pub/sub). See [`Backend::endpoint`].

@@ -9,8 +9,7 @@ use std::{
 };
 
 use redis_core::{
-    Backoff, Codec, DedicatedConnection, ErrorPredicates, Redis, TopologyBackoff, TopologyWatch,
-    duration_millis,
+    Backoff, Codec, DedicatedConnection, ErrorPredicates, Redis, TopologyBackoff, duration_millis,
     redis::{self, streams::StreamReadOptions},
 };
 use serde::de::DeserializeOwned;
@@ -38,8 +37,6 @@ struct ReaderState {
     backoff: TopologyBackoff,
     /// Whether the group is known to exist (false again after `NOGROUP`).
     group_ready: bool,
-    /// Cuts a checkout short when a new master is announced meanwhile.
-    watch: TopologyWatch,
 }
 
 impl ReaderState {
@@ -48,7 +45,6 @@ impl ReaderState {
             conn: None,
             backoff: TopologyBackoff::new(backoff, redis.topology_watch()),
             group_ready: false,
-            watch: redis.topology_watch(),
         }
     }
 
@@ -177,17 +173,13 @@ impl<C: Codec> Consumer<C> {
         let conn = match &mut state.conn {
             Some(conn) => conn,
             None => {
-                // A checkout during an outage can wait for the pool's connection time-out; when
-                // a new master is announced meanwhile, start over and take one from it now.
-                let conn = loop {
-                    state.watch.mark_seen();
-                    tokio::select! {
-                        conn = self.inner.redis.dedicated() => {
-                            break conn.map_err(|e| Interrupted::Retry(e.into()))?;
-                        }
-                        _ = state.watch.changed() => {}
-                    }
-                };
+                // A checkout waiting when a new master is announced starts over on it (core).
+                let conn = self
+                    .inner
+                    .redis
+                    .dedicated()
+                    .await
+                    .map_err(|e| Interrupted::Retry(e.into()))?;
                 state.conn.insert(conn)
             }
         };
