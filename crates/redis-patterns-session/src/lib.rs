@@ -9,8 +9,8 @@
 mod config;
 mod error;
 mod id;
+mod layout;
 mod metrics;
-mod plain;
 mod preflight;
 mod scripts;
 mod session;

@@ -14,13 +14,11 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::SessionId,
-    plain::Times,
+    layout::{self, Stored},
 };
 
-/// Prefix of the hash fields the store keeps for itself.
+/// Prefix of field names the store keeps for itself (refused in session data).
 pub const RESERVED_PREFIX: &str = "__";
-/// The hash field holding a session's owner.
-pub(crate) const USER_FIELD: &str = "__user";
 
 /// A live session as loaded: its id, owner, timestamps and fields.
 pub struct Session<C: Codec = Json> {
@@ -47,54 +45,20 @@ impl<C: Codec> fmt::Debug for Session<C> {
 }
 
 impl<C: Codec> Session<C> {
-    /// Reads the reply of the `access` script with the data: `created`, `seen`, then field, value
-    /// pairs (the owner among them as `__user`).
-    pub(crate) fn from_access_reply(
+    /// A session from its stored value, found live with its last recorded access at `seen`.
+    pub(crate) fn from_stored(
         id: SessionId,
-        reply: Vec<Vec<u8>>,
+        stored: &Stored<'_>,
+        seen: u64,
         timeouts: &Timeouts,
         codec: C,
     ) -> Result<Self> {
-        let mut items = reply.into_iter();
-        let created = parse_ms(items.next())?;
-        let seen = parse_ms(items.next())?;
-        let mut user = None;
-        let mut fields = BTreeMap::new();
-        for (name, value) in field_pairs(items)? {
-            if name == USER_FIELD {
-                user = Some(String::from_utf8_lossy(&value).into_owned());
-            } else {
-                fields.insert(name, value);
-            }
-        }
-        Ok(Self::new(id, user, created, seen, fields, timeouts, codec))
-    }
-
-    /// A session from a whole hash as `HGETALL` returns it, once a plain read has found it live
-    /// at `times`. The store's other `__` fields are left out.
-    pub(crate) fn from_hash(
-        id: SessionId,
-        hash: Vec<(Vec<u8>, Vec<u8>)>,
-        times: &Times,
-        timeouts: &Timeouts,
-        codec: C,
-    ) -> Result<Self> {
-        let mut user = None;
-        let mut fields = BTreeMap::new();
-        for (name, value) in hash {
-            if name == USER_FIELD.as_bytes() {
-                user = Some(String::from_utf8_lossy(&value).into_owned());
-            } else if !name.starts_with(RESERVED_PREFIX.as_bytes()) {
-                let name = String::from_utf8(name)
-                    .map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
-                fields.insert(name, value);
-            }
-        }
+        let fields = layout::decode_fields(stored.fields)?.into_iter().collect();
         Ok(Self::new(
             id,
-            user,
-            times.created,
-            times.seen,
+            stored.owner.map(str::to_owned),
+            stored.created,
+            seen,
             fields,
             timeouts,
             codec,
@@ -249,27 +213,6 @@ pub(crate) fn encode_fields<C: Codec, T: Serialize + ?Sized>(
             Ok((name, codec.encode(&value)?))
         })
         .collect()
-}
-
-/// The field, value pairs of a script reply, names checked to be UTF-8.
-pub(crate) fn field_pairs(
-    mut items: impl Iterator<Item = Vec<u8>>,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut pairs = Vec::with_capacity(items.size_hint().0 / 2);
-    while let (Some(name), Some(value)) = (items.next(), items.next()) {
-        let name =
-            String::from_utf8(name).map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
-        pairs.push((name, value));
-    }
-    Ok(pairs)
-}
-
-fn parse_ms(item: Option<Vec<u8>>) -> Result<u64> {
-    let item = item.ok_or_else(|| Error::unexpected_reply("missing timestamp"))?;
-    std::str::from_utf8(&item)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::unexpected_reply("malformed timestamp"))
 }
 
 fn parse_num(s: &str) -> Result<u64> {

@@ -15,8 +15,8 @@ use tower_sessions_core::{
 use crate::{
     SessionStore,
     id::{bucket_tag, digest_bucket},
+    layout::{self, RECORD},
     metrics::{Event, Operation, Outcome, session_span},
-    plain::{self, CREATED, DEADLINE, EXPIRES, Read, parse_ms},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
 
@@ -31,14 +31,16 @@ const ATTEMPTS: usize = 4;
 ///
 /// - the key is a digest of the id (SHA-256 or HMAC-SHA-256 with the secret of the
 ///   [`SessionStore`] it is built from), never the id;
-/// - each data entry is its own hash field (JSON);
+/// - the record is one string: a header with its creation time and expiry date, then the data
+///   entries as a map of names to JSON;
 /// - the record's expiry date is enforced by the server (`PEXPIREAT` and a check in every
 ///   script), capped by the store's absolute timeout counted from creation;
 /// - `create` never overwrites: on an id collision it draws a new id;
 /// - `save` of a session that has meanwhile expired or been deleted writes nothing, so a
 ///   session cannot be brought back to life by a late request;
-/// - `load` is a plain `HGETALL` + `PTTL` (no script) while the record is live; `create` and
-///   `save` are one script each.
+/// - `load` is a plain `GET` (no script) while the record is live, `create` a plain `SET NX
+///   PXAT` (on the server's clock as the store last read it), `save` one script (it keeps the
+///   creation time and refuses a record that is gone).
 ///
 /// ```no_run
 /// use redis_core::{KeySpace, Redis};
@@ -78,31 +80,75 @@ impl<C: Codec> TowerSessionStore<C> {
         Ok(self.inner.keys().tagged(&bucket_tag(bucket), &name)?)
     }
 
-    async fn write(&self, script: &Script, record: &Record) -> session_store::Result<bool> {
-        let key = self.key_of(&record.id).map_err(backend)?;
-        let expires_ms = unix_ms(record.expiry_date);
-        let mut call = script
+    /// The record's data as the stored fields: a map of names to JSON.
+    fn encoded_data(record: &Record) -> session_store::Result<Vec<u8>> {
+        let data = record
+            .data
+            .iter()
+            .map(|(name, value)| {
+                serde_json::to_vec(value)
+                    .map(|bytes| (name.as_bytes(), bytes))
+                    .map_err(|e| session_store::Error::Encode(e.to_string()))
+            })
+            .collect::<session_store::Result<Vec<_>>>()?;
+        Ok(layout::encode_fields(
+            data.iter().map(|(name, bytes)| (*name, bytes.as_slice())),
+        ))
+    }
+
+    /// Runs `script` (create or save) for `record`: whether it was written.
+    async fn write(
+        &self,
+        script: &Script,
+        key: &Key,
+        record: &Record,
+    ) -> session_store::Result<bool> {
+        let (written, now): (i64, u64) = script
             .call()
-            .key(&key)
+            .key(key)
             .arg(self.inner.absolute_ms())
-            .arg(expires_ms);
-        for (name, value) in &record.data {
-            let bytes = serde_json::to_vec(value)
-                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-            call = call.arg(encode_name(name).as_ref()).arg(bytes);
-        }
-        let written: i64 = call
+            .arg(unix_ms(record.expiry_date))
+            .arg(Self::encoded_data(record)?)
             .invoke(self.inner.redis())
             .await
             .map_err(core_backend)?;
+        self.inner.clock().observe(now);
         Ok(written == 1)
     }
-}
 
-impl<C: Codec> TowerSessionStore<C> {
+    /// Writes a new record: a plain `SET NX PXAT` while the store knows the server's clock, the
+    /// `tower_create` script otherwise. `false` when the id is taken.
+    async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
+        let key = self.key_of(&record.id).map_err(backend)?;
+        let Some(now) = self.inner.clock().now() else {
+            return self.write(&TOWER_CREATE, &key, record).await;
+        };
+        let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
+        let deadline = expires.min(now.saturating_add(self.inner.absolute_ms()));
+        if deadline <= now {
+            // Already expired: nothing to keep (as the script does).
+            return Ok(true);
+        }
+        let value = layout::encode(RECORD, now, expires, "", &Self::encoded_data(record)?);
+        let set: Option<String> = self
+            .inner
+            .redis()
+            .query(
+                redis_core::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PXAT")
+                    .arg(deadline),
+            )
+            .await
+            .map_err(core_backend)?;
+        Ok(set.is_some())
+    }
+
     async fn create_record(&self, record: &mut Record) -> session_store::Result<()> {
         for _ in 0..ATTEMPTS {
-            if self.write(&TOWER_CREATE, record).await? {
+            if self.create_once(record).await? {
                 return Ok(());
             }
             record.id = Id::default();
@@ -112,65 +158,60 @@ impl<C: Codec> TowerSessionStore<C> {
         ))
     }
 
-    /// A plain `HGETALL` + `PTTL` (reads record nothing, so no script is needed while the
-    /// record is live under the store's absolute timeout), the `tower_load` script when the plain
-    /// read cannot tell or finds a timeout passed (the script deletes the record).
+    async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
+        let key = self.key_of(&record.id).map_err(backend)?;
+        self.write(&TOWER_SAVE, &key, record).await
+    }
+
+    /// A plain `GET` (reads record nothing, so no script is needed while the record is live
+    /// under the store's absolute timeout and expiry date), the `tower_load` script when the
+    /// store does not know the server's clock or finds a deadline passed (the script deletes
+    /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.key_of(id).map_err(backend)?;
-        let (hash, pttl) = plain::hash_and_ttl(self.inner.redis(), &key)
-            .await
-            .map_err(core_backend)?;
-        let meta = |name: &str| plain::field(&hash, name);
-        let read = plain::record(
-            !hash.is_empty(),
-            meta(CREATED).and_then(parse_ms),
-            meta(EXPIRES).and_then(parse_ms),
-            meta(DEADLINE).and_then(parse_ms),
-            pttl,
-            self.inner.absolute_ms(),
-        );
-        let reply = match read {
-            Read::Missing => return Ok(None),
-            Read::Live(()) => {
-                let mut reply = Vec::with_capacity(hash.len() * 2);
-                reply.push(meta(EXPIRES).unwrap_or_default().to_vec());
-                for (name, value) in hash {
-                    if !name.starts_with(b"__") {
-                        reply.push(name);
-                        reply.push(value);
-                    }
-                }
-                reply
-            }
-            Read::Script => {
-                let reply: Option<Vec<Vec<u8>>> = TOWER_LOAD
-                    .call()
-                    .key(&key)
-                    .arg(self.inner.absolute_ms())
-                    .invoke(self.inner.redis())
-                    .await
-                    .map_err(core_backend)?;
-                let Some(reply) = reply else {
-                    return Ok(None);
-                };
-                reply
-            }
+        let reply = self
+            .inner
+            .redis()
+            .query(redis_core::redis::cmd("GET").arg(&key))
+            .await;
+        let value: Option<Vec<u8>> = match reply {
+            Ok(value) => value,
+            // A key of an older layout (a hash): as missing.
+            Err(redis_core::Error::Redis(e)) if e.code() == Some("WRONGTYPE") => None,
+            Err(e) => return Err(core_backend(e)),
         };
-        let mut items = reply.into_iter();
-        let expires_ms = items
-            .next()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<i128>().ok())
-            .ok_or_else(|| session_store::Error::Decode("malformed expiry".into()))?;
-        let expiry_date = expires_ms
+        let Some(mut value) = value else {
+            return Ok(None);
+        };
+        let live = |value: &[u8], now: Option<u64>| {
+            let (created, expires) = layout::times(value, RECORD)?;
+            let now = now?;
+            (now < expires.min(created.saturating_add(self.inner.absolute_ms()))).then_some(())
+        };
+        if live(&value, self.inner.clock().now()).is_none() {
+            let reply: Option<(u64, Vec<u8>)> = TOWER_LOAD
+                .call()
+                .key(&key)
+                .arg(self.inner.absolute_ms())
+                .invoke(self.inner.redis())
+                .await
+                .map_err(core_backend)?;
+            let Some((now, fresh)) = reply else {
+                return Ok(None);
+            };
+            self.inner.clock().observe(now);
+            value = fresh;
+        }
+        let stored = layout::parse(&value, RECORD)
+            .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
+        let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
             .ok_or_else(|| session_store::Error::Decode("expiry out of range".into()))?;
         let mut data = HashMap::new();
-        while let (Some(name), Some(value)) = (items.next(), items.next()) {
-            let name =
-                String::from_utf8(name).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-            let name = decode_name(name);
+        let fields = layout::decode_fields(stored.fields)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        for (name, value) in fields {
             let value = serde_json::from_slice(&value)
                 .map_err(|e| session_store::Error::Decode(e.to_string()))?;
             data.insert(name, value);
@@ -215,7 +256,7 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.save");
-        let save = self.write(&TOWER_SAVE, record);
+        let save = self.save_record(record);
         self.inner
             .metrics()
             .observe(Operation::Update, span, save, |&saved| {
@@ -259,23 +300,6 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
     }
 }
 
-/// Data names starting with `_` get a `_=` prefix, so no name can collide with the store's
-/// `__` metadata fields. Injective: an unescaped name never starts with `_=`.
-fn encode_name(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.starts_with('_') {
-        std::borrow::Cow::Owned(format!("_={name}"))
-    } else {
-        std::borrow::Cow::Borrowed(name)
-    }
-}
-
-fn decode_name(name: String) -> String {
-    match name.strip_prefix("_=") {
-        Some(rest) => rest.to_owned(),
-        None => name,
-    }
-}
-
 fn unix_ms(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
@@ -286,18 +310,4 @@ fn backend(e: crate::Error) -> session_store::Error {
 
 fn core_backend(e: redis_core::Error) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_names_never_collide_with_metadata() {
-        for name in ["plain", "_x", "__created", "_=y", "=z", ""] {
-            let encoded = encode_name(name);
-            assert!(!encoded.starts_with("__"), "{name}");
-            assert_eq!(decode_name(encoded.into_owned()), name);
-        }
-    }
 }

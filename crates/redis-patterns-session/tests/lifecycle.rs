@@ -206,13 +206,14 @@ async fn the_msgpack_codec_round_trips_fields_and_whole_sessions() {
     };
     assert_eq!(s.deserialize::<Cart>().unwrap(), expected);
     // Stored as MessagePack, not JSON: a short string is 0xa0 | len followed by the bytes.
+    assert_eq!(s.get_raw("theme"), Some(&b"\xa5light"[..]));
     let key = store.key_of(&id).unwrap().unwrap();
-    let raw: Vec<u8> = ctx
+    let stored: Vec<u8> = ctx
         .redis()
-        .query(redis::cmd("HGET").arg(&key).arg("theme"))
+        .query(redis::cmd("GET").arg(&key))
         .await
         .unwrap();
-    assert_eq!(raw, b"\xa5light");
+    assert!(support::contains(&stored, b"\xa5theme\xa6\xa5light"));
     let rotated = store.rotate_for_user(&id, "mia").await.unwrap().unwrap();
     let s = store.load(&rotated).await.unwrap().unwrap();
     assert_eq!(s.deserialize::<Cart>().unwrap(), expected);

@@ -115,10 +115,7 @@ async fn reads_within_the_touch_interval_write_nothing() {
     let id = store.create(&cart()).await.unwrap();
     let key = store.key_of(&id).unwrap().unwrap();
     let seen = |redis: redis_core::Redis, key: redis_core::Key| async move {
-        redis
-            .query::<u64>(redis::cmd("HGET").arg(&key).arg("__seen"))
-            .await
-            .unwrap()
+        support::stored_seen(&redis, &key).await
     };
     let before = seen(ctx.redis().clone(), key.clone()).await;
     let ttl_before: i64 = ctx

@@ -1,35 +1,81 @@
 -- Shared helpers, prepended to every session script after redis-patterns-core's server clock (now_ms()).
--- Session hash: user fields as they are, plus reserved metadata fields
---   __created  creation time, ms since the epoch (server clock)
---   __seen     last recorded access, ms (server clock)
---   __deadline the key's expiry as last set, ms (PEXPIREAT): lets a plain read (HGETALL + PTTL)
---              recover the server's clock as __deadline - PTTL
---   __user     owner's user id (absent for anonymous sessions)
+-- A session is one string (see src/layout.rs):
+--   'S1' | created (16 digits) | seen (16 digits) | owner length (8 digits) | owner | fields
+-- created and seen are ms of the server clock (seen: the last recorded access); the fields are a
+-- MessagePack map of names to the codec's bytes (cmsgpack). A tower-sessions record is the same
+-- with the mark 'T1' and its expiry date in the seen slot.
 
--- created, seen of a live session; nil (and the key deleted) when it has expired by either timeout.
+local HEAD = 42
+
+local function ms16(n)
+  return string.format('%016.0f', n)
+end
+
+-- The value at `key`, or nil when there is none or it is not a string (an older layout's hash).
+local function value_of(key)
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' then
+    return nil
+  end
+  return v
+end
+
+-- created, seen, owner ('' for none), fields (encoded) of value `v` marked `mark`; nil when it is
+-- not such a value.
+local function parse(v, mark)
+  if not v or string.sub(v, 1, 2) ~= mark or #v < HEAD then
+    return nil
+  end
+  local created, seen = tonumber(string.sub(v, 3, 18)), tonumber(string.sub(v, 19, 34))
+  local owner_len = tonumber(string.sub(v, 35, HEAD))
+  if not created or not seen or not owner_len then
+    return nil
+  end
+  return created, seen, string.sub(v, HEAD + 1, HEAD + owner_len), string.sub(v, HEAD + owner_len + 1)
+end
+
+-- A value from its parts.
+local function encode(mark, created, seen, owner, fields)
+  return mark .. ms16(created) .. ms16(seen) .. string.format('%08d', #owner) .. owner .. fields
+end
+
+-- The fields of an encoded map as a table (an empty one for '').
+local function fields_of(encoded)
+  if encoded == '' then
+    return {}
+  end
+  return cmsgpack.unpack(encoded)
+end
+
+-- created, seen, owner, fields of a live session; nil (and the key deleted when it is a session
+-- that expired by either timeout) otherwise.
 local function live(key, now, idle, abs)
-  local meta = redis.call('HMGET', key, '__created', '__seen')
-  local created, seen = tonumber(meta[1]), tonumber(meta[2])
-  if not created or not seen then
+  local created, seen, owner, fields = parse(value_of(key), 'S1')
+  if not created then
     return nil
   end
   if now >= created + abs or now >= seen + idle then
     redis.call('DEL', key)
     return nil
   end
-  return created, seen
+  return created, seen, owner, fields
 end
 
--- Records an access when the last one is at least `interval` ms old: moves the idle deadline.
--- Returns the last recorded access time.
+-- Records an access when the last one is at least `interval` ms old: moves `seen` in place and the
+-- key's expiry. Returns the last recorded access time.
 local function touch(key, now, created, seen, idle, abs, interval)
   if now - seen >= interval then
-    local deadline = math.min(now + idle, created + abs)
-    redis.call('HSET', key, '__seen', now, '__deadline', deadline)
-    redis.call('PEXPIREAT', key, deadline)
+    redis.call('SETRANGE', key, 18, ms16(now))
+    redis.call('PEXPIREAT', key, math.min(now + idle, created + abs))
     return now
   end
   return seen
+end
+
+-- Writes a session whole, its expiry at the earlier deadline.
+local function store(key, created, now, owner, fields, idle, abs)
+  redis.call('SET', key, encode('S1', created, now, owner, fields), 'PXAT',
+    math.min(now + idle, created + abs))
 end
 
 -- Drops index members whose absolute deadline has passed and lets the index expire with its
@@ -42,29 +88,4 @@ local function settle_index(idx, now)
   else
     redis.call('DEL', idx)
   end
-end
-
--- Lua's unpack refuses more than about 8000 values at once (LUAI_MAXCSTACK), so long runs of
--- arguments go to Redis in chunks of this many (even: field, value pairs stay whole).
-local CHUNK = 1000
-
--- `cmd key ARGV[first..last]` in as few calls as the unpack limit allows (HSET with pairs,
--- HDEL with names). Nothing when first > last.
-local function argv_chunks(cmd, key, first, last)
-  for i = first, last, CHUNK do
-    redis.call(cmd, key, unpack(ARGV, i, math.min(i + CHUNK - 1, last)))
-  end
-end
-
--- Appends the field, value pairs of hash `key` to `out`, leaving out the reserved `__` fields
--- except those `keep` names (a set such as { __user = true }, or nil). Returns `out`.
-local function append_fields(out, key, keep)
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) ~= '__' or (keep and keep[all[i]]) then
-      out[#out + 1] = all[i]
-      out[#out + 1] = all[i + 1]
-    end
-  end
-  return out
 end

@@ -1,25 +1,26 @@
 //! The Lua scripts of the store. Each runs after redis-patterns-core's server clock (`now_ms()`) and the
-//! session helpers of `common.lua` (`live`, `touch`, `settle_index`, `argv_chunks`,
-//! `append_fields`). Times are milliseconds of the server clock; `docs/session.md` has the table
-//! of contracts.
+//! session helpers of `common.lua` (`parse`, `encode`, `live`, `touch`, `store`, `settle_index`:
+//! the value layout of `crate::layout`). Times are milliseconds of the server clock;
+//! `docs/session.md` has the table of contracts.
 
 use redis_core::{Script, script::SERVER_CLOCK};
 
 /// Helpers shared by every session script.
 const COMMON: &str = include_str!("common.lua");
 
-/// KEYS: session, [owner's index]; ARGV: idle, absolute, user or '', digest, created or '',
-/// field/value pairs; reply: 1 created, 0 when the key exists (never overwritten).
+/// KEYS: session, [owner's index]; ARGV: idle, absolute, user or '', digest, created or '', the
+/// encoded fields; reply: the server's time when created, 0 when the key exists (never
+/// overwritten).
 pub(crate) static CREATE: Script = Script::new("session_create", include_str!("create.lua"))
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 
-/// KEYS: session; ARGV: idle, absolute, touch interval, '1' for the data; reply: nil when not
-/// live, else {created, seen, [field, value]...} (an access is recorded at most once per interval).
+/// KEYS: session; ARGV: idle, absolute, touch interval, '1' for the value; reply: nil when not
+/// live, else {now, created, seen, value or ''} (an access is recorded at most once per interval).
 pub(crate) static ACCESS: Script = Script::new("session_access", include_str!("access.lua"))
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 
-/// KEYS: session; ARGV: idle, absolute, n, n field/value pairs to set, names to remove; reply: 1
-/// when the session was live and updated, 0 when nothing was written.
+/// KEYS: session; ARGV: idle, absolute, n, n field/value pairs to set, names to remove; reply: the
+/// server's time when the session was live and updated, 0 when nothing was written.
 pub(crate) static UPDATE: Script = Script::new("session_update", include_str!("update.lua"))
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 
@@ -29,7 +30,7 @@ pub(crate) static ROTATE: Script = Script::new("session_rotate", include_str!("r
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 
 /// KEYS: session, [owner's index]; ARGV: idle, absolute, expected owner or '', digest; reply: nil
-/// when not live, {} when the owner differs (retry), else {created, field, value...} (deleted).
+/// when not live, {} when the owner differs (retry), else {created, encoded fields} (deleted).
 pub(crate) static TAKE: Script =
     Script::new("session_take", include_str!("take.lua")).with_preludes(&[SERVER_CLOCK, COMMON]);
 
@@ -43,22 +44,21 @@ pub(crate) static LIST: Script =
 pub(crate) static REVOKE: Script = Script::new("session_revoke", include_str!("revoke.lua"))
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 
-/// KEYS: tower-sessions record; ARGV: absolute, expiry date, field/JSON pairs; reply: 1 created
-/// (or already expired), 0 when the key exists (never overwritten).
+/// KEYS: tower-sessions record; ARGV: absolute, expiry date, encoded data; reply: {1, now} created
+/// (or already expired), {0, now} when the key exists (never overwritten).
 #[cfg(feature = "tower-sessions")]
 pub(crate) static TOWER_CREATE: Script =
     Script::new("session_tower_create", include_str!("tower_create.lua"))
         .with_preludes(&[SERVER_CLOCK, COMMON]);
 
-/// KEYS: tower-sessions record; ARGV: absolute, expiry date, field/JSON pairs (the whole data);
-/// reply: 1 saved, 0 when the record is missing or expired (never brought back).
+/// KEYS: tower-sessions record; ARGV: absolute, expiry date, encoded data (the whole data);
+/// reply: {1, now} saved, {0, now} when the record is missing or expired (never brought back).
 #[cfg(feature = "tower-sessions")]
 pub(crate) static TOWER_SAVE: Script =
     Script::new("session_tower_save", include_str!("tower_save.lua"))
         .with_preludes(&[SERVER_CLOCK, COMMON]);
 
-/// KEYS: tower-sessions record; ARGV: absolute; reply: nil when not live, else
-/// {expiry date, field, value...}.
+/// KEYS: tower-sessions record; ARGV: absolute; reply: nil when not live, else {now, value}.
 #[cfg(feature = "tower-sessions")]
 pub(crate) static TOWER_LOAD: Script =
     Script::new("session_tower_load", include_str!("tower_load.lua"))

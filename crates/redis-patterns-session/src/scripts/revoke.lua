@@ -6,7 +6,8 @@
 local now = now_ms()
 local revoked = 0
 for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], '__user') == ARGV[1] then
+  local created, _, owner = parse(value_of(KEYS[i]), 'S1')
+  if created and owner == ARGV[1] then
     revoked = revoked + redis.call('DEL', KEYS[i])
   end
   redis.call('ZREM', KEYS[1], ARGV[i])

@@ -4,22 +4,19 @@
 -- Atomically reads and deletes a live session (first step of moving it to another owner), and
 -- drops it from its owner's index.
 -- Returns nil when there is no live session, {} when the owner is not the expected one (read it
--- again and retry), else {created, fields...} without metadata.
+-- again and retry), else {created, fields (encoded)}.
 local idle, abs = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
-local created = live(KEYS[1], now, idle, abs)
+local created, _, owner, fields = live(KEYS[1], now, idle, abs)
 if not created then
   return nil
 end
-local owner = redis.call('HGET', KEYS[1], '__user') or ''
 if owner ~= ARGV[3] then
   return {}
 end
-local out = { tostring(created) }
-append_fields(out, KEYS[1])
 redis.call('DEL', KEYS[1])
 if KEYS[2] then
   redis.call('ZREM', KEYS[2], ARGV[4])
   settle_index(KEYS[2], now)
 end
-return out
+return { tostring(created), fields }

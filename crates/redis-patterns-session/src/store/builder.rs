@@ -8,6 +8,7 @@ use super::SessionStore;
 use crate::{
     config::{self, Timeouts},
     error::Result,
+    layout::ServerClock,
     metrics::{Metrics, check_name},
 };
 
@@ -143,6 +144,7 @@ impl<C: Codec> SessionStoreBuilder<C> {
             hasher,
             codec: self.codec,
             timeouts,
+            clock: Arc::new(ServerClock::new()),
         })
     }
 }

@@ -10,9 +10,10 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::{Hasher, SessionId, bucket_tag, random_bucket},
+    layout::{self, SESSION, ServerClock},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
-    session::{USER_FIELD, check_field, encode_fields, field_pairs},
+    session::{check_field, encode_fields},
 };
 
 mod builder;
@@ -37,6 +38,8 @@ pub struct SessionStore<C: Codec = Json> {
     timeouts: Timeouts,
     name: Arc<str>,
     metrics: Arc<Metrics>,
+    /// The server's clock as the store's scripts last read it.
+    clock: Arc<ServerClock>,
 }
 
 impl<C: Codec> fmt::Debug for SessionStore<C> {
@@ -129,6 +132,10 @@ impl<C: Codec> SessionStore<C> {
             .await
     }
 
+    /// Creates a session with `fields` (owned by `user`, created at `created_ms` or now) under a
+    /// fresh id. An anonymous new session is one plain `SET NX PXAT` while the store knows the
+    /// server's clock; otherwise (an owner's index to update, the clock unknown) the `create`
+    /// script writes it on the server's clock.
     async fn create_fields(
         &self,
         user: Option<&str>,
@@ -142,28 +149,53 @@ impl<C: Codec> SessionStore<C> {
             }
             None => (random_bucket(), None),
         };
+        let encoded = layout::encode_fields(
+            fields
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_slice())),
+        );
         for _ in 0..ATTEMPTS {
             let id = SessionId::generate(bucket);
             let (key, digest) = self.session_key(&id)?;
-            let created_ms = created_ms.map(|c| c.to_string()).unwrap_or_default();
-            let created: i64 = {
+            let plain_now = match (user, created_ms) {
+                (None, None) => self.clock.now(),
+                _ => None,
+            };
+            let created = if let Some(now) = plain_now {
+                let value = layout::encode(SESSION, now, now, "", &encoded);
+                let set: Option<String> = self
+                    .redis
+                    .query(
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(value)
+                            .arg("NX")
+                            .arg("PXAT")
+                            .arg(self.timeouts.deadline(now, now)),
+                    )
+                    .await?;
+                set.is_some()
+            } else {
+                let created_ms = created_ms.map(|c| c.to_string()).unwrap_or_default();
                 let mut call = CREATE.call().key(&key);
                 if let Some(index) = &index {
                     call = call.key(index);
                 }
-                call = call
+                let now: u64 = call
                     .arg(self.timeouts.idle)
                     .arg(self.timeouts.absolute)
                     .arg(user.unwrap_or(""))
                     .arg(&digest)
-                    .arg(&created_ms);
-                for (name, value) in fields {
-                    call = call.arg(name).arg(value.as_slice());
+                    .arg(&created_ms)
+                    .arg(encoded.as_slice())
+                    .invoke(&self.redis)
+                    .await?;
+                if now > 0 {
+                    self.clock.observe(now);
                 }
-                call.invoke(&self.redis)
-            }
-            .await?;
-            if created == 1 {
+                now > 0
+            };
+            if created {
                 return Ok(id);
             }
             tracing::warn!("session id collision, drawing another id");
@@ -256,8 +288,11 @@ impl<C: Codec> SessionStore<C> {
         for name in remove {
             call = call.arg(*name);
         }
-        let updated: i64 = call.invoke(&self.redis).await?;
-        Ok(updated == 1)
+        let now: u64 = call.invoke(&self.redis).await?;
+        if now > 0 {
+            self.clock.observe(now);
+        }
+        Ok(now > 0)
     }
 
     /// Gives a live session a new id, atomically: the old id stops working in the same step,
@@ -363,8 +398,13 @@ impl<C: Codec> SessionStore<C> {
             if taken.is_empty() {
                 continue;
             }
-            // The creation time comes first: a login starts a new absolute timeout.
-            let fields = field_pairs(taken.into_iter().skip(1))?;
+            // {created, fields}: a login starts a new absolute timeout, so only the fields move.
+            let [_, fields] = taken.as_slice() else {
+                return Err(Error::unexpected_reply(
+                    "session take reply of the wrong size",
+                ));
+            };
+            let fields = layout::decode_fields(fields)?;
             return self
                 .create_fields(Some(user), &fields, None)
                 .await
@@ -418,10 +458,12 @@ impl<C: Codec> SessionStore<C> {
 
     /// The owner of the session at `key`, as stored (`None` for anonymous or missing sessions).
     async fn owner(&self, key: &Key) -> Result<Option<String>> {
-        Ok(self
-            .redis
-            .query(redis::cmd("HGET").arg(key).arg(USER_FIELD))
-            .await?)
+        let reply = self.redis.query(redis::cmd("GET").arg(key)).await;
+        let value: Option<Vec<u8>> = read::plain_reply(reply)?;
+        Ok(value
+            .as_deref()
+            .and_then(|v| layout::parse(v, SESSION))
+            .and_then(|stored| stored.owner.map(str::to_owned)))
     }
 }
 
@@ -465,6 +507,11 @@ impl<C: Codec> SessionStore<C> {
     }
 
     #[cfg(feature = "tower-sessions")]
+    pub(crate) fn clock(&self) -> &ServerClock {
+        &self.clock
+    }
+
+    #[cfg(feature = "tower-sessions")]
     pub(crate) fn absolute_ms(&self) -> u64 {
         self.timeouts.absolute
     }
@@ -488,7 +535,7 @@ mod tests {
         let (key, digest) = store.session_key(&id).unwrap();
         let before = store.load(&id).await.unwrap().unwrap();
         // What create_fields sends when it draws an id that is taken.
-        let created: i64 = CREATE
+        let created: u64 = CREATE
             .call()
             .key(&key)
             .arg(store.timeouts.idle)
@@ -496,10 +543,9 @@ mod tests {
             .arg("")
             .arg(&digest)
             .arg("")
-            .arg("a")
-            .arg("2")
-            .arg("b")
-            .arg("3")
+            .arg(layout::encode_fields(
+                [(&b"a"[..], &b"2"[..]), (b"b", b"3")].into_iter(),
+            ))
             .invoke(store.redis())
             .await
             .unwrap();

@@ -1,30 +1,41 @@
-//! Reading a session: `load` and `touch`. A read whose access need not be recorded is a plain
-//! `HGETALL` (or `HMGET`) + `PTTL` pipeline; the `access` script runs only when the touch is due
-//! (or the plain read cannot tell, see `crate::plain`).
+//! Reading a session: `load` and `touch`. A read whose access need not be recorded is one plain
+//! `GET` (or `GETRANGE` of the header); the `access` script runs only when the touch is due, a
+//! timeout of the current settings has passed while the key lives on, or the store does not know
+//! the server's clock (see `crate::layout`).
 
 use redis_core::{Codec, Key, redis};
 
 use super::{SessionStore, found};
 use crate::{
-    error::Result,
+    error::{Error, Result},
     id::SessionId,
+    layout::{self, Read, SESSION, TIMES_END},
     metrics::{Operation, session_span},
-    plain::{self, CREATED, DEADLINE, Read, SEEN, Times, parse_ms},
     scripts::ACCESS,
     session::Session,
 };
+
+/// A plain read's reply: the bytes, or `None` for no key or a key of an older layout (a hash:
+/// the scripts treat it as missing too).
+pub(super) fn plain_reply(reply: redis_core::Result<Option<Vec<u8>>>) -> Result<Option<Vec<u8>>> {
+    match reply {
+        Ok(bytes) => Ok(bytes),
+        Err(redis_core::Error::Redis(e)) if e.code() == Some("WRONGTYPE") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl<C: Codec> SessionStore<C> {
     /// Loads a live session and records the access (at most once per touch interval).
     ///
     /// A missing, expired, revoked, rotated-away, tampered or malformed id gives `Ok(None)`.
     ///
-    /// One round trip: a plain `HGETALL` + `PTTL` while the last recorded access is less than the
-    /// touch interval old (no script), the store's `access` script when the access is due to be
+    /// One round trip: a plain `GET` while the last recorded access is less than the touch
+    /// interval old (no script), the store's `access` script when the access is due to be
     /// recorded (with a zero interval, always).
     ///
     /// # Errors
-    /// [`Error::Core`](crate::Error::Core) when Redis fails or answers with an unexpected shape.
+    /// [`Error::Core`](crate::Error::Core) when Redis fails or the stored value is corrupt.
     pub async fn load(&self, id: impl AsRef<str>) -> Result<Option<Session<C>>> {
         let span = session_span!(self.redis, self.name, "session.load");
         let id = id.as_ref();
@@ -34,38 +45,31 @@ impl<C: Codec> SessionStore<C> {
             };
             let (key, _) = self.session_key(&id)?;
             if self.timeouts.touch > 0 {
-                let (hash, pttl) = plain::hash_and_ttl(&self.redis, &key).await?;
-                let meta = |name: &str| plain::field(&hash, name).and_then(parse_ms);
-                let read = plain::session(
-                    !hash.is_empty(),
-                    meta(CREATED),
-                    meta(SEEN),
-                    meta(DEADLINE),
-                    pttl,
-                    &self.timeouts,
-                );
-                match read {
-                    Read::Missing => return Ok(None),
-                    Read::Live(times) => {
-                        return Session::from_hash(
+                let reply = self.redis.query(redis::cmd("GET").arg(&key)).await;
+                let Some(value) = plain_reply(reply)? else {
+                    return Ok(None);
+                };
+                if let Some(stored) = layout::parse(&value, SESSION) {
+                    let now = self.clock.now();
+                    if layout::session_read(stored.created, stored.seen, now, &self.timeouts)
+                        == Read::Live
+                    {
+                        return Session::from_stored(
                             id,
-                            hash,
-                            &times,
+                            &stored,
+                            stored.seen,
                             &self.timeouts,
                             self.codec.clone(),
                         )
                         .map(Some);
                     }
-                    Read::Script => {}
                 }
             }
-            match self.access(&key, true).await? {
-                Some(reply) => {
-                    Session::from_access_reply(id, reply, &self.timeouts, self.codec.clone())
-                        .map(Some)
-                }
-                None => Ok(None),
-            }
+            let Some((seen, value)) = self.access(&key, true).await? else {
+                return Ok(None);
+            };
+            let stored = layout::parse(&value, SESSION).ok_or_else(corrupt)?;
+            Session::from_stored(id, &stored, seen, &self.timeouts, self.codec.clone()).map(Some)
         };
         self.metrics
             .observe(Operation::Load, span, load, |s| found(s.is_some()))
@@ -75,8 +79,8 @@ impl<C: Codec> SessionStore<C> {
     /// Records an access without reading the data (at most one write per touch interval).
     /// Returns whether the session is live.
     ///
-    /// Like [`load`](Self::load): a plain `HMGET` + `PTTL` of the metadata unless the access is
-    /// due to be recorded.
+    /// Like [`load`](Self::load): a plain `GETRANGE` of the header unless the access is due to
+    /// be recorded.
     ///
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) when Redis fails.
@@ -89,32 +93,20 @@ impl<C: Codec> SessionStore<C> {
             };
             let (key, _) = self.session_key(&id)?;
             if self.timeouts.touch > 0 {
-                let (meta, pttl): (Vec<Option<Vec<u8>>>, i64) = self
+                let reply = self
                     .redis
-                    .query_pipeline(
-                        redis::pipe()
-                            .cmd("HMGET")
-                            .arg(&key)
-                            .arg(CREATED)
-                            .arg(SEEN)
-                            .arg(DEADLINE)
-                            .cmd("PTTL")
-                            .arg(&key),
-                    )
-                    .await?;
-                let field = |i: usize| meta.get(i).and_then(Option::as_deref);
-                let read = plain::session(
-                    meta.iter().any(Option::is_some),
-                    field(0).and_then(parse_ms),
-                    field(1).and_then(parse_ms),
-                    field(2).and_then(parse_ms),
-                    pttl,
-                    &self.timeouts,
-                );
-                match read {
-                    Read::Missing => return Ok(false),
-                    Read::Live(Times { .. }) => return Ok(true),
-                    Read::Script => {}
+                    .query(redis::cmd("GETRANGE").arg(&key).arg(0).arg(TIMES_END - 1))
+                    .await;
+                // `GETRANGE` of a missing key is empty.
+                let head = plain_reply(reply)?.unwrap_or_default();
+                if head.is_empty() {
+                    return Ok(false);
+                }
+                if let Some((created, seen)) = layout::times(&head, SESSION) {
+                    let now = self.clock.now();
+                    if layout::session_read(created, seen, now, &self.timeouts) == Read::Live {
+                        return Ok(true);
+                    }
                 }
             }
             Ok(self.access(&key, false).await?.is_some())
@@ -124,10 +116,10 @@ impl<C: Codec> SessionStore<C> {
             .await
     }
 
-    /// Runs the `access` script: `None` when the session is not live, else its timestamps and,
-    /// `with_data`, its fields.
-    async fn access(&self, key: &Key, with_data: bool) -> Result<Option<Vec<Vec<u8>>>> {
-        let reply = ACCESS
+    /// Runs the `access` script: `None` when the session is not live, else the last recorded
+    /// access and, `with_data`, the stored value (empty without).
+    async fn access(&self, key: &Key, with_data: bool) -> Result<Option<(u64, Vec<u8>)>> {
+        let reply: Option<(u64, u64, u64, Vec<u8>)> = ACCESS
             .call()
             .key(key)
             .arg(self.timeouts.idle)
@@ -136,6 +128,14 @@ impl<C: Codec> SessionStore<C> {
             .arg(if with_data { "1" } else { "0" })
             .invoke(&self.redis)
             .await?;
-        Ok(reply)
+        Ok(reply.map(|(now, _created, seen, value)| {
+            self.clock.observe(now);
+            (seen, value)
+        }))
     }
+}
+
+/// A live session whose value does not parse.
+pub(super) fn corrupt() -> Error {
+    Error::unexpected_reply("corrupt session value")
 }

@@ -34,13 +34,29 @@ pub fn store(ctx: &TestContext, idle_ms: u64, absolute_ms: u64, touch_ms: u64) -
         .unwrap()
 }
 
-/// Every byte string Redis holds for `keys`: key names, hash fields and values, zset members.
+/// The last recorded access (ms, server clock) stored in the session at `key`: the second of the
+/// value's fixed-width header times (`S1`, created, seen; see the crate's `docs/session.md`).
+pub async fn stored_seen(redis: &Redis, key: &redis_core::Key) -> u64 {
+    let value: Vec<u8> = redis.query(redis::cmd("GET").arg(key)).await.unwrap();
+    assert_eq!(&value[..2], b"S1", "not a session value");
+    std::str::from_utf8(&value[18..34])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every byte string Redis holds for `keys`: key names, string values, hash fields and values,
+/// zset members.
 pub async fn dump(redis: &Redis, keys: &[String]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for key in keys {
         out.push(key.as_bytes().to_vec());
         let kind: String = redis.query(redis::cmd("TYPE").arg(key)).await.unwrap();
         match kind.as_str() {
+            "string" => {
+                let value: Vec<u8> = redis.query(redis::cmd("GET").arg(key)).await.unwrap();
+                out.push(value);
+            }
             "hash" => {
                 let all: Vec<Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(key)).await.unwrap();
                 out.extend(all);

@@ -1,0 +1,407 @@
+//! How a session is stored: one string per session, so that a read is one `GET`.
+//!
+//! ```text
+//! S1 | created (16 digits) | seen (16 digits) | owner length (8 digits) | owner | fields
+//! ```
+//!
+//! `S1` marks a session, `T1` a tower-sessions record (whose `seen` slot holds its expiry date).
+//! Times are milliseconds of the server clock, zero-padded so that a script moves `seen` in place
+//! (`SETRANGE`) and everyone reads the header at fixed offsets. The fields are a MessagePack map
+//! of names to the codec's bytes: what the scripts' `cmsgpack` reads and writes, so a field write
+//! changes one entry on the server and concurrent writers of different fields lose nothing.
+//!
+//! Only the subset `cmsgpack` produces for a table of strings is read here: a map (or the empty
+//! array it writes for an empty table) of strings (str or bin). Anything else is a corrupt value.
+
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{config::Timeouts, error::Error};
+
+/// The mark of a session value.
+pub(crate) const SESSION: &[u8; 2] = b"S1";
+/// The mark of a tower-sessions record.
+#[cfg(feature = "tower-sessions")]
+pub(crate) const RECORD: &[u8; 2] = b"T1";
+/// Bytes before the owner: the mark, two times and the owner's length.
+pub(crate) const HEAD: usize = 2 + 16 + 16 + 8;
+/// Bytes of the header a plain `touch` reads (`GETRANGE 0 LAST_TIME_BYTE`): the mark and both times.
+pub(crate) const TIMES_END: usize = 2 + 16 + 16;
+
+/// A stored value, parsed: the header's times, the owner and the (still encoded) fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored<'a> {
+    pub(crate) created: u64,
+    /// The last recorded access of a session; the expiry date of a tower-sessions record.
+    pub(crate) seen: u64,
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) fields: &'a [u8],
+}
+
+/// Parses the times of a value marked `mark` (at least [`TIMES_END`] bytes of it).
+pub(crate) fn times(value: &[u8], mark: &[u8; 2]) -> Option<(u64, u64)> {
+    if value.len() < TIMES_END || &value[..2] != mark {
+        return None;
+    }
+    Some((digits(&value[2..18])?, digits(&value[18..34])?))
+}
+
+/// Parses a whole value marked `mark`; `None` when it is not one.
+pub(crate) fn parse<'a>(value: &'a [u8], mark: &[u8; 2]) -> Option<Stored<'a>> {
+    let (created, seen) = times(value, mark)?;
+    let owner_len = usize::try_from(digits(value.get(TIMES_END..HEAD)?)?).ok()?;
+    let owner = value.get(HEAD..HEAD.checked_add(owner_len)?)?;
+    let owner = match owner_len {
+        0 => None,
+        _ => Some(std::str::from_utf8(owner).ok()?),
+    };
+    Some(Stored {
+        created,
+        seen,
+        owner,
+        fields: &value[HEAD + owner_len..],
+    })
+}
+
+/// A value: the header for `created`, `seen` and `owner`, then the encoded `fields`.
+pub(crate) fn encode(
+    mark: &[u8; 2],
+    created: u64,
+    seen: u64,
+    owner: &str,
+    fields: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEAD + owner.len() + fields.len());
+    out.extend_from_slice(mark);
+    out.extend_from_slice(format!("{created:016}{seen:016}{:08}", owner.len()).as_bytes());
+    out.extend_from_slice(owner.as_bytes());
+    out.extend_from_slice(fields);
+    out
+}
+
+/// Decimal digits only (the header's fixed-width numbers).
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The fields as a MessagePack map of strings.
+pub(crate) fn encode_fields<'a>(
+    fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let n = fields.len();
+    match u32::try_from(n) {
+        Ok(n) if n < 16 => out.push(0x80 | n as u8),
+        Ok(n) if n <= u32::from(u16::MAX) => {
+            out.push(0xde);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdf);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    for (name, value) in fields {
+        encode_str(&mut out, name);
+        encode_str(&mut out, value);
+    }
+    out
+}
+
+fn encode_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n < 32 {
+        out.push(0xa0 | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[0xd9, n as u8]);
+    } else if n <= 0xffff {
+        out.push(0xda);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// The field name, value pairs of an encoded map.
+///
+/// # Errors
+/// [`Error::Core`] (an unexpected reply) when the bytes are not such a map or a name is not UTF-8.
+pub(crate) fn decode_fields(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let corrupt = || Error::unexpected_reply("corrupt session fields");
+    let mut reader = Reader { bytes, pos: 0 };
+    let n = reader.map_len().ok_or_else(corrupt)?;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let name = reader.str().ok_or_else(corrupt)?;
+        let value = reader.str().ok_or_else(corrupt)?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
+        out.push((name.to_owned(), value.to_vec()));
+    }
+    if reader.pos != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(out)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    fn be(&mut self, n: usize) -> Option<usize> {
+        let bytes = self.take(n)?;
+        Some(
+            bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
+        )
+    }
+
+    /// A map's length; `cmsgpack` writes an empty table as an empty array.
+    fn map_len(&mut self) -> Option<usize> {
+        match self.byte()? {
+            m @ 0x80..=0x8f => Some(usize::from(m & 0x0f)),
+            0xde => self.be(2),
+            0xdf => self.be(4),
+            0x90 => Some(0),
+            0xdc if self.be(2)? == 0 => Some(0),
+            0xdd if self.be(4)? == 0 => Some(0),
+            _ => None,
+        }
+    }
+
+    fn str(&mut self) -> Option<&'a [u8]> {
+        let n = match self.byte()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 | 0xc4 => self.be(1)?,
+            0xda | 0xc5 => self.be(2)?,
+            0xdb | 0xc6 => self.be(4)?,
+            _ => return None,
+        };
+        self.take(n)
+    }
+}
+
+/// How long a reading of the server's clock is carried forward by the local monotonic clock
+/// before a script reads it again.
+pub(crate) const CLOCK_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// The server's clock as the store's scripts last read it, carried forward by the local
+/// monotonic clock. The script's time is read before its reply arrives, so the estimate is never
+/// ahead of the server by more than the clocks' drift; it lags by up to one round trip. Unset,
+/// or older than [`CLOCK_FRESH_FOR`], it is unknown and the operation runs its script.
+#[derive(Debug)]
+pub(crate) struct ServerClock {
+    /// Server ms minus local monotonic ms at the last reading, or `i64::MIN` for none.
+    offset: AtomicI64,
+    /// Local monotonic ms of the last reading.
+    read_at: AtomicI64,
+}
+
+/// The local monotonic clock, ms since the first use.
+fn local_ms() -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+impl ServerClock {
+    pub(crate) const fn new() -> Self {
+        Self {
+            offset: AtomicI64::new(i64::MIN),
+            read_at: AtomicI64::new(0),
+        }
+    }
+
+    /// Records a reading `server_ms` taken by a script whose reply has just arrived.
+    pub(crate) fn observe(&self, server_ms: u64) {
+        let Ok(server_ms) = i64::try_from(server_ms) else {
+            return;
+        };
+        let local = local_ms();
+        self.read_at.store(local, Ordering::Relaxed);
+        self.offset
+            .store(server_ms.saturating_sub(local), Ordering::Relaxed);
+    }
+
+    /// The server's clock now, ms, when a fresh reading exists.
+    pub(crate) fn now(&self) -> Option<u64> {
+        let offset = self.offset.load(Ordering::Relaxed);
+        if offset == i64::MIN {
+            return None;
+        }
+        let local = local_ms();
+        let age = local.saturating_sub(self.read_at.load(Ordering::Relaxed));
+        if !(0..i64::try_from(CLOCK_FRESH_FOR.as_millis()).unwrap_or(i64::MAX)).contains(&age) {
+            return None;
+        }
+        u64::try_from(local.saturating_add(offset)).ok()
+    }
+}
+
+/// What a plain read of a session (created `created`, last seen `seen`) allows at `now` (the
+/// clock estimate, `None` when unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Live, and the access need not be recorded: no script.
+    Live,
+    /// Run the script: the access is due to be recorded, a timeout of the current settings has
+    /// passed while the key lives on, or the clock is unknown. It decides on the server's clock.
+    Script,
+}
+
+/// Whether a session read plainly needs its script.
+pub(crate) fn session_read(created: u64, seen: u64, now: Option<u64>, timeouts: &Timeouts) -> Read {
+    let Some(now) = now else {
+        return Read::Script;
+    };
+    // The script deletes a session past either deadline of the current settings; the touch is
+    // due once `touch` ms have passed since the last recorded access.
+    if timeouts.touch == 0
+        || now >= timeouts.deadline(created, seen)
+        || now.saturating_sub(seen) >= timeouts.touch
+    {
+        return Read::Script;
+    }
+    Read::Live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_foreign_bytes_do_not_parse() {
+        let fields =
+            encode_fields([(&b"a"[..], &b"1"[..]), (b"long", &[7u8; 300][..])].into_iter());
+        let value = encode(
+            SESSION,
+            1_764_490_000_000,
+            1_764_490_000_123,
+            "dora",
+            &fields,
+        );
+        assert_eq!(
+            &value[..HEAD + 4],
+            b"S1\
+              0001764490000000\
+              0001764490000123\
+              00000004\
+              dora"
+        );
+        let stored = parse(&value, SESSION).unwrap();
+        assert_eq!(
+            (stored.created, stored.seen, stored.owner),
+            (1_764_490_000_000, 1_764_490_000_123, Some("dora"))
+        );
+        let decoded = decode_fields(stored.fields).unwrap();
+        assert_eq!(decoded[0], ("a".to_owned(), b"1".to_vec()));
+        assert_eq!(decoded[1], ("long".to_owned(), vec![7; 300]));
+        assert_eq!(
+            times(&value, SESSION),
+            Some((1_764_490_000_000, 1_764_490_000_123))
+        );
+
+        let anonymous = encode(SESSION, 1, 2, "", &encode_fields(std::iter::empty()));
+        let stored = parse(&anonymous, SESSION).unwrap();
+        assert_eq!(stored.owner, None);
+        assert!(decode_fields(stored.fields).unwrap().is_empty());
+
+        assert_eq!(parse(b"", SESSION), None);
+        assert_eq!(parse(&value[..HEAD + 2], SESSION), None);
+        assert_eq!(
+            parse(b"X1000000000000000100000000000000020000000000", SESSION),
+            None
+        );
+        let mut bad_digit = value.clone();
+        bad_digit[5] = b'x';
+        assert_eq!(parse(&bad_digit, SESSION), None);
+    }
+
+    #[test]
+    fn the_maps_cmsgpack_writes_decode_and_corrupt_ones_are_errors() {
+        // An empty table, written as an empty array; str8/bin8 strings; map16.
+        assert!(decode_fields(&[0x90]).unwrap().is_empty());
+        assert_eq!(
+            decode_fields(&[0x81, 0xd9, 1, b'k', 0xc4, 2, b'v', b'w']).unwrap(),
+            vec![("k".to_owned(), b"vw".to_vec())]
+        );
+        assert_eq!(
+            decode_fields(&[0xde, 0, 1, 0xa1, b'k', 0xa0]).unwrap(),
+            vec![("k".to_owned(), Vec::new())]
+        );
+        for corrupt in [
+            &[][..],
+            &[0x81, 0xa1, b'k'],
+            &[0x81, 0xa1, b'k', 0xa5, b'v'],
+            &[0x91, 0xa0],
+            &[0x80, 0x00],
+            &[0x81, 0xa1, 0xff, 0xa0],
+            &[0x81, 0x01, 0xa0],
+        ] {
+            assert!(decode_fields(corrupt).is_err(), "{corrupt:?}");
+        }
+    }
+
+    #[test]
+    fn the_clock_is_unknown_until_read_and_then_moves_with_the_local_one() {
+        let clock = ServerClock::new();
+        assert_eq!(clock.now(), None);
+        clock.observe(1_000_000);
+        let now = clock.now().unwrap();
+        assert!((1_000_000..1_000_000 + 1_000).contains(&now), "{now}");
+    }
+
+    #[test]
+    fn plain_reads_go_to_the_script_when_a_touch_or_timeout_is_due_or_the_clock_unknown() {
+        let t = Timeouts::new(
+            Duration::from_millis(60_000),
+            Duration::from_millis(600_000),
+            Duration::from_millis(10_000),
+        )
+        .unwrap();
+        assert_eq!(session_read(1_000, 5_000, Some(5_000), &t), Read::Live);
+        assert_eq!(session_read(1_000, 5_000, Some(14_999), &t), Read::Live);
+        assert_eq!(session_read(1_000, 5_000, Some(15_000), &t), Read::Script);
+        assert_eq!(session_read(1_000, 5_000, None, &t), Read::Script);
+        // Past the absolute deadline of the current settings.
+        assert_eq!(
+            session_read(1_000, 600_500, Some(601_000), &t),
+            Read::Script
+        );
+        // A clock behind the stored access (another server, a lagging estimate): still live.
+        assert_eq!(session_read(1_000, 5_000, Some(4_000), &t), Read::Live);
+        let eager = Timeouts::new(
+            Duration::from_millis(60_000),
+            Duration::from_millis(600_000),
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(
+            session_read(1_000, 5_000, Some(5_000), &eager),
+            Read::Script
+        );
+    }
+}
