@@ -22,7 +22,7 @@
 //! # Ok::<(), redis_core::Error>(())
 //! ```
 
-use std::{borrow::Cow, fmt, sync::Arc};
+use std::{borrow::Cow, fmt, io::Write, sync::Arc};
 
 use crate::error::{KeyError, Result};
 
@@ -98,15 +98,36 @@ impl KeySpace {
     /// # Errors
     /// [`KeyError::Empty`] for an empty name, [`KeyError::TooLong`] past the limit.
     pub fn key(&self, name: &str) -> Result<Key> {
+        Ok(self.key_ref(name)?.to_key())
+    }
+
+    /// The key of `name` as [`key`](Self::key) checks it, not built yet: it writes itself into
+    /// a command without allocating, and becomes a [`Key`] only where one is needed.
+    ///
+    /// ```
+    /// use redis_core::KeySpace;
+    ///
+    /// let space = KeySpace::new("app")?;
+    /// let key = space.key_ref("a}b")?;
+    /// assert_eq!(key.to_string(), "app:{a%7Db}");
+    /// assert_eq!(key.to_key(), space.key("a}b")?);
+    /// let cmd = redis_core::redis::cmd("GET").arg(&key).clone();
+    /// let built = redis_core::redis::cmd("GET").arg(space.key("a}b")?).clone();
+    /// assert_eq!(cmd.get_packed_command(), built.get_packed_command());
+    /// # Ok::<(), redis_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`key`](Self::key).
+    pub fn key_ref<'a>(&'a self, name: &'a str) -> Result<KeyRef<'a>> {
         if name.is_empty() {
             return Err(KeyError::Empty("key name").into());
         }
         let name = escape(name);
-        let tag_end = self.prefix.len() + 3 + name.len();
-        self.check_len(tag_end)?;
-        Ok(Key {
-            full: joined(&[&self.prefix, ":{", &name, "}"]),
-            tag_end,
+        self.check_len(self.prefix.len() + 3 + name.len())?;
+        Ok(KeyRef {
+            prefix: &self.prefix,
+            name,
         })
     }
 
@@ -156,6 +177,73 @@ impl KeySpace {
         Ok(())
     }
 }
+
+/// The key `<prefix>:{<name>}` of [`KeySpace::key_ref`]: checked, borrowed, not built yet.
+///
+/// Written into a command (it is a [`redis::ToRedisArgs`]) part by part, with no allocation of
+/// its own; [`to_key`](Self::to_key) builds the [`Key`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    prefix: &'a str,
+    /// Escaped.
+    name: Cow<'a, str>,
+}
+
+impl KeyRef<'_> {
+    /// The key's length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.prefix.len() + 3 + self.name.len()
+    }
+
+    /// The key, built.
+    pub fn to_key(&self) -> Key {
+        Key {
+            full: joined(&[self.prefix, ":{", &self.name, "}"]),
+            tag_end: self.byte_len(),
+        }
+    }
+}
+
+impl fmt::Debug for KeyRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl fmt::Display for KeyRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{{{}}}", self.prefix, self.name)
+    }
+}
+
+impl redis::ToRedisArgs for KeyRef<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        // Short keys are laid out on the stack and copied in once (cheaper than four writes
+        // through the command's writer); long ones are written part by part.
+        const STACK: usize = 128;
+        let (prefix, name) = (self.prefix.as_bytes(), self.name.as_bytes());
+        let len = self.byte_len();
+        if len <= STACK {
+            let mut buf = [0u8; STACK];
+            buf[..prefix.len()].copy_from_slice(prefix);
+            buf[prefix.len()..prefix.len() + 2].copy_from_slice(b":{");
+            buf[prefix.len() + 2..len - 1].copy_from_slice(name);
+            buf[len - 1] = b'}';
+            out.write_arg(&buf[..len]);
+            return;
+        }
+        let mut arg = out.writer_for_next_arg();
+        // Writing into a command buffer cannot fail.
+        for part in [prefix, b":{", name, b"}"] {
+            let _ = arg.write_all(part);
+        }
+    }
+}
+
+impl redis::ToSingleRedisArg for KeyRef<'_> {}
 
 /// A finished key: `<prefix>:{<tag>}[:<rest>]`. Cheap to clone; use it wherever redis-rs takes a key.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -264,10 +352,18 @@ fn joined(parts: &[&str]) -> Arc<str> {
     Arc::from(parts.concat())
 }
 
+/// `name` with `{`, `}` and `%` percent-encoded; borrowed when it has none (the usual case,
+/// checked inline).
+#[inline]
 fn escape(name: &str) -> Cow<'_, str> {
     if !name.bytes().any(|b| matches!(b, b'{' | b'}' | b'%')) {
         return Cow::Borrowed(name);
     }
+    Cow::Owned(escaped(name))
+}
+
+#[cold]
+fn escaped(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 8);
     for c in name.chars() {
         match c {
@@ -277,7 +373,7 @@ fn escape(name: &str) -> Cow<'_, str> {
             c => out.push(c),
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 /// The cluster slot of any key, following the Redis Cluster spec (CRC16/XMODEM of the hash tag
@@ -372,6 +468,37 @@ mod tests {
         assert_eq!(exact.key("abcde").unwrap().as_str(), "app:{abcde}");
         assert!(exact.tagged("abcde", "x").is_err());
         assert!(space.with_max_key_len(10).key("abcde").is_err());
+    }
+
+    #[test]
+    fn unbuilt_keys_write_what_built_keys_write() {
+        let space = KeySpace::new("app").unwrap().pattern("cache").unwrap();
+        for name in [
+            "a",
+            "b}c",
+            "{x}",
+            "%7D",
+            "x:y:z",
+            "ünïcødé",
+            &"n".repeat(300),
+        ] {
+            let unbuilt = space.key_ref(name).unwrap();
+            let built = space.key(name).unwrap();
+            assert_eq!(unbuilt.to_key(), built);
+            assert_eq!(unbuilt.byte_len(), built.as_str().len());
+            assert_eq!(unbuilt.to_string(), built.as_str());
+            assert_eq!(unbuilt.to_key().tag_root(), built.tag_root());
+            assert_eq!(
+                redis::cmd("GET").arg(&unbuilt).get_packed_command(),
+                redis::cmd("GET").arg(&built).get_packed_command(),
+            );
+        }
+        assert!(space.key_ref("").is_err());
+        let short = space.with_max_key_len(16);
+        assert!(matches!(
+            short.key_ref("0123456789"),
+            Err(crate::Error::InvalidKey(KeyError::TooLong { max: 16, .. }))
+        ));
     }
 
     #[test]
