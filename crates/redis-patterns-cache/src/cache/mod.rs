@@ -117,11 +117,9 @@ impl<C: Codec> Cache<C> {
         );
         // Nobody listens: skip entering and leaving the span on every poll (the hit path).
         if span.is_disabled() {
-            return self.engine.get(&self.key(name)?, &span).await;
+            return self.engine.get(name, &span).await;
         }
-        async { self.engine.get(&self.key(name)?, &span).await }
-            .instrument(span.clone())
-            .await
+        self.engine.get(name, &span).instrument(span.clone()).await
     }
 
     /// Stores `value` with the default TTL (jittered), fencing off fills of older loads.

@@ -3,10 +3,14 @@
 //! open (a near copy is dropped, a Redis entry is removed) and that a Redis hit checks its tags
 //! and may be kept in the near cache.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use futures_util::future::join_all;
-use redis_core::{Codec, Key, redis};
+use redis_core::{
+    Codec, Key,
+    keys::KeyRef,
+    redis::{self, ToRedisArgs, ToSingleRedisArg},
+};
 use serde::de::DeserializeOwned;
 
 use super::Engine;
@@ -51,15 +55,47 @@ pub(crate) enum Lookup<V> {
 /// A raw entry opened: the decoded entry and the tags it was written under (key, version).
 type Opened<'a, V> = (Found<V>, Vec<(&'a [u8], &'a [u8])>);
 
+/// The key of an entry to read: already built, or checked but built only when a colder branch
+/// (near cache, tags, a corrupt entry) needs it, so a plain hit allocates no key.
+pub(crate) trait EntryKey: ToRedisArgs + ToSingleRedisArg + Sync {
+    /// The key, built.
+    fn built(&self) -> Cow<'_, Key>;
+    /// Its length in bytes.
+    fn byte_len(&self) -> usize;
+}
+
+impl EntryKey for Key {
+    fn built(&self) -> Cow<'_, Key> {
+        Cow::Borrowed(self)
+    }
+
+    fn byte_len(&self) -> usize {
+        self.as_str().len()
+    }
+}
+
+impl EntryKey for KeyRef<'_> {
+    fn built(&self) -> Cow<'_, Key> {
+        Cow::Owned(self.to_key())
+    }
+
+    fn byte_len(&self) -> usize {
+        KeyRef::byte_len(self)
+    }
+}
+
 impl<C: Codec> Engine<C> {
     /// A fresh value, `None` for anything else (see [`Cache::get`](crate::Cache::get)); Redis
-    /// errors go through the failure policy. What it served is recorded on `span`.
+    /// errors go through the failure policy, an invalid name is an error. What it served is
+    /// recorded on `span`.
     pub(crate) async fn get<V: DeserializeOwned>(
         &self,
-        key: &Key,
+        name: &str,
         span: &tracing::Span,
     ) -> Result<Option<V>> {
-        let (result, read) = match self.lookup::<V>(key).await {
+        // Checked but not built: a hit writes the key straight into its `GET`.
+        let key = self.entries.key_ref(name)?;
+        let (result, read) = match self.lookup::<V>(&key).await {
             Ok(Lookup::Fresh(found)) => {
                 let read = self.served(&found);
                 (Ok(found.value), read)
@@ -75,18 +111,23 @@ impl<C: Codec> Engine<C> {
     /// and read as a miss; fresh Redis hits are offered to the near cache.
     pub(crate) async fn lookup<V: DeserializeOwned>(
         &self,
-        key: &Key,
+        key: &impl EntryKey,
     ) -> std::result::Result<Lookup<V>, redis_core::Error> {
         let ticket = match &self.near {
             Some(near) => {
-                if let Some(found) = self.near_hit(near, key) {
+                let key = key.built();
+                if let Some(found) = self.near_hit(near, &key) {
                     return Ok(Lookup::Fresh(found));
                 }
                 near.ticket(key.as_str())
             }
             None => None,
         };
-        let raw: Option<Vec<u8>> = self.redis.query(redis::cmd("GET").arg(key)).await?;
+        // Sized once: "GET" and the key, written straight into the command.
+        let mut get = redis::Cmd::with_capacity(2, 3 + key.byte_len());
+        get.arg("GET").arg(key);
+        let raw: Option<Vec<u8>> = self.redis.query(&get).await?;
+        drop(get);
         let Some(raw) = raw else {
             return Ok(Lookup::Miss);
         };
@@ -95,11 +136,11 @@ impl<C: Codec> Engine<C> {
         let (mut found, tags) = match self.open::<V>(&raw) {
             Ok(opened) => opened,
             Err(reason) => {
-                Box::pin(self.remove_corrupt(key, &raw, &reason)).await;
+                Box::pin(self.remove_corrupt(&key.built(), &raw, &reason)).await;
                 return Ok(Lookup::Miss);
             }
         };
-        if !tags.is_empty() && !Box::pin(self.tags_current(key, &tags)).await? {
+        if !tags.is_empty() && !Box::pin(self.tags_current(&key.built(), &tags)).await? {
             return Ok(Lookup::Miss);
         }
         let now = entry::now_ms();
@@ -110,7 +151,7 @@ impl<C: Codec> Engine<C> {
         if let (Some(near), Some(ticket)) = (&self.near, ticket) {
             let tags = tags.iter().map(|(k, _)| Box::from(*k)).collect();
             let fresh_for = Duration::from_millis(found.fresh_until_ms - now);
-            near.insert(key.as_str(), ticket, &raw, tags, fresh_for);
+            near.insert(key.built().as_str(), ticket, &raw, tags, fresh_for);
         }
         Ok(Lookup::Fresh(found))
     }
