@@ -2,9 +2,8 @@
 //! the same server, at 1 and 50 concurrent tasks:
 //!
 //! - `session/create`: `create` vs `SET key value NX PX idle` of a same-size value;
-//! - `session/load`: `load` (a plain `HGETALL` + `PTTL` while no touch is due) vs `GET` of a
-//!   same-size value; also the same `HGETALL` + `PTTL` from raw redis-rs (the floor of the hash
-//!   layout) and the store that records every access (the `access` script each time);
+//! - `session/load`: `load` (a plain `GET` while no touch is due) vs `GET` of a same-size value;
+//!   also the store that records every access (the `access` script each time);
 //! - `session/tower-cycle`: the tower-sessions store's `create`, `load` and `save` vs
 //!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each.
 //!
@@ -64,10 +63,9 @@ fn tower_record() -> Record {
     }
 }
 
-/// The bytes a hash holds: every field name and value.
-async fn hash_size(redis: &Redis, key: &redis_core::Key) -> usize {
-    let all: Vec<Vec<u8>> = redis.query(redis::cmd("HGETALL").arg(key)).await.unwrap();
-    all.iter().map(Vec::len).sum()
+/// The bytes a stored value holds.
+async fn value_size(redis: &Redis, key: &redis_core::Key) -> usize {
+    redis.query(redis::cmd("STRLEN").arg(key)).await.unwrap()
 }
 
 /// Runs `op` `n` times and prints the server commands it sent per run.
@@ -151,10 +149,10 @@ fn session(c: &mut Criterion) {
             ids.push(store.create(&DATA).await.unwrap());
         }
         // The raw values are as long as what the stores keep per session.
-        let size = hash_size(&redis, &store.key_of(&ids[0]).unwrap().unwrap()).await;
+        let size = value_size(&redis, &store.key_of(&ids[0]).unwrap().unwrap()).await;
         let mut record = tower_record();
         tower.create(&mut record).await.unwrap();
-        let tower_size = hash_size(&redis, &tower.key_of(&record.id).unwrap()).await;
+        let tower_size = value_size(&redis, &tower.key_of(&record.id).unwrap()).await;
         (
             store,
             eager,
@@ -166,11 +164,6 @@ fn session(c: &mut Criterion) {
             vec![b'x'; tower_size],
         )
     });
-    let session_keys: Arc<Vec<redis_core::Key>> = Arc::new(
-        ids.iter()
-            .map(|id| store.key_of(id).unwrap().unwrap())
-            .collect(),
-    );
     let ids: Arc<Vec<SessionId>> = Arc::new(ids);
     let raw_keys: Arc<Vec<String>> =
         Arc::new((0..SESSIONS).map(|i| format!("{prefix}:raw:{i}")).collect());
@@ -248,22 +241,6 @@ fn session(c: &mut Criterion) {
             assert!(!value.is_empty());
         },
     );
-    // The floor of the hash layout: the same two commands the store sends, from raw redis-rs.
-    let raw_hgetall_pttl = (
-        (raw.clone(), session_keys),
-        |(mut raw, keys): (Conn, Arc<Vec<redis_core::Key>>), i: u64| async move {
-            let key = &keys[i as usize % SESSIONS];
-            let (hash, pttl): (Vec<Vec<u8>>, i64) = redis::pipe()
-                .cmd("HGETALL")
-                .arg(key)
-                .cmd("PTTL")
-                .arg(key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(!hash.is_empty() && pttl > 0);
-        },
-    );
     let load = |store: &SessionStore| {
         (
             (store.clone(), ids.clone()),
@@ -305,12 +282,19 @@ fn session(c: &mut Criterion) {
             assert!(saved);
         },
     );
-    let cycle = (tower, |tower: TowerSessionStore, _| async move {
-        let mut record = tower_record();
-        tower.create(&mut record).await.unwrap();
-        let loaded = tower.load(&record.id).await.unwrap().unwrap();
-        tower.save(&loaded).await.unwrap();
-    });
+    // tower-sessions hands the store a record it built: the same one each time, with a new id.
+    let cycle = (
+        (tower, Arc::new(tower_record())),
+        |(tower, template): (TowerSessionStore, Arc<Record>), _| async move {
+            let mut record = Record {
+                id: Id::default(),
+                ..(*template).clone()
+            };
+            tower.create(&mut record).await.unwrap();
+            let loaded = tower.load(&record.id).await.unwrap().unwrap();
+            tower.save(&loaded).await.unwrap();
+        },
+    );
 
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "session/create", tasks);
@@ -323,8 +307,6 @@ fn session(c: &mut Criterion) {
         let mut group = concurrent_group(c, "session/load", tasks);
         let (state, op) = raw_get.clone();
         bench_concurrent(&mut group, &rt, "raw-get", tasks, state, op);
-        let (state, op) = raw_hgetall_pttl.clone();
-        bench_concurrent(&mut group, &rt, "raw-hgetall-pttl", tasks, state, op);
         let (state, op) = load(&store);
         bench_concurrent(&mut group, &rt, "redis-patterns-session", tasks, state, op);
         let (state, op) = load(&eager);
@@ -371,17 +353,6 @@ fn session(c: &mut Criterion) {
                 (
                     "load / GET",
                     interleaved(&rt, tasks, iters, rounds, raw_get.clone(), load(&store)),
-                ),
-                (
-                    "raw HGETALL + PTTL / GET",
-                    interleaved(
-                        &rt,
-                        tasks,
-                        iters,
-                        rounds,
-                        raw_get.clone(),
-                        raw_hgetall_pttl.clone(),
-                    ),
                 ),
                 (
                     "tower cycle / SET NX + GET + SET XX",

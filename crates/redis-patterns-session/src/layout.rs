@@ -78,10 +78,23 @@ pub(crate) fn encode(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEAD + owner.len() + fields.len());
     out.extend_from_slice(mark);
-    out.extend_from_slice(format!("{created:016}{seen:016}{:08}", owner.len()).as_bytes());
+    push_digits(&mut out, created, 16);
+    push_digits(&mut out, seen, 16);
+    push_digits(&mut out, owner.len() as u64, 8);
     out.extend_from_slice(owner.as_bytes());
     out.extend_from_slice(fields);
     out
+}
+
+/// `n` as `width` zero-padded decimal digits (its last `width` digits if longer: the header's
+/// numbers, ms timestamps and an owner's length, never are).
+fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Decimal digits only (the header's fixed-width numbers).
