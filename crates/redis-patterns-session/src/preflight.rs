@@ -23,11 +23,10 @@ pub static REQUIREMENTS: Requirements = Requirements::new("session")
     .commands(&[
         &["EVALSHA", SHA, "1", KEY],
         &["SCRIPT", "LOAD", "return 1"],
-        &["HGET", KEY, "f"],
-        &["HGETALL", KEY],
-        &["HMGET", KEY, "f"],
-        &["HSET", KEY, "f", "v"],
-        &["PTTL", KEY],
+        &["GET", KEY],
+        &["GETRANGE", KEY, "0", "33"],
+        &["SET", KEY, "v", "NX", "PXAT", "1"],
+        &["SETRANGE", KEY, "18", "v"],
         &["PEXPIREAT", KEY, "1"],
         &["DEL", KEY],
         &["EXISTS", KEY],
@@ -36,6 +35,7 @@ pub static REQUIREMENTS: Requirements = Requirements::new("session")
         &["ZRANGE", KEY, "0", "-1"],
         &["ZREM", KEY, "m"],
         &["ZREMRANGEBYSCORE", KEY, "0", "1"],
+        &["ZCARD", KEY],
     ])
     .scripts(&[
         &scripts::CREATE,

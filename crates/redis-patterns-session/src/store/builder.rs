@@ -107,7 +107,7 @@ impl<C: Codec> SessionStoreBuilder<C> {
     }
 
     /// Sets how often a read records an access: a load within this long of the last recorded one
-    /// writes nothing and runs no script (a plain `HGETALL` + `PTTL`), so the idle deadline moves
+    /// writes nothing and runs no script (a plain `GET`), so the idle deadline moves
     /// at most once per interval and the effective idle timeout lies between `idle - interval`
     /// and `idle`. Defaults to 60 seconds. Must be shorter than the idle timeout; zero records
     /// every access (every read runs the store's script).
