@@ -1,6 +1,7 @@
 //! The engine behind [`Cache`](crate::Cache): what a cache's clones share, and the three paths
 //! every public call goes through.
 //!
+//! - [`commands`]: the read path's command buffers, reused per thread.
 //! - [`read`]: one route for every hit, from the near cache or from Redis: decode, tag check,
 //!   freshness; corrupt entries removed.
 //! - [`load`]: `get_or_load`'s in-process single flight, then the leader's path: refresh lease,
@@ -8,6 +9,7 @@
 //! - [`write`]: writes with a generation bump, tag versions, envelopes.
 //! - [`tags`]: the tag versions this process last saw, for tagged writes in one round trip.
 
+mod commands;
 mod load;
 mod read;
 mod tags;

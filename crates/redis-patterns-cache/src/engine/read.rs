@@ -13,7 +13,7 @@ use redis_core::{
 };
 use serde::de::DeserializeOwned;
 
-use super::Engine;
+use super::{Engine, commands};
 use crate::{
     entry::{self, Kind},
     error::Result,
@@ -123,11 +123,14 @@ impl<C: Codec> Engine<C> {
             }
             None => None,
         };
-        // Sized once: "GET" and the key, written straight into the command.
-        let mut get = redis::Cmd::with_capacity(2, 3 + key.byte_len());
+        // The key is written straight into the command, whose buffers are reused.
+        let mut get = commands::take();
         get.arg("GET").arg(key);
-        let raw: Option<Vec<u8>> = self.redis.query(&get).await?;
-        drop(get);
+        let raw = self.redis.query::<Option<Vec<u8>>>(&get).await;
+        if key.byte_len() <= commands::KEPT_KEY_LEN {
+            commands::give_back(get);
+        }
+        let raw = raw?;
         let Some(raw) = raw else {
             return Ok(Lookup::Miss);
         };
