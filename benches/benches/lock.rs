@@ -17,6 +17,7 @@
 
 use std::{
     future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -29,7 +30,7 @@ use redis::aio::MultiplexedConnection;
 use redis_core::{Key, KeySpace, Redis, Script, random_token};
 use redis_lock::{Fencing, Lock, Redlock};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
 };
 use redis_test_support::TestServer;
 use tokio::runtime::Runtime;
@@ -52,7 +53,6 @@ fn resource() -> String {
     format!("r{}", tokio::task::id())
 }
 
-/// The raw baseline's acquire: `SET key token NX PX 10000`, which must succeed.
 /// One uncontended acquire and release of a fresh resource.
 async fn take_and_release(lock: Lock) {
     let guard = lock
@@ -63,6 +63,7 @@ async fn take_and_release(lock: Lock) {
     guard.release().await.unwrap();
 }
 
+/// The raw baseline's acquire: `SET key token NX PX 10000`, which must succeed.
 async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
     let ok: Option<String> = redis::cmd("SET")
         .arg(&key)
@@ -74,6 +75,18 @@ async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
         .await
         .unwrap();
     assert!(ok.is_some());
+}
+
+/// The raw baseline's uncontended acquire and release of a fresh resource: what rslock sends.
+async fn raw_acquire_release(
+    raw: MultiplexedConnection,
+    raw_keys: KeySpace,
+    release: redis::Script,
+) {
+    let key = raw_keys.key(&resource()).unwrap();
+    let token = random_token();
+    raw_set(raw.clone(), key.clone(), token.clone()).await;
+    raw_release(raw, release, key, token).await;
 }
 
 /// The raw baseline's release: the compare-and-delete script, which must delete.
@@ -90,6 +103,77 @@ async fn raw_release(
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// The server's command count (`INFO commandstats`, scripts' own calls included) and CPU
+/// seconds (`INFO cpu`, user + system).
+async fn server_counters(redis: Redis) -> (Vec<(String, u64)>, f64) {
+    let info: String = redis
+        .query(redis::cmd("INFO").arg("commandstats").arg("cpu"))
+        .await
+        .unwrap();
+    let calls = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let n = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), n))
+        })
+        .collect();
+    let cpu = info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum();
+    (calls, cpu)
+}
+
+/// A boxed operation for [`server_cost`].
+type Op = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What one operation costs the server, from `ops` operations run by `tasks` tasks through `op`
+/// (`shared`: the tasks take turns on one resource, see [`run_shared`]): commands by name and
+/// CPU time per operation. Server CPU does not depend on how busy the machine is, unlike
+/// throughput. Printed once per row.
+fn server_cost(
+    rt: &Runtime,
+    redis: &Redis,
+    label: &str,
+    tasks: usize,
+    ops: u64,
+    op: Op,
+    shared: bool,
+) {
+    let (calls0, cpu0) = rt.block_on(server_counters(redis.clone()));
+    if shared {
+        let op = Arc::new(op);
+        run_shared(rt, tasks, ops, move |task| op(task as u64));
+    } else {
+        run_concurrent(rt, tasks, ops, op);
+    }
+    let (calls1, cpu1) = rt.block_on(server_counters(redis.clone()));
+    let mut per_op = Vec::new();
+    for (name, after) in &calls1 {
+        let before = calls0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, n)| *n);
+        // The first INFO counts once.
+        let delta = after - before - u64::from(name == "info");
+        if delta > 0 {
+            per_op.push(format!("{name} {:.2}", delta as f64 / ops as f64));
+        }
+    }
+    let cpu_us = (cpu1 - cpu0) * 1e6 / ops as f64;
+    eprintln!(
+        "server cost per op, {label}: {cpu_us:.2} us CPU; commands: {}",
+        per_op.join(", ")
+    );
 }
 
 /// Times `iters` calls of `op` made by `tasks` tasks that each start their next call as soon as
@@ -179,10 +263,75 @@ impl HandOvers {
 
 const TASKS: usize = 10;
 
+/// One turn of rslock's `acquire` loop on `key` (`SET NX PX`; on failure the unlock script and a
+/// random pause below its default retry delay of 200 ms, then again), then its release.
+async fn rslock_turn(
+    mut raw: MultiplexedConnection,
+    key: Key,
+    release: redis::Script,
+    hand_overs: Option<Arc<HandOvers>>,
+    task: usize,
+) {
+    let token = random_token();
+    loop {
+        let ok: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(10_000)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        if ok.is_some() {
+            break;
+        }
+        let _: i64 = release
+            .key(&key)
+            .arg(&token)
+            .invoke_async(&mut raw)
+            .await
+            .unwrap();
+        let pause = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                % 200
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    if let Some(h) = &hand_overs {
+        h.granted(task);
+    }
+    raw_release(raw, release, key, token).await;
+    if let Some(h) = &hand_overs {
+        h.released(task);
+    }
+}
+
+/// One turn of the lock on `resource`: a waiting acquire, then the release.
+async fn lock_turn(
+    lock: Lock,
+    resource: &'static str,
+    hand_overs: Option<Arc<HandOvers>>,
+    task: usize,
+) {
+    let guard = lock.acquire(resource).await.unwrap();
+    if let Some(h) = &hand_overs {
+        h.granted(task);
+    }
+    guard.release().await.unwrap();
+    if let Some(h) = &hand_overs {
+        h.released(task);
+    }
+}
+
 /// 10 tasks on one resource: acquisitions per second, and hand-over latency printed per row.
 fn contended(
     c: &mut Criterion,
     rt: &Runtime,
+    redis: &Redis,
     raw: &MultiplexedConnection,
     raw_keys: &KeySpace,
     release: &redis::Script,
@@ -192,6 +341,28 @@ fn contended(
     group.throughput(Throughput::Elements(1));
     let key = raw_keys.key("contended").unwrap();
     let hand_overs = Arc::new(HandOvers::default());
+    // Server cost first, on a fresh key (a grant left by a dropped task is cleared by its TTL).
+    let cost_key = raw_keys.key("contended-cost").unwrap();
+    let (r, k, rel) = (raw.clone(), cost_key.clone(), release.clone());
+    server_cost(
+        rt,
+        redis,
+        "contended, raw-redis-rs-rslock-loop",
+        TASKS,
+        2_000,
+        Box::new(move |_| Box::pin(rslock_turn(r.clone(), k.clone(), rel.clone(), None, 0))),
+        true,
+    );
+    let l = lock.clone();
+    server_cost(
+        rt,
+        redis,
+        "contended, redis-patterns-lock",
+        TASKS,
+        2_000,
+        Box::new(move |_| Box::pin(lock_turn(l.clone(), "contended-cost", None, 0))),
+        true,
+    );
     group.bench_function("raw-redis-rs-rslock-loop", |b| {
         b.iter_custom(|iters| {
             let (raw, key, release, hand_overs) = (
@@ -207,48 +378,13 @@ fn contended(
                 .block_on(redis::cmd("DEL").arg(&key).query_async(&mut cleanup))
                 .unwrap();
             run_shared(rt, TASKS, iters, move |task| {
-                let (mut raw, key, release, hand_overs) = (
+                rslock_turn(
                     raw.clone(),
                     key.clone(),
                     release.clone(),
-                    hand_overs.clone(),
-                );
-                async move {
-                    let token = random_token();
-                    // rslock's `acquire`: SET NX PX; on failure the unlock script and a random
-                    // pause below its default retry delay (200 ms), then again.
-                    loop {
-                        let ok: Option<String> = redis::cmd("SET")
-                            .arg(&key)
-                            .arg(&token)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(10_000)
-                            .query_async(&mut raw)
-                            .await
-                            .unwrap();
-                        if ok.is_some() {
-                            break;
-                        }
-                        let _: i64 = release
-                            .key(&key)
-                            .arg(&token)
-                            .invoke_async(&mut raw)
-                            .await
-                            .unwrap();
-                        let pause = {
-                            use std::hash::{BuildHasher, Hasher};
-                            std::collections::hash_map::RandomState::new()
-                                .build_hasher()
-                                .finish()
-                                % 200
-                        };
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
-                    }
-                    hand_overs.granted(task);
-                    raw_release(raw, release, key, token).await;
-                    hand_overs.released(task);
-                }
+                    Some(hand_overs.clone()),
+                    task,
+                )
             })
         })
     });
@@ -258,13 +394,7 @@ fn contended(
             let (lock, hand_overs) = (lock.clone(), hand_overs.clone());
             hand_overs.reset();
             run_shared(rt, TASKS, iters, move |task| {
-                let (lock, hand_overs) = (lock.clone(), hand_overs.clone());
-                async move {
-                    let guard = lock.acquire("contended").await.unwrap();
-                    hand_overs.granted(task);
-                    guard.release().await.unwrap();
-                    hand_overs.released(task);
-                }
+                lock_turn(lock.clone(), "contended", Some(hand_overs.clone()), task)
             })
         })
     });
@@ -302,6 +432,30 @@ fn lock(c: &mut Criterion) {
     let release = RELEASE.inner().clone();
     let fenced = ACQUIRE_FENCED.inner().clone();
 
+    // What one uncontended acquire + release costs the server, at 50 tasks.
+    let (r, k, rel) = (raw.clone(), raw_keys.clone(), release.clone());
+    server_cost(
+        &rt,
+        &redis,
+        "acquire-release, raw-redis-rs",
+        50,
+        20_000,
+        Box::new(move |_| Box::pin(raw_acquire_release(r.clone(), k.clone(), rel.clone()))),
+        false,
+    );
+    for (name, lock) in &locks {
+        let lock = lock.clone();
+        server_cost(
+            &rt,
+            &redis,
+            &format!("acquire-release, {name}"),
+            50,
+            20_000,
+            Box::new(move |_| Box::pin(take_and_release(lock.clone()))),
+            false,
+        );
+    }
+
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "lock/acquire-release", tasks);
         bench_concurrent(
@@ -310,12 +464,7 @@ fn lock(c: &mut Criterion) {
             "raw-redis-rs",
             tasks,
             (raw.clone(), raw_keys.clone(), release.clone()),
-            |(raw, raw_keys, release), _| async move {
-                let key = raw_keys.key(&resource()).unwrap();
-                let token = random_token();
-                raw_set(raw.clone(), key.clone(), token.clone()).await;
-                raw_release(raw, release, key, token).await;
-            },
+            |(raw, raw_keys, release), _| raw_acquire_release(raw, raw_keys, release),
         );
         bench_concurrent(
             &mut group,
@@ -354,7 +503,7 @@ fn lock(c: &mut Criterion) {
         group.finish();
     }
 
-    contended(c, &rt, &raw, &raw_keys, &release, &locks[0].1);
+    contended(c, &rt, &redis, &raw, &raw_keys, &release, &locks[0].1);
 
     // The safer grant: the same lock with and without waiting for a replica's acknowledgement,
     // on a private master with one replica.

@@ -6,7 +6,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use redis_core::{Backoff, ErrorPredicates, Key, KeySpace, random_token, release_in_background};
-use tokio::time::Instant;
+use tokio::{sync::oneshot, time::Instant};
 use tracing::{Instrument, field::Empty};
 
 use crate::{
@@ -48,7 +48,7 @@ pub(crate) trait Acquirer: Sync {
 
     /// A registration for wake-ups on `key` while an `acquire` waits, for primitives whose
     /// releases notify waiters. Default: none (waiters poll).
-    fn waiter(&self, _key: &Key) -> Option<Waiter> {
+    fn waiter(&self, _resource: &str, _key: &Key) -> Option<Waiter> {
         None
     }
 
@@ -107,7 +107,7 @@ pub(crate) trait Acquirer: Sync {
             let result = async {
                 let config = self.settings().with(options)?;
                 let key = self.keys().key(resource)?;
-                let waiter = self.waiter(&key);
+                let waiter = self.waiter(resource, &key);
                 acquire_loop(&config, waiter.as_ref(), || {
                     attempts = attempts.saturating_add(1);
                     self.try_once(resource, &key, &config, true)
@@ -253,16 +253,23 @@ where
             notified
         });
         // A waiter of this process was just handed the lock: queue behind it (first turn only,
-        // so a lost wake-up costs one backoff pause at most).
+        // so a lost wake-up costs one backoff pause at most), offering to take it over next.
         if tries == 0
             && let (Some(w), Some(notified)) = (waiter, woken.as_mut())
             && w.handoff_pending()
         {
             let pause = retry_pause(&config.retry, 0, rand::random::<f64>(), None, None);
             let pause = deadline.map_or(pause, |d| pause.min(d - Instant::now().min(d)));
+            let mut offer = w.offer(config);
             tokio::select! {
                 () = notified.as_mut() => {}
                 () = tokio::time::sleep(pause) => {}
+                handed = handed_over(&mut offer) => if let Some(guard) = handed {
+                    return Ok(guard);
+                },
+            }
+            if let Some(guard) = offer.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                return Ok(guard);
             }
             tries = 1;
             continue;
@@ -280,18 +287,18 @@ where
         if let Some(w) = waiter {
             w.attempted();
         }
-        let holder_left = match outcome {
+        let (holder_left, held) = match outcome {
             Ok(Attempt::Acquired(guard)) => return Ok(guard),
             Ok(Attempt::Held(hint)) => {
                 last_error = None;
                 if let Some(w) = waiter {
                     w.subscribe();
                 }
-                hint
+                (hint, true)
             }
             Err(e) if e.is_retryable() => {
                 last_error = Some(e);
-                None
+                (None, false)
             }
             Err(e) => return Err(e),
         };
@@ -307,16 +314,33 @@ where
             holder_left,
             wait_left,
         );
-        match woken.as_mut() {
-            Some(notified) => {
+        match (waiter, woken.as_mut()) {
+            (Some(w), Some(notified)) => {
+                // Held by someone: a release by this process may hand the lock straight over.
+                let mut offer = if held { w.offer(config) } else { None };
                 tokio::select! {
                     () = notified.as_mut() => {}
                     () = tokio::time::sleep(pause) => {}
+                    handed = handed_over(&mut offer) => if let Some(guard) = handed {
+                        return Ok(guard);
+                    },
+                }
+                if let Some(guard) = offer.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    return Ok(guard);
                 }
             }
-            None => tokio::time::sleep(pause).await,
+            _ => tokio::time::sleep(pause).await,
         }
         tries = tries.saturating_add(1);
+    }
+}
+
+/// The guard a local release hands over on `offer`; `None` when the offer was dropped unfilled
+/// (the hand-over failed: try again); never resolves without an offer.
+async fn handed_over(offer: &mut Option<oneshot::Receiver<LockGuard>>) -> Option<LockGuard> {
+    match offer {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -107,6 +107,19 @@ impl Fencing {
     }
 }
 
+impl Fencing {
+    /// The hand-over script's horizon argument: as [`horizon_arg`](Self::horizon_arg), `-1` for
+    /// no fencing.
+    pub(crate) fn handover_arg(&self) -> i64 {
+        match self {
+            Self::Off => -1,
+            Self::Expiring { .. } | Self::Counter => {
+                i64::try_from(self.horizon_arg()).unwrap_or(i64::MAX)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +150,11 @@ mod tests {
         );
         assert_eq!(Fencing::Counter.horizon_arg(), 0);
         assert_eq!(Fencing::Off.horizon(), None);
+        assert_eq!(Fencing::Off.handover_arg(), -1);
+        assert_eq!(Fencing::Counter.handover_arg(), 0);
+        assert_eq!(
+            Fencing::expiring(Duration::from_secs(2)).handover_arg(),
+            2000
+        );
     }
 }

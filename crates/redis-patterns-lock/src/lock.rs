@@ -14,7 +14,7 @@ use crate::{
     lock_lease::LockLease,
     metrics::{DEFAULT_NAME, LeaseKind, Metrics, lease_span, validate_name},
     scripts::FENCE_SUFFIX,
-    wake::{Waiter, Waiters},
+    wake::{HandOver, Waiter, Waiters},
 };
 
 /// A lock on one Redis deployment (a server, a Sentinel-managed master, or a cluster: each
@@ -109,10 +109,16 @@ impl LockBuilder {
         validate_name(&self.name)?;
         let keys = self.keys.pattern("lock")?;
         let channel = format!("{}:released", keys.prefix());
+        let metrics = Metrics::register(&self.name, LeaseKind::Lock, Some(self.redis.clone()));
+        // A hand-over cannot wait for a replica's acknowledgement: off with `replica_ack`.
+        let handover = self.replica_ack.is_none().then(|| HandOver {
+            fencing: self.fencing,
+            metrics: Arc::clone(&metrics),
+        });
         Ok(Lock {
             keys,
-            metrics: Metrics::register(&self.name, LeaseKind::Lock, Some(self.redis.clone())),
-            waiters: Waiters::new(self.redis.clone(), channel),
+            metrics,
+            waiters: Waiters::new(self.redis.clone(), channel, handover),
             redis: self.redis,
             lease: self.lease,
             fencing: self.fencing,
@@ -232,7 +238,7 @@ impl Acquirer for Lock {
             .await
     }
 
-    fn waiter(&self, key: &Key) -> Option<Waiter> {
-        Some(self.waiters.enter(key.as_str()))
+    fn waiter(&self, resource: &str, key: &Key) -> Option<Waiter> {
+        Some(self.waiters.enter(resource, key.as_str()))
     }
 }

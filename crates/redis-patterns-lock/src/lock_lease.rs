@@ -15,8 +15,10 @@ use crate::{
     guard::LockGuard,
     lease::Lease,
     metrics::Metrics,
-    scripts::{EXTEND, FENCE_SUFFIX, LOCK_ACQUIRE, LOCK_RELEASE, LOCK_WAIT, WAITERS_SUFFIX},
-    wake::Waiters,
+    scripts::{
+        EXTEND, FENCE_SUFFIX, LOCK_ACQUIRE, LOCK_HANDOVER, LOCK_RELEASE, LOCK_WAIT, WAITERS_SUFFIX,
+    },
+    wake::{Offer, Waiters},
 };
 
 /// A lock's lease on one resource of one deployment.
@@ -139,6 +141,55 @@ impl LockLease {
     }
 }
 
+impl LockLease {
+    /// Gives the lease held with `token` straight to the local waiter behind `offer`, in one
+    /// round trip; `Ok(false)` when it was no longer ours. The waiter's lease counts from before
+    /// the request, like an acquire's. Whatever goes wrong drops the offer, which wakes the waiter
+    /// to try on its own; a grant that may have happened without reaching it is given back in the
+    /// background.
+    async fn hand_over(&self, token: &str, offer: Offer) -> Result<bool> {
+        let Some(handover) = self.waiters.handover() else {
+            return Ok(false);
+        };
+        let next = Arc::new(Self::new(
+            self.redis.clone(),
+            self.key.clone(),
+            Arc::clone(&self.waiters),
+        ));
+        let pending = PendingLease::new(&offer.resource, next as Arc<dyn Lease>);
+        let start = Instant::now();
+        let (handed, value): (i64, i64) = LOCK_HANDOVER
+            .call()
+            .key(&self.key)
+            .key(self.key.companion(FENCE_SUFFIX))
+            .arg(token)
+            .arg(pending.token())
+            .arg(duration_millis(offer.config.ttl))
+            .arg(handover.fencing.handover_arg())
+            .invoke(&self.redis)
+            .await?;
+        if handed != 1 {
+            drop(pending.settle());
+            return Ok(false);
+        }
+        let fence = u64::try_from(value)
+            .map_err(|_| Error::unexpected_reply(format!("fencing counter {value}")))?;
+        let (lease, token) = pending.settle();
+        let guard = LockGuard::new(
+            &offer.resource,
+            token,
+            fence,
+            start,
+            &offer.config,
+            lease,
+            Arc::clone(&handover.metrics),
+        );
+        // A waiter that gave up meanwhile drops the guard, which gives the lock back.
+        drop(offer.guard.send(guard));
+        Ok(true)
+    }
+}
+
 impl Lease for LockLease {
     fn extend<'a>(&'a self, token: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
@@ -155,6 +206,9 @@ impl Lease for LockLease {
 
     fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if let Some(offer) = self.waiters.take_offer(self.key.as_str()) {
+                return self.hand_over(token, offer).await;
+            }
             let n: i64 = LOCK_RELEASE
                 .call()
                 .key(&self.key)

@@ -50,6 +50,7 @@ pub static REQUIREMENTS: Requirements = Requirements::new("lock")
         &scripts::LOCK_ACQUIRE,
         &scripts::LOCK_RELEASE,
         &scripts::LOCK_WAIT,
+        &scripts::LOCK_HANDOVER,
         &scripts::ACQUIRE,
         &scripts::RELEASE,
         &scripts::EXTEND,

@@ -1,13 +1,14 @@
 //! Waiting `acquire` calls are woken by the release: in another process (a `Lock` on its own
 //! connection, told through pub/sub), in the same `Lock` (woken locally), on a 3-master cluster;
-//! and a wait is kept even when an attempt is stuck on a blackholed connection.
+//! and a wait is kept even when an attempt is stuck on a blackholed connection; a local waiter is
+//! handed the lock directly, with the next fence.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use redis_core::{Config, KeySpace, Redis, redis};
-use redis_lock::{AcquireOptions, ErrorPredicates, Lock, WAIT_MARGIN};
+use redis_lock::{AcquireOptions, ErrorPredicates, Fencing, Lock, WAIT_MARGIN};
 use redis_test_support::{FaultProxy, TestCluster, TestContext, TestServer, wait_until};
 use support::{backoff, ms};
 
@@ -236,4 +237,74 @@ async fn a_grant_with_replica_ack_needs_a_replica_and_is_given_back_without_one(
             .build()
             .is_err()
     );
+}
+
+/// A release by a guard of the same `Lock` hands the lock straight to a waiting `acquire`: the
+/// waiter holds it under its own token and lease, with the next fence, and gives it back as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_waiter_is_handed_the_lock_with_the_next_fence_in_every_mode() {
+    let ctx = TestContext::new().await;
+    for (mode, fencing) in [Fencing::default(), Fencing::Counter, Fencing::Off]
+        .into_iter()
+        .enumerate()
+    {
+        let job = format!("job-{mode}");
+        let lock = Lock::builder(ctx.redis().clone(), &ctx.keyspace())
+            .ttl(Duration::from_secs(30))
+            .wait(Duration::from_secs(30))
+            .retry_delay(backoff(Duration::from_secs(5), Duration::from_secs(5)))
+            .fencing(fencing)
+            .build()
+            .unwrap();
+        let mut previous = lock.try_acquire(&job).await.unwrap().expect("free");
+        for _ in 0..5 {
+            let waiting = {
+                let (lock, job) = (lock.clone(), job.clone());
+                tokio::spawn(async move {
+                    lock.acquire_with_options(&job, &AcquireOptions::new().ttl(ms(20_000)))
+                        .await
+                })
+            };
+            let marker = lock.key(&job).unwrap().companion("waiters");
+            wait_until(
+                "the waiter marked the lock",
+                Duration::from_secs(10),
+                || exists(ctx.redis(), marker.as_str()),
+            )
+            .await;
+            let released = Instant::now();
+            let fence = previous.fence();
+            previous.release().await.unwrap();
+            let next = waiting.await.unwrap().unwrap();
+            assert!(released.elapsed() < Duration::from_secs(1), "{fencing:?}");
+            if fencing == Fencing::Off {
+                assert_eq!(next.fence(), 0);
+            } else {
+                assert!(
+                    next.fence() > fence,
+                    "{fencing:?}: {} after {fence}",
+                    next.fence()
+                );
+            }
+            let key = lock.key(&job).unwrap();
+            let (owner, pttl): (Option<String>, i64) = ctx
+                .redis()
+                .query_pipeline(redis::pipe().get(&key).pttl(&key))
+                .await
+                .unwrap();
+            assert_eq!(owner.as_deref(), Some(next.token()), "{fencing:?}");
+            assert!(
+                pttl > 15_000 && pttl <= 20_000,
+                "{fencing:?}: the waiter's lease, {pttl}"
+            );
+            previous = next;
+        }
+        previous.release().await.unwrap();
+        let last = lock
+            .try_acquire(&job)
+            .await
+            .unwrap()
+            .expect("free once released");
+        last.release().await.unwrap();
+    }
 }

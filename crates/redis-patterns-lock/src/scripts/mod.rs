@@ -27,6 +27,12 @@ pub(crate) static LOCK_ACQUIRE: Script =
 pub(crate) static LOCK_RELEASE: Script =
     Script::new("lock_release_notify", include_str!("lock_release.lua"));
 
+/// [`Lock`](crate::Lock)'s hand-over to a waiter of the same process. KEYS: lock, fence; ARGV:
+/// owner token, waiter's token, ttl ms, counter horizon ms (`0`: no TTL, `-1`: no fencing); reply
+/// `{1, fence}` handed over, `{0, 0}` not ours.
+pub(crate) static LOCK_HANDOVER: Script =
+    Script::new("lock_handover", include_str!("lock_handover.lua")).with_preludes(&[SERVER_CLOCK]);
+
 /// An unfenced lock's waiter marks itself. KEYS: lock, waiters; ARGV: none; reply the holder's
 /// pttl, `-2` when the lock is free.
 pub(crate) static LOCK_WAIT: Script = Script::new("lock_wait", include_str!("lock_wait.lua"));
