@@ -343,7 +343,7 @@ fn contended(
     let hand_overs = Arc::new(HandOvers::default());
     // Server cost first, on a fresh key (a grant left by a dropped task is cleared by its TTL).
     let cost_key = raw_keys.key("contended-cost").unwrap();
-    let (r, k, rel) = (raw.clone(), cost_key.clone(), release.clone());
+    let (r, k, rel) = (raw.clone(), cost_key, release.clone());
     server_cost(
         rt,
         redis,
