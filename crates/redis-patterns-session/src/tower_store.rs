@@ -1,7 +1,10 @@
 //! [`TowerSessionStore`]: a `tower_sessions_core::SessionStore` on top of the session store's
 //! handle, key space and secret (feature `tower-sessions`).
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use redis_core::{Codec, Key, Script};
@@ -39,8 +42,9 @@ const ATTEMPTS: usize = 4;
 /// - `save` of a session that has meanwhile expired or been deleted writes nothing, so a
 ///   session cannot be brought back to life by a late request;
 /// - `load` is a plain `GET` (no script) while the record is live, `create` a plain `SET NX
-///   PXAT` (on the server's clock as the store last read it), `save` one script (it keeps the
-///   creation time and refuses a record that is gone).
+///   PXAT` (on the server's clock as the store last read it), `save` a plain `SET XX PXAT` of a
+///   record this store created or loaded (it remembers their creation times, which the absolute
+///   timeout counts from) and a script otherwise.
 ///
 /// ```no_run
 /// use redis_core::{KeySpace, Redis};
@@ -57,12 +61,54 @@ const ATTEMPTS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct TowerSessionStore<C: Codec = redis_core::codec::Json> {
     inner: SessionStore<C>,
+    created: Arc<CreationTimes>,
+}
+
+/// The creation times of records this store created or loaded, by key digest, so that `save`
+/// of such a record can be one plain `SET XX PXAT` (the absolute timeout counts from creation,
+/// which a record never changes). A record this store has not seen is saved by the script.
+/// Bounded: a shard that reaches its share of [`CreationTimes::CAPACITY`] starts over.
+#[derive(Debug, Default)]
+struct CreationTimes {
+    shards: [Mutex<HashMap<[u8; 32], u64>>; 16],
+}
+
+impl CreationTimes {
+    /// Most records remembered (about 60 bytes each).
+    const CAPACITY: usize = 16_384;
+
+    fn shard(&self, digest: &[u8; 32]) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+        let shard = &self.shards[usize::from(digest[31] & 15)];
+        // A panic while holding it cannot leave the map inconsistent: take it back.
+        shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, digest: [u8; 32], created: u64) {
+        let mut shard = self.shard(&digest);
+        if shard.len() >= Self::CAPACITY / 16 {
+            shard.clear();
+        }
+        shard.insert(digest, created);
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<u64> {
+        self.shard(digest).get(digest).copied()
+    }
+
+    fn forget(&self, digest: &[u8; 32]) {
+        self.shard(digest).remove(digest);
+    }
 }
 
 impl<C: Codec> TowerSessionStore<C> {
     /// Wraps `store`.
     pub fn new(store: SessionStore<C>) -> Self {
-        Self { inner: store }
+        Self {
+            inner: store,
+            created: Arc::default(),
+        }
     }
 
     /// The Redis key of a tower-sessions id: a digest of the id, never the id. For inspection.
@@ -70,11 +116,21 @@ impl<C: Codec> TowerSessionStore<C> {
     /// # Errors
     /// [`crate::Error::Core`] when the key would exceed the key space's length limit.
     pub fn key_of(&self, id: &Id) -> crate::Result<Key> {
+        Ok(self.key_and_digest(id)?.0)
+    }
+
+    /// The key of a record and the digest it is named by.
+    fn key_and_digest(&self, id: &Id) -> crate::Result<(Key, [u8; 32])> {
         let digest = self
             .inner
             .hasher()
             .digest("tower-session", id.to_string().as_bytes());
-        let bucket = digest_bucket(&digest);
+        let key = self.key_of_digest(&digest)?;
+        Ok((key, digest))
+    }
+
+    fn key_of_digest(&self, digest: &[u8; 32]) -> crate::Result<Key> {
+        let bucket = digest_bucket(digest);
         let name =
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
         Ok(self.inner.keys().tagged(&bucket_tag(bucket), &name)?)
@@ -119,7 +175,7 @@ impl<C: Codec> TowerSessionStore<C> {
     /// Writes a new record: a plain `SET NX PXAT` while the store knows the server's clock, the
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
-        let key = self.key_of(&record.id).map_err(backend)?;
+        let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
         let Some(now) = self.inner.clock().now() else {
             return self.write(&TOWER_CREATE, &key, record).await;
         };
@@ -143,6 +199,9 @@ impl<C: Codec> TowerSessionStore<C> {
             )
             .await
             .map_err(core_backend)?;
+        if set.is_some() {
+            self.created.remember(digest, now);
+        }
         Ok(set.is_some())
     }
 
@@ -158,9 +217,43 @@ impl<C: Codec> TowerSessionStore<C> {
         ))
     }
 
+    /// Replaces the data of a live record, never bringing back one that is gone: one plain
+    /// `SET XX PXAT` when this store knows the record's creation time and the server's clock,
+    /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
-        let key = self.key_of(&record.id).map_err(backend)?;
-        self.write(&TOWER_SAVE, &key, record).await
+        let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
+        let (Some(created), Some(now)) = (self.created.get(&digest), self.inner.clock().now())
+        else {
+            return self.write(&TOWER_SAVE, &key, record).await;
+        };
+        let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
+        let deadline = expires.min(created.saturating_add(self.inner.absolute_ms()));
+        let redis = self.inner.redis();
+        if deadline <= now {
+            // Past a deadline: as the script, end it rather than write it.
+            self.created.forget(&digest);
+            let _: i64 = redis
+                .query(redis_core::redis::cmd("DEL").arg(&key))
+                .await
+                .map_err(core_backend)?;
+            return Ok(false);
+        }
+        let value = layout::encode(RECORD, created, expires, "", &Self::encoded_data(record)?);
+        let set: Option<String> = redis
+            .query(
+                redis_core::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("XX")
+                    .arg("PXAT")
+                    .arg(deadline),
+            )
+            .await
+            .map_err(core_backend)?;
+        if set.is_none() {
+            self.created.forget(&digest);
+        }
+        Ok(set.is_some())
     }
 
     /// A plain `GET` (reads record nothing, so no script is needed while the record is live
@@ -168,7 +261,7 @@ impl<C: Codec> TowerSessionStore<C> {
     /// store does not know the server's clock or finds a deadline passed (the script deletes
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let key = self.key_of(id).map_err(backend)?;
+        let (key, digest) = self.key_and_digest(id).map_err(backend)?;
         let reply = self
             .inner
             .redis()
@@ -204,6 +297,7 @@ impl<C: Codec> TowerSessionStore<C> {
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
+        self.created.remember(digest, stored.created);
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
@@ -224,7 +318,8 @@ impl<C: Codec> TowerSessionStore<C> {
     }
 
     async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
-        let key = self.key_of(id).map_err(backend)?;
+        let (key, digest) = self.key_and_digest(id).map_err(backend)?;
+        self.created.forget(&digest);
         let removed: i64 = self
             .inner
             .redis()

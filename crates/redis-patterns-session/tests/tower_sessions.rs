@@ -295,3 +295,71 @@ async fn login_counter_and_logout_through_the_tower_sessions_layer() {
     );
     assert!(ctx.keys().await.is_empty(), "{:?}", ctx.keys().await);
 }
+
+/// Script calls of any kind between two `INFO commandstats` snapshots.
+fn script_calls(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> u64 {
+    ["eval", "evalsha", "eval_ro", "evalsha_ro"]
+        .iter()
+        .map(|name| after.get(*name).unwrap_or(&0) - before.get(*name).unwrap_or(&0))
+        .sum()
+}
+
+#[tokio::test]
+async fn saving_a_record_the_store_has_seen_is_one_plain_set_that_keeps_its_creation_time() {
+    use redis_test_support::command_calls;
+
+    let ctx = TestContext::private().await;
+    let redis = ctx.redis().clone();
+    let tower = TowerSessionStore::new(store(&ctx, 60_000, 3_600_000, 0));
+    // The first create reads the server's clock (a script); the next ones are plain.
+    tower
+        .create(&mut record(time::Duration::minutes(10)))
+        .await
+        .unwrap();
+    let mut rec = record(time::Duration::minutes(10));
+    tower.create(&mut rec).await.unwrap();
+    let key = tower.key_of(&rec.id).unwrap();
+    let header = |redis: redis_core::Redis, key: redis_core::Key| async move {
+        let value: Vec<u8> = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
+        value[..18].to_vec()
+    };
+    let created = header(redis.clone(), key.clone()).await;
+
+    let before = command_calls(&redis).await;
+    rec.data.insert("counter".into(), serde_json::json!(2));
+    rec.expiry_date = OffsetDateTime::now_utc() + time::Duration::minutes(20);
+    tower.save(&rec).await.unwrap();
+    let after = command_calls(&redis).await;
+    assert_eq!(script_calls(&before, &after), 0, "{after:?}");
+    assert_eq!(after["set"] - before["set"], 1);
+    assert_eq!(header(redis.clone(), key.clone()).await, created);
+    assert_eq!(
+        tower.load(&rec.id).await.unwrap().unwrap().data["counter"],
+        2
+    );
+    let pttl: i64 = redis.query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+    assert!((10 * 60_000..=20 * 60_000).contains(&pttl), "{pttl}");
+
+    // A store that has not seen the record saves it through the script, with the same result.
+    let other = TowerSessionStore::new(store(&ctx, 60_000, 3_600_000, 0));
+    rec.data.insert("counter".into(), serde_json::json!(3));
+    let before = command_calls(&redis).await;
+    other.save(&rec).await.unwrap();
+    let after = command_calls(&redis).await;
+    assert!(script_calls(&before, &after) >= 1, "{after:?}");
+    assert_eq!(header(redis.clone(), key.clone()).await, created);
+    assert_eq!(
+        tower.load(&rec.id).await.unwrap().unwrap().data["counter"],
+        3
+    );
+
+    // Deleted behind the store's back: the plain save brings nothing back.
+    let _: i64 = redis.query(redis::cmd("DEL").arg(&key)).await.unwrap();
+    tower.save(&rec).await.unwrap();
+    let exists: bool = redis.query(redis::cmd("EXISTS").arg(&key)).await.unwrap();
+    assert!(!exists);
+    assert!(tower.load(&rec.id).await.unwrap().is_none());
+}
