@@ -176,7 +176,12 @@ pub(crate) fn digest_bucket(digest: &[u8; 32]) -> u16 {
 
 /// The hash tag of a bucket: three hex digits.
 pub(crate) fn bucket_tag(bucket: u16) -> String {
-    format!("{:03x}", bucket % BUCKETS)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bucket = bucket % BUCKETS;
+    [8, 4, 0]
+        .iter()
+        .map(|shift| char::from(HEX[usize::from((bucket >> shift) & 15)]))
+        .collect()
 }
 
 /// A random bucket for a session without a user.
@@ -306,5 +311,8 @@ mod tests {
         assert_eq!(keyed.user_bucket("alice"), keyed.user_bucket("alice"));
         assert!((0..1000).all(|i| plain.user_bucket(&format!("u{i}")) < BUCKETS));
         assert_eq!(bucket_tag(10), "00a");
+        assert_eq!(bucket_tag(4095), "fff");
+        assert_eq!(bucket_tag(0x123), "123");
+        assert_eq!(bucket_tag(4096), "000");
     }
 }

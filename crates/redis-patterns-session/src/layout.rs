@@ -99,10 +99,13 @@ fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
 
 /// Decimal digits only (the header's fixed-width numbers).
 fn digits(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+    if bytes.is_empty() {
         return None;
     }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    bytes.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// The fields as a MessagePack map of strings.
@@ -348,9 +351,13 @@ mod tests {
             parse(b"X1000000000000000100000000000000020000000000", SESSION),
             None
         );
-        let mut bad_digit = value.clone();
-        bad_digit[5] = b'x';
-        assert_eq!(parse(&bad_digit, SESSION), None);
+        for bad in [b'x', b'/', b':', b' ', b'-'] {
+            let mut bad_digit = value.clone();
+            bad_digit[5] = bad;
+            assert_eq!(parse(&bad_digit, SESSION), None);
+        }
+        assert_eq!(digits(b"99999999999999999999"), None, "overflow");
+        assert_eq!(digits(b"0000000000000042"), Some(42));
     }
 
     #[test]
