@@ -218,3 +218,38 @@ async fn the_msgpack_codec_round_trips_fields_and_whole_sessions() {
     let s = store.load(&rotated).await.unwrap().unwrap();
     assert_eq!(s.deserialize::<Cart>().unwrap(), expected);
 }
+
+#[tokio::test]
+async fn values_of_every_stored_length_survive_an_edit_on_the_server() {
+    // The fields are a MessagePack map the client writes and the update script rewrites: values
+    // of each string length class (fixstr, str8, str16, str32 once encoded) must come back
+    // intact.
+    let ctx = TestContext::new().await;
+    let store = store(&ctx, 60_000, 600_000, 0);
+    let lengths = [0usize, 1, 31, 32, 255, 256, 65_535, 65_536, 200_000];
+    let value = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 % 256) as u8).collect() };
+    let data: BTreeMap<String, Vec<u8>> = lengths
+        .iter()
+        .map(|&n| (format!("len{n}"), value(n)))
+        .collect();
+    let id = store.create(&data).await.unwrap();
+    assert!(store.set_field(&id, "edited", &true).await.unwrap());
+    assert!(store.remove_field(&id, "len1").await.unwrap());
+    let s = store.load(&id).await.unwrap().unwrap();
+    for n in lengths.iter().filter(|&&n| n != 1) {
+        assert_eq!(
+            s.get::<Vec<u8>>(&format!("len{n}")).unwrap(),
+            Some(value(*n)),
+            "length {n}"
+        );
+    }
+    assert_eq!(s.get::<Vec<u8>>("len1").unwrap(), None);
+    assert_eq!(s.get::<bool>("edited").unwrap(), Some(true));
+
+    // Every field removed: the empty map the script writes back loads as no fields.
+    for name in s.field_names().map(str::to_owned).collect::<Vec<_>>() {
+        assert!(store.remove_field(&id, &name).await.unwrap());
+    }
+    let s = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(s.field_names().count(), 0);
+}
