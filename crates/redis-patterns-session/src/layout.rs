@@ -110,9 +110,14 @@ fn digits(bytes: &[u8]) -> Option<u64> {
 
 /// The fields as a MessagePack map of strings.
 pub(crate) fn encode_fields<'a>(
-    fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Every string's bytes plus at most 5 bytes of header each, and the map's.
+    let size = fields
+        .clone()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size + 5);
     let n = fields.len();
     match u32::try_from(n) {
         Ok(n) if n < 16 => out.push(0x80 | n as u8),
