@@ -14,6 +14,7 @@
 //! array it writes for an empty table) of strings (str or bin). Anything else is a corrupt value.
 
 use std::{
+    ops::Range,
     sync::{
         OnceLock,
         atomic::{AtomicI64, Ordering},
@@ -158,20 +159,54 @@ fn encode_str(out: &mut Vec<u8>, bytes: &[u8]) {
 /// # Errors
 /// [`Error::Core`] (an unexpected reply) when the bytes are not such a map or a name is not UTF-8.
 pub(crate) fn decode_fields(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    Ok(field_ranges(bytes, 0)?
+        .into_iter()
+        .map(|field| {
+            (
+                String::from_utf8_lossy(&bytes[field.name]).into_owned(),
+                bytes[field.value].to_vec(),
+            )
+        })
+        .collect())
+}
+
+/// Where one field's name and value lie in a stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldRange {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+/// The fields of the map that starts at `start` in `bytes` (and runs to its end), as ranges of
+/// `bytes`, sorted by name; of a name given twice the last counts. Names are checked to be UTF-8.
+///
+/// # Errors
+/// [`Error::Core`] (an unexpected reply) when the bytes are not such a map or a name is not UTF-8.
+pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>, Error> {
     let corrupt = || Error::unexpected_reply("corrupt session fields");
-    let mut reader = Reader { bytes, pos: 0 };
+    let mut reader = Reader { bytes, pos: start };
     let n = reader.map_len().ok_or_else(corrupt)?;
     let mut out = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         let name = reader.str().ok_or_else(corrupt)?;
         let value = reader.str().ok_or_else(corrupt)?;
-        let name = std::str::from_utf8(name)
-            .map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
-        out.push((name.to_owned(), value.to_vec()));
+        if std::str::from_utf8(&bytes[name.clone()]).is_err() {
+            return Err(Error::unexpected_reply("non-UTF-8 field name"));
+        }
+        out.push(FieldRange { name, value });
     }
     if reader.pos != bytes.len() {
         return Err(corrupt());
     }
+    // Stable: of equal names the later stays after the earlier, and replaces it.
+    out.sort_by(|a, b| bytes[a.name.clone()].cmp(&bytes[b.name.clone()]));
+    out.dedup_by(|later, earlier| {
+        let same = bytes[later.name.clone()] == bytes[earlier.name.clone()];
+        if same {
+            earlier.value = later.value.clone();
+        }
+        same
+    });
     Ok(out)
 }
 
@@ -189,6 +224,20 @@ impl<'a> Reader<'a> {
 
     fn byte(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
+    }
+
+    /// Where the next string's bytes lie.
+    fn str(&mut self) -> Option<Range<usize>> {
+        let n = match self.byte()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 | 0xc4 => self.be(1)?,
+            0xda | 0xc5 => self.be(2)?,
+            0xdb | 0xc6 => self.be(4)?,
+            _ => return None,
+        };
+        let start = self.pos;
+        self.take(n)?;
+        Some(start..self.pos)
     }
 
     fn be(&mut self, n: usize) -> Option<usize> {
@@ -211,17 +260,6 @@ impl<'a> Reader<'a> {
             0xdd if self.be(4)? == 0 => Some(0),
             _ => None,
         }
-    }
-
-    fn str(&mut self) -> Option<&'a [u8]> {
-        let n = match self.byte()? {
-            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
-            0xd9 | 0xc4 => self.be(1)?,
-            0xda | 0xc5 => self.be(2)?,
-            0xdb | 0xc6 => self.be(4)?,
-            _ => return None,
-        };
-        self.take(n)
     }
 }
 
@@ -388,6 +426,19 @@ mod tests {
         ] {
             assert!(decode_fields(corrupt).is_err(), "{corrupt:?}");
         }
+    }
+
+    #[test]
+    fn field_ranges_are_sorted_and_the_last_of_a_repeated_name_counts() {
+        let bytes = [
+            b'x', 0x83, 0xa1, b'b', 0xa1, b'1', 0xa1, b'a', 0xa1, b'2', 0xa1, b'b', 0xa1, b'3',
+        ];
+        let fields = field_ranges(&bytes, 1).unwrap();
+        let pairs: Vec<(&[u8], &[u8])> = fields
+            .iter()
+            .map(|f| (&bytes[f.name.clone()], &bytes[f.value.clone()]))
+            .collect();
+        assert_eq!(pairs, vec![(&b"a"[..], &b"2"[..]), (b"b", b"3")]);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! rules for the field names of session data.
 
 use std::{
-    collections::BTreeMap,
     fmt,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +13,7 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::SessionId,
-    layout::{self, Stored},
+    layout::{self, FieldRange},
 };
 
 /// Prefix of field names the store keeps for itself (refused in session data).
@@ -27,7 +26,10 @@ pub struct Session<C: Codec = Json> {
     created_at: SystemTime,
     last_seen: SystemTime,
     expires_at: SystemTime,
-    fields: BTreeMap<String, Vec<u8>>,
+    /// The stored value, which the fields are read from in place.
+    value: Vec<u8>,
+    /// Each field's name and value in `value`, sorted by name.
+    fields: Vec<FieldRange>,
     codec: C,
 }
 
@@ -39,50 +41,40 @@ impl<C: Codec> fmt::Debug for Session<C> {
             .field("created_at", &self.created_at)
             .field("last_seen", &self.last_seen)
             .field("expires_at", &self.expires_at)
-            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .field("fields", &self.field_names().collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl<C: Codec> Session<C> {
-    /// A session from its stored value, found live with its last recorded access at `seen`.
-    pub(crate) fn from_stored(
+    /// A session from its stored `value` (a session's, see `crate::layout`), found live with its
+    /// last recorded access at `seen`.
+    ///
+    /// # Errors
+    /// [`Error::Core`] (an unexpected reply) when the value is not a session or its fields are
+    /// corrupt.
+    pub(crate) fn from_value(
         id: SessionId,
-        stored: &Stored<'_>,
+        value: Vec<u8>,
         seen: u64,
         timeouts: &Timeouts,
         codec: C,
     ) -> Result<Self> {
-        let fields = layout::decode_fields(stored.fields)?.into_iter().collect();
-        Ok(Self::new(
-            id,
-            stored.owner.map(str::to_owned),
-            stored.created,
-            seen,
-            fields,
-            timeouts,
-            codec,
-        ))
-    }
-
-    fn new(
-        id: SessionId,
-        user: Option<String>,
-        created: u64,
-        seen: u64,
-        fields: BTreeMap<String, Vec<u8>>,
-        timeouts: &Timeouts,
-        codec: C,
-    ) -> Self {
-        Self {
+        let stored = layout::parse(&value, layout::SESSION)
+            .ok_or_else(|| Error::unexpected_reply("corrupt session value"))?;
+        let created = stored.created;
+        let user = stored.owner.map(str::to_owned);
+        let fields = layout::field_ranges(&value, value.len() - stored.fields.len())?;
+        Ok(Self {
             id,
             user,
             created_at: at(created),
             last_seen: at(seen),
             expires_at: at(timeouts.deadline(created, seen)),
+            value,
             fields,
             codec,
-        }
+        })
     }
 
     /// The id it was loaded by.
@@ -119,7 +111,7 @@ impl<C: Codec> Session<C> {
     /// # Errors
     /// [`Error::Core`] with a decode error when the stored bytes are not a `T`.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        match self.fields.get(name) {
+        match self.get_raw(name) {
             Some(bytes) => Ok(Some(self.codec.decode(bytes)?)),
             None => Ok(None),
         }
@@ -127,12 +119,18 @@ impl<C: Codec> Session<C> {
 
     /// The raw bytes of one field.
     pub fn get_raw(&self, name: &str) -> Option<&[u8]> {
-        self.fields.get(name).map(Vec::as_slice)
+        let found = self
+            .fields
+            .binary_search_by(|field| self.value[field.name.clone()].cmp(name.as_bytes()))
+            .ok()?;
+        Some(&self.value[self.fields[found].value.clone()])
     }
 
     /// The names of the fields, sorted.
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
-        self.fields.keys().map(String::as_str)
+        self.fields
+            .iter()
+            .map(|field| std::str::from_utf8(&self.value[field.name.clone()]).unwrap_or_default())
     }
 
     /// All fields as one typed value (a struct whose fields are the session's fields).
@@ -141,8 +139,13 @@ impl<C: Codec> Session<C> {
     /// [`Error::Core`] with a decode error when the fields do not form a `T`.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         let mut map = serde_json::Map::with_capacity(self.fields.len());
-        for (name, bytes) in &self.fields {
-            map.insert(name.clone(), self.codec.decode::<serde_json::Value>(bytes)?);
+        for field in &self.fields {
+            let name = std::str::from_utf8(&self.value[field.name.clone()]).unwrap_or_default();
+            let bytes = &self.value[field.value.clone()];
+            map.insert(
+                name.to_owned(),
+                self.codec.decode::<serde_json::Value>(bytes)?,
+            );
         }
         serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| redis_core::Error::Decode(Box::new(e)).into())

@@ -7,7 +7,7 @@ use redis_core::{Codec, Key, redis};
 
 use super::{SessionStore, found};
 use crate::{
-    error::{Error, Result},
+    error::Result,
     id::SessionId,
     layout::{self, Read, SESSION, TIMES_END},
     metrics::{Operation, session_span},
@@ -49,15 +49,13 @@ impl<C: Codec> SessionStore<C> {
                 let Some(value) = plain_reply(reply)? else {
                     return Ok(None);
                 };
-                if let Some(stored) = layout::parse(&value, SESSION) {
+                if let Some((created, seen)) = layout::times(&value, SESSION) {
                     let now = self.clock.now();
-                    if layout::session_read(stored.created, stored.seen, now, &self.timeouts)
-                        == Read::Live
-                    {
-                        return Session::from_stored(
+                    if layout::session_read(created, seen, now, &self.timeouts) == Read::Live {
+                        return Session::from_value(
                             id,
-                            &stored,
-                            stored.seen,
+                            value,
+                            seen,
                             &self.timeouts,
                             self.codec.clone(),
                         )
@@ -68,8 +66,7 @@ impl<C: Codec> SessionStore<C> {
             let Some((seen, value)) = self.access(&key, true).await? else {
                 return Ok(None);
             };
-            let stored = layout::parse(&value, SESSION).ok_or_else(corrupt)?;
-            Session::from_stored(id, &stored, seen, &self.timeouts, self.codec.clone()).map(Some)
+            Session::from_value(id, value, seen, &self.timeouts, self.codec.clone()).map(Some)
         };
         self.metrics
             .observe(Operation::Load, span, load, |s| found(s.is_some()))
@@ -133,9 +130,4 @@ impl<C: Codec> SessionStore<C> {
             (seen, value)
         }))
     }
-}
-
-/// A live session whose value does not parse.
-pub(super) fn corrupt() -> Error {
-    Error::unexpected_reply("corrupt session value")
 }
