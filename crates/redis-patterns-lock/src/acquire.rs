@@ -245,6 +245,8 @@ where
     let cutoff = deadline.and_then(|d| d.checked_add(WAIT_MARGIN));
     let mut tries = 0u32;
     let mut last_error = None;
+    // This call's place in the queue for a local hand-over, kept until it is served or gives up.
+    let mut offer = None;
     loop {
         // Registered before the attempt, so a release between its reply and the pause still wakes.
         let mut woken = waiter.map(|w| {
@@ -260,16 +262,16 @@ where
         {
             let pause = retry_pause(&config.retry, 0, rand::random::<f64>(), None, None);
             let pause = deadline.map_or(pause, |d| pause.min(d - Instant::now().min(d)));
-            let mut offer = w.offer(config);
+            if offer.is_none() {
+                offer = w.offer(config);
+            }
             tokio::select! {
                 () = notified.as_mut() => {}
                 () = tokio::time::sleep(pause) => {}
-                handed = handed_over(&mut offer) => if let Some(guard) = handed {
-                    return Ok(guard);
+                handed = handed_over(&mut offer) => match handed {
+                    Some(guard) => return Ok(guard),
+                    None => offer = None,
                 },
-            }
-            if let Some(guard) = offer.as_mut().and_then(|rx| rx.try_recv().ok()) {
-                return Ok(guard);
             }
             tries = 1;
             continue;
@@ -286,6 +288,11 @@ where
         };
         if let Some(w) = waiter {
             w.attempted();
+        }
+        // A hand-over may have landed while the attempt was in flight (which then found the lock
+        // held by this call's own new token).
+        if let Some(guard) = take_handed(&mut offer) {
+            return Ok(guard);
         }
         let (holder_left, held) = match outcome {
             Ok(Attempt::Acquired(guard)) => return Ok(guard),
@@ -317,16 +324,16 @@ where
         match (waiter, woken.as_mut()) {
             (Some(w), Some(notified)) => {
                 // Held by someone: a release by this process may hand the lock straight over.
-                let mut offer = if held { w.offer(config) } else { None };
+                if held && offer.is_none() {
+                    offer = w.offer(config);
+                }
                 tokio::select! {
                     () = notified.as_mut() => {}
                     () = tokio::time::sleep(pause) => {}
-                    handed = handed_over(&mut offer) => if let Some(guard) = handed {
-                        return Ok(guard);
+                    handed = handed_over(&mut offer) => match handed {
+                        Some(guard) => return Ok(guard),
+                        None => offer = None,
                     },
-                }
-                if let Some(guard) = offer.as_mut().and_then(|rx| rx.try_recv().ok()) {
-                    return Ok(guard);
                 }
             }
             _ => tokio::time::sleep(pause).await,
@@ -336,11 +343,24 @@ where
 }
 
 /// The guard a local release hands over on `offer`; `None` when the offer was dropped unfilled
-/// (the hand-over failed: try again); never resolves without an offer.
+/// (the hand-over failed: try again, and make a new offer); never resolves without an offer.
 async fn handed_over(offer: &mut Option<oneshot::Receiver<LockGuard>>) -> Option<LockGuard> {
     match offer {
         Some(rx) => rx.await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+/// The guard already handed over on `offer`, if any; a dropped offer (a failed hand-over) is
+/// cleared so the next pause makes a new one.
+fn take_handed(offer: &mut Option<oneshot::Receiver<LockGuard>>) -> Option<LockGuard> {
+    match offer.as_mut()?.try_recv() {
+        Ok(guard) => Some(guard),
+        Err(oneshot::error::TryRecvError::Closed) => {
+            *offer = None;
+            None
+        }
+        Err(oneshot::error::TryRecvError::Empty) => None,
     }
 }
 

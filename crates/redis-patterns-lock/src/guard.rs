@@ -4,7 +4,7 @@
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use redis_core::release_in_background;
-use tokio::{sync::watch, task::AbortHandle, time::Instant};
+use tokio::{task::AbortHandle, time::Instant};
 use tracing::Instrument;
 
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
     error::{Error, Result},
     lease::Lease,
     metrics::{Metrics, lease_span},
-    state::{self, Shared, State, Status},
+    state::{self, Shared, StateReceiver, Status},
     watchdog,
 };
 
@@ -39,7 +39,7 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("resource", &self.shared.resource)
             .field("fence", &self.shared.fence)
-            .field("state", &*self.shared.state.borrow())
+            .field("state", &self.shared.state.borrow())
             .field("watchdog", &self.watchdog.is_some())
             .finish()
     }
@@ -228,7 +228,7 @@ impl Drop for LockGuard {
 pub struct LeaseHandle {
     resource: Arc<str>,
     fence: u64,
-    state: watch::Receiver<State>,
+    state: StateReceiver,
 }
 
 impl LeaseHandle {
@@ -244,7 +244,7 @@ impl LeaseHandle {
 
     /// How much longer the lease can be trusted (zero once lost or released).
     pub fn remaining(&self) -> Duration {
-        if self.state.has_changed().is_err() {
+        if self.state.is_closed() {
             return Duration::ZERO; // the guard is gone
         }
         state::remaining(&self.state.borrow())
@@ -296,11 +296,11 @@ mod tests {
     fn guards_handles_and_signals_can_cross_tasks() {
         assert_send_sync::<LockGuard>();
         assert_send_sync::<LeaseHandle>();
-        let (_tx, rx) = watch::channel(State {
+        let tx = state::StateSender::new(state::State {
             status: Status::Held,
             valid_until: Instant::now(),
         });
-        assert_send(&state::lost(rx));
+        assert_send(&state::lost(tx.subscribe()));
         fn _object_safe(_: &dyn Lease) {}
     }
 

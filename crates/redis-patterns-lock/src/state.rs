@@ -1,9 +1,16 @@
 //! A held lease's local state, shared by its guard, its handles and its watchdog: held, lost or
 //! released, and the local deadline past which it cannot be trusted.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use tokio::{sync::watch, time::Instant};
+use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     config::{drift, validity},
@@ -26,6 +33,80 @@ pub(crate) struct State {
     pub(crate) valid_until: Instant,
 }
 
+/// A lease's state and who waits for it to change: one mutex and one [`Notify`], cheap to make,
+/// change and drop on every acquire and release.
+#[derive(Debug)]
+struct Cell {
+    state: Mutex<State>,
+    changed: Notify,
+    /// The sending side (the lease) is gone.
+    closed: AtomicBool,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The lease's side of its state: changes it and tells the receivers.
+#[derive(Debug)]
+pub(crate) struct StateSender(Arc<Cell>);
+
+/// A view of a lease's state that sees every change, and whether the lease is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct StateReceiver(Arc<Cell>);
+
+impl StateSender {
+    pub(crate) fn new(state: State) -> Self {
+        Self(Arc::new(Cell {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The current state.
+    pub(crate) fn borrow(&self) -> State {
+        *self.0.lock()
+    }
+
+    /// Applies `modify`; when it reports a change, wakes whoever waits for one.
+    pub(crate) fn send_if_modified(&self, modify: impl FnOnce(&mut State) -> bool) -> bool {
+        let modified = modify(&mut self.0.lock());
+        // The state is written first, so a receiver that registered later reads the new one.
+        if modified && Arc::strong_count(&self.0) > 1 {
+            self.0.changed.notify_waiters();
+        }
+        modified
+    }
+
+    pub(crate) fn subscribe(&self) -> StateReceiver {
+        StateReceiver(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for StateSender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        if Arc::strong_count(&self.0) > 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+impl StateReceiver {
+    /// The current state.
+    pub(crate) fn borrow(&self) -> State {
+        *self.0.lock()
+    }
+
+    /// True once the lease (guard and watchdog) is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Acquire)
+    }
+}
+
 /// One held lease: what it is, how to renew or give it back, and its state channel.
 pub(crate) struct Shared {
     pub(crate) resource: Arc<str>,
@@ -33,7 +114,7 @@ pub(crate) struct Shared {
     pub(crate) fence: u64,
     pub(crate) acquired_at: Instant,
     pub(crate) lease: Arc<dyn Lease>,
-    pub(crate) state: watch::Sender<State>,
+    pub(crate) state: StateSender,
     /// The handles of the primitive that granted the lease.
     pub(crate) metrics: Arc<Metrics>,
     /// When the grant was known here: the start of the hold time.
@@ -60,7 +141,7 @@ impl Shared {
         lease: Arc<dyn Lease>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (state, _) = watch::channel(State {
+        let state = StateSender::new(State {
             status: Status::Held,
             valid_until: start + ttl - drift(ttl),
         });
@@ -168,18 +249,21 @@ pub(crate) fn remaining(state: &State) -> Duration {
 
 /// Resolves when the lease is no longer held: lost, released, past its local deadline, or its
 /// guard and watchdog are gone.
-pub(crate) async fn lost(mut rx: watch::Receiver<State>) {
+pub(crate) async fn lost(rx: StateReceiver) {
     loop {
-        let state = *rx.borrow_and_update();
+        // Registered before the state is read, so a change in between still wakes.
+        let changed = rx.0.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if rx.is_closed() {
+            return; // guard and watchdog are gone: released
+        }
+        let state = rx.borrow();
         if state.status != Status::Held {
             return;
         }
         tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return; // guard and watchdog are gone: released
-                }
-            }
+            () = changed => {}
             () = tokio::time::sleep_until(state.valid_until) => {
                 // The deadline may have moved while we slept; only a deadline still in force counts.
                 if rx.borrow().valid_until <= Instant::now() {

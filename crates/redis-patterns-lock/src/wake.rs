@@ -9,10 +9,10 @@
 //!   of this process's waiters on that key.
 //! - A release by a guard of the same `Lock` wakes one local waiter at once, without waiting for
 //!   its own message (which is then skipped).
-//! - A waiter of the same `Lock` that is pausing offers to take the lock over: a release by a
-//!   guard of that `Lock` then hands the lock straight to it ([`LOCK_HANDOVER`]: owner checked,
-//!   the waiter's token written, the fence moved on), one round trip instead of a release and an
-//!   acquire. Waiters of this process are served first that way; waiters elsewhere get the lock
+//! - A waiter of the same `Lock` that found the lock held offers to take it over (its place in
+//!   a queue, kept until it is served or gives up): a release by a guard of that `Lock` then
+//!   hands the lock straight to it ([`LOCK_HANDOVER`]: owner checked, the waiter's token
+//!   written, the fence moved on), one round trip instead of a release and an acquire. Waiters of this process are served first that way; waiters elsewhere get the lock
 //!   when no local waiter is ready. Not with `replica_ack` (the grant must wait for a replica).
 //! - Nothing is lost if a message is: waiters still retry on their backoff and at the end of the
 //!   holder's lease, as before; notifications only make the hand-over early.
@@ -211,9 +211,9 @@ impl Waiter {
         self.waiters.subscribe();
     }
 
-    /// Offers to take the lock over while pausing (see [`Waiters::take_offer`]): the guard
-    /// arrives on the returned receiver. `None` when hand-overs are off. Dropping the receiver
-    /// withdraws the offer; a guard handed over to a withdrawn offer is released in the
+    /// Offers to take the lock over (see [`Waiters::take_offer`]), queued behind earlier offers:
+    /// the guard arrives on the returned receiver. `None` when hand-overs are off. Dropping the
+    /// receiver withdraws the offer; a guard handed over to a withdrawn offer is released in the
     /// background.
     pub(crate) fn offer(&self, config: &LeaseConfig) -> Option<oneshot::Receiver<LockGuard>> {
         self.waiters.handover.as_ref()?;
