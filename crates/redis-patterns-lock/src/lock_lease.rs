@@ -18,7 +18,7 @@ use crate::{
     scripts::{
         EXTEND, FENCE_SUFFIX, LOCK_ACQUIRE, LOCK_HANDOVER, LOCK_RELEASE, LOCK_WAIT, WAITERS_SUFFIX,
     },
-    wake::{Offer, Waiters},
+    wake::{Offer, ReleaseTurn, Waiters},
 };
 
 /// A lock's lease on one resource of one deployment.
@@ -206,9 +206,11 @@ impl Lease for LockLease {
 
     fn release<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            if let Some(offer) = self.waiters.take_offer(self.key.as_str()) {
-                return self.hand_over(token, offer).await;
-            }
+            let open = match self.waiters.release_turn(self.key.as_str()) {
+                ReleaseTurn::HandOver(offer) => return self.hand_over(token, offer).await,
+                ReleaseTurn::Release => false,
+                ReleaseTurn::Open => true,
+            };
             let n: i64 = LOCK_RELEASE
                 .call()
                 .key(&self.key)
@@ -217,7 +219,9 @@ impl Lease for LockLease {
                 .arg(self.waiters.channel())
                 .invoke(&self.redis)
                 .await?;
-            if n > 0 {
+            // Published (n == 2) after a run of hand-overs: the message wakes the waiters here
+            // as everywhere else.
+            if n > 0 && !(open && n == 2) {
                 self.waiters.released_here(self.key.as_str(), n == 2);
             }
             Ok(n > 0)

@@ -89,7 +89,26 @@ struct Entry {
     handoff: bool,
     /// Offers of pausing waiters, oldest first (some may be withdrawn: their receiver is gone).
     offers: VecDeque<Offer>,
+    /// Hand-overs in a row since a release last went through the server's channel.
+    streak: u32,
 }
+
+/// How a release by this process goes (see [`Waiters::release_turn`]).
+#[derive(Debug)]
+pub(crate) enum ReleaseTurn {
+    /// Straight to a local waiter, in one script.
+    HandOver(Offer),
+    /// An ordinary release that wakes one local waiter at once.
+    Release,
+    /// An ordinary release after [`MAX_HANDOVERS_IN_A_ROW`]: when it is published, the message
+    /// wakes this process's waiters as it wakes everyone else's, so all race on equal terms.
+    Open,
+}
+
+/// Most local hand-overs in a row: the next release is an ordinary one (published, every waiter
+/// of every process may take the lock), so waiters of other processes are not starved while this
+/// one has waiters of its own.
+pub(crate) const MAX_HANDOVERS_IN_A_ROW: u32 = 8;
 
 impl Waiters {
     pub(crate) fn new(redis: Redis, channel: String, handover: Option<HandOver>) -> Arc<Self> {
@@ -120,6 +139,7 @@ impl Waiters {
             skip: 0,
             handoff: false,
             offers: VecDeque::new(),
+            streak: 0,
         });
         entry.count += 1;
         Waiter {
@@ -135,19 +155,33 @@ impl Waiters {
         self.handover.as_ref()
     }
 
-    /// The oldest standing offer to take `key` over, if any. A newly arriving `acquire` then
-    /// queues behind the waiter the lock goes to, as after a wake-up.
-    pub(crate) fn take_offer(&self, key: &str) -> Option<Offer> {
-        self.handover.as_ref()?;
+    /// How a release of `key` by this process goes: to the oldest standing offer, if any (a
+    /// newly arriving `acquire` then queues behind the waiter the lock goes to, as after a
+    /// wake-up), unless [`MAX_HANDOVERS_IN_A_ROW`] were just made: that release is an open one.
+    pub(crate) fn release_turn(&self, key: &str) -> ReleaseTurn {
+        if self.handover.is_none() {
+            return ReleaseTurn::Release;
+        }
         let mut waiting = lock(&self.waiting);
-        let entry = waiting.get_mut(key)?;
+        let Some(entry) = waiting.get_mut(key) else {
+            return ReleaseTurn::Release;
+        };
+        if entry.streak >= MAX_HANDOVERS_IN_A_ROW {
+            entry.streak = 0;
+            // An `acquire` of this process arriving now queues too: it must not win the race
+            // before the message reaches anyone.
+            entry.handoff = true;
+            return ReleaseTurn::Open;
+        }
         while let Some(offer) = entry.offers.pop_front() {
             if !offer.guard.is_closed() {
                 entry.handoff = true;
-                return Some(offer);
+                entry.streak += 1;
+                return ReleaseTurn::HandOver(offer);
             }
         }
-        None
+        entry.streak = 0;
+        ReleaseTurn::Release
     }
 
     /// A release of `key` by this process: wakes one local waiter. `published` says the release
@@ -211,7 +245,7 @@ impl Waiter {
         self.waiters.subscribe();
     }
 
-    /// Offers to take the lock over (see [`Waiters::take_offer`]), queued behind earlier offers:
+    /// Offers to take the lock over (see [`Waiters::release_turn`]), queued behind earlier offers:
     /// the guard arrives on the returned receiver. `None` when hand-overs are off. Dropping the
     /// receiver withdraws the offer; a guard handed over to a withdrawn offer is released in the
     /// background.

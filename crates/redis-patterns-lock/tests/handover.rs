@@ -308,3 +308,57 @@ async fn a_local_waiter_is_handed_the_lock_with_the_next_fence_in_every_mode() {
         last.release().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_hand_overs_do_not_starve_a_waiter_of_another_process() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+
+    let ctx = TestContext::private().await;
+    let keys = ctx.keyspace();
+    let busy = slow_polling_lock(ctx.redis(), &keys);
+    let other = Redis::open(ctx.url()).await.unwrap();
+    let outsider = slow_polling_lock(&other, &keys);
+    // Four tasks of one process take the resource in turn, each holding it for 2 ms: without
+    // a bound on hand-overs in a row it would never be free for anyone else.
+    let stop = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (busy, stop, taken) = (busy.clone(), stop.clone(), taken.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let guard = busy.acquire("hot").await.unwrap();
+                    taken.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(ms(2)).await;
+                    guard.release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        "the local tasks to take turns",
+        Duration::from_secs(10),
+        || {
+            let taken = taken.clone();
+            async move { taken.load(Ordering::Relaxed) >= 50 }
+        },
+    )
+    .await;
+
+    // The outsider polls every 5 s: it gets the lock by being woken by an open release.
+    let started = Instant::now();
+    let guard = outsider
+        .acquire_with_options("hot", &AcquireOptions::new().wait(Duration::from_secs(20)))
+        .await
+        .expect("another process's waiter gets its turn");
+    let waited = started.elapsed();
+    guard.release().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+}
