@@ -180,8 +180,8 @@ impl KeySpace {
 
 /// The key `<prefix>:{<name>}` of [`KeySpace::key_ref`]: checked, borrowed, not built yet.
 ///
-/// Written into a command (it is a [`redis::ToRedisArgs`]) part by part, with no allocation of
-/// its own; [`to_key`](Self::to_key) builds the [`Key`].
+/// Written into a command (it is a [`redis::ToRedisArgs`]) with no allocation of its own;
+/// [`to_key`](Self::to_key) builds the [`Key`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRef<'a> {
     prefix: &'a str,
@@ -362,6 +362,7 @@ fn escape(name: &str) -> Cow<'_, str> {
     Cow::Owned(escaped(name))
 }
 
+/// The percent-encoding of a name that needs it (see [`escape`]).
 #[cold]
 fn escaped(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 8);
