@@ -4,13 +4,12 @@
 -- the access was recorded; the value as it was before, its header's seen then stale).
 local idle, abs, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
-local created, seen = live(KEYS[1], now, idle, abs)
+local created, seen, _, _, value = live(KEYS[1], now, idle, abs)
 if not created then
   return nil
 end
-local value = ''
-if ARGV[4] == '1' then
-  value = redis.call('GET', KEYS[1])
+if ARGV[4] ~= '1' then
+  value = ''
 end
 seen = touch(KEYS[1], now, created, seen, idle, abs, interval)
 return { now, created, seen, value }

@@ -47,10 +47,11 @@ local function fields_of(encoded)
   return cmsgpack.unpack(encoded)
 end
 
--- created, seen, owner, fields of a live session; nil (and the key deleted when it is a session
--- that expired by either timeout) otherwise.
+-- created, seen, owner, fields and the whole value of a live session; nil (and the key deleted
+-- when it is a session that expired by either timeout) otherwise.
 local function live(key, now, idle, abs)
-  local created, seen, owner, fields = parse(value_of(key), 'S1')
+  local v = value_of(key)
+  local created, seen, owner, fields = parse(v, 'S1')
   if not created then
     return nil
   end
@@ -58,7 +59,7 @@ local function live(key, now, idle, abs)
     redis.call('DEL', key)
     return nil
   end
-  return created, seen, owner, fields
+  return created, seen, owner, fields, v
 end
 
 -- Records an access when the last one is at least `interval` ms old: moves `seen` in place and the
