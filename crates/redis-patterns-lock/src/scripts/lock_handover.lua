@@ -12,14 +12,4 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if ARGV[4] == '-1' then
   return {1, 0}
 end
-if ARGV[4] == '0' then
-  return {1, redis.call('INCR', KEYS[2])}
-end
--- Expiring counter: as in the acquire script, never below the server clock in microseconds.
-local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
-local floor = now_us()
-if fence < floor then
-  fence = floor
-end
-redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[4])
-return {1, fence}
+return {1, next_fence(KEYS[2], ARGV[4])}

@@ -4,6 +4,9 @@
 
 use redis_core::{Script, script::SERVER_CLOCK};
 
+/// `next_fence(key, horizon)`: the fence arithmetic shared by the lock's acquire and hand-over.
+const FENCE: &str = include_str!("fence.lua");
+
 /// Suffix of the fencing counter: a companion of the lock (or holders) key, on the same slot,
 /// passed as `KEYS[2]` to the acquire scripts.
 pub(crate) const FENCE_SUFFIX: &str = "fence";
@@ -20,7 +23,7 @@ pub(crate) const WAITERS_SUFFIX: &str = "waiters";
 /// horizon ms (`0`: no TTL), `1` if waiting; reply `{1, fence}` taken, `{0, pttl of the holder}` held.
 pub(crate) static LOCK_ACQUIRE: Script =
     Script::new("lock_acquire_fenced", include_str!("lock_acquire.lua"))
-        .with_preludes(&[SERVER_CLOCK]);
+        .with_preludes(&[SERVER_CLOCK, FENCE]);
 
 /// [`Lock`](crate::Lock)'s release. KEYS: lock, waiters; ARGV: token, channel; reply `2` deleted
 /// and waiters told, `1` deleted, `0` not ours.
@@ -31,7 +34,8 @@ pub(crate) static LOCK_RELEASE: Script =
 /// owner token, waiter's token, ttl ms, counter horizon ms (`0`: no TTL, `-1`: no fencing); reply
 /// `{1, fence}` handed over, `{0, 0}` not ours.
 pub(crate) static LOCK_HANDOVER: Script =
-    Script::new("lock_handover", include_str!("lock_handover.lua")).with_preludes(&[SERVER_CLOCK]);
+    Script::new("lock_handover", include_str!("lock_handover.lua"))
+        .with_preludes(&[SERVER_CLOCK, FENCE]);
 
 /// An unfenced lock's waiter marks itself. KEYS: lock, waiters; ARGV: none; reply the holder's
 /// pttl, `-2` when the lock is free.
