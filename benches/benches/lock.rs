@@ -32,7 +32,7 @@ use redis_lock::{Fencing, Lock, Redlock};
 use redis_patterns_benches::{
     BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
 };
-use redis_test_support::TestServer;
+use redis_test_support::{TestServer, command_calls_and_cpu};
 use tokio::runtime::Runtime;
 
 /// The lock's own release script (compare-and-delete), for the raw baseline.
@@ -105,34 +105,6 @@ async fn raw_release(
     assert_eq!(n, 1);
 }
 
-/// The server's command count (`INFO commandstats`, scripts' own calls included) and CPU
-/// seconds (`INFO cpu`, user + system).
-async fn server_counters(redis: Redis) -> (Vec<(String, u64)>, f64) {
-    let info: String = redis
-        .query(redis::cmd("INFO").arg("commandstats").arg("cpu"))
-        .await
-        .unwrap();
-    let calls = info
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let n = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), n))
-        })
-        .collect();
-    let cpu = info
-        .lines()
-        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .sum();
-    (calls, cpu)
-}
-
 /// A boxed operation for [`server_cost`].
 type Op = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -149,20 +121,20 @@ fn server_cost(
     op: Op,
     shared: bool,
 ) {
-    let (calls0, cpu0) = rt.block_on(server_counters(redis.clone()));
+    let (calls0, cpu0) = rt.block_on(command_calls_and_cpu(redis));
     if shared {
         let op = Arc::new(op);
         run_shared(rt, tasks, ops, move |task| op(task as u64));
     } else {
         run_concurrent(rt, tasks, ops, op);
     }
-    let (calls1, cpu1) = rt.block_on(server_counters(redis.clone()));
+    let (calls1, cpu1) = rt.block_on(command_calls_and_cpu(redis));
     let mut per_op = Vec::new();
-    for (name, after) in &calls1 {
-        let before = calls0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, n)| *n);
+    let mut names: Vec<_> = calls1.keys().collect();
+    names.sort();
+    for name in names {
+        let after = calls1[name];
+        let before = calls0.get(name).copied().unwrap_or(0);
         // The first INFO counts once.
         let delta = after - before - u64::from(name == "info");
         if delta > 0 {

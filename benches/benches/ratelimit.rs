@@ -55,27 +55,8 @@ fn server_cost(
     op: impl Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
 ) {
     let sample = |redis: Redis| async move {
-        let info: String = redis
-            .query(redis::cmd("INFO").arg("commandstats").arg("cpu"))
-            .await
-            .unwrap();
-        let calls = info
-            .lines()
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>();
-        let cpu = info
-            .lines()
-            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
-            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-            .sum::<f64>();
-        (calls, cpu)
+        let (calls, cpu) = redis_test_support::command_calls_and_cpu(&redis).await;
+        (calls.values().sum::<u64>(), cpu)
     };
     let (calls0, cpu0) = rt.block_on(sample(redis.clone()));
     run_concurrent(rt, 50, checks, op);

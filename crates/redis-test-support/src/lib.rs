@@ -46,5 +46,5 @@ pub use sentinel::{SERVICE as SENTINEL_SERVICE, TestSentinel};
 pub use server::{
     SERVER_BIN_ENV, TestMasters, TestServer, TestServerBuilder, free_port, server_bin,
 };
-pub use stats::{command_calls, parse_command_calls};
+pub use stats::{command_calls, command_calls_and_cpu, parse_command_calls, parse_server_cpu};
 pub use wait::{wait_for, wait_until};
