@@ -129,7 +129,7 @@ async fn fields_update_one_by_one_and_reserved_names_are_refused() {
 
 #[tokio::test]
 async fn sessions_with_thousands_of_fields_are_written_in_chunks() {
-    // More arguments than Lua can unpack at once (about 8000): the scripts must chunk them.
+    // More values than Lua can unpack at once (about 8000): nothing on the way may unpack them.
     let ctx = TestContext::new().await;
     let store = store(&ctx, 60_000, 600_000, 0);
     let big: BTreeMap<String, u32> = (0..5_000).map(|i| (format!("f{i}"), i)).collect();

@@ -122,7 +122,7 @@ async fn expiry_date_and_absolute_timeout_are_enforced_by_the_server() {
 
 #[tokio::test]
 async fn records_with_thousands_of_entries_round_trip() {
-    // More arguments than Lua can unpack at once (about 8000): the scripts must chunk them.
+    // More values than Lua can unpack at once (about 8000): nothing on the way may unpack them.
     let ctx = TestContext::new().await;
     let tower = TowerSessionStore::new(store(&ctx, 60_000, 600_000, 0));
     let mut rec = record(time::Duration::minutes(10));
