@@ -46,7 +46,10 @@ static ACQUIRE_FENCED: Script = Script::new(
     "lock_acquire_fenced",
     include_str!("../../crates/redis-patterns-lock/src/scripts/lock_acquire.lua"),
 )
-.with_preludes(&[redis_core::script::SERVER_CLOCK]);
+.with_preludes(&[
+    redis_core::script::SERVER_CLOCK,
+    include_str!("../../crates/redis-patterns-lock/src/scripts/fence.lua"),
+]);
 
 /// One resource per running task (tasks are fresh per sample), so acquisitions never contend.
 fn resource() -> String {
