@@ -66,18 +66,23 @@ async fn take_and_release(lock: Lock) {
     guard.release().await.unwrap();
 }
 
-/// The raw baseline's acquire: `SET key token NX PX 10000`, which must succeed.
-async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
+/// rslock's acquire attempt: `SET key token NX PX 10000`; whether it took the lock.
+async fn raw_try_set(raw: &mut MultiplexedConnection, key: &Key, token: &str) -> bool {
     let ok: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(&token)
+        .arg(key)
+        .arg(token)
         .arg("NX")
         .arg("PX")
         .arg(10_000)
-        .query_async(&mut raw)
+        .query_async(raw)
         .await
         .unwrap();
-    assert!(ok.is_some());
+    ok.is_some()
+}
+
+/// The raw baseline's acquire, which must succeed.
+async fn raw_set(mut raw: MultiplexedConnection, key: Key, token: String) {
+    assert!(raw_try_set(&mut raw, &key, &token).await);
 }
 
 /// The raw baseline's uncontended acquire and release of a fresh resource: what rslock sends.
@@ -249,16 +254,7 @@ async fn rslock_turn(
 ) {
     let token = random_token();
     loop {
-        let ok: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(10_000)
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        if ok.is_some() {
+        if raw_try_set(&mut raw, &key, &token).await {
             break;
         }
         let _: i64 = release
@@ -483,22 +479,8 @@ fn lock(c: &mut Criterion) {
     // The safer grant: the same lock with and without waiting for a replica's acknowledgement,
     // on a private master with one replica.
     let master = TestServer::spawn();
-    let replica = TestServer::builder()
-        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
-        .spawn();
-    let replicated = rt.block_on(async {
-        let redis = Redis::open(&master.url()).await.unwrap();
-        redis_test_support::wait_until(
-            "the replica to follow its master",
-            Duration::from_secs(30),
-            || async {
-                let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
-                info.contains("master_link_status:up")
-            },
-        )
-        .await;
-        redis
-    });
+    let replica = TestServer::spawn_replica_of(&master);
+    let replicated = rt.block_on(Redis::open(&master.url())).unwrap();
     let with_master = |ack: Option<Duration>| {
         let builder = Lock::builder(replicated.clone(), &keys).ttl(Duration::from_secs(10));
         match ack {

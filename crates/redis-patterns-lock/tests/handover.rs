@@ -186,19 +186,8 @@ async fn acquire_keeps_its_wait_with_an_attempt_stuck_on_a_blackholed_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_with_replica_ack_needs_a_replica_and_is_given_back_without_one() {
     let master = TestServer::spawn();
-    let mut replica = TestServer::builder()
-        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
-        .spawn();
+    let mut replica = TestServer::spawn_replica_of(&master);
     let redis = Redis::open(&master.url()).await.unwrap();
-    wait_until(
-        "the replica is in sync",
-        Duration::from_secs(10),
-        || async {
-            let info: String = replica.cmd(redis::cmd("INFO").arg("replication")).unwrap();
-            info.contains("master_link_status:up")
-        },
-    )
-    .await;
     let keys = KeySpace::new("replicated").unwrap();
     let lock = Lock::builder(redis.clone(), &keys)
         .ttl(Duration::from_secs(30))

@@ -122,12 +122,7 @@ impl TestCluster {
             info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
         });
         for replica in &self.nodes[self.masters..] {
-            self.wait_node(replica, "replica in sync", |node| {
-                let info: String = node
-                    .cmd(redis::cmd("INFO").arg("replication"))
-                    .unwrap_or_default();
-                info.contains("master_link_status:up")
-            });
+            self.wait_node(replica, "replica in sync", TestServer::replica_in_sync);
         }
     }
 

@@ -66,11 +66,7 @@ impl TestSentinel {
             sentinels,
             _conf_dir: conf_dir,
         };
-        group.wait("replica in sync", |g| {
-            g.replica
-                .cmd::<String>(redis::cmd("INFO").arg("replication"))
-                .is_ok_and(|info| info.contains("master_link_status:up"))
-        });
+        group.wait("replica in sync", |g| g.replica.replica_in_sync());
         group.wait("sentinels agree on quorum and know the replica", |g| {
             g.sentinels.iter().all(|s| {
                 let quorum = s

@@ -120,6 +120,36 @@ impl TestServer {
         TestServerBuilder::default()
     }
 
+    /// Starts a replica of `master` and waits until its link to the master is up.
+    ///
+    /// # Panics
+    /// As [`TestServerBuilder::spawn`], and when the link is not up within 30 s (with both logs).
+    pub fn spawn_replica_of(master: &Self) -> Self {
+        let replica = Self::builder()
+            .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
+            .spawn();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !replica.replica_in_sync() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica {} did not sync with {} within 30 s\n--- master ---\n{}\n--- replica ---\n{}",
+                replica.port(),
+                master.port(),
+                master.log(),
+                replica.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// Whether this server is a replica whose link to its master is up
+    /// (`master_link_status:up` in `INFO replication`).
+    pub fn replica_in_sync(&self) -> bool {
+        self.cmd::<String>(redis::cmd("INFO").arg("replication"))
+            .is_ok_and(|info| info.contains("master_link_status:up"))
+    }
+
     fn spawn_with(
         config_file: Option<PathBuf>,
         args: Vec<String>,
