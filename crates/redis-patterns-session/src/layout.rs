@@ -22,6 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use redis_core::{Key, Redis, redis};
+
 use crate::{config::Timeouts, error::Error};
 
 /// The mark of a session value.
@@ -96,6 +98,41 @@ fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
         *slot = b'0' + (n % 10) as u8;
         n /= 10;
     }
+}
+
+/// Whether a whole-value write applies to a missing key (`SET NX`) or an existing one (`SET XX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Only when the key does not exist: a create, never overwriting.
+    Missing,
+    /// Only when the key exists: a save, never bringing a record back.
+    Present,
+}
+
+/// Writes a whole value with its deadline (`SET key value NX|XX PXAT deadline`, one plain
+/// command); whether it was written.
+pub(crate) async fn set_value(
+    redis: &Redis,
+    key: &Key,
+    value: Vec<u8>,
+    existing: Existing,
+    deadline_ms: u64,
+) -> redis_core::Result<bool> {
+    let condition = match existing {
+        Existing::Missing => "NX",
+        Existing::Present => "XX",
+    };
+    let set: Option<String> = redis
+        .query(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg(condition)
+                .arg("PXAT")
+                .arg(deadline_ms),
+        )
+        .await?;
+    Ok(set.is_some())
 }
 
 /// Decimal digits only (the header's fixed-width numbers).

@@ -18,7 +18,7 @@ use tower_sessions_core::{
 use crate::{
     SessionStore,
     id::{bucket_tag, digest_bucket},
-    layout::{self, RECORD},
+    layout::{self, Existing, RECORD, set_value},
     metrics::{Event, Operation, Outcome, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
@@ -186,23 +186,13 @@ impl<C: Codec> TowerSessionStore<C> {
             return Ok(true);
         }
         let value = layout::encode(RECORD, now, expires, "", &Self::encoded_data(record)?);
-        let set: Option<String> = self
-            .inner
-            .redis()
-            .query(
-                redis_core::redis::cmd("SET")
-                    .arg(&key)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PXAT")
-                    .arg(deadline),
-            )
+        let created = set_value(self.inner.redis(), &key, value, Existing::Missing, deadline)
             .await
             .map_err(core_backend)?;
-        if set.is_some() {
+        if created {
             self.created.remember(digest, now);
         }
-        Ok(set.is_some())
+        Ok(created)
     }
 
     async fn create_record(&self, record: &mut Record) -> session_store::Result<()> {
@@ -239,21 +229,13 @@ impl<C: Codec> TowerSessionStore<C> {
             return Ok(false);
         }
         let value = layout::encode(RECORD, created, expires, "", &Self::encoded_data(record)?);
-        let set: Option<String> = redis
-            .query(
-                redis_core::redis::cmd("SET")
-                    .arg(&key)
-                    .arg(value)
-                    .arg("XX")
-                    .arg("PXAT")
-                    .arg(deadline),
-            )
+        let saved = set_value(redis, &key, value, Existing::Present, deadline)
             .await
             .map_err(core_backend)?;
-        if set.is_none() {
+        if !saved {
             self.created.forget(&digest);
         }
-        Ok(set.is_some())
+        Ok(saved)
     }
 
     /// A plain `GET` (reads record nothing, so no script is needed while the record is live

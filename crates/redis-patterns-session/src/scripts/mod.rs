@@ -8,9 +8,8 @@ use redis_core::{Script, script::SERVER_CLOCK};
 /// Helpers shared by every session script.
 const COMMON: &str = include_str!("common.lua");
 
-/// KEYS: session, [owner's index]; ARGV: idle, absolute, user or '', digest, created or '', the
-/// encoded fields; reply: the server's time when created, 0 when the key exists (never
-/// overwritten).
+/// KEYS: session, [owner's index]; ARGV: idle, absolute, user or '', digest, the encoded fields;
+/// reply: the server's time when created, 0 when the key exists (never overwritten).
 pub(crate) static CREATE: Script = Script::new("session_create", include_str!("create.lua"))
     .with_preludes(&[SERVER_CLOCK, COMMON]);
 

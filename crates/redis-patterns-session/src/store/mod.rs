@@ -10,7 +10,7 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     id::{Hasher, SessionId, bucket_tag, random_bucket},
-    layout::{self, SESSION, ServerClock},
+    layout::{self, Existing, SESSION, ServerClock},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
     session::{check_field, encode_fields},
@@ -104,7 +104,7 @@ impl<C: Codec> SessionStore<C> {
         let span = session_span!(self.redis, self.name, "session.create");
         let create = async {
             let fields = encode_fields(&self.codec, data)?;
-            self.create_fields(None, &fields, None).await
+            self.create_fields(None, &fields).await
         };
         self.metrics
             .observe(Operation::Create, span, create, |_| created())
@@ -125,14 +125,14 @@ impl<C: Codec> SessionStore<C> {
         let span = session_span!(self.redis, self.name, "session.create_for_user");
         let create = async {
             let fields = encode_fields(&self.codec, data)?;
-            self.create_fields(Some(user), &fields, None).await
+            self.create_fields(Some(user), &fields).await
         };
         self.metrics
             .observe(Operation::Create, span, create, |_| created())
             .await
     }
 
-    /// Creates a session with `fields` (owned by `user`, created at `created_ms` or now) under a
+    /// Creates a session with `fields` (owned by `user`) under a
     /// fresh id. An anonymous new session is one plain `SET NX PXAT` while the store knows the
     /// server's clock; otherwise (an owner's index to update, the clock unknown) the `create`
     /// script writes it on the server's clock.
@@ -140,7 +140,6 @@ impl<C: Codec> SessionStore<C> {
         &self,
         user: Option<&str>,
         fields: &[(String, Vec<u8>)],
-        created_ms: Option<u64>,
     ) -> Result<SessionId> {
         let (bucket, index) = match user {
             Some(user) => {
@@ -157,26 +156,15 @@ impl<C: Codec> SessionStore<C> {
         for _ in 0..ATTEMPTS {
             let id = SessionId::generate(bucket);
             let (key, digest) = self.session_key(&id)?;
-            let plain_now = match (user, created_ms) {
-                (None, None) => self.clock.now(),
-                _ => None,
+            let plain_now = match user {
+                None => self.clock.now(),
+                Some(_) => None,
             };
             let created = if let Some(now) = plain_now {
                 let value = layout::encode(SESSION, now, now, "", &encoded);
-                let set: Option<String> = self
-                    .redis
-                    .query(
-                        redis::cmd("SET")
-                            .arg(&key)
-                            .arg(value)
-                            .arg("NX")
-                            .arg("PXAT")
-                            .arg(self.timeouts.deadline(now, now)),
-                    )
-                    .await?;
-                set.is_some()
+                let deadline = self.timeouts.deadline(now, now);
+                layout::set_value(&self.redis, &key, value, Existing::Missing, deadline).await?
             } else {
-                let created_ms = created_ms.map(|c| c.to_string()).unwrap_or_default();
                 let mut call = CREATE.call().key(&key);
                 if let Some(index) = &index {
                     call = call.key(index);
@@ -186,7 +174,6 @@ impl<C: Codec> SessionStore<C> {
                     .arg(self.timeouts.absolute)
                     .arg(user.unwrap_or(""))
                     .arg(&digest)
-                    .arg(&created_ms)
                     .arg(encoded.as_slice())
                     .invoke(&self.redis)
                     .await?;
@@ -405,10 +392,7 @@ impl<C: Codec> SessionStore<C> {
                 ));
             };
             let fields = layout::decode_fields(fields)?;
-            return self
-                .create_fields(Some(user), &fields, None)
-                .await
-                .map(Some);
+            return self.create_fields(Some(user), &fields).await.map(Some);
         }
         Err(Error::unexpected_reply("session login did not settle"))
     }
@@ -542,7 +526,6 @@ mod tests {
             .arg(store.timeouts.absolute)
             .arg("")
             .arg(&digest)
-            .arg("")
             .arg(layout::encode_fields(
                 [(&b"a"[..], &b"2"[..]), (b"b", b"3")].into_iter(),
             ))
