@@ -52,18 +52,16 @@ impl SessionId {
     /// Parses an id from a cookie or header. Wrong length, characters outside the URL-safe
     /// alphabet and non-canonical encodings give `None`; this never panics.
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != ID_LEN || !s.is_ascii() {
+        let bytes = s.as_bytes();
+        if bytes.len() != ID_LEN || !bytes.iter().all(|&c| sextet(c).is_some()) {
             return None;
         }
-        let (secret, bucket) = s.split_at(SECRET_CHARS);
-        let mut buf = [0u8; SECRET_BYTES + 2];
-        match URL_SAFE_NO_PAD.decode_slice(secret, &mut buf) {
-            Ok(SECRET_BYTES) => {}
+        // 43 characters carry 258 bits for 256: the last one's two low bits are padding, zero
+        // in the canonical encoding (what `generate` writes and a base64 decoder insists on).
+        match bytes.get(SECRET_CHARS - 1).copied().and_then(sextet) {
+            Some(last) if last & 0b11 == 0 => {}
             _ => return None,
         }
-        let bytes = bucket.as_bytes();
-        sextet(bytes[0])?;
-        sextet(bytes[1])?;
         Some(Self(s.to_owned()))
     }
 
@@ -85,16 +83,24 @@ impl SessionId {
     }
 }
 
+/// The value of a URL-safe base64 character.
 fn sextet(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
+    Some(SEXTETS[usize::from(c)]).filter(|&v| v != NOT_BASE64)
 }
+
+const NOT_BASE64: u8 = 0xff;
+
+/// [`ALPHABET`] inverted: each byte's sextet, or [`NOT_BASE64`]. A look-up per character of an
+/// id that `SessionId::parse` checks on every request.
+const SEXTETS: [u8; 256] = {
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,8 +164,12 @@ impl Hasher {
     }
 
     /// The key name of a session: the URL-safe base64 digest of its id.
-    pub(crate) fn session_digest(&self, id: &str) -> String {
-        URL_SAFE_NO_PAD.encode(self.digest("session", id.as_bytes()))
+    pub(crate) fn session_digest(&self, id: &str) -> DigestText {
+        let mut text = [0u8; DIGEST_CHARS];
+        let written =
+            URL_SAFE_NO_PAD.encode_slice(self.digest("session", id.as_bytes()), &mut text);
+        debug_assert_eq!(written.ok(), Some(DIGEST_CHARS));
+        Ascii(text)
     }
 
     /// The bucket of a user's sessions and index: 12 bits of a digest of the user id, so the
@@ -175,13 +185,35 @@ pub(crate) fn digest_bucket(digest: &[u8; 32]) -> u16 {
 }
 
 /// The hash tag of a bucket: three hex digits.
-pub(crate) fn bucket_tag(bucket: u16) -> String {
+pub(crate) fn bucket_tag(bucket: u16) -> Ascii<3> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bucket = bucket % BUCKETS;
-    [8, 4, 0]
-        .iter()
-        .map(|shift| char::from(HEX[usize::from((bucket >> shift) & 15)]))
-        .collect()
+    Ascii([8, 4, 0].map(|shift| HEX[usize::from((bucket >> shift) & 15)]))
+}
+
+/// Length of a session key's name: the URL-safe base64 of a 32-byte digest.
+pub(crate) const DIGEST_CHARS: usize = 43;
+
+/// A session key's name (see [`Hasher::session_digest`]).
+pub(crate) type DigestText = Ascii<DIGEST_CHARS>;
+
+/// Short ASCII text kept inline (a digest, a hash tag): no allocation on the hot path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ascii<const N: usize>([u8; N]);
+
+impl<const N: usize> std::ops::Deref for Ascii<N> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ever built from ASCII (base64 or hex digits); an empty text otherwise.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Debug for Ascii<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// A random bucket for a session without a user.
@@ -310,9 +342,9 @@ mod tests {
         // Same user, same bucket; buckets stay in range.
         assert_eq!(keyed.user_bucket("alice"), keyed.user_bucket("alice"));
         assert!((0..1000).all(|i| plain.user_bucket(&format!("u{i}")) < BUCKETS));
-        assert_eq!(bucket_tag(10), "00a");
-        assert_eq!(bucket_tag(4095), "fff");
-        assert_eq!(bucket_tag(0x123), "123");
-        assert_eq!(bucket_tag(4096), "000");
+        assert_eq!(&*bucket_tag(10), "00a");
+        assert_eq!(&*bucket_tag(4095), "fff");
+        assert_eq!(&*bucket_tag(0x123), "123");
+        assert_eq!(&*bucket_tag(4096), "000");
     }
 }

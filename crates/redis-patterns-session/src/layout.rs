@@ -106,6 +106,7 @@ pub(crate) enum Existing {
     /// Only when the key does not exist: a create, never overwriting.
     Missing,
     /// Only when the key exists: a save, never bringing a record back.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
     Present,
 }
 
@@ -122,7 +123,8 @@ pub(crate) async fn set_value(
         Existing::Missing => "NX",
         Existing::Present => "XX",
     };
-    let set: Option<String> = redis
+    // `OK` or nil, read without converting the `OK` into a string.
+    let set: redis::Value = redis
         .query(
             redis::cmd("SET")
                 .arg(key)
@@ -132,7 +134,7 @@ pub(crate) async fn set_value(
                 .arg(deadline_ms),
         )
         .await?;
-    Ok(set.is_some())
+    Ok(!matches!(set, redis::Value::Nil))
 }
 
 /// Decimal digits only (the header's fixed-width numbers).

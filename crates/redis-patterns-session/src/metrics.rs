@@ -181,9 +181,12 @@ impl Metrics {
         operation: impl Future<Output = Result<T, E>>,
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T, E> {
-        let started = Instant::now();
+        // No clock read when nothing records it.
+        let started = redis_core::metrics::ENABLED.then(Instant::now);
         let result = operation.instrument(span.clone()).await;
-        self.durations[kind as usize].record_duration(started.elapsed());
+        if let Some(started) = started {
+            self.durations[kind as usize].record_duration(started.elapsed());
+        }
         match &result {
             Ok(value) => {
                 let outcome = outcome(value);

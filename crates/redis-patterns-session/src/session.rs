@@ -62,9 +62,28 @@ impl<C: Codec> Session<C> {
     ) -> Result<Self> {
         let stored = layout::parse(&value, layout::SESSION)
             .ok_or_else(|| Error::unexpected_reply("corrupt session value"))?;
-        let created = stored.created;
-        let user = stored.owner.map(str::to_owned);
-        let fields = layout::field_ranges(&value, value.len() - stored.fields.len())?;
+        let head = Head::of(&value, &stored);
+        Self::from_parts(id, value, head, seen, timeouts, codec)
+    }
+
+    /// A session from a value already parsed into `head` (see [`Head::of`]).
+    ///
+    /// # Errors
+    /// [`Error::Core`] (an unexpected reply) when its fields are corrupt.
+    pub(crate) fn from_parts(
+        id: SessionId,
+        value: Vec<u8>,
+        head: Head,
+        seen: u64,
+        timeouts: &Timeouts,
+        codec: C,
+    ) -> Result<Self> {
+        let Head {
+            created,
+            user,
+            fields_start,
+        } = head;
+        let fields = layout::field_ranges(&value, fields_start)?;
         Ok(Self {
             id,
             user,
@@ -149,6 +168,26 @@ impl<C: Codec> Session<C> {
         }
         serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| redis_core::Error::Decode(Box::new(e)).into())
+    }
+}
+
+/// What a session's header says, taken from a parsed value before the value moves into its
+/// [`Session`].
+pub(crate) struct Head {
+    pub(crate) created: u64,
+    pub(crate) user: Option<String>,
+    /// Where the fields' map starts in the value.
+    pub(crate) fields_start: usize,
+}
+
+impl Head {
+    /// The header of `value`, which `stored` was parsed from.
+    pub(crate) fn of(value: &[u8], stored: &layout::Stored<'_>) -> Self {
+        Self {
+            created: stored.created,
+            user: stored.owner.map(str::to_owned),
+            fields_start: value.len() - stored.fields.len(),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     config::Timeouts,
     error::{Error, Result},
-    id::{Hasher, SessionId, bucket_tag, random_bucket},
+    id::{DigestText, Hasher, SessionId, bucket_tag, random_bucket},
     layout::{self, Existing, SESSION, ServerClock},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
@@ -169,14 +169,14 @@ impl<C: Codec> SessionStore<C> {
                 if let Some(index) = &index {
                     call = call.key(index);
                 }
-                let now: u64 = call
+                let call = call
                     .arg(self.timeouts.idle)
                     .arg(self.timeouts.absolute)
                     .arg(user.unwrap_or(""))
-                    .arg(&digest)
-                    .arg(encoded.as_slice())
-                    .invoke(&self.redis)
-                    .await?;
+                    .arg(&*digest)
+                    .arg(encoded.as_slice());
+                // Boxed so the plain path's future stays small (see `load`).
+                let now: u64 = Box::pin(call.invoke(&self.redis)).await?;
                 if now > 0 {
                     self.clock.observe(now);
                 }
@@ -317,8 +317,8 @@ impl<C: Codec> SessionStore<C> {
                 call.arg(self.timeouts.idle)
                     .arg(self.timeouts.absolute)
                     .arg(user.as_deref().unwrap_or(""))
-                    .arg(&digest)
-                    .arg(&new_digest)
+                    .arg(&*digest)
+                    .arg(&*new_digest)
                     .invoke(&self.redis)
             }
             .await?;
@@ -375,7 +375,7 @@ impl<C: Codec> SessionStore<C> {
                 call.arg(self.timeouts.idle)
                     .arg(self.timeouts.absolute)
                     .arg(owner.as_deref().unwrap_or(""))
-                    .arg(&digest)
+                    .arg(&*digest)
                     .invoke(&self.redis)
             }
             .await?;
@@ -423,7 +423,9 @@ impl<C: Codec> SessionStore<C> {
         match self.owner(&key).await? {
             Some(user) => {
                 let (bucket, index) = self.user_index(&user)?;
-                let (revoked, _) = self.revoke_batch(&user, bucket, &index, &[digest]).await?;
+                let (revoked, _) = self
+                    .revoke_batch(&user, bucket, &index, &[digest.to_string()])
+                    .await?;
                 Ok(revoked > 0)
             }
             None => {
@@ -434,7 +436,7 @@ impl<C: Codec> SessionStore<C> {
     }
 
     /// The key and digest of a session id.
-    fn session_key(&self, id: &SessionId) -> Result<(Key, String)> {
+    fn session_key(&self, id: &SessionId) -> Result<(Key, DigestText)> {
         let digest = self.hasher.session_digest(id.as_str());
         let key = self.keys.tagged(&bucket_tag(id.bucket()), &digest)?;
         Ok((key, digest))
@@ -525,7 +527,7 @@ mod tests {
             .arg(store.timeouts.idle)
             .arg(store.timeouts.absolute)
             .arg("")
-            .arg(&digest)
+            .arg(&*digest)
             .arg(layout::encode_fields(
                 [(&b"a"[..], &b"2"[..]), (b"b", b"3")].into_iter(),
             ))

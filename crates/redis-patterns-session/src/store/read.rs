@@ -12,7 +12,7 @@ use crate::{
     layout::{self, Read, SESSION, TIMES_END},
     metrics::{Operation, session_span},
     scripts::ACCESS,
-    session::Session,
+    session::{Head, Session},
 };
 
 /// A plain read's reply: the bytes, or `None` for no key or a key of an older layout (a hash:
@@ -49,21 +49,21 @@ impl<C: Codec> SessionStore<C> {
                 let Some(value) = plain_reply(reply)? else {
                     return Ok(None);
                 };
-                if let Some((created, seen)) = layout::times(&value, SESSION) {
+                // The header is parsed once: to decide, then to build the session.
+                if let Some(stored) = layout::parse(&value, SESSION) {
+                    let (created, seen) = (stored.created, stored.seen);
                     let now = self.clock.now();
                     if layout::session_read(created, seen, now, &self.timeouts) == Read::Live {
-                        return Session::from_value(
-                            id,
-                            value,
-                            seen,
-                            &self.timeouts,
-                            self.codec.clone(),
-                        )
-                        .map(Some);
+                        let head = Head::of(&value, &stored);
+                        let codec = self.codec.clone();
+                        return Session::from_parts(id, value, head, seen, &self.timeouts, codec)
+                            .map(Some);
                     }
                 }
             }
-            let Some((seen, value)) = self.access(&key, true).await? else {
+            // Boxed: the script call is the rare path, and would otherwise make every load's
+            // future several times larger (each move of it a larger copy).
+            let Some((seen, value)) = Box::pin(self.access(&key, true)).await? else {
                 return Ok(None);
             };
             Session::from_value(id, value, seen, &self.timeouts, self.codec.clone()).map(Some)
@@ -106,7 +106,7 @@ impl<C: Codec> SessionStore<C> {
                     }
                 }
             }
-            Ok(self.access(&key, false).await?.is_some())
+            Ok(Box::pin(self.access(&key, false)).await?.is_some())
         };
         self.metrics
             .observe(Operation::Load, span, touch, |live| found(*live))
