@@ -3,6 +3,11 @@
 //!
 //! Every bench group measures the crate's operation next to a raw redis-rs baseline doing the same
 //! round trips on the same server in the same run, so results read as ratios.
+//!
+//! Criterion measures the rows one after the other, so on a shared machine the load drifts
+//! between them. With `BENCH_INTERLEAVED=<rounds>` the session, lock and cache benches also run
+//! each (raw baseline, crate) pair alternately in short slices after their groups (see
+//! [`interleaved`]) and print the ratios, which that drift skews less.
 #![allow(missing_docs)]
 
 // The workspace README's examples compile as doc tests of this package.
@@ -147,4 +152,49 @@ pub fn bench_concurrent<S, F, Fut>(
             run_concurrent(rt, tasks, iters, move |i| op(state.clone(), i))
         })
     });
+}
+
+/// The rounds of the interleaved mode: `BENCH_INTERLEAVED=<rounds>` (`SESSION_INTERLEAVED`, the
+/// older name, still read when `BENCH_INTERLEAVED` is unset), 0 (off) when neither is set to a
+/// number.
+pub fn interleaved_rounds() -> u32 {
+    let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    read("BENCH_INTERLEAVED")
+        .or_else(|| read("SESSION_INTERLEAVED"))
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The raw baseline's total time over the crate's, both run `rounds` times alternately, `iters`
+/// operations from `tasks` tasks each time (see [`run_concurrent`]): the crate's throughput as a
+/// fraction of the raw one (above 1: faster than raw).
+///
+/// Each pair is `(state, op)` as [`bench_concurrent`] takes it, so a bench builds each row once
+/// and hands the same pair to both, and the two measurements cannot drift apart. The slices are
+/// short (a few dozen operations per task), so load that comes and goes on a shared machine falls
+/// on both sides alike, unlike criterion's rows measured one after the other.
+pub fn interleaved<S, F, Fut, T, G, Gut>(
+    rt: &Runtime,
+    tasks: usize,
+    iters: u64,
+    rounds: u32,
+    (raw_state, raw_op): (S, F),
+    (state, op): (T, G),
+) -> f64
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+    G: Fn(T, u64) -> Gut + Clone + Send + Sync + 'static,
+    Gut: Future<Output = ()> + Send + 'static,
+{
+    let (mut raw_time, mut time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let (s, f) = (raw_state.clone(), raw_op.clone());
+        raw_time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
+        let (s, f) = (state.clone(), op.clone());
+        time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
+    }
+    raw_time.as_secs_f64() / time.as_secs_f64()
 }

@@ -9,15 +9,24 @@
 //! - a tagged write (`Cache::set_with` and two tags) against a raw `MULTI`/`EXEC` pipeline sending
 //!   the same writes (a `SET NX GET` per tag version, the generation, the entry).
 //!
-//! Run: `cargo bench -p redis-patterns-benches --bench cache`.
+//!
+//! With `BENCH_INTERLEAVED=<rounds>` it also runs, after the groups, the hit, write and tagged-write
+//! pairs (`redis-cache-get` / raw GET + serde_json, `redis-cache-set` / raw pipelined GET + PSETEX,
+//! `redis-cache-set-tagged` / raw MULTI/EXEC) alternately in short slices, at 1 and 50 tasks, and
+//! prints the ratios (raw time over the cache's: its throughput as a fraction of raw), which a
+//! busy machine skews less than rows measured one after the other.
+//!
+//! Run: `cargo bench -p redis-patterns-benches --bench cache` (or
+//! `BENCH_INTERLEAVED=20 cargo bench -p redis-patterns-benches --bench cache -- --warm-up-time 1 --measurement-time 3`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis_cache::{Cache, EntryOptions, NearCacheConfig};
-use redis_core::{KeySpace, Redis, Script};
+use redis_core::{Key, KeySpace, Redis, Script};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    runtime,
 };
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +58,8 @@ static BEGIN: Script = Script::new(
 );
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+
+type Conn = redis::aio::MultiplexedConnection;
 
 fn cache(c: &mut Criterion) {
     let server = BenchServer::start();
@@ -108,24 +119,89 @@ fn cache(c: &mut Criterion) {
     let store = STORE.inner().clone();
     let begin = BEGIN.inner().clone();
 
+    // The hit, write and tagged-write rows once each, as `bench_concurrent` and `interleaved`
+    // take them: (state, op). Their keys cycle over `i % 1024`, as every run's indices start at
+    // 0, so any run of them may repeat.
+    let raw_hit = (
+        (raw.clone(), raw_key),
+        |(mut raw, key): (Conn, Key), _: u64| async move {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            let p: Product = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(p.id, 7);
+        },
+    );
+    let hit = |cache: &Cache| {
+        (cache.clone(), |cache: Cache, _: u64| async move {
+            let p: Product = cache.get("hit").await.unwrap().unwrap();
+            assert_eq!(p.id, 7);
+        })
+    };
+    let raw_set = (
+        (raw.clone(), keys.clone()),
+        |(mut raw, keys): (Conn, KeySpace), i: u64| async move {
+            let key = keys.key(&format!("raw-set{}", i % 1024)).unwrap();
+            let json = serde_json::to_vec(&product()).unwrap();
+            let (_old,): (Option<Vec<u8>>,) = redis::pipe()
+                .get(&key)
+                .pset_ex(&key, json, 600_000)
+                .ignore()
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+        },
+    );
+    let set = (cache.clone(), |cache: Cache, i: u64| async move {
+        cache
+            .set(&format!("set{}", i % 1024), &product())
+            .await
+            .unwrap();
+    });
+    let raw_set_tagged = (
+        (raw.clone(), keys.clone()),
+        |(mut raw, keys): (Conn, KeySpace), i: u64| async move {
+            let key = keys.key(&format!("raw-tagged{}", i % 1024)).unwrap();
+            let json = serde_json::to_vec(&product()).unwrap();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for tag in ["category:lamps", "brand:acme"] {
+                pipe.cmd("SET")
+                    .arg(keys.key(tag).unwrap())
+                    .arg(redis_core::random_token())
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(604_800_000u64)
+                    .ignore();
+            }
+            pipe.cmd("SET")
+                .arg(key.companion("gen"))
+                .arg(redis_core::random_token())
+                .arg("PX")
+                .arg(3_600_000)
+                .ignore()
+                .pset_ex(&key, json, 600_000)
+                .ignore();
+            let () = pipe.query_async(&mut raw).await.unwrap();
+        },
+    );
+    let set_tagged = (
+        (cache.clone(), tagged),
+        |(cache, tagged): (Cache, EntryOptions), i: u64| async move {
+            cache
+                .set_with(&format!("tagged{}", i % 1024), &product(), &tagged)
+                .await
+                .unwrap();
+        },
+    );
+
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "cache/hit", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-get-serde-json",
-            tasks,
-            (raw.clone(), raw_key.clone()),
-            |(mut raw, key), _| async move {
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                let p: Product = serde_json::from_slice(&bytes).unwrap();
-                assert_eq!(p.id, 7);
-            },
-        );
+        let (state, op) = raw_hit.clone();
+        bench_concurrent(&mut group, &rt, "raw-get-serde-json", tasks, state, op);
         // As above, building the key from its name on every call, as the cache must.
         bench_concurrent(
             &mut group,
@@ -149,100 +225,23 @@ fn cache(c: &mut Criterion) {
             ("redis-cache-get", &cache),
             ("redis-cache-get-near-hit", &near),
         ] {
-            bench_concurrent(
-                &mut group,
-                &rt,
-                row,
-                tasks,
-                cache.clone(),
-                |cache, _| async move {
-                    let p: Product = cache.get("hit").await.unwrap().unwrap();
-                    assert_eq!(p.id, 7);
-                },
-            );
+            let (state, op) = hit(cache);
+            bench_concurrent(&mut group, &rt, row, tasks, state, op);
         }
         group.finish();
 
         let mut group = concurrent_group(c, "cache/set", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-get-psetex",
-            tasks,
-            (raw.clone(), keys.clone()),
-            |(mut raw, keys), i| async move {
-                let key = keys.key(&format!("raw-set{}", i % 1024)).unwrap();
-                let json = serde_json::to_vec(&product()).unwrap();
-                let (_old,): (Option<Vec<u8>>,) = redis::pipe()
-                    .get(&key)
-                    .pset_ex(&key, json, 600_000)
-                    .ignore()
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-            },
-        );
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "redis-cache-set",
-            tasks,
-            cache.clone(),
-            |cache, i| async move {
-                cache
-                    .set(&format!("set{}", i % 1024), &product())
-                    .await
-                    .unwrap();
-            },
-        );
+        let (state, op) = raw_set.clone();
+        bench_concurrent(&mut group, &rt, "raw-get-psetex", tasks, state, op);
+        let (state, op) = set.clone();
+        bench_concurrent(&mut group, &rt, "redis-cache-set", tasks, state, op);
         group.finish();
 
         let mut group = concurrent_group(c, "cache/set-tagged", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-multi-exec",
-            tasks,
-            (raw.clone(), keys.clone()),
-            |(mut raw, keys), i| async move {
-                let key = keys.key(&format!("raw-tagged{}", i % 1024)).unwrap();
-                let json = serde_json::to_vec(&product()).unwrap();
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for tag in ["category:lamps", "brand:acme"] {
-                    pipe.cmd("SET")
-                        .arg(keys.key(tag).unwrap())
-                        .arg(redis_core::random_token())
-                        .arg("NX")
-                        .arg("GET")
-                        .arg("PX")
-                        .arg(604_800_000u64)
-                        .ignore();
-                }
-                pipe.cmd("SET")
-                    .arg(key.companion("gen"))
-                    .arg(redis_core::random_token())
-                    .arg("PX")
-                    .arg(3_600_000)
-                    .ignore()
-                    .pset_ex(&key, json, 600_000)
-                    .ignore();
-                let () = pipe.query_async(&mut raw).await.unwrap();
-            },
-        );
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "redis-cache-set-tagged",
-            tasks,
-            (cache.clone(), tagged.clone()),
-            |(cache, tagged), i| async move {
-                cache
-                    .set_with(&format!("tagged{}", i % 1024), &product(), &tagged)
-                    .await
-                    .unwrap();
-            },
-        );
+        let (state, op) = raw_set_tagged.clone();
+        bench_concurrent(&mut group, &rt, "raw-multi-exec", tasks, state, op);
+        let (state, op) = set_tagged.clone();
+        bench_concurrent(&mut group, &rt, "redis-cache-set-tagged", tasks, state, op);
         group.finish();
 
         let mut group = concurrent_group(c, "cache/miss", tasks);
@@ -327,6 +326,41 @@ fn cache(c: &mut Criterion) {
             },
         );
         group.finish();
+    }
+
+    // Criterion measures one row after the other; on a busy machine the load drifts between
+    // them. With BENCH_INTERLEAVED=<rounds> the hit, write and tagged-write pairs also run
+    // alternately, in short slices, and the ratio of their total times is printed. (The miss
+    // rows are left out: each of their calls takes a fresh name from a counter.)
+    let rounds = interleaved_rounds();
+    if rounds > 0 {
+        for tasks in CONCURRENCY {
+            let iters = 40 * tasks as u64;
+            let pairs = [
+                (
+                    "hit: redis-cache-get / raw GET + serde_json",
+                    interleaved(&rt, tasks, iters, rounds, raw_hit.clone(), hit(&cache)),
+                ),
+                (
+                    "set: redis-cache-set / raw pipelined GET + PSETEX",
+                    interleaved(&rt, tasks, iters, rounds, raw_set.clone(), set.clone()),
+                ),
+                (
+                    "set-tagged: redis-cache-set-tagged / raw MULTI/EXEC",
+                    interleaved(
+                        &rt,
+                        tasks,
+                        iters,
+                        rounds,
+                        raw_set_tagged.clone(),
+                        set_tagged.clone(),
+                    ),
+                ),
+            ];
+            for (what, ratio) in pairs {
+                eprintln!("interleaved, {tasks} tasks: {what}: {ratio:.2}");
+            }
+        }
     }
 }
 

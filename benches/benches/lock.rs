@@ -13,7 +13,14 @@
 //! - `lock/redlock-3/1-task`: Redlock(3) acquire + release latency against a raw parallel
 //!   `SET NX PX` + compare-and-delete on three servers.
 //!
-//! Run: `cargo xtask bench -- lock` (or `cargo bench -p redis-patterns-benches --bench lock`).
+//! With `BENCH_INTERLEAVED=<rounds>` it also runs, after the groups, each uncontended
+//! acquire + release row (the lock in each [`Fencing`] mode, the raw fenced script) alternately
+//! with the raw rslock baseline in short slices, at 1 and 50 tasks, and prints the ratios
+//! (raw time over the row's: the row's throughput as a fraction of raw), which a busy machine
+//! skews less than rows measured one after the other.
+//!
+//! Run: `cargo xtask bench -- lock` (or `cargo bench -p redis-patterns-benches --bench lock`;
+//! `BENCH_INTERLEAVED=20 cargo bench -p redis-patterns-benches --bench lock -- --warm-up-time 1 --measurement-time 3 acquire-release`).
 
 use std::{
     future::Future,
@@ -30,7 +37,8 @@ use redis::aio::MultiplexedConnection;
 use redis_core::{Key, KeySpace, Redis, Script, random_token};
 use redis_lock::{Fencing, Lock, Redlock};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    run_concurrent, runtime,
 };
 use redis_test_support::{TestServer, command_calls_and_cpu};
 use tokio::runtime::Runtime;
@@ -427,49 +435,57 @@ fn lock(c: &mut Criterion) {
         );
     }
 
+    // Each row once, as `bench_concurrent` and `interleaved` take it: (state, op).
+    let raw_row = (
+        (raw.clone(), raw_keys.clone(), release.clone()),
+        |(raw, raw_keys, release): (MultiplexedConnection, KeySpace, redis::Script), _: u64| {
+            raw_acquire_release(raw, raw_keys, release)
+        },
+    );
+    let fenced_row = (
+        (raw.clone(), raw_keys.clone(), release.clone(), fenced),
+        |(mut raw, raw_keys, release, fenced): (
+            MultiplexedConnection,
+            KeySpace,
+            redis::Script,
+            redis::Script,
+        ),
+         _: u64| async move {
+            let key = raw_keys.key(&resource()).unwrap();
+            let token = random_token();
+            let (taken, _fence): (i64, i64) = fenced
+                .key(&key)
+                .key(key.companion("fence"))
+                .key(key.companion("waiters"))
+                .arg(&token)
+                .arg(10_000)
+                .arg(0)
+                .arg(0)
+                .invoke_async(&mut raw)
+                .await
+                .unwrap();
+            assert_eq!(taken, 1);
+            raw_release(raw, release, key, token).await;
+        },
+    );
+    let lock_row = |lock: &Lock| (lock.clone(), |lock: Lock, _: u64| take_and_release(lock));
+
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "lock/acquire-release", tasks);
-        bench_concurrent(
-            &mut group,
-            &rt,
-            "raw-redis-rs",
-            tasks,
-            (raw.clone(), raw_keys.clone(), release.clone()),
-            |(raw, raw_keys, release), _| raw_acquire_release(raw, raw_keys, release),
-        );
+        let (state, op) = raw_row.clone();
+        bench_concurrent(&mut group, &rt, "raw-redis-rs", tasks, state, op);
+        let (state, op) = fenced_row.clone();
         bench_concurrent(
             &mut group,
             &rt,
             "raw-redis-rs-fenced-script",
             tasks,
-            (
-                raw.clone(),
-                raw_keys.clone(),
-                release.clone(),
-                fenced.clone(),
-            ),
-            |(mut raw, raw_keys, release, fenced), _| async move {
-                let key = raw_keys.key(&resource()).unwrap();
-                let token = random_token();
-                let (taken, _fence): (i64, i64) = fenced
-                    .key(&key)
-                    .key(key.companion("fence"))
-                    .key(key.companion("waiters"))
-                    .arg(&token)
-                    .arg(10_000)
-                    .arg(0)
-                    .arg(0)
-                    .invoke_async(&mut raw)
-                    .await
-                    .unwrap();
-                assert_eq!(taken, 1);
-                raw_release(raw, release, key, token).await;
-            },
+            state,
+            op,
         );
         for (name, lock) in &locks {
-            bench_concurrent(&mut group, &rt, name, tasks, lock.clone(), |lock, _| {
-                take_and_release(lock)
-            });
+            let (state, op) = lock_row(lock);
+            bench_concurrent(&mut group, &rt, name, tasks, state, op);
         }
         group.finish();
     }
@@ -564,6 +580,38 @@ fn lock(c: &mut Criterion) {
     );
     group.finish();
     drop(masters);
+
+    // Criterion measures one row after the other; on a busy machine the load drifts between
+    // them. With BENCH_INTERLEAVED=<rounds> each uncontended acquire + release row also runs
+    // alternately with the raw rslock baseline, in short slices, and the ratio of their total
+    // times is printed.
+    let rounds = interleaved_rounds();
+    if rounds > 0 {
+        for tasks in CONCURRENCY {
+            let iters = 40 * tasks as u64;
+            let mut pairs = vec![(
+                "raw-redis-rs-fenced-script".to_string(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters,
+                    rounds,
+                    raw_row.clone(),
+                    fenced_row.clone(),
+                ),
+            )];
+            for (name, lock) in &locks {
+                let ratio = interleaved(&rt, tasks, iters, rounds, raw_row.clone(), lock_row(lock));
+                pairs.push((name.to_string(), ratio));
+            }
+            for (what, ratio) in pairs {
+                eprintln!(
+                    "interleaved, {tasks} tasks: acquire-release {what} / raw-redis-rs \
+                     (SET NX PX + EVALSHA): {ratio:.2}"
+                );
+            }
+        }
+    }
 
     // Remove the fencing counters this run left on the server.
     rt.block_on(async {

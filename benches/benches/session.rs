@@ -8,25 +8,25 @@
 //!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each.
 //!
 //! Before the groups it prints the server commands per operation (`INFO commandstats`, script
-//! calls and the commands they run both counted). With `SESSION_INTERLEAVED=<rounds>` it also
+//! calls and the commands they run both counted). With `BENCH_INTERLEAVED=<rounds>` it also
 //! runs each pair alternately in short slices and prints the ratios, which a busy machine skews
 //! less than rows measured one after the other.
 //!
 //! Run: `cargo xtask bench -- session` (or `cargo bench -p redis-patterns-benches --bench session`;
-//! `SESSION_INTERLEAVED=20 cargo bench -p redis-patterns-benches --bench session -- --warm-up-time 1 --measurement-time 3`).
+//! `BENCH_INTERLEAVED=20 cargo bench -p redis-patterns-benches --bench session -- --warm-up-time 1 --measurement-time 3`).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, run_concurrent, runtime,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    runtime,
 };
 use redis_session::{SessionId, SessionStore, TowerSessionStore};
 use redis_test_support::command_calls;
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::runtime::Runtime;
 use tower_sessions_core::{
     SessionStore as _,
     session::{Id, Record},
@@ -91,34 +91,6 @@ where
     let total: f64 = per_op.iter().map(|(_, c)| c).sum();
     let list: Vec<String> = per_op.iter().map(|(n, c)| format!("{n} {c}")).collect();
     eprintln!("commands per op: {what}: {total} ({})", list.join(", "));
-}
-
-/// The raw baseline's total time over the store's, both run `rounds` times alternately, `iters`
-/// operations from `tasks` tasks each time: the store's throughput as a fraction of the raw one.
-fn interleaved<S, F, Fut, T, G, Gut>(
-    rt: &Runtime,
-    tasks: usize,
-    iters: u64,
-    rounds: u32,
-    (raw_state, raw_op): (S, F),
-    (state, op): (T, G),
-) -> f64
-where
-    S: Clone + Send + Sync + 'static,
-    F: Fn(S, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-    T: Clone + Send + Sync + 'static,
-    G: Fn(T, u64) -> Gut + Clone + Send + Sync + 'static,
-    Gut: Future<Output = ()> + Send + 'static,
-{
-    let (mut raw_time, mut time) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..rounds {
-        let (s, f) = (raw_state.clone(), raw_op.clone());
-        raw_time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
-        let (s, f) = (state.clone(), op.clone());
-        time += run_concurrent(rt, tasks, iters, move |i| f(s.clone(), i));
-    }
-    raw_time.as_secs_f64() / time.as_secs_f64()
 }
 
 fn session(c: &mut Criterion) {
@@ -329,12 +301,9 @@ fn session(c: &mut Criterion) {
     }
 
     // Criterion measures one row after the other; on a busy machine the load drifts between
-    // them. With SESSION_INTERLEAVED=<rounds> the same pairs also run alternately, in short
+    // them. With BENCH_INTERLEAVED=<rounds> the same pairs also run alternately, in short
     // slices, and the ratio of their total times is printed.
-    let rounds: u32 = std::env::var("SESSION_INTERLEAVED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
+    let rounds = interleaved_rounds();
     if rounds > 0 {
         for tasks in CONCURRENCY {
             let iters = 40 * tasks as u64;
