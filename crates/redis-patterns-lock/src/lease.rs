@@ -55,19 +55,19 @@ pub(crate) struct ScriptLease {
     redis: Redis,
     key: Key,
     scripts: &'static LeaseScripts,
-    /// Taken before the acquiring request: a change while it is in flight counts too.
-    topology: TopologyWatch,
+    /// The topology epoch, read before the acquiring request: a change while it is in flight
+    /// counts too. A watch is made from it only when a watchdog asks.
+    epoch: u64,
 }
 
 impl ScriptLease {
     pub(crate) fn new(redis: Redis, key: Key, scripts: &'static LeaseScripts) -> Self {
-        let mut topology = redis.topology_watch();
-        topology.mark_seen();
+        let epoch = redis.topology_epoch();
         Self {
             redis,
             key,
             scripts,
-            topology,
+            epoch,
         }
     }
 
@@ -148,6 +148,6 @@ impl Lease for ScriptLease {
     }
 
     fn topology(&self) -> Option<TopologyWatch> {
-        Some(self.topology.clone())
+        Some(self.redis.topology_watch_since(self.epoch))
     }
 }

@@ -27,19 +27,19 @@ pub(crate) struct LockLease {
     redis: Redis,
     key: Key,
     waiters: Arc<Waiters>,
-    /// Taken before the acquiring request: a change while it is in flight counts too.
-    topology: TopologyWatch,
+    /// The topology epoch, read before the acquiring request: a change while it is in flight
+    /// counts too. A watch is made from it only when a watchdog asks.
+    epoch: u64,
 }
 
 impl LockLease {
     pub(crate) fn new(redis: Redis, key: Key, waiters: Arc<Waiters>) -> Self {
-        let mut topology = redis.topology_watch();
-        topology.mark_seen();
+        let epoch = redis.topology_epoch();
         Self {
             redis,
             key,
             waiters,
-            topology,
+            epoch,
         }
     }
 
@@ -229,6 +229,6 @@ impl Lease for LockLease {
     }
 
     fn topology(&self) -> Option<TopologyWatch> {
-        Some(self.topology.clone())
+        Some(self.redis.topology_watch_since(self.epoch))
     }
 }

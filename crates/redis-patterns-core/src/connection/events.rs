@@ -13,7 +13,13 @@
 //! for its reconnect loop: its delays restart from the minimum as soon as the epoch moves, and
 //! [`TopologyBackoff::wait`] returns early when it moves during a pause.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
@@ -26,12 +32,16 @@ pub const CLUSTER_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub(crate) struct TopologySignal {
     tx: watch::Sender<u64>,
+    /// The epoch as a plain atomic, for readers on hot paths: a load touches no lock and no
+    /// counter that other cores write (the channel's `borrow` and `subscribe` do).
+    epoch: AtomicU64,
 }
 
 impl TopologySignal {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             tx: watch::Sender::new(0),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -41,18 +51,30 @@ impl TopologySignal {
         self.tx.send_modify(|e| {
             *e += 1;
             epoch = *e;
+            // Stored before the watchers wake, so one that reads it sees the new epoch.
+            self.epoch.store(epoch, Ordering::Release);
         });
         tracing::info!(epoch, why, "topology changed");
     }
 
     pub(crate) fn epoch(&self) -> u64 {
-        *self.tx.borrow()
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn watch(&self) -> TopologyWatch {
         TopologyWatch {
             rx: self.tx.subscribe(),
         }
+    }
+
+    /// A watch that has seen `epoch` and nothing after it: when the epoch has moved since, its
+    /// first [`TopologyWatch::changed`] returns at once.
+    pub(crate) fn watch_since(&self, epoch: u64) -> TopologyWatch {
+        let mut watch = self.watch();
+        if watch.mark_seen() != epoch {
+            watch.rx.mark_changed();
+        }
+        watch
     }
 }
 
@@ -239,5 +261,18 @@ mod tests {
         assert_eq!(watch.changed().await, 1);
         assert!(!watch.has_changed());
         assert_eq!(signal.epoch(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_watch_since_an_old_epoch_reports_the_change_it_missed() {
+        let signal = TopologySignal::new();
+        let before = signal.epoch();
+        assert!(!signal.watch_since(before).has_changed());
+        signal.bump("test");
+        let mut missed = signal.watch_since(before);
+        assert!(missed.has_changed());
+        assert_eq!(missed.changed().await, 1);
+        assert!(!missed.has_changed());
+        assert!(!signal.watch_since(signal.epoch()).has_changed());
     }
 }

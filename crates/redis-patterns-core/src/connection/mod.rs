@@ -289,6 +289,25 @@ impl Redis {
         self.inner.signal.epoch()
     }
 
+    /// A watch that has seen [`topology_epoch`](Self::topology_epoch) `epoch` and nothing after:
+    /// when the topology changed since, its first [`TopologyWatch::changed`] returns at once.
+    /// For a value that notes the epoch on a hot path (one atomic read) and needs a watch only
+    /// later, if ever.
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: redis_core::Redis) {
+    /// let epoch = redis.topology_epoch();
+    /// // ... a request that must be redone if the deployment changed under it ...
+    /// let mut watch = redis.topology_watch_since(epoch);
+    /// if watch.has_changed() {
+    ///     // the deployment changed while the request was in flight
+    /// }
+    /// # }
+    /// ```
+    pub fn topology_watch_since(&self, epoch: u64) -> TopologyWatch {
+        self.inner.signal.watch_since(epoch)
+    }
+
     /// Announces a topology change to every watcher, for custom backends and for callers that
     /// learn of one first (an operator hook).
     pub fn notify_topology_change(&self) {
