@@ -15,9 +15,11 @@ use tower_sessions_core::{
     session_store,
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
 use crate::{
     SessionStore,
-    id::{bucket_tag, digest_bucket},
+    id::{DIGEST_CHARS, bucket_tag, digest_bucket},
     layout::{self, Existing, RECORD, set_value},
     metrics::{Event, Operation, Outcome, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
@@ -70,14 +72,40 @@ pub struct TowerSessionStore<C: Codec = redis_core::codec::Json> {
 /// Bounded: a shard that reaches its share of [`CreationTimes::CAPACITY`] starts over.
 #[derive(Debug, Default)]
 struct CreationTimes {
-    shards: [Mutex<HashMap<[u8; 32], u64>>; 16],
+    shards: [Mutex<HashMap<[u8; 32], u64, DigestHash>>; 16],
+}
+
+/// Hashes a key digest by its first 8 bytes: they are already uniformly spread (SHA-256 or
+/// HMAC-SHA-256 output), so SipHash would only cost time. Only records that exist are
+/// remembered, and their ids are drawn by tower-sessions, so nobody picks where they land.
+type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
+
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length (always 32), then its bytes: the first 8 of each
+        // write are mixed in, which spreads as well as the digest does.
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(head);
+    }
 }
 
 impl CreationTimes {
     /// Most records remembered (about 60 bytes each).
     const CAPACITY: usize = 16_384;
 
-    fn shard(&self, digest: &[u8; 32]) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+    fn shard(
+        &self,
+        digest: &[u8; 32],
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64, DigestHash>> {
         let shard = &self.shards[usize::from(digest[31] & 15)];
         // A panic while holding it cannot leave the map inconsistent: take it back.
         shard
@@ -121,19 +149,18 @@ impl<C: Codec> TowerSessionStore<C> {
 
     /// The key of a record and the digest it is named by.
     fn key_and_digest(&self, id: &Id) -> crate::Result<(Key, [u8; 32])> {
-        let digest = self
-            .inner
-            .hasher()
-            .digest("tower-session", id.to_string().as_bytes());
+        let digest = self.inner.hasher().digest("tower-session", &id_text(id));
         let key = self.key_of_digest(&digest)?;
         Ok((key, digest))
     }
 
     fn key_of_digest(&self, digest: &[u8; 32]) -> crate::Result<Key> {
         let bucket = digest_bucket(digest);
-        let name =
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
-        Ok(self.inner.keys().tagged(&bucket_tag(bucket), &name)?)
+        let mut name = [0u8; DIGEST_CHARS];
+        let written = URL_SAFE_NO_PAD.encode_slice(digest, &mut name);
+        debug_assert_eq!(written.ok(), Some(DIGEST_CHARS));
+        let name = std::str::from_utf8(&name).unwrap_or_default();
+        Ok(self.inner.keys().tagged(&bucket_tag(bucket), name)?)
     }
 
     /// The record's data as the stored fields: a map of names to JSON.
@@ -177,7 +204,9 @@ impl<C: Codec> TowerSessionStore<C> {
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
         let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
         let Some(now) = self.inner.clock().now() else {
-            return self.write(&TOWER_CREATE, &key, record).await;
+            // Boxed, here and on the other script paths: the rare path would otherwise make
+            // every call's future larger (each a larger allocation and copy).
+            return Box::pin(self.write(&TOWER_CREATE, &key, record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
         let deadline = expires.min(now.saturating_add(self.inner.absolute_ms()));
@@ -214,7 +243,7 @@ impl<C: Codec> TowerSessionStore<C> {
         let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
         let (Some(created), Some(now)) = (self.created.get(&digest), self.inner.clock().now())
         else {
-            return self.write(&TOWER_SAVE, &key, record).await;
+            return Box::pin(self.write(&TOWER_SAVE, &key, record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
         let deadline = expires.min(created.saturating_add(self.inner.absolute_ms()));
@@ -222,8 +251,7 @@ impl<C: Codec> TowerSessionStore<C> {
         if deadline <= now {
             // Past a deadline: as the script, end it rather than write it.
             self.created.forget(&digest);
-            let _: i64 = redis
-                .query(redis_core::redis::cmd("DEL").arg(&key))
+            let _: i64 = Box::pin(redis.query(redis_core::redis::cmd("DEL").arg(&key)))
                 .await
                 .map_err(core_backend)?;
             return Ok(false);
@@ -264,11 +292,8 @@ impl<C: Codec> TowerSessionStore<C> {
             (now < expires.min(created.saturating_add(self.inner.absolute_ms()))).then_some(())
         };
         if live(&value, self.inner.clock().now()).is_none() {
-            let reply: Option<(u64, Vec<u8>)> = TOWER_LOAD
-                .call()
-                .key(&key)
-                .arg(self.inner.absolute_ms())
-                .invoke(self.inner.redis())
+            let call = TOWER_LOAD.call().key(&key).arg(self.inner.absolute_ms());
+            let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.inner.redis()))
                 .await
                 .map_err(core_backend)?;
             let Some((now, fresh)) = reply else {
@@ -377,6 +402,15 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
     }
 }
 
+/// The text of `id` as its `Display` writes it (URL-safe base64 of its 16 little-endian bytes,
+/// 22 characters), on the stack: what the record's key is derived from.
+fn id_text(id: &Id) -> [u8; 22] {
+    let mut text = [0u8; 22];
+    let written = URL_SAFE_NO_PAD.encode_slice(id.0.to_le_bytes(), &mut text);
+    debug_assert_eq!(written.ok(), Some(22));
+    text
+}
+
 fn unix_ms(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
@@ -387,4 +421,40 @@ fn backend(e: crate::Error) -> session_store::Error {
 
 fn core_backend(e: redis_core::Error) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ids_key_text_is_its_display() {
+        for n in [
+            0i128,
+            1,
+            -1,
+            i128::MAX,
+            i128::MIN,
+            0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+        ] {
+            let id = Id(n);
+            assert_eq!(id_text(&id), id.to_string().as_bytes());
+        }
+        let random = Id::default();
+        assert_eq!(id_text(&random), random.to_string().as_bytes());
+    }
+
+    #[test]
+    fn creation_times_are_found_by_digest() {
+        let times = CreationTimes::default();
+        let (a, mut b) = ([7u8; 32], [7u8; 32]);
+        b[31] = 8;
+        times.remember(a, 1);
+        times.remember(b, 2);
+        assert_eq!(times.get(&a), Some(1));
+        assert_eq!(times.get(&b), Some(2));
+        times.forget(&a);
+        assert_eq!(times.get(&a), None);
+        assert_eq!(times.get(&b), Some(2));
+    }
 }
