@@ -62,7 +62,8 @@ pub(crate) trait Acquirer: Sync {
         let metrics = self.metrics();
         let span = lease_span!(metrics, "lock.try_acquire", outcome = Empty, fence = Empty);
         async {
-            let started = Instant::now();
+            // No clock read when nothing records the wait.
+            let started = redis_core::metrics::ENABLED.then(Instant::now);
             let mut attempts = 0u32;
             let result = async {
                 let config = self.settings().with(options)?;
@@ -75,7 +76,7 @@ pub(crate) trait Acquirer: Sync {
             }
             .await;
             let outcome = Outcome::of(&result);
-            metrics.acquisition(outcome, attempts, started.elapsed());
+            metrics.acquisition(outcome, attempts, elapsed_since(started));
             let said = match outcome {
                 Outcome::Timeout => "held",
                 other => other.as_str(),
@@ -102,7 +103,8 @@ pub(crate) trait Acquirer: Sync {
             attempts = Empty
         );
         async {
-            let started = Instant::now();
+            // No clock read when nothing records the wait.
+            let started = redis_core::metrics::ENABLED.then(Instant::now);
             let mut attempts = 0u32;
             let result = async {
                 let config = self.settings().with(options)?;
@@ -120,7 +122,7 @@ pub(crate) trait Acquirer: Sync {
                 Err(Error::Timeout(_)) => Outcome::Timeout,
                 Err(_) => Outcome::Error,
             };
-            metrics.acquisition(outcome, attempts, started.elapsed());
+            metrics.acquisition(outcome, attempts, elapsed_since(started));
             span.record("outcome", outcome.as_str());
             span.record("attempts", attempts);
             if let Ok(guard) = &result {
@@ -427,6 +429,11 @@ impl Drop for PendingLease {
             release_in_background(&self.resource, async move { lease.release(&token).await });
         }
     }
+}
+
+/// Time since `started`, zero when it was not read (see [`redis_core::metrics::ENABLED`]).
+pub(crate) fn elapsed_since(started: Option<Instant>) -> Duration {
+    started.map_or(Duration::ZERO, |started| started.elapsed())
 }
 
 #[cfg(test)]

@@ -117,8 +117,9 @@ pub(crate) struct Shared {
     pub(crate) state: StateSender,
     /// The handles of the primitive that granted the lease.
     pub(crate) metrics: Arc<Metrics>,
-    /// When the grant was known here: the start of the hold time.
-    granted_at: Instant,
+    /// When the grant was known here: the start of the hold time (read only when metrics
+    /// record it).
+    granted_at: Option<Instant>,
 }
 
 impl fmt::Debug for Shared {
@@ -154,7 +155,7 @@ impl Shared {
             lease,
             state,
             metrics,
-            granted_at: Instant::now(),
+            granted_at: redis_core::metrics::ENABLED.then(Instant::now),
         }
     }
 
@@ -176,8 +177,10 @@ impl Shared {
     /// The lease just stopped being held (the one move away from [`Status::Held`]): hold time,
     /// loss, permits in use.
     fn ended(&self, status: Status) {
-        self.metrics
-            .ended(self.granted_at.elapsed(), status == Status::Lost);
+        self.metrics.ended(
+            crate::acquire::elapsed_since(self.granted_at),
+            status == Status::Lost,
+        );
     }
 
     /// Marks the lease lost if its local deadline has passed; true when it is no longer held.
