@@ -114,7 +114,8 @@ impl LockLease {
     /// the waiter and reads the holder's lease (a lock freed in between reads as `0` ms left).
     /// Replies as the acquire script: `(1, 0)` taken, `(0, ms left or -1)` held.
     async fn set_nx(&self, token: &str, ttl: u64, waiting: bool) -> Result<(i64, i64)> {
-        let set: Option<String> = self
+        // `OK` or nil, read without converting the `OK` into a string.
+        let set: redis::Value = self
             .redis
             .query(
                 redis::cmd("SET")
@@ -125,7 +126,7 @@ impl LockLease {
                     .arg(ttl),
             )
             .await?;
-        if set.is_some() {
+        if !matches!(set, redis::Value::Nil) {
             return Ok((1, 0));
         }
         if !waiting {
