@@ -61,6 +61,13 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 type Conn = redis::aio::MultiplexedConnection;
 
+/// The raw hit: `GET` and `serde_json`, which must find the product.
+async fn raw_get_product(raw: &mut Conn, key: &Key) {
+    let bytes: Vec<u8> = redis::cmd("GET").arg(key).query_async(raw).await.unwrap();
+    let p: Product = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(p.id, 7);
+}
+
 fn cache(c: &mut Criterion) {
     let server = BenchServer::start();
     let rt = runtime();
@@ -124,15 +131,7 @@ fn cache(c: &mut Criterion) {
     // 0, so any run of them may repeat.
     let raw_hit = (
         (raw.clone(), raw_key),
-        |(mut raw, key): (Conn, Key), _: u64| async move {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            let p: Product = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(p.id, 7);
-        },
+        |(mut raw, key): (Conn, Key), _: u64| async move { raw_get_product(&mut raw, &key).await },
     );
     let hit = |cache: &Cache| {
         (cache.clone(), |cache: Cache, _: u64| async move {
@@ -211,13 +210,7 @@ fn cache(c: &mut Criterion) {
             (raw.clone(), keys.clone()),
             |(mut raw, keys), _| async move {
                 let key = keys.key("raw-hit").unwrap();
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut raw)
-                    .await
-                    .unwrap();
-                let p: Product = serde_json::from_slice(&bytes).unwrap();
-                assert_eq!(p.id, 7);
+                raw_get_product(&mut raw, &key).await;
             },
         );
         // The same read through Redis and, with the near cache on, from process memory.
