@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod fields;
 mod id;
 mod layout;
 mod metrics;

@@ -7,7 +7,7 @@ use std::{
 };
 
 use redis_core::{Codec, codec::Json};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 use crate::{
     config::Timeouts,
@@ -233,28 +233,6 @@ pub(crate) fn check_field(name: &str) -> Result<()> {
         return Err(Error::InvalidField(name.to_owned()));
     }
     Ok(())
-}
-
-/// The top-level fields of `data` (a struct or map), each encoded with `codec`.
-pub(crate) fn encode_fields<C: Codec, T: Serialize + ?Sized>(
-    codec: &C,
-    data: &T,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let value = serde_json::to_value(data).map_err(|e| redis_core::Error::Encode(Box::new(e)))?;
-    let map = match value {
-        serde_json::Value::Object(map) => map,
-        serde_json::Value::Null => return Ok(Vec::new()),
-        serde_json::Value::Bool(_) => return Err(Error::NotAMap("a boolean")),
-        serde_json::Value::Number(_) => return Err(Error::NotAMap("a number")),
-        serde_json::Value::String(_) => return Err(Error::NotAMap("a string")),
-        serde_json::Value::Array(_) => return Err(Error::NotAMap("a sequence")),
-    };
-    map.into_iter()
-        .map(|(name, value)| {
-            check_field(&name)?;
-            Ok((name, codec.encode(&value)?))
-        })
-        .collect()
 }
 
 fn parse_num(s: &str) -> Result<u64> {

@@ -9,11 +9,12 @@ use serde::Serialize;
 use crate::{
     config::Timeouts,
     error::{Error, Result},
+    fields::encode_fields,
     id::{DigestText, Hasher, SessionId, bucket_tag, random_bucket},
     layout::{self, Existing, SESSION, ServerClock},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
-    session::{check_field, encode_fields},
+    session::check_field,
 };
 
 mod builder;
