@@ -1,13 +1,18 @@
 //! A session's data as its top-level fields, each encoded with the store's codec.
 //!
-//! A struct or a map with string keys, the shapes sessions hold, is serialized straight into
-//! its fields: each field's value goes to the codec as it is, with no JSON value built first.
-//! Any other shape takes the general path through a `serde_json::Value`, which also gives the
-//! errors for data that is not a map.
+//! With the JSON codec, a struct or a map with string keys (the shapes sessions hold) is
+//! serialized straight into its fields: each field's value goes to the codec as it is, with no
+//! JSON value built first, and comes out as the same JSON. Any other shape, and any other codec,
+//! takes the general path through a `serde_json::Value`, which also gives the errors for data
+//! that is not a map. (Another codec could encode a value differently from the JSON value it
+//! maps to, bytes as MessagePack `bin` say, which [`Session::deserialize`] reads back through
+//! JSON values.)
+//!
+//! [`Session::deserialize`]: crate::Session::deserialize
 
-use std::fmt;
+use std::{any::TypeId, fmt};
 
-use redis_core::Codec;
+use redis_core::{Codec, codec::Json};
 use serde::{
     Serialize,
     ser::{self, Impossible},
@@ -18,7 +23,8 @@ use crate::{
     session::check_field,
 };
 
-/// The fields of `data` (a struct or map), each encoded with `codec`, in the data's order.
+/// The fields of `data` (a struct or map), each encoded with `codec` (in the data's order on the
+/// direct path, sorted by name on the general one).
 ///
 /// # Errors
 /// [`Error::NotAMap`] when `data` is not a struct or map, [`Error::InvalidField`] for a reserved
@@ -27,6 +33,9 @@ pub(crate) fn encode_fields<C: Codec, T: Serialize + ?Sized>(
     codec: &C,
     data: &T,
 ) -> Result<Vec<(String, Vec<u8>)>> {
+    if TypeId::of::<C>() != TypeId::of::<Json>() {
+        return through_json(codec, data);
+    }
     let direct = Fields {
         codec,
         fields: Vec::new(),
@@ -295,7 +304,6 @@ impl ser::Serializer for Name {
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use redis_core::codec::Json;
     use serde::Serialize;
 
     use super::*;
@@ -339,6 +347,26 @@ mod tests {
         assert_eq!(
             sorted(encode_fields(&Json, &Some(&map)).unwrap()),
             through_json(&Json, &map).unwrap()
+        );
+    }
+
+    #[cfg(feature = "msgpack")]
+    #[test]
+    fn other_codecs_take_the_general_path() {
+        #[derive(Serialize)]
+        struct Small {
+            ratio: f32,
+            name: &'static str,
+        }
+        let codec = redis_core::codec::MsgPack;
+        let data = Small {
+            ratio: 0.5,
+            name: "x",
+        };
+        // Exactly the general path's bytes (the f32 goes through a JSON number, an f64).
+        assert_eq!(
+            encode_fields(&codec, &data).unwrap(),
+            through_json(&codec, &data).unwrap()
         );
     }
 
