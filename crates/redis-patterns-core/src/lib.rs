@@ -27,7 +27,8 @@ pub use codec::Codec;
 pub use config::{Config, ConfigBuilder, PoolConfig, Topology, TopologyKind};
 pub use connection::{
     Backend, CLUSTER_POLL, DedicatedConnection, Endpoint, MIGRATION_WAIT, NodeAddr, Redis,
-    TopologyBackoff, TopologyWatch, cluster_masters, connect_with_pushes, parse_cluster_masters,
+    TopologyBackoff, TopologyWatch, cluster_masters, command, connect_with_pushes,
+    parse_cluster_masters,
 };
 pub use error::{BoxError, Error, ErrorPredicates, KeyError, Result};
 pub use keys::{Key, KeySpace};

@@ -118,7 +118,8 @@ impl LockLease {
         let set: redis::Value = self
             .redis
             .query(
-                redis::cmd("SET")
+                // SET key token NX PX ttl: sized ahead (a ttl is at most 20 digits).
+                redis_core::command("SET", 6, self.key.as_str().len() + token.len() + 24)
                     .arg(&self.key)
                     .arg(token)
                     .arg("NX")

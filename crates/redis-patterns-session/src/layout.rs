@@ -126,7 +126,8 @@ pub(crate) async fn set_value(
     // `OK` or nil, read without converting the `OK` into a string.
     let set: redis::Value = redis
         .query(
-            redis::cmd("SET")
+            // SET key value NX|XX PXAT deadline: sized ahead (a deadline is at most 20 digits).
+            redis_core::command("SET", 6, key.as_str().len() + value.len() + 26)
                 .arg(key)
                 .arg(value)
                 .arg(condition)

@@ -275,7 +275,7 @@ impl<C: Codec> TowerSessionStore<C> {
         let reply = self
             .inner
             .redis()
-            .query(redis_core::redis::cmd("GET").arg(&key))
+            .query(redis_core::command("GET", 2, key.as_str().len()).arg(&key))
             .await;
         let value: Option<Vec<u8>> = match reply {
             Ok(value) => value,

@@ -57,6 +57,23 @@ pub const MIGRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5
 pub use pool::DedicatedConnection;
 pub use topology::{NodeAddr, cluster_masters, parse_cluster_masters};
 
+/// A command named `name` with room for `args` arguments (the name included) holding `bytes`
+/// bytes besides the name, so adding them does not grow its buffers one argument at a time as
+/// [`redis::cmd`]'s do: for plain commands on hot paths, whose arguments are known ahead.
+///
+/// ```
+/// let key = "app:{user:1}:profile";
+/// let mut get = redis_core::command("GET", 2, key.len());
+/// get.arg(key);
+/// assert_eq!(get.args_iter().count(), 2);
+/// assert_eq!(get.get_packed_command(), redis_core::redis::cmd("GET").arg(key).get_packed_command());
+/// ```
+pub fn command(name: &str, args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(args, name.len().saturating_add(bytes));
+    cmd.arg(name);
+    cmd
+}
+
 /// A deployment that can run commands: one server, a cluster, a Sentinel-managed master, or
 /// anything a user plugs in (a proxy, a test double of their own).
 ///

@@ -3,7 +3,7 @@
 //! timeout of the current settings has passed while the key lives on, or the store does not know
 //! the server's clock (see `crate::layout`).
 
-use redis_core::{Codec, Key, redis};
+use redis_core::{Codec, Key};
 
 use super::{SessionStore, found};
 use crate::{
@@ -45,7 +45,8 @@ impl<C: Codec> SessionStore<C> {
             };
             let (key, _) = self.session_key(&id)?;
             if self.timeouts.touch > 0 {
-                let reply = self.redis.query(redis::cmd("GET").arg(&key)).await;
+                let mut get = redis_core::command("GET", 2, key.as_str().len());
+                let reply = self.redis.query(get.arg(&key)).await;
                 let Some(value) = plain_reply(reply)? else {
                     return Ok(None);
                 };
@@ -92,7 +93,12 @@ impl<C: Codec> SessionStore<C> {
             if self.timeouts.touch > 0 {
                 let reply = self
                     .redis
-                    .query(redis::cmd("GETRANGE").arg(&key).arg(0).arg(TIMES_END - 1))
+                    .query(
+                        redis_core::command("GETRANGE", 4, key.as_str().len() + 4)
+                            .arg(&key)
+                            .arg(0)
+                            .arg(TIMES_END - 1),
+                    )
                     .await;
                 // `GETRANGE` of a missing key is empty.
                 let head = plain_reply(reply)?.unwrap_or_default();
