@@ -116,13 +116,21 @@ impl<C: Codec> Fields<'_, C> {
     }
 }
 
-/// Serializer methods of shapes the direct path leaves to the general one.
+/// Serializer methods of shapes the direct path leaves to the general one; those after `@generic`
+/// also take the value of the shape (a generic `&T`).
 macro_rules! other_shape {
-    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {$(
-        fn $method(self, $(_: $arg),*) -> Result<$ok, Stop> {
-            Err(Stop::OtherShape)
-        }
-    )*};
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)* $(@generic $($generic:ident($($garg:ty),*) -> $gok:ty;)*)?) => {
+        $(
+            fn $method(self, $(_: $arg),*) -> Result<$ok, Stop> {
+                Err(Stop::OtherShape)
+            }
+        )*
+        $($(
+            fn $generic<T: Serialize + ?Sized>(self, $(_: $garg,)* _: &T) -> Result<$gok, Stop> {
+                Err(Stop::OtherShape)
+            }
+        )*)?
+    };
 }
 
 impl<'c, C: Codec> ser::Serializer for Fields<'c, C> {
@@ -160,6 +168,8 @@ impl<'c, C: Codec> ser::Serializer for Fields<'c, C> {
         serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
         serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+        @generic
+        serialize_newtype_variant(&'static str, u32, &'static str) -> Self::Ok;
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Self::Ok, Stop> {
@@ -172,16 +182,6 @@ impl<'c, C: Codec> ser::Serializer for Fields<'c, C> {
         value: &T,
     ) -> Result<Self::Ok, Stop> {
         value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<Self::Ok, Stop> {
-        Err(Stop::OtherShape)
     }
 
     fn serialize_map(mut self, len: Option<usize>) -> Result<Self, Stop> {
@@ -275,10 +275,9 @@ impl ser::Serializer for Name {
         serialize_map(Option<usize>) -> Self::SerializeMap;
         serialize_struct(&'static str, usize) -> Self::SerializeStruct;
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
-    }
-
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Stop> {
-        Err(Stop::OtherShape)
+        @generic
+        serialize_some() -> String;
+        serialize_newtype_variant(&'static str, u32, &'static str) -> String;
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
@@ -287,16 +286,6 @@ impl ser::Serializer for Name {
         value: &T,
     ) -> Result<String, Stop> {
         value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<String, Stop> {
-        Err(Stop::OtherShape)
     }
 }
 
