@@ -198,3 +198,19 @@ where
     }
     raw_time.as_secs_f64() / time.as_secs_f64()
 }
+
+/// The interleaved mode's whole run, when it is on ([`interleaved_rounds`] > 0): for each of
+/// [`CONCURRENCY`], `pairs(tasks, iters, rounds)` measures its pairs with [`interleaved`] (slices
+/// of 40 operations per task) and names them, and each ratio is printed as
+/// `interleaved, <tasks> tasks: <name>: <ratio>`.
+pub fn report_interleaved(mut pairs: impl FnMut(usize, u64, u32) -> Vec<(String, f64)>) {
+    let rounds = interleaved_rounds();
+    if rounds == 0 {
+        return;
+    }
+    for tasks in CONCURRENCY {
+        for (what, ratio) in pairs(tasks, 40 * tasks as u64, rounds) {
+            eprintln!("interleaved, {tasks} tasks: {what}: {ratio:.2}");
+        }
+    }
+}

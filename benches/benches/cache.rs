@@ -25,7 +25,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use redis_cache::{Cache, EntryOptions, NearCacheConfig};
 use redis_core::{Key, KeySpace, Redis, Script};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, report_interleaved,
     runtime,
 };
 use serde::{Deserialize, Serialize};
@@ -325,36 +325,29 @@ fn cache(c: &mut Criterion) {
     // them. With BENCH_INTERLEAVED=<rounds> the hit, write and tagged-write pairs also run
     // alternately, in short slices, and the ratio of their total times is printed. (The miss
     // rows are left out: each of their calls takes a fresh name from a counter.)
-    let rounds = interleaved_rounds();
-    if rounds > 0 {
-        for tasks in CONCURRENCY {
-            let iters = 40 * tasks as u64;
-            let pairs = [
-                (
-                    "hit: redis-cache-get / raw GET + serde_json",
-                    interleaved(&rt, tasks, iters, rounds, raw_hit.clone(), hit(&cache)),
+    report_interleaved(|tasks, iters, rounds| {
+        vec![
+            (
+                "hit: redis-cache-get / raw GET + serde_json".into(),
+                interleaved(&rt, tasks, iters, rounds, raw_hit.clone(), hit(&cache)),
+            ),
+            (
+                "set: redis-cache-set / raw pipelined GET + PSETEX".into(),
+                interleaved(&rt, tasks, iters, rounds, raw_set.clone(), set.clone()),
+            ),
+            (
+                "set-tagged: redis-cache-set-tagged / raw MULTI/EXEC".into(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters,
+                    rounds,
+                    raw_set_tagged.clone(),
+                    set_tagged.clone(),
                 ),
-                (
-                    "set: redis-cache-set / raw pipelined GET + PSETEX",
-                    interleaved(&rt, tasks, iters, rounds, raw_set.clone(), set.clone()),
-                ),
-                (
-                    "set-tagged: redis-cache-set-tagged / raw MULTI/EXEC",
-                    interleaved(
-                        &rt,
-                        tasks,
-                        iters,
-                        rounds,
-                        raw_set_tagged.clone(),
-                        set_tagged.clone(),
-                    ),
-                ),
-            ];
-            for (what, ratio) in pairs {
-                eprintln!("interleaved, {tasks} tasks: {what}: {ratio:.2}");
-            }
-        }
-    }
+            ),
+        ]
+    });
 }
 
 /// A name no earlier iteration used: every miss row reads a cold key.

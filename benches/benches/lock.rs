@@ -37,7 +37,7 @@ use redis::aio::MultiplexedConnection;
 use redis_core::{Key, KeySpace, Redis, Script, random_token};
 use redis_lock::{Fencing, Lock, Redlock};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, report_interleaved,
     run_concurrent, runtime,
 };
 use redis_test_support::{TestServer, command_calls_and_cpu};
@@ -585,33 +585,25 @@ fn lock(c: &mut Criterion) {
     // them. With BENCH_INTERLEAVED=<rounds> each uncontended acquire + release row also runs
     // alternately with the raw rslock baseline, in short slices, and the ratio of their total
     // times is printed.
-    let rounds = interleaved_rounds();
-    if rounds > 0 {
-        for tasks in CONCURRENCY {
-            let iters = 40 * tasks as u64;
-            let mut pairs = vec![(
-                "raw-redis-rs-fenced-script".to_string(),
-                interleaved(
-                    &rt,
-                    tasks,
-                    iters,
-                    rounds,
-                    raw_row.clone(),
-                    fenced_row.clone(),
-                ),
-            )];
-            for (name, lock) in &locks {
-                let ratio = interleaved(&rt, tasks, iters, rounds, raw_row.clone(), lock_row(lock));
-                pairs.push((name.to_string(), ratio));
-            }
-            for (what, ratio) in pairs {
-                eprintln!(
-                    "interleaved, {tasks} tasks: acquire-release {what} / raw-redis-rs \
-                     (SET NX PX + EVALSHA): {ratio:.2}"
-                );
-            }
+    let versus = "/ raw-redis-rs (SET NX PX + EVALSHA)";
+    report_interleaved(|tasks, iters, rounds| {
+        let mut pairs = vec![(
+            format!("acquire-release raw-redis-rs-fenced-script {versus}"),
+            interleaved(
+                &rt,
+                tasks,
+                iters,
+                rounds,
+                raw_row.clone(),
+                fenced_row.clone(),
+            ),
+        )];
+        for (name, lock) in &locks {
+            let ratio = interleaved(&rt, tasks, iters, rounds, raw_row.clone(), lock_row(lock));
+            pairs.push((format!("acquire-release {name} {versus}"), ratio));
         }
-    }
+        pairs
+    });
 
     // Remove the fencing counters this run left on the server.
     rt.block_on(async {

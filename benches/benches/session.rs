@@ -20,7 +20,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis_core::{KeySpace, Redis};
 use redis_patterns_benches::{
-    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, interleaved_rounds,
+    BenchServer, CONCURRENCY, bench_concurrent, concurrent_group, interleaved, report_interleaved,
     runtime,
 };
 use redis_session::{SessionId, SessionStore, TowerSessionStore};
@@ -303,43 +303,36 @@ fn session(c: &mut Criterion) {
     // Criterion measures one row after the other; on a busy machine the load drifts between
     // them. With BENCH_INTERLEAVED=<rounds> the same pairs also run alternately, in short
     // slices, and the ratio of their total times is printed.
-    let rounds = interleaved_rounds();
-    if rounds > 0 {
-        for tasks in CONCURRENCY {
-            let iters = 40 * tasks as u64;
-            let pairs = [
-                (
-                    "create / SET NX PX",
-                    interleaved(
-                        &rt,
-                        tasks,
-                        iters,
-                        rounds,
-                        raw_create.clone(),
-                        create.clone(),
-                    ),
+    report_interleaved(|tasks, iters, rounds| {
+        vec![
+            (
+                "create / SET NX PX".into(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters,
+                    rounds,
+                    raw_create.clone(),
+                    create.clone(),
                 ),
-                (
-                    "load / GET",
-                    interleaved(&rt, tasks, iters, rounds, raw_get.clone(), load(&store)),
+            ),
+            (
+                "load / GET".into(),
+                interleaved(&rt, tasks, iters, rounds, raw_get.clone(), load(&store)),
+            ),
+            (
+                "tower cycle / SET NX + GET + SET XX".into(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters / 3,
+                    rounds,
+                    raw_cycle.clone(),
+                    cycle.clone(),
                 ),
-                (
-                    "tower cycle / SET NX + GET + SET XX",
-                    interleaved(
-                        &rt,
-                        tasks,
-                        iters / 3,
-                        rounds,
-                        raw_cycle.clone(),
-                        cycle.clone(),
-                    ),
-                ),
-            ];
-            for (what, ratio) in pairs {
-                eprintln!("interleaved, {tasks} tasks: {what}: {ratio:.2}");
-            }
-        }
-    }
+            ),
+        ]
+    });
 
     // Leave nothing behind on a shared server.
     rt.block_on(async {
