@@ -127,7 +127,8 @@ impl KeySpace {
         self.check_len(self.prefix.len() + 3 + name.len())?;
         Ok(KeyRef {
             prefix: &self.prefix,
-            name,
+            tag: name,
+            rest: "",
         })
     }
 
@@ -137,6 +138,25 @@ impl KeySpace {
     /// # Errors
     /// [`KeyError::Empty`] for an empty tag or name, [`KeyError::TooLong`] past the limit.
     pub fn tagged(&self, tag: &str, name: &str) -> Result<Key> {
+        Ok(self.tagged_ref(tag, name)?.to_key())
+    }
+
+    /// The key of [`tagged`](Self::tagged), checked as it checks it and not built yet (see
+    /// [`key_ref`](Self::key_ref)).
+    ///
+    /// ```
+    /// use redis_core::KeySpace;
+    ///
+    /// let space = KeySpace::new("app")?;
+    /// let key = space.tagged_ref("user:7", "cart")?;
+    /// assert_eq!(key.to_string(), "app:{user:7}:cart");
+    /// assert_eq!(key.to_key(), space.tagged("user:7", "cart")?);
+    /// # Ok::<(), redis_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`tagged`](Self::tagged).
+    pub fn tagged_ref<'a>(&'a self, tag: &'a str, name: &'a str) -> Result<KeyRef<'a>> {
         if tag.is_empty() {
             return Err(KeyError::Empty("hash tag").into());
         }
@@ -144,11 +164,11 @@ impl KeySpace {
             return Err(KeyError::Empty("key name").into());
         }
         let tag = escape(tag);
-        let tag_end = self.prefix.len() + 3 + tag.len();
-        self.check_len(tag_end + 1 + name.len())?;
-        Ok(Key {
-            full: joined(&[&self.prefix, ":{", &tag, "}:", name]),
-            tag_end,
+        self.check_len(self.prefix.len() + 3 + tag.len() + 1 + name.len())?;
+        Ok(KeyRef {
+            prefix: &self.prefix,
+            tag,
+            rest: name,
         })
     }
 
@@ -178,28 +198,46 @@ impl KeySpace {
     }
 }
 
-/// The key `<prefix>:{<name>}` of [`KeySpace::key_ref`]: checked, borrowed, not built yet.
+/// A key of [`KeySpace::key_ref`] (`<prefix>:{<name>}`) or [`KeySpace::tagged_ref`]
+/// (`<prefix>:{<tag>}:<name>`): checked, borrowed, not built yet.
 ///
 /// Written into a command (it is a [`redis::ToRedisArgs`]) with no allocation of its own;
 /// [`to_key`](Self::to_key) builds the [`Key`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRef<'a> {
     prefix: &'a str,
-    /// Escaped.
-    name: Cow<'a, str>,
+    /// The hash tag, escaped.
+    tag: Cow<'a, str>,
+    /// What follows the tag after a `:`; empty for a key that is its tag.
+    rest: &'a str,
 }
 
 impl KeyRef<'_> {
     /// The key's length in bytes.
     pub fn byte_len(&self) -> usize {
-        self.prefix.len() + 3 + self.name.len()
+        let tag_end = self.tag_end();
+        match self.rest.len() {
+            0 => tag_end,
+            n => tag_end + 1 + n,
+        }
+    }
+
+    /// Byte index just past the closing `}` of the hash tag.
+    fn tag_end(&self) -> usize {
+        self.prefix.len() + 3 + self.tag.len()
+    }
+
+    /// The key's parts, laid end to end.
+    fn parts(&self) -> [&str; 6] {
+        let separator = if self.rest.is_empty() { "" } else { ":" };
+        [self.prefix, ":{", &self.tag, "}", separator, self.rest]
     }
 
     /// The key, built.
     pub fn to_key(&self) -> Key {
         Key {
-            full: joined(&[self.prefix, ":{", &self.name, "}"]),
-            tag_end: self.byte_len(),
+            full: joined(&self.parts()),
+            tag_end: self.tag_end(),
         }
     }
 }
@@ -212,7 +250,7 @@ impl fmt::Debug for KeyRef<'_> {
 
 impl fmt::Display for KeyRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{{{}}}", self.prefix, self.name)
+        self.parts().iter().try_for_each(|part| f.write_str(part))
     }
 }
 
@@ -221,24 +259,25 @@ impl redis::ToRedisArgs for KeyRef<'_> {
     where
         W: ?Sized + redis::RedisWrite,
     {
-        // Short keys are laid out on the stack and copied in once (cheaper than four writes
+        // Short keys are laid out on the stack and copied in once (cheaper than several writes
         // through the command's writer); long ones are written part by part.
         const STACK: usize = 128;
-        let (prefix, name) = (self.prefix.as_bytes(), self.name.as_bytes());
+        let parts = self.parts();
         let len = self.byte_len();
         if len <= STACK {
             let mut buf = [0u8; STACK];
-            buf[..prefix.len()].copy_from_slice(prefix);
-            buf[prefix.len()..prefix.len() + 2].copy_from_slice(b":{");
-            buf[prefix.len() + 2..len - 1].copy_from_slice(name);
-            buf[len - 1] = b'}';
+            let mut at = 0;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+                at += part.len();
+            }
             out.write_arg(&buf[..len]);
             return;
         }
         let mut arg = out.writer_for_next_arg();
         // Writing into a command buffer cannot fail.
-        for part in [prefix, b":{", name, b"}"] {
-            let _ = arg.write_all(part);
+        for part in parts {
+            let _ = arg.write_all(part.as_bytes());
         }
     }
 }
@@ -493,8 +532,27 @@ mod tests {
                 redis::cmd("GET").arg(&unbuilt).get_packed_command(),
                 redis::cmd("GET").arg(&built).get_packed_command(),
             );
+            // Tagged: the tag's key, a `:` and the name (not escaped), with the tag's slot.
+            for rest in ["r", "x:{y}", &"m".repeat(200)] {
+                let tagged = space.tagged_ref(name, rest).unwrap();
+                let expected = format!("{built}:{rest}");
+                assert_eq!(tagged.to_string(), expected);
+                assert_eq!(tagged.byte_len(), expected.len());
+                let key = tagged.to_key();
+                assert_eq!(key.as_str(), expected);
+                assert_eq!(key.tag_root(), built.as_str());
+                assert_eq!(key.slot(), built.slot());
+                assert_eq!(
+                    redis::cmd("GET").arg(&tagged).get_packed_command(),
+                    redis::cmd("GET")
+                        .arg(expected.as_str())
+                        .get_packed_command(),
+                );
+            }
         }
         assert!(space.key_ref("").is_err());
+        assert!(space.tagged_ref("", "x").is_err());
+        assert!(space.tagged_ref("x", "").is_err());
         let short = space.with_max_key_len(16);
         assert!(matches!(
             short.key_ref("0123456789"),

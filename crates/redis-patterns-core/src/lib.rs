@@ -39,6 +39,19 @@ pub use script::{Script, ScriptCall};
 #[doc(hidden)]
 pub mod __private {
     pub use tracing;
+
+    /// Whether an operation's `INFO` span can be seen by anyone: a subscriber that may want
+    /// `INFO`, or, with no subscriber set, a `log` logger at `Info` or finer (tracing's `log`
+    /// feature hands spans to it then). When not, [`operation_span!`](crate::operation_span)
+    /// makes `Span::none()`: nothing to build, enter or record into, where a disabled span would
+    /// still carry its fields and look each recorded one up by name.
+    pub fn spans_seen() -> bool {
+        use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+        STATIC_MAX_LEVEL >= LevelFilter::INFO
+            && (LevelFilter::current() >= LevelFilter::INFO
+                || (!tracing::dispatcher::has_been_set()
+                    && log::max_level() >= log::LevelFilter::Info))
+    }
 }
 
 /// An `INFO` span for one public operation of a pattern, named and fielded after OpenTelemetry's
@@ -47,6 +60,9 @@ pub mod __private {
 /// fields follow the operation name; record an outcome later with `Span::record`.
 ///
 /// Never put a key, an identity, a session id or a payload in a field.
+///
+/// When no subscriber (and no `log` logger) could see an `INFO` span, it is `Span::none()`: free
+/// to enter and to record into.
 ///
 /// ```
 /// # async fn demo(redis: redis_core::Redis) {
@@ -64,17 +80,21 @@ pub mod __private {
 #[macro_export]
 macro_rules! operation_span {
     ($redis:expr, $operation:literal $(, $($fields:tt)*)?) => {{
-        let (address, port) = $crate::Redis::server_address(&$redis);
-        $crate::__private::tracing::info_span!(
-            $operation,
-            otel.name = $operation,
-            otel.kind = "client",
-            db.system.name = "redis",
-            db.operation.name = $operation,
-            server.address = address,
-            server.port = port
-            $(, $($fields)*)?
-        )
+        if $crate::__private::spans_seen() {
+            let (address, port) = $crate::Redis::server_address(&$redis);
+            $crate::__private::tracing::info_span!(
+                $operation,
+                otel.name = $operation,
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = $operation,
+                server.address = address,
+                server.port = port
+                $(, $($fields)*)?
+            )
+        } else {
+            $crate::__private::tracing::Span::none()
+        }
     }};
 }
 pub use time::{duration_millis, server_time};
