@@ -165,11 +165,7 @@ impl Hasher {
 
     /// The key name of a session: the URL-safe base64 digest of its id.
     pub(crate) fn session_digest(&self, id: &str) -> DigestText {
-        let mut text = [0u8; DIGEST_CHARS];
-        let written =
-            URL_SAFE_NO_PAD.encode_slice(self.digest("session", id.as_bytes()), &mut text);
-        debug_assert_eq!(written.ok(), Some(DIGEST_CHARS));
-        Ascii(text)
+        digest_text(&self.digest("session", id.as_bytes()))
     }
 
     /// The bucket of a user's sessions and index: 12 bits of a digest of the user id, so the
@@ -193,6 +189,14 @@ pub(crate) fn bucket_tag(bucket: u16) -> Ascii<3> {
 
 /// Length of a session key's name: the URL-safe base64 of a 32-byte digest.
 pub(crate) const DIGEST_CHARS: usize = 43;
+
+/// A digest as a key's name: its URL-safe base64.
+pub(crate) fn digest_text(digest: &[u8; 32]) -> DigestText {
+    let mut text = [0u8; DIGEST_CHARS];
+    let written = URL_SAFE_NO_PAD.encode_slice(digest, &mut text);
+    debug_assert_eq!(written.ok(), Some(DIGEST_CHARS));
+    Ascii(text)
+}
 
 /// A session key's name (see [`Hasher::session_digest`]).
 pub(crate) type DigestText = Ascii<DIGEST_CHARS>;

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis_core::{Key, Redis, redis};
+use redis_core::{Redis, keys::KeyRef, redis};
 
 use crate::{config::Timeouts, error::Error};
 
@@ -114,7 +114,7 @@ pub(crate) enum Existing {
 /// command); whether it was written.
 pub(crate) async fn set_value(
     redis: &Redis,
-    key: &Key,
+    key: &KeyRef<'_>,
     value: Vec<u8>,
     existing: Existing,
     deadline_ms: u64,
@@ -127,7 +127,7 @@ pub(crate) async fn set_value(
     let set: redis::Value = redis
         .query(
             // SET key value NX|XX PXAT deadline: sized ahead (a deadline is at most 20 digits).
-            redis_core::command("SET", 6, key.as_str().len() + value.len() + 26)
+            redis_core::command("SET", 6, key.byte_len() + value.len() + 26)
                 .arg(key)
                 .arg(value)
                 .arg(condition)
@@ -226,17 +226,25 @@ pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>
     let corrupt = || Error::unexpected_reply("corrupt session fields");
     let mut reader = Reader { bytes, pos: start };
     let n = reader.map_len().ok_or_else(corrupt)?;
-    let mut out = Vec::with_capacity(n.min(1024));
+    let mut out: Vec<FieldRange> = Vec::with_capacity(n.min(1024));
+    // Whether the names came strictly ascending, as the store writes them.
+    let mut ascending = true;
     for _ in 0..n {
         let name = reader.str().ok_or_else(corrupt)?;
         let value = reader.str().ok_or_else(corrupt)?;
         if std::str::from_utf8(&bytes[name.clone()]).is_err() {
             return Err(Error::unexpected_reply("non-UTF-8 field name"));
         }
+        if let Some(last) = out.last() {
+            ascending &= bytes[last.name.clone()] < bytes[name.clone()];
+        }
         out.push(FieldRange { name, value });
     }
     if reader.pos != bytes.len() {
         return Err(corrupt());
+    }
+    if ascending {
+        return Ok(out);
     }
     // Stable: of equal names the later stays after the earlier, and replaces it.
     out.sort_by(|a, b| bytes[a.name.clone()].cmp(&bytes[b.name.clone()]));
@@ -479,6 +487,26 @@ mod tests {
             .map(|f| (&bytes[f.name.clone()], &bytes[f.value.clone()]))
             .collect();
         assert_eq!(pairs, vec![(&b"a"[..], &b"2"[..]), (b"b", b"3")]);
+        // In order already (as the store writes them), and a repeated name that is in order.
+        for (bytes, expected) in [
+            (
+                &[
+                    b'x', 0x82, 0xa1, b'a', 0xa1, b'1', 0xa2, b'a', b'b', 0xa1, b'2',
+                ][..],
+                vec![(&b"a"[..], &b"1"[..]), (b"ab", b"2")],
+            ),
+            (
+                &[b'x', 0x82, 0xa1, b'a', 0xa1, b'1', 0xa1, b'a', 0xa1, b'2'][..],
+                vec![(&b"a"[..], &b"2"[..])],
+            ),
+        ] {
+            let fields = field_ranges(bytes, 1).unwrap();
+            let pairs: Vec<(&[u8], &[u8])> = fields
+                .iter()
+                .map(|f| (&bytes[f.name.clone()], &bytes[f.value.clone()]))
+                .collect();
+            assert_eq!(pairs, expected);
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
     SessionStore,
-    id::{DIGEST_CHARS, bucket_tag, digest_bucket},
+    id::{Ascii, DigestText, bucket_tag, digest_bucket, digest_text},
     layout::{self, Existing, RECORD, set_value},
     metrics::{Event, Operation, Outcome, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
@@ -149,18 +149,20 @@ impl<C: Codec> TowerSessionStore<C> {
 
     /// The key of a record and the digest it is named by.
     fn key_and_digest(&self, id: &Id) -> crate::Result<(Key, [u8; 32])> {
-        let digest = self.inner.hasher().digest("tower-session", &id_text(id));
-        let key = self.key_of_digest(&digest)?;
-        Ok((key, digest))
+        let (digest, tag, name) = self.key_parts(id);
+        Ok((self.inner.keys().tagged(&tag, &name)?, digest))
     }
 
-    fn key_of_digest(&self, digest: &[u8; 32]) -> crate::Result<Key> {
-        let bucket = digest_bucket(digest);
-        let mut name = [0u8; DIGEST_CHARS];
-        let written = URL_SAFE_NO_PAD.encode_slice(digest, &mut name);
-        debug_assert_eq!(written.ok(), Some(DIGEST_CHARS));
-        let name = std::str::from_utf8(&name).unwrap_or_default();
-        Ok(self.inner.keys().tagged(&bucket_tag(bucket), name)?)
+    /// What a record's key is made of: the digest of its id, the hash tag (the digest's bucket)
+    /// and the name (the digest's text). With `tagged_ref` the plain commands name the key
+    /// without building it.
+    fn key_parts(&self, id: &Id) -> ([u8; 32], Ascii<3>, DigestText) {
+        let digest = self.inner.hasher().digest("tower-session", &id_text(id));
+        (
+            digest,
+            bucket_tag(digest_bucket(&digest)),
+            digest_text(&digest),
+        )
     }
 
     /// The record's data as the stored fields: a map of names to JSON.
@@ -202,11 +204,16 @@ impl<C: Codec> TowerSessionStore<C> {
     /// Writes a new record: a plain `SET NX PXAT` while the store knows the server's clock, the
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
-        let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
+        let (digest, tag, name) = self.key_parts(&record.id);
+        let key = self
+            .inner
+            .keys()
+            .tagged_ref(&tag, &name)
+            .map_err(core_backend)?;
         let Some(now) = self.inner.clock().now() else {
             // Boxed, here and on the other script paths: the rare path would otherwise make
             // every call's future larger (each a larger allocation and copy).
-            return Box::pin(self.write(&TOWER_CREATE, &key, record)).await;
+            return Box::pin(self.write(&TOWER_CREATE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
         let deadline = expires.min(now.saturating_add(self.inner.absolute_ms()));
@@ -240,10 +247,15 @@ impl<C: Codec> TowerSessionStore<C> {
     /// `SET XX PXAT` when this store knows the record's creation time and the server's clock,
     /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
-        let (key, digest) = self.key_and_digest(&record.id).map_err(backend)?;
+        let (digest, tag, name) = self.key_parts(&record.id);
+        let key = self
+            .inner
+            .keys()
+            .tagged_ref(&tag, &name)
+            .map_err(core_backend)?;
         let (Some(created), Some(now)) = (self.created.get(&digest), self.inner.clock().now())
         else {
-            return Box::pin(self.write(&TOWER_SAVE, &key, record)).await;
+            return Box::pin(self.write(&TOWER_SAVE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
         let deadline = expires.min(created.saturating_add(self.inner.absolute_ms()));
@@ -271,11 +283,16 @@ impl<C: Codec> TowerSessionStore<C> {
     /// store does not know the server's clock or finds a deadline passed (the script deletes
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (key, digest) = self.key_and_digest(id).map_err(backend)?;
+        let (digest, tag, name) = self.key_parts(id);
+        let key = self
+            .inner
+            .keys()
+            .tagged_ref(&tag, &name)
+            .map_err(core_backend)?;
         let reply = self
             .inner
             .redis()
-            .query(redis_core::command("GET", 2, key.as_str().len()).arg(&key))
+            .query(redis_core::command("GET", 2, key.byte_len()).arg(&key))
             .await;
         let value: Option<Vec<u8>> = match reply {
             Ok(value) => value,
@@ -292,7 +309,10 @@ impl<C: Codec> TowerSessionStore<C> {
             (now < expires.min(created.saturating_add(self.inner.absolute_ms()))).then_some(())
         };
         if live(&value, self.inner.clock().now()).is_none() {
-            let call = TOWER_LOAD.call().key(&key).arg(self.inner.absolute_ms());
+            let call = TOWER_LOAD
+                .call()
+                .key(key.to_key())
+                .arg(self.inner.absolute_ms());
             let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.inner.redis()))
                 .await
                 .map_err(core_backend)?;

@@ -10,7 +10,7 @@ use crate::{
     config::Timeouts,
     error::{Error, Result},
     fields::encode_fields,
-    id::{DigestText, Hasher, SessionId, bucket_tag, random_bucket},
+    id::{Ascii, DigestText, Hasher, SessionId, bucket_tag, random_bucket},
     layout::{self, Existing, SESSION, ServerClock},
     metrics::{Event, Metrics, Operation, Outcome, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
@@ -156,7 +156,8 @@ impl<C: Codec> SessionStore<C> {
         );
         for _ in 0..ATTEMPTS {
             let id = SessionId::generate(bucket);
-            let (key, digest) = self.session_key(&id)?;
+            let (tag, digest) = self.key_parts(&id);
+            let key = self.keys.tagged_ref(&tag, &digest)?;
             let plain_now = match user {
                 None => self.clock.now(),
                 Some(_) => None,
@@ -166,7 +167,7 @@ impl<C: Codec> SessionStore<C> {
                 let deadline = self.timeouts.deadline(now, now);
                 layout::set_value(&self.redis, &key, value, Existing::Missing, deadline).await?
             } else {
-                let mut call = CREATE.call().key(&key);
+                let mut call = CREATE.call().key(key.to_key());
                 if let Some(index) = &index {
                     call = call.key(index);
                 }
@@ -438,9 +439,18 @@ impl<C: Codec> SessionStore<C> {
 
     /// The key and digest of a session id.
     fn session_key(&self, id: &SessionId) -> Result<(Key, DigestText)> {
-        let digest = self.hasher.session_digest(id.as_str());
-        let key = self.keys.tagged(&bucket_tag(id.bucket()), &digest)?;
+        let (tag, digest) = self.key_parts(id);
+        let key = self.keys.tagged(&tag, &digest)?;
         Ok((key, digest))
+    }
+
+    /// What a session's key is made of: its hash tag (the id's bucket) and its name (the id's
+    /// digest). With [`KeySpace::tagged_ref`] a read names the key without building it.
+    fn key_parts(&self, id: &SessionId) -> (Ascii<3>, DigestText) {
+        (
+            bucket_tag(id.bucket()),
+            self.hasher.session_digest(id.as_str()),
+        )
     }
 
     /// The owner of the session at `key`, as stored (`None` for anonymous or missing sessions).

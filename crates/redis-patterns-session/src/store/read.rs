@@ -43,9 +43,10 @@ impl<C: Codec> SessionStore<C> {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(None);
             };
-            let (key, _) = self.session_key(&id)?;
+            let (tag, digest) = self.key_parts(&id);
+            let key = self.keys.tagged_ref(&tag, &digest)?;
             if self.timeouts.touch > 0 {
-                let mut get = redis_core::command("GET", 2, key.as_str().len());
+                let mut get = redis_core::command("GET", 2, key.byte_len());
                 let reply = self.redis.query(get.arg(&key)).await;
                 let Some(value) = plain_reply(reply)? else {
                     return Ok(None);
@@ -64,7 +65,7 @@ impl<C: Codec> SessionStore<C> {
             }
             // Boxed: the script call is the rare path, and would otherwise make every load's
             // future several times larger (each move of it a larger copy).
-            let Some((seen, value)) = Box::pin(self.access(&key, true)).await? else {
+            let Some((seen, value)) = Box::pin(self.access(&key.to_key(), true)).await? else {
                 return Ok(None);
             };
             Session::from_value(id, value, seen, &self.timeouts, self.codec.clone()).map(Some)
@@ -89,12 +90,13 @@ impl<C: Codec> SessionStore<C> {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(false);
             };
-            let (key, _) = self.session_key(&id)?;
+            let (tag, digest) = self.key_parts(&id);
+            let key = self.keys.tagged_ref(&tag, &digest)?;
             if self.timeouts.touch > 0 {
                 let reply = self
                     .redis
                     .query(
-                        redis_core::command("GETRANGE", 4, key.as_str().len() + 4)
+                        redis_core::command("GETRANGE", 4, key.byte_len() + 4)
                             .arg(&key)
                             .arg(0)
                             .arg(TIMES_END - 1),
@@ -112,7 +114,7 @@ impl<C: Codec> SessionStore<C> {
                     }
                 }
             }
-            Ok(Box::pin(self.access(&key, false)).await?.is_some())
+            Ok(Box::pin(self.access(&key.to_key(), false)).await?.is_some())
         };
         self.metrics
             .observe(Operation::Load, span, touch, |live| found(*live))
