@@ -51,13 +51,13 @@ pub(crate) fn times(value: &[u8], mark: &[u8; 2]) -> Option<(u64, u64)> {
     if value.len() < TIMES_END || &value[..2] != mark {
         return None;
     }
-    Some((digits(&value[2..18])?, digits(&value[18..34])?))
+    Some((digits::<16>(&value[2..18])?, digits::<16>(&value[18..34])?))
 }
 
 /// Parses a whole value marked `mark`; `None` when it is not one.
 pub(crate) fn parse<'a>(value: &'a [u8], mark: &[u8; 2]) -> Option<Stored<'a>> {
     let (created, seen) = times(value, mark)?;
-    let owner_len = usize::try_from(digits(value.get(TIMES_END..HEAD)?)?).ok()?;
+    let owner_len = usize::try_from(digits::<8>(value.get(TIMES_END..HEAD)?)?).ok()?;
     let owner = value.get(HEAD..HEAD.checked_add(owner_len)?)?;
     let owner = match owner_len {
         0 => None,
@@ -138,15 +138,19 @@ pub(crate) async fn set_value(
     Ok(!matches!(set, redis::Value::Nil))
 }
 
-/// Decimal digits only (the header's fixed-width numbers).
-fn digits(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() {
-        return None;
+/// One of the header's fixed-width numbers: exactly `N` decimal digits. At most 19 of them, so
+/// it never overflows and the loop needs no checks but one for digits, taken at the end.
+fn digits<const N: usize>(bytes: &[u8]) -> Option<u64> {
+    const { assert!(N > 0 && N <= 19) };
+    let bytes: &[u8; N] = bytes.try_into().ok()?;
+    let (mut n, mut all_digits) = (0u64, true);
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        all_digits &= digit < 10;
+        // Wraps only on a non-digit, and then the number is thrown away.
+        n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
     }
-    bytes.iter().try_fold(0u64, |n, &b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
+    all_digits.then_some(n)
 }
 
 /// The fields as a MessagePack map of strings.
@@ -232,7 +236,9 @@ pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>
     for _ in 0..n {
         let name = reader.str().ok_or_else(corrupt)?;
         let value = reader.str().ok_or_else(corrupt)?;
-        if std::str::from_utf8(&bytes[name.clone()]).is_err() {
+        // ASCII, the usual case, is checked more cheaply than UTF-8 in general.
+        let name_bytes = &bytes[name.clone()];
+        if !name_bytes.is_ascii() && std::str::from_utf8(name_bytes).is_err() {
             return Err(Error::unexpected_reply("non-UTF-8 field name"));
         }
         if let Some(last) = out.last() {
@@ -447,8 +453,15 @@ mod tests {
             bad_digit[5] = bad;
             assert_eq!(parse(&bad_digit, SESSION), None);
         }
-        assert_eq!(digits(b"99999999999999999999"), None, "overflow");
-        assert_eq!(digits(b"0000000000000042"), Some(42));
+        assert_eq!(digits::<16>(b"0000000000000042"), Some(42));
+        assert_eq!(
+            digits::<19>(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(digits::<16>(b"000000000000042"), None, "too short");
+        assert_eq!(digits::<8>(b"000000042"), None, "too long");
+        assert_eq!(digits::<8>(b"0000004\xff"), None, "not a digit");
+        assert_eq!(digits::<8>(b"00000/42"), None, "below '0'");
     }
 
     #[test]
