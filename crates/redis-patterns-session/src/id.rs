@@ -34,26 +34,27 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// assert!(SessionId::parse(&"!".repeat(45)).is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+pub struct SessionId(Ascii<ID_LEN>);
 
 impl SessionId {
     /// A fresh id in `bucket` (0..4096).
     pub(crate) fn generate(bucket: u16) -> Self {
         let mut secret = [0u8; SECRET_BYTES];
         rand::fill(&mut secret);
-        let mut out = String::with_capacity(ID_LEN);
-        URL_SAFE_NO_PAD.encode_string(secret, &mut out);
+        let mut out = [0u8; ID_LEN];
+        let written = URL_SAFE_NO_PAD.encode_slice(secret, &mut out[..SECRET_CHARS]);
+        debug_assert_eq!(written.ok(), Some(SECRET_CHARS));
         let bucket = bucket % BUCKETS;
-        out.push(char::from(ALPHABET[usize::from(bucket >> 6)]));
-        out.push(char::from(ALPHABET[usize::from(bucket & 63)]));
-        Self(out)
+        out[SECRET_CHARS] = ALPHABET[usize::from(bucket >> 6)];
+        out[SECRET_CHARS + 1] = ALPHABET[usize::from(bucket & 63)];
+        Self(Ascii(out))
     }
 
     /// Parses an id from a cookie or header. Wrong length, characters outside the URL-safe
     /// alphabet and non-canonical encodings give `None`; this never panics.
     pub fn parse(s: &str) -> Option<Self> {
-        let bytes = s.as_bytes();
-        if bytes.len() != ID_LEN || !bytes.iter().all(|&c| sextet(c).is_some()) {
+        let bytes: &[u8; ID_LEN] = s.as_bytes().try_into().ok()?;
+        if !bytes.iter().all(|&c| sextet(c).is_some()) {
             return None;
         }
         // 43 characters carry 258 bits for 256: the last one's two low bits are padding, zero
@@ -62,7 +63,8 @@ impl SessionId {
             Some(last) if last & 0b11 == 0 => {}
             _ => return None,
         }
-        Some(Self(s.to_owned()))
+        // Kept inline: base64 characters, ASCII.
+        Some(Self(Ascii(*bytes)))
     }
 
     /// The id as it goes into a cookie.
@@ -70,9 +72,14 @@ impl SessionId {
         &self.0
     }
 
+    /// The id's characters.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0.0
+    }
+
     /// The routing bucket carried by the id.
     pub(crate) fn bucket(&self) -> u16 {
-        let bytes = self.0.as_bytes();
+        let bytes = self.as_bytes();
         match (
             bytes.get(SECRET_CHARS).copied().and_then(sextet),
             bytes.get(SECRET_CHARS + 1).copied().and_then(sextet),
@@ -104,14 +111,14 @@ const SEXTETS: [u8; 256] = {
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = self.0.get(..4).unwrap_or("");
+        let head = self.as_str().get(..4).unwrap_or("");
         write!(f, "SessionId({head}…)")
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -164,7 +171,7 @@ impl Hasher {
     }
 
     /// The key name of a session: the URL-safe base64 digest of its id.
-    pub(crate) fn session_digest(&self, id: &str) -> DigestText {
+    pub(crate) fn session_digest(&self, id: &SessionId) -> DigestText {
         digest_text(&self.digest("session", id.as_bytes()))
     }
 
@@ -202,7 +209,7 @@ pub(crate) fn digest_text(digest: &[u8; 32]) -> DigestText {
 pub(crate) type DigestText = Ascii<DIGEST_CHARS>;
 
 /// Short ASCII text kept inline (a digest, a hash tag): no allocation on the hot path.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Ascii<const N: usize>([u8; N]);
 
 impl<const N: usize> std::ops::Deref for Ascii<N> {
@@ -335,12 +342,12 @@ mod tests {
         let keyed = Hasher::hmac(&[7u8; 32]).unwrap();
         let other = Hasher::hmac(&[8u8; 32]).unwrap();
         let id = SessionId::generate(3);
-        let a = plain.session_digest(id.as_str());
-        let b = keyed.session_digest(id.as_str());
-        let c = other.session_digest(id.as_str());
+        let a = plain.session_digest(&id);
+        let b = keyed.session_digest(&id);
+        let c = other.session_digest(&id);
         assert_ne!(a, b);
         assert_ne!(b, c);
-        assert_eq!(b, keyed.session_digest(id.as_str()));
+        assert_eq!(b, keyed.session_digest(&id));
         assert_eq!(a.len(), 43);
         assert!(!a.contains(&id.as_str()[..10]));
         // Same user, same bucket; buckets stay in range.

@@ -2,10 +2,10 @@
 //! registered once per store and labelled by the store's name. Never a session id, a digest or
 //! a user id in a label.
 
-use std::{future::Future, time::Instant};
+use std::time::Instant;
 
 use redis_core::metrics::{Counter, Description, Histogram, Kind};
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::error::{Error, Result};
 
@@ -45,6 +45,20 @@ macro_rules! session_span {
     };
 }
 pub(crate) use session_span;
+
+/// Runs `operation` inside `span` and records it with [`Metrics::finish`]. A macro rather than an
+/// `async fn`, so that the operation's future is awaited where it is instead of being moved into
+/// another future first (a copy of its whole state on every call of a hot path).
+macro_rules! observed {
+    ($metrics:expr, $kind:expr, $span:expr, $operation:expr, $outcome:expr $(,)?) => {{
+        let span: tracing::Span = $span;
+        let started = $crate::metrics::Metrics::start();
+        let result = tracing::Instrument::instrument($operation, span.clone()).await;
+        $metrics.finish($kind, started, &span, &result, $outcome);
+        result
+    }};
+}
+pub(crate) use observed;
 
 /// The `event` label.
 #[derive(Debug, Clone, Copy)]
@@ -172,22 +186,25 @@ impl Metrics {
         }
     }
 
-    /// Runs `operation` inside `span`, then records its latency under `kind`, its event and its
-    /// outcome on the span (`error` when it failed).
-    pub(crate) async fn observe<T, E>(
+    /// When an operation started, read only when a latency is recorded.
+    pub(crate) fn start() -> Option<Instant> {
+        redis_core::metrics::ENABLED.then(Instant::now)
+    }
+
+    /// Records an operation that ran inside `span` since `started`: its latency under `kind`, its
+    /// event, and its outcome on the span (`error` when it failed). See [`observed!`].
+    pub(crate) fn finish<T, E>(
         &self,
         kind: Operation,
-        span: Span,
-        operation: impl Future<Output = Result<T, E>>,
+        started: Option<Instant>,
+        span: &Span,
+        result: &Result<T, E>,
         outcome: impl FnOnce(&T) -> Outcome,
-    ) -> Result<T, E> {
-        // No clock read when nothing records it.
-        let started = redis_core::metrics::ENABLED.then(Instant::now);
-        let result = operation.instrument(span.clone()).await;
+    ) {
         if let Some(started) = started {
             self.durations[kind as usize].record_duration(started.elapsed());
         }
-        match &result {
+        match result {
             Ok(value) => {
                 let outcome = outcome(value);
                 if let Some(event) = outcome.event {
@@ -200,7 +217,6 @@ impl Metrics {
                 span.record("outcome", "error");
             }
         }
-        result
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{
     SessionStore,
     id::{Ascii, DigestText, bucket_tag, digest_bucket, digest_text},
     layout::{self, Existing, RECORD, set_value},
-    metrics::{Event, Operation, Outcome, session_span},
+    metrics::{Event, Operation, Outcome, observed, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
 
@@ -368,38 +368,43 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             "session.tower.create"
         );
         let create = self.create_record(record);
-        self.inner
-            .metrics()
-            .observe(Operation::Create, span, create, |_| {
-                Outcome::event("created", Event::Created)
-            })
-            .await
+        observed!(
+            self.inner.metrics(),
+            Operation::Create,
+            span,
+            create,
+            |_| { Outcome::event("created", Event::Created) }
+        )
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.save");
         let save = self.save_record(record);
-        self.inner
-            .metrics()
-            .observe(Operation::Update, span, save, |&saved| {
-                Outcome::plain(if saved { "updated" } else { "missing" })
-            })
-            .await
-            .map(|_| ())
+        observed!(
+            self.inner.metrics(),
+            Operation::Update,
+            span,
+            save,
+            |&saved| { Outcome::plain(if saved { "updated" } else { "missing" }) }
+        )
+        .map(|_| ())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.load");
-        self.inner
-            .metrics()
-            .observe(Operation::Load, span, self.load_record(id), |r| {
+        observed!(
+            self.inner.metrics(),
+            Operation::Load,
+            span,
+            self.load_record(id),
+            |r| {
                 if r.is_some() {
                     Outcome::event("loaded", Event::Loaded)
                 } else {
                     Outcome::event("missing", Event::Missing)
                 }
-            })
-            .await
+            }
+        )
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -408,17 +413,20 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             self.inner.name(),
             "session.tower.delete"
         );
-        self.inner
-            .metrics()
-            .observe(Operation::Destroy, span, self.delete_record(id), |&ended| {
+        observed!(
+            self.inner.metrics(),
+            Operation::Destroy,
+            span,
+            self.delete_record(id),
+            |&ended| {
                 if ended {
                     Outcome::event("destroyed", Event::Destroyed)
                 } else {
                     Outcome::plain("missing")
                 }
-            })
-            .await
-            .map(|_| ())
+            }
+        )
+        .map(|_| ())
     }
 }
 

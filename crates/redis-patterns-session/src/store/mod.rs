@@ -12,7 +12,7 @@ use crate::{
     fields::encode_fields,
     id::{Ascii, DigestText, Hasher, SessionId, bucket_tag, random_bucket},
     layout::{self, Existing, SESSION, ServerClock},
-    metrics::{Event, Metrics, Operation, Outcome, session_span},
+    metrics::{Event, Metrics, Operation, Outcome, observed, session_span},
     scripts::{CREATE, ROTATE, TAKE, UPDATE},
     session::check_field,
 };
@@ -107,9 +107,7 @@ impl<C: Codec> SessionStore<C> {
             let fields = encode_fields(&self.codec, data)?;
             self.create_fields(None, &fields).await
         };
-        self.metrics
-            .observe(Operation::Create, span, create, |_| created())
-            .await
+        observed!(self.metrics, Operation::Create, span, create, |_| created())
     }
 
     /// Creates a session owned by `user`: it is listed by [`list_user`](Self::list_user) and
@@ -128,9 +126,7 @@ impl<C: Codec> SessionStore<C> {
             let fields = encode_fields(&self.codec, data)?;
             self.create_fields(Some(user), &fields).await
         };
-        self.metrics
-            .observe(Operation::Create, span, create, |_| created())
-            .await
+        observed!(self.metrics, Operation::Create, span, create, |_| created())
     }
 
     /// Creates a session with `fields` (owned by `user`) under a
@@ -253,11 +249,9 @@ impl<C: Codec> SessionStore<C> {
         span: tracing::Span,
         write: impl Future<Output = Result<bool>>,
     ) -> Result<bool> {
-        self.metrics
-            .observe(Operation::Update, span, write, |&written| {
-                Outcome::plain(if written { "updated" } else { "missing" })
-            })
-            .await
+        observed!(self.metrics, Operation::Update, span, write, |&written| {
+            Outcome::plain(if written { "updated" } else { "missing" })
+        })
     }
 
     async fn write(&self, id: &str, set: &[(String, Vec<u8>)], remove: &[&str]) -> Result<bool> {
@@ -294,9 +288,9 @@ impl<C: Codec> SessionStore<C> {
     pub async fn rotate(&self, id: impl AsRef<str>) -> Result<Option<SessionId>> {
         let span = session_span!(self.redis, self.name, "session.rotate");
         let rotate = self.rotate_id(id.as_ref());
-        self.metrics
-            .observe(Operation::Rotate, span, rotate, |s| rotated(s.is_some()))
-            .await
+        observed!(self.metrics, Operation::Rotate, span, rotate, |s| rotated(
+            s.is_some()
+        ))
     }
 
     async fn rotate_id(&self, id: &str) -> Result<Option<SessionId>> {
@@ -354,9 +348,9 @@ impl<C: Codec> SessionStore<C> {
     ) -> Result<Option<SessionId>> {
         let span = session_span!(self.redis, self.name, "session.rotate_for_user");
         let rotate = self.log_in(id.as_ref(), user);
-        self.metrics
-            .observe(Operation::Rotate, span, rotate, |s| rotated(s.is_some()))
-            .await
+        observed!(self.metrics, Operation::Rotate, span, rotate, |s| rotated(
+            s.is_some()
+        ))
     }
 
     async fn log_in(&self, id: &str, user: &str) -> Result<Option<SessionId>> {
@@ -406,15 +400,13 @@ impl<C: Codec> SessionStore<C> {
     pub async fn destroy(&self, id: impl AsRef<str>) -> Result<bool> {
         let span = session_span!(self.redis, self.name, "session.destroy");
         let destroy = self.destroy_id(id.as_ref());
-        self.metrics
-            .observe(Operation::Destroy, span, destroy, |&ended| {
-                if ended {
-                    Outcome::event("destroyed", Event::Destroyed)
-                } else {
-                    Outcome::plain("missing")
-                }
-            })
-            .await
+        observed!(self.metrics, Operation::Destroy, span, destroy, |&ended| {
+            if ended {
+                Outcome::event("destroyed", Event::Destroyed)
+            } else {
+                Outcome::plain("missing")
+            }
+        })
     }
 
     async fn destroy_id(&self, id: &str) -> Result<bool> {
@@ -447,10 +439,7 @@ impl<C: Codec> SessionStore<C> {
     /// What a session's key is made of: its hash tag (the id's bucket) and its name (the id's
     /// digest). With [`KeySpace::tagged_ref`] a read names the key without building it.
     fn key_parts(&self, id: &SessionId) -> (Ascii<3>, DigestText) {
-        (
-            bucket_tag(id.bucket()),
-            self.hasher.session_digest(id.as_str()),
-        )
+        (bucket_tag(id.bucket()), self.hasher.session_digest(id))
     }
 
     /// The owner of the session at `key`, as stored (`None` for anonymous or missing sessions).

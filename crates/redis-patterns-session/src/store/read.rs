@@ -10,7 +10,7 @@ use crate::{
     error::Result,
     id::SessionId,
     layout::{self, Read, SESSION, TIMES_END},
-    metrics::{Operation, session_span},
+    metrics::{Operation, observed, session_span},
     scripts::ACCESS,
     session::{Head, Session},
 };
@@ -70,9 +70,9 @@ impl<C: Codec> SessionStore<C> {
             };
             Session::from_value(id, value, seen, &self.timeouts, self.codec.clone()).map(Some)
         };
-        self.metrics
-            .observe(Operation::Load, span, load, |s| found(s.is_some()))
-            .await
+        observed!(self.metrics, Operation::Load, span, load, |s| found(
+            s.is_some()
+        ))
     }
 
     /// Records an access without reading the data (at most one write per touch interval).
@@ -116,9 +116,9 @@ impl<C: Codec> SessionStore<C> {
             }
             Ok(Box::pin(self.access(&key.to_key(), false)).await?.is_some())
         };
-        self.metrics
-            .observe(Operation::Load, span, touch, |live| found(*live))
-            .await
+        observed!(self.metrics, Operation::Load, span, touch, |live| found(
+            *live
+        ))
     }
 
     /// Runs the `access` script: `None` when the session is not live, else the last recorded

@@ -6,7 +6,7 @@ use super::SessionStore;
 use crate::{
     error::{Error, Result},
     id::bucket_tag,
-    metrics::{Event, Operation, Outcome, session_span},
+    metrics::{Event, Operation, Outcome, observed, session_span},
     scripts::{LIST, REVOKE},
     session::SessionInfo,
 };
@@ -23,11 +23,13 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>> {
         let span = session_span!(self.redis, self.name, "session.list_user", sessions);
-        self.metrics
-            .observe(Operation::List, span, self.list(user), |listed| {
-                Outcome::sessions("listed", None, listed.len())
-            })
-            .await
+        observed!(
+            self.metrics,
+            Operation::List,
+            span,
+            self.list(user),
+            |listed| { Outcome::sessions("listed", None, listed.len()) }
+        )
     }
 
     async fn list(&self, user: &str) -> Result<Vec<SessionInfo>> {
@@ -69,11 +71,13 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke_user(&self, user: &str) -> Result<usize> {
         let span = session_span!(self.redis, self.name, "session.revoke_user", sessions);
-        self.metrics
-            .observe(Operation::Revoke, span, self.revoke_all(user), |&n| {
-                Outcome::sessions("revoked", Some(Event::Revoked), n)
-            })
-            .await
+        observed!(
+            self.metrics,
+            Operation::Revoke,
+            span,
+            self.revoke_all(user),
+            |&n| { Outcome::sessions("revoked", Some(Event::Revoked), n) }
+        )
     }
 
     async fn revoke_all(&self, user: &str) -> Result<usize> {
@@ -106,20 +110,19 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
         let span = session_span!(self.redis, self.name, "session.revoke");
-        self.metrics
-            .observe(
-                Operation::Revoke,
-                span,
-                self.revoke_one(user, handle),
-                |&ended| {
-                    if ended {
-                        Outcome::event("revoked", Event::Revoked)
-                    } else {
-                        Outcome::plain("missing")
-                    }
-                },
-            )
-            .await
+        observed!(
+            self.metrics,
+            Operation::Revoke,
+            span,
+            self.revoke_one(user, handle),
+            |&ended| {
+                if ended {
+                    Outcome::event("revoked", Event::Revoked)
+                } else {
+                    Outcome::plain("missing")
+                }
+            },
+        )
     }
 
     async fn revoke_one(&self, user: &str, handle: &str) -> Result<bool> {
