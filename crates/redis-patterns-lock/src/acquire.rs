@@ -391,18 +391,19 @@ fn retry_pause(
 /// time-out or a lost connection after it may have reached the server), it gives the token back in
 /// the background, so a grant nobody heard about does not block the resource for a whole TTL.
 /// The release is a compare-and-delete on a fresh random token: harmless if the grant never happened.
-pub(crate) struct PendingLease {
-    resource: Arc<str>,
+pub(crate) struct PendingLease<'r> {
+    /// Borrowed: a pending lease lives only as long as the attempt that names the resource.
+    resource: &'r str,
     lease: Arc<dyn Lease>,
     token: String,
     armed: bool,
 }
 
-impl PendingLease {
+impl<'r> PendingLease<'r> {
     /// Arms a fresh token for `resource` on `lease`.
-    pub(crate) fn new(resource: &str, lease: Arc<dyn Lease>) -> Self {
+    pub(crate) fn new(resource: &'r str, lease: Arc<dyn Lease>) -> Self {
         Self {
-            resource: resource.into(),
+            resource,
             lease,
             token: random_token(),
             armed: true,
@@ -421,12 +422,12 @@ impl PendingLease {
     }
 }
 
-impl Drop for PendingLease {
+impl Drop for PendingLease<'_> {
     fn drop(&mut self) {
         if self.armed {
             let lease = Arc::clone(&self.lease);
             let token = std::mem::take(&mut self.token);
-            release_in_background(&self.resource, async move { lease.release(&token).await });
+            release_in_background(self.resource, async move { lease.release(&token).await });
         }
     }
 }
