@@ -7,7 +7,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use redis_core::{Codec, Key, Script};
+use redis_core::{Codec, Key, KeySpace, Script, keys::KeyRef};
 use time::OffsetDateTime;
 use tower_sessions_core::{
     SessionStore as TowerStore,
@@ -149,20 +149,21 @@ impl<C: Codec> TowerSessionStore<C> {
 
     /// The key of a record and the digest it is named by.
     fn key_and_digest(&self, id: &Id) -> crate::Result<(Key, [u8; 32])> {
-        let (digest, tag, name) = self.key_parts(id);
-        Ok((self.inner.keys().tagged(&tag, &name)?, digest))
+        let parts = self.key_parts(id);
+        Ok((
+            self.inner.keys().tagged(&parts.tag, &parts.name)?,
+            parts.digest,
+        ))
     }
 
-    /// What a record's key is made of: the digest of its id, the hash tag (the digest's bucket)
-    /// and the name (the digest's text). With `tagged_ref` the plain commands name the key
-    /// without building it.
-    fn key_parts(&self, id: &Id) -> ([u8; 32], Ascii<3>, DigestText) {
+    /// What the key of the record `id` is made of.
+    fn key_parts(&self, id: &Id) -> RecordKey {
         let digest = self.inner.hasher().digest("tower-session", &id_text(id));
-        (
+        RecordKey {
             digest,
-            bucket_tag(digest_bucket(&digest)),
-            digest_text(&digest),
-        )
+            tag: bucket_tag(digest_bucket(&digest)),
+            name: digest_text(&digest),
+        }
     }
 
     /// The record's data as the stored fields: a map of names to JSON.
@@ -204,12 +205,8 @@ impl<C: Codec> TowerSessionStore<C> {
     /// Writes a new record: a plain `SET NX PXAT` while the store knows the server's clock, the
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
-        let (digest, tag, name) = self.key_parts(&record.id);
-        let key = self
-            .inner
-            .keys()
-            .tagged_ref(&tag, &name)
-            .map_err(core_backend)?;
+        let parts = self.key_parts(&record.id);
+        let key = parts.key_ref(self.inner.keys())?;
         let Some(now) = self.inner.clock().now() else {
             // Boxed, here and on the other script paths: the rare path would otherwise make
             // every call's future larger (each a larger allocation and copy).
@@ -226,7 +223,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .await
             .map_err(core_backend)?;
         if created {
-            self.created.remember(digest, now);
+            self.created.remember(parts.digest, now);
         }
         Ok(created)
     }
@@ -247,13 +244,10 @@ impl<C: Codec> TowerSessionStore<C> {
     /// `SET XX PXAT` when this store knows the record's creation time and the server's clock,
     /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
-        let (digest, tag, name) = self.key_parts(&record.id);
-        let key = self
-            .inner
-            .keys()
-            .tagged_ref(&tag, &name)
-            .map_err(core_backend)?;
-        let (Some(created), Some(now)) = (self.created.get(&digest), self.inner.clock().now())
+        let parts = self.key_parts(&record.id);
+        let key = parts.key_ref(self.inner.keys())?;
+        let (Some(created), Some(now)) =
+            (self.created.get(&parts.digest), self.inner.clock().now())
         else {
             return Box::pin(self.write(&TOWER_SAVE, &key.to_key(), record)).await;
         };
@@ -262,7 +256,7 @@ impl<C: Codec> TowerSessionStore<C> {
         let redis = self.inner.redis();
         if deadline <= now {
             // Past a deadline: as the script, end it rather than write it.
-            self.created.forget(&digest);
+            self.created.forget(&parts.digest);
             let _: i64 = Box::pin(redis.query(redis_core::redis::cmd("DEL").arg(&key)))
                 .await
                 .map_err(core_backend)?;
@@ -273,7 +267,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .await
             .map_err(core_backend)?;
         if !saved {
-            self.created.forget(&digest);
+            self.created.forget(&parts.digest);
         }
         Ok(saved)
     }
@@ -283,12 +277,8 @@ impl<C: Codec> TowerSessionStore<C> {
     /// store does not know the server's clock or finds a deadline passed (the script deletes
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (digest, tag, name) = self.key_parts(id);
-        let key = self
-            .inner
-            .keys()
-            .tagged_ref(&tag, &name)
-            .map_err(core_backend)?;
+        let parts = self.key_parts(id);
+        let key = parts.key_ref(self.inner.keys())?;
         let reply = self
             .inner
             .redis()
@@ -324,7 +314,7 @@ impl<C: Codec> TowerSessionStore<C> {
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
-        self.created.remember(digest, stored.created);
+        self.created.remember(parts.digest, stored.created);
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
@@ -354,6 +344,21 @@ impl<C: Codec> TowerSessionStore<C> {
             .await
             .map_err(core_backend)?;
         Ok(removed > 0)
+    }
+}
+
+/// What a record's key is made of: the digest of its id, the hash tag (the digest's bucket) and
+/// the name (the digest's text).
+struct RecordKey {
+    digest: [u8; 32],
+    tag: Ascii<3>,
+    name: DigestText,
+}
+
+impl RecordKey {
+    /// The key, named without being built: what the plain commands send.
+    fn key_ref<'a>(&'a self, keys: &'a KeySpace) -> session_store::Result<KeyRef<'a>> {
+        keys.tagged_ref(&self.tag, &self.name).map_err(core_backend)
     }
 }
 
