@@ -26,7 +26,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -54,6 +54,11 @@ pub(crate) struct Waiters {
     redis: Redis,
     channel: String,
     waiting: Mutex<HashMap<String, Entry>>,
+    /// How many keys `waiting` holds, written under its lock: a release finds no local waiter
+    /// without taking it (every lock of this `Lock` shares one map). A release that reads 0 while
+    /// a waiter registers is as if it came first: the waiter's next attempt, made after it
+    /// registered, sees the lock free or marks it for the release's message.
+    keys_waited_for: AtomicUsize,
     /// Hand-overs to local waiters: how to make their fence and guards; `None` when off.
     handover: Option<HandOver>,
     started: AtomicBool,
@@ -117,6 +122,7 @@ impl Waiters {
             redis,
             channel,
             waiting: Mutex::new(HashMap::new()),
+            keys_waited_for: AtomicUsize::new(0),
             handover,
             started: AtomicBool::new(false),
             _stop: stop,
@@ -142,12 +148,19 @@ impl Waiters {
             streak: 0,
         });
         entry.count += 1;
+        let notify = Arc::clone(&entry.notify);
+        self.keys_waited_for.store(waiting.len(), Ordering::Release);
         Waiter {
             waiters: Arc::clone(self),
             resource: resource.into(),
             key: key.to_owned(),
-            notify: Arc::clone(&entry.notify),
+            notify,
         }
+    }
+
+    /// Whether any local `acquire` waits for some key of this `Lock` (see `keys_waited_for`).
+    fn waited_for(&self) -> bool {
+        self.keys_waited_for.load(Ordering::Acquire) > 0
     }
 
     /// How to hand a lock over to a local waiter; `None` when hand-overs are off.
@@ -159,7 +172,7 @@ impl Waiters {
     /// newly arriving `acquire` then queues behind the waiter the lock goes to, as after a
     /// wake-up), unless [`MAX_HANDOVERS_IN_A_ROW`] were just made: that release is an open one.
     pub(crate) fn release_turn(&self, key: &str) -> ReleaseTurn {
-        if self.handover.is_none() {
+        if self.handover.is_none() || !self.waited_for() {
             return ReleaseTurn::Release;
         }
         let mut waiting = lock(&self.waiting);
@@ -187,6 +200,9 @@ impl Waiters {
     /// A release of `key` by this process: wakes one local waiter. `published` says the release
     /// also published (its message will come back and is skipped when a waiter was woken here).
     pub(crate) fn released_here(&self, key: &str, published: bool) {
+        if !self.waited_for() {
+            return;
+        }
         let mut waiting = lock(&self.waiting);
         if let Some(entry) = waiting.get_mut(key) {
             entry.notify.notify_one();
@@ -286,6 +302,9 @@ impl Drop for Waiter {
             entry.count -= 1;
             if entry.count == 0 {
                 waiting.remove(&self.key);
+                self.waiters
+                    .keys_waited_for
+                    .store(waiting.len(), Ordering::Release);
             }
         }
     }
@@ -441,5 +460,28 @@ mod tests {
             message_key(vec![Value::Nil, Value::BulkString(vec![0xff])]),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn releases_look_for_local_waiters_only_while_there_are_some() {
+        let ctx = redis_test_support::TestContext::new().await;
+        let waiters = Waiters::new(ctx.redis().clone(), "released".into(), None);
+        assert!(!waiters.waited_for());
+        let (a, b, c) = (
+            waiters.enter("r", "k1"),
+            waiters.enter("r", "k1"),
+            waiters.enter("s", "k2"),
+        );
+        assert!(waiters.waited_for());
+        drop((a, c));
+        assert!(waiters.waited_for(), "k1 still has a waiter");
+        // A release of a key someone waits for wakes that waiter.
+        waiters.released_here("k1", false);
+        tokio::time::timeout(Duration::from_secs(10), b.notify().notified())
+            .await
+            .expect("the waiter is woken");
+        drop(b);
+        assert!(!waiters.waited_for());
+        assert!(matches!(waiters.release_turn("k1"), ReleaseTurn::Release));
     }
 }
