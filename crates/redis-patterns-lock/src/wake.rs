@@ -25,7 +25,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, MutexGuard, Weak,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -53,12 +53,7 @@ const RECONNECT: Backoff = Backoff::clamped(Duration::from_millis(100), Duration
 pub(crate) struct Waiters {
     redis: Redis,
     channel: String,
-    waiting: Mutex<HashMap<String, Entry>>,
-    /// How many keys `waiting` holds, written under its lock: a release finds no local waiter
-    /// without taking it (every lock of this `Lock` shares one map). A release that reads 0 while
-    /// a waiter registers is as if it came first: the waiter's next attempt, made after it
-    /// registered, sees the lock free or marks it for the release's message.
-    keys_waited_for: AtomicUsize,
+    waiting: WaitList,
     /// Hand-overs to local waiters: how to make their fence and guards; `None` when off.
     handover: Option<HandOver>,
     started: AtomicBool,
@@ -82,7 +77,66 @@ pub(crate) struct Offer {
     pub(crate) config: LeaseConfig,
 }
 
-#[derive(Debug)]
+/// The keys local `acquire` calls wait for, with a count of them that a release reads without
+/// taking the lock (every lock of a `Lock` shares one list). A release that reads 0 while a waiter
+/// registers is as if it came first: the waiter's next attempt, made after it registered, sees the
+/// lock free or marks it for the release's message.
+#[derive(Debug, Default)]
+struct WaitList {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// How many keys `entries` holds, written under its lock.
+    keys: AtomicUsize,
+}
+
+impl WaitList {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        lock(&self.entries)
+    }
+
+    /// Registers one more waiter on `key`; returns its wake-up signal.
+    fn enter(&self, key: &str) -> Arc<Notify> {
+        let mut entries = self.lock();
+        let entry = entries.entry(key.to_owned()).or_default();
+        entry.count += 1;
+        let notify = Arc::clone(&entry.notify);
+        self.keys.store(entries.len(), Ordering::Release);
+        notify
+    }
+
+    /// Deregisters one waiter on `key`.
+    fn leave(&self, key: &str) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key) {
+            entry.count -= 1;
+            if entry.count == 0 {
+                entries.remove(key);
+                self.keys.store(entries.len(), Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether anyone waits for any key, without taking the lock.
+    fn any(&self) -> bool {
+        self.keys.load(Ordering::Acquire) > 0
+    }
+
+    /// A release of `key` by this process: wakes one waiter on it, if any. `published`: the
+    /// release's message will come back, and is then skipped.
+    fn wake_one(&self, key: &str, published: bool) {
+        if !self.any() {
+            return;
+        }
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.notify.notify_one();
+            entry.handoff = true;
+            if published {
+                entry.skip += 1;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
 struct Entry {
     notify: Arc<Notify>,
     /// Waiting `acquire` calls of this process on the key.
@@ -121,8 +175,7 @@ impl Waiters {
         Arc::new(Self {
             redis,
             channel,
-            waiting: Mutex::new(HashMap::new()),
-            keys_waited_for: AtomicUsize::new(0),
+            waiting: WaitList::default(),
             handover,
             started: AtomicBool::new(false),
             _stop: stop,
@@ -138,29 +191,13 @@ impl Waiters {
     /// Registers a waiter on `resource`, whose lock key is `key`, until the returned value is
     /// dropped.
     pub(crate) fn enter(self: &Arc<Self>, resource: &str, key: &str) -> Waiter {
-        let mut waiting = lock(&self.waiting);
-        let entry = waiting.entry(key.to_owned()).or_insert_with(|| Entry {
-            notify: Arc::new(Notify::new()),
-            count: 0,
-            skip: 0,
-            handoff: false,
-            offers: VecDeque::new(),
-            streak: 0,
-        });
-        entry.count += 1;
-        let notify = Arc::clone(&entry.notify);
-        self.keys_waited_for.store(waiting.len(), Ordering::Release);
+        let notify = self.waiting.enter(key);
         Waiter {
             waiters: Arc::clone(self),
             resource: resource.into(),
             key: key.to_owned(),
             notify,
         }
-    }
-
-    /// Whether any local `acquire` waits for some key of this `Lock` (see `keys_waited_for`).
-    fn waited_for(&self) -> bool {
-        self.keys_waited_for.load(Ordering::Acquire) > 0
     }
 
     /// How to hand a lock over to a local waiter; `None` when hand-overs are off.
@@ -172,10 +209,10 @@ impl Waiters {
     /// newly arriving `acquire` then queues behind the waiter the lock goes to, as after a
     /// wake-up), unless [`MAX_HANDOVERS_IN_A_ROW`] were just made: that release is an open one.
     pub(crate) fn release_turn(&self, key: &str) -> ReleaseTurn {
-        if self.handover.is_none() || !self.waited_for() {
+        if self.handover.is_none() || !self.waiting.any() {
             return ReleaseTurn::Release;
         }
-        let mut waiting = lock(&self.waiting);
+        let mut waiting = self.waiting.lock();
         let Some(entry) = waiting.get_mut(key) else {
             return ReleaseTurn::Release;
         };
@@ -200,23 +237,12 @@ impl Waiters {
     /// A release of `key` by this process: wakes one local waiter. `published` says the release
     /// also published (its message will come back and is skipped when a waiter was woken here).
     pub(crate) fn released_here(&self, key: &str, published: bool) {
-        if !self.waited_for() {
-            return;
-        }
-        let mut waiting = lock(&self.waiting);
-        if let Some(entry) = waiting.get_mut(key) {
-            entry.notify.notify_one();
-            entry.handoff = true;
-            if published {
-                entry.skip += 1;
-            }
-        }
+        self.waiting.wake_one(key, published);
     }
 
     /// A release message for `key`.
     fn released_elsewhere(&self, key: &str) {
-        let mut waiting = lock(&self.waiting);
-        if let Some(entry) = waiting.get_mut(key) {
+        if let Some(entry) = self.waiting.lock().get_mut(key) {
             if entry.skip > 0 {
                 entry.skip -= 1;
             } else {
@@ -268,7 +294,7 @@ impl Waiter {
     pub(crate) fn offer(&self, config: &LeaseConfig) -> Option<oneshot::Receiver<LockGuard>> {
         self.waiters.handover.as_ref()?;
         let (tx, rx) = oneshot::channel();
-        let mut waiting = lock(&self.waiters.waiting);
+        let mut waiting = self.waiters.waiting.lock();
         let entry = waiting.get_mut(&self.key)?;
         entry.offers.retain(|o| !o.guard.is_closed());
         entry.offers.push_back(Offer {
@@ -282,14 +308,16 @@ impl Waiter {
     /// True when a local release just woke another waiter on this key: a newly arriving call
     /// waits its turn (it is woken by the next release) instead of racing that waiter.
     pub(crate) fn handoff_pending(&self) -> bool {
-        lock(&self.waiters.waiting)
+        self.waiters
+            .waiting
+            .lock()
             .get(&self.key)
             .is_some_and(|e| e.handoff)
     }
 
     /// An attempt on this key answered: a woken waiter has had its turn.
     pub(crate) fn attempted(&self) {
-        if let Some(entry) = lock(&self.waiters.waiting).get_mut(&self.key) {
+        if let Some(entry) = self.waiters.waiting.lock().get_mut(&self.key) {
             entry.handoff = false;
         }
     }
@@ -297,20 +325,11 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut waiting = lock(&self.waiters.waiting);
-        if let Some(entry) = waiting.get_mut(&self.key) {
-            entry.count -= 1;
-            if entry.count == 0 {
-                waiting.remove(&self.key);
-                self.waiters
-                    .keys_waited_for
-                    .store(waiting.len(), Ordering::Release);
-            }
-        }
+        self.waiters.waiting.leave(&self.key);
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -463,25 +482,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn releases_look_for_local_waiters_only_while_there_are_some() {
-        let ctx = redis_test_support::TestContext::new().await;
-        let waiters = Waiters::new(ctx.redis().clone(), "released".into(), None);
-        assert!(!waiters.waited_for());
-        let (a, b, c) = (
-            waiters.enter("r", "k1"),
-            waiters.enter("r", "k1"),
-            waiters.enter("s", "k2"),
-        );
-        assert!(waiters.waited_for());
-        drop((a, c));
-        assert!(waiters.waited_for(), "k1 still has a waiter");
+    async fn releases_look_for_waiters_only_while_there_are_some() {
+        let list = WaitList::default();
+        assert!(!list.any());
+        let (_a, b) = (list.enter("k1"), list.enter("k1"));
+        list.enter("k2");
+        assert!(list.any());
+        list.leave("k1");
+        list.leave("k2");
+        assert!(list.any(), "k1 still has a waiter");
         // A release of a key someone waits for wakes that waiter.
-        waiters.released_here("k1", false);
-        tokio::time::timeout(Duration::from_secs(10), b.notify().notified())
+        list.wake_one("k1", false);
+        tokio::time::timeout(Duration::from_secs(10), b.notified())
             .await
             .expect("the waiter is woken");
-        drop(b);
-        assert!(!waiters.waited_for());
-        assert!(matches!(waiters.release_turn("k1"), ReleaseTurn::Release));
+        list.leave("k1");
+        assert!(!list.any());
+        assert!(list.lock().is_empty());
     }
 }
