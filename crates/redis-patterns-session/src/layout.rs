@@ -26,6 +26,9 @@ use redis_core::{Redis, keys::KeyRef, redis};
 
 use crate::{config::Timeouts, error::Error};
 
+mod writer;
+pub(crate) use writer::ValueWriter;
+
 /// The mark of a session value.
 pub(crate) const SESSION: &[u8; 2] = b"S1";
 /// The mark of a tower-sessions record.
@@ -157,45 +160,16 @@ fn digits<const N: usize>(bytes: &[u8]) -> Option<u64> {
 pub(crate) fn encode_fields<'a>(
     fields: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    // Every string's bytes plus at most 5 bytes of header each, and the map's.
+    // Every string's bytes plus at most 5 bytes of header each.
     let size = fields
         .clone()
         .map(|(name, value)| name.len() + value.len() + 10)
         .sum::<usize>();
-    let mut out = Vec::with_capacity(size + 5);
-    let n = fields.len();
-    match u32::try_from(n) {
-        Ok(n) if n < 16 => out.push(0x80 | n as u8),
-        Ok(n) if n <= u32::from(u16::MAX) => {
-            out.push(0xde);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdf);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
+    let mut writer = ValueWriter::fields(fields.len(), size);
     for (name, value) in fields {
-        encode_str(&mut out, name);
-        encode_str(&mut out, value);
+        writer.field_bytes(name, value);
     }
-    out
-}
-
-fn encode_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    let n = bytes.len();
-    if n < 32 {
-        out.push(0xa0 | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[0xd9, n as u8]);
-    } else if n <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-    out.extend_from_slice(bytes);
+    writer.finish()
 }
 
 /// The field name, value pairs of an encoded map.

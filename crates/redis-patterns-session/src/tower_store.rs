@@ -20,7 +20,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use crate::{
     SessionStore,
     id::{Ascii, DigestText, bucket_tag, digest_bucket, digest_text},
-    layout::{self, Existing, RECORD, set_value},
+    layout::{self, Existing, RECORD, ValueWriter, set_value},
     metrics::{Event, Operation, Outcome, observed, session_span},
     scripts::{TOWER_CREATE, TOWER_LOAD, TOWER_SAVE},
 };
@@ -63,70 +63,81 @@ const ATTEMPTS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct TowerSessionStore<C: Codec = redis_core::codec::Json> {
     inner: SessionStore<C>,
-    created: Arc<CreationTimes>,
+    known: Arc<KnownRecords>,
 }
 
-/// The creation times of records this store created or loaded, by key digest, so that `save`
-/// of such a record can be one plain `SET XX PXAT` (the absolute timeout counts from creation,
-/// which a record never changes). A record this store has not seen is saved by the script.
-/// Bounded: a shard that reaches its share of [`CreationTimes::CAPACITY`] starts over.
+/// The records this store created or loaded, by id: their key, so that later calls on the same
+/// record derive nothing, and their creation time, so that `save` of such a record can be one
+/// plain `SET XX PXAT` (the absolute timeout counts from creation, which a record never
+/// changes). A record this store has not seen is saved by the script. Bounded: a shard that
+/// reaches its share of [`KnownRecords::CAPACITY`] starts over. The ids stay in this process's
+/// memory, as in tower-sessions' own in-memory stores; Redis only ever sees their digests.
 #[derive(Debug, Default)]
-struct CreationTimes {
-    shards: [Mutex<HashMap<[u8; 32], u64, DigestHash>>; 16],
+struct KnownRecords {
+    shards: [Mutex<HashMap<i128, Known, IdHash>>; 16],
 }
 
-/// Hashes a key digest by its first 8 bytes: they are already uniformly spread (SHA-256 or
-/// HMAC-SHA-256 output), so SipHash would only cost time. Only records that exist are
-/// remembered, and their ids are drawn by tower-sessions, so nobody picks where they land.
-type DigestHash = std::hash::BuildHasherDefault<DigestHasher>;
+/// What [`KnownRecords`] keeps of a record.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    key: RecordKey,
+    created: u64,
+}
+
+/// Hashes an id by its low 64 bits: tower-sessions draws ids from a CSPRNG, so they are already
+/// uniformly spread and SipHash would only cost time. Only records that exist are remembered,
+/// so nobody picks where they land (a chosen id is only ever looked up).
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 #[derive(Debug, Default)]
-struct DigestHasher(u64);
+struct IdHasher(u64);
 
-impl std::hash::Hasher for DigestHasher {
+impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its length (always 32), then its bytes: the first 8 of each
-        // write are mixed in, which spreads as well as the digest does.
-        let mut head = [0u8; 8];
-        let n = bytes.len().min(8);
-        head[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(head);
+        // Never called for an `i128`, which hashes through `write_i128`; kept correct anyway.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_i128(&mut self, id: i128) {
+        self.0 ^= id as u64;
     }
 }
 
-impl CreationTimes {
-    /// Most records remembered (about 60 bytes each).
+impl KnownRecords {
+    /// Most records remembered (about 100 bytes each).
     const CAPACITY: usize = 16_384;
 
-    fn shard(
-        &self,
-        digest: &[u8; 32],
-    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64, DigestHash>> {
-        let shard = &self.shards[usize::from(digest[31] & 15)];
+    fn shard(&self, id: &Id) -> std::sync::MutexGuard<'_, HashMap<i128, Known, IdHash>> {
+        // The id's top bits: the map hashes by its low ones.
+        let shard = &self.shards[(id.0 >> 124) as usize & 15];
         // A panic while holding it cannot leave the map inconsistent: take it back.
         shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember(&self, digest: [u8; 32], created: u64) {
-        let mut shard = self.shard(&digest);
+    fn remember(&self, id: &Id, key: RecordKey, created: u64) {
+        let mut shard = self.shard(id);
         if shard.len() >= Self::CAPACITY / 16 {
             shard.clear();
         }
-        shard.insert(digest, created);
+        shard.insert(id.0, Known { key, created });
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<u64> {
-        self.shard(digest).get(digest).copied()
+    fn get(&self, id: &Id) -> Option<Known> {
+        self.shard(id).get(&id.0).copied()
     }
 
-    fn forget(&self, digest: &[u8; 32]) {
-        self.shard(digest).remove(digest);
+    fn forget(&self, id: &Id) {
+        self.shard(id).remove(&id.0);
     }
 }
 
@@ -135,7 +146,7 @@ impl<C: Codec> TowerSessionStore<C> {
     pub fn new(store: SessionStore<C>) -> Self {
         Self {
             inner: store,
-            created: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -144,42 +155,46 @@ impl<C: Codec> TowerSessionStore<C> {
     /// # Errors
     /// [`crate::Error::Core`] when the key would exceed the key space's length limit.
     pub fn key_of(&self, id: &Id) -> crate::Result<Key> {
-        Ok(self.key_and_digest(id)?.0)
+        let parts = self.record_key(id);
+        Ok(self.inner.keys().tagged(&parts.tag, &parts.name)?)
     }
 
-    /// The key of a record and the digest it is named by.
-    fn key_and_digest(&self, id: &Id) -> crate::Result<(Key, [u8; 32])> {
-        let parts = self.key_parts(id);
-        Ok((
-            self.inner.keys().tagged(&parts.tag, &parts.name)?,
-            parts.digest,
-        ))
-    }
-
-    /// What the key of the record `id` is made of.
-    fn key_parts(&self, id: &Id) -> RecordKey {
+    /// What the key of the record `id` is made of, derived from its digest.
+    fn record_key(&self, id: &Id) -> RecordKey {
         let digest = self.inner.hasher().digest("tower-session", &id_text(id));
         RecordKey {
-            digest,
             tag: bucket_tag(digest_bucket(&digest)),
             name: digest_text(&digest),
         }
     }
 
-    /// The record's data as the stored fields: a map of names to JSON.
-    fn encoded_data(record: &Record) -> session_store::Result<Vec<u8>> {
-        let data = record
-            .data
-            .iter()
-            .map(|(name, value)| {
-                serde_json::to_vec(value)
-                    .map(|bytes| (name.as_bytes(), bytes))
-                    .map_err(|e| session_store::Error::Encode(e.to_string()))
-            })
-            .collect::<session_store::Result<Vec<_>>>()?;
-        Ok(layout::encode_fields(
-            data.iter().map(|(name, bytes)| (*name, bytes.as_slice())),
-        ))
+    /// The key of the record `id` and, when this store knows the record, its creation time.
+    fn known_key(&self, id: &Id) -> (RecordKey, Option<u64>) {
+        match self.known.get(id) {
+            Some(known) => (known.key, Some(known.created)),
+            None => (self.record_key(id), None),
+        }
+    }
+
+    /// The record's data as stored fields (a map of names to JSON, in name order), behind the
+    /// header of a record value for `(created, expires)`, or bare (the scripts' argument).
+    fn encoded(record: &Record, header: Option<(u64, u64)>) -> session_store::Result<Vec<u8>> {
+        let mut data: Vec<_> = record.data.iter().collect();
+        data.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // A guess at the size: short names and values, the usual case, fit.
+        let capacity = data.iter().map(|(name, _)| name.len() + 32).sum();
+        let mut writer = match header {
+            Some((created, expires)) => {
+                ValueWriter::value(RECORD, created, expires, "", data.len(), capacity)
+            }
+            None => ValueWriter::fields(data.len(), capacity),
+        };
+        for (name, value) in data {
+            writer
+                .field(name.as_bytes(), |out| serde_json::to_writer(out, value))
+                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        }
+        Ok(writer.finish())
     }
 
     /// Runs `script` (create or save) for `record`: whether it was written.
@@ -194,7 +209,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .key(key)
             .arg(self.inner.absolute_ms())
             .arg(unix_ms(record.expiry_date))
-            .arg(Self::encoded_data(record)?)
+            .arg(Self::encoded(record, None)?)
             .invoke(self.inner.redis())
             .await
             .map_err(core_backend)?;
@@ -205,7 +220,7 @@ impl<C: Codec> TowerSessionStore<C> {
     /// Writes a new record: a plain `SET NX PXAT` while the store knows the server's clock, the
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
-        let parts = self.key_parts(&record.id);
+        let parts = self.record_key(&record.id);
         let key = parts.key_ref(self.inner.keys())?;
         let Some(now) = self.inner.clock().now() else {
             // Boxed, here and on the other script paths: the rare path would otherwise make
@@ -218,12 +233,12 @@ impl<C: Codec> TowerSessionStore<C> {
             // Already expired: nothing to keep (as the script does).
             return Ok(true);
         }
-        let value = layout::encode(RECORD, now, expires, "", &Self::encoded_data(record)?);
+        let value = Self::encoded(record, Some((now, expires)))?;
         let created = set_value(self.inner.redis(), &key, value, Existing::Missing, deadline)
             .await
             .map_err(core_backend)?;
         if created {
-            self.created.remember(parts.digest, now);
+            self.known.remember(&record.id, parts, now);
         }
         Ok(created)
     }
@@ -244,11 +259,9 @@ impl<C: Codec> TowerSessionStore<C> {
     /// `SET XX PXAT` when this store knows the record's creation time and the server's clock,
     /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
-        let parts = self.key_parts(&record.id);
+        let (parts, created) = self.known_key(&record.id);
         let key = parts.key_ref(self.inner.keys())?;
-        let (Some(created), Some(now)) =
-            (self.created.get(&parts.digest), self.inner.clock().now())
-        else {
+        let (Some(created), Some(now)) = (created, self.inner.clock().now()) else {
             return Box::pin(self.write(&TOWER_SAVE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
@@ -256,18 +269,18 @@ impl<C: Codec> TowerSessionStore<C> {
         let redis = self.inner.redis();
         if deadline <= now {
             // Past a deadline: as the script, end it rather than write it.
-            self.created.forget(&parts.digest);
+            self.known.forget(&record.id);
             let _: i64 = Box::pin(redis.query(redis_core::redis::cmd("DEL").arg(&key)))
                 .await
                 .map_err(core_backend)?;
             return Ok(false);
         }
-        let value = layout::encode(RECORD, created, expires, "", &Self::encoded_data(record)?);
+        let value = Self::encoded(record, Some((created, expires)))?;
         let saved = set_value(redis, &key, value, Existing::Present, deadline)
             .await
             .map_err(core_backend)?;
         if !saved {
-            self.created.forget(&parts.digest);
+            self.known.forget(&record.id);
         }
         Ok(saved)
     }
@@ -277,7 +290,7 @@ impl<C: Codec> TowerSessionStore<C> {
     /// store does not know the server's clock or finds a deadline passed (the script deletes
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let parts = self.key_parts(id);
+        let (parts, _) = self.known_key(id);
         let key = parts.key_ref(self.inner.keys())?;
         let reply = self
             .inner
@@ -314,17 +327,19 @@ impl<C: Codec> TowerSessionStore<C> {
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
-        self.created.remember(parts.digest, stored.created);
+        self.known.remember(id, parts, stored.created);
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
             .ok_or_else(|| session_store::Error::Decode("expiry out of range".into()))?;
-        let mut data = HashMap::new();
-        let fields = layout::decode_fields(stored.fields)
+        // Each value is read from where it lies in the stored bytes.
+        let fields = layout::field_ranges(stored.fields, 0)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        for (name, value) in fields {
-            let value = serde_json::from_slice(&value)
+        let mut data = HashMap::with_capacity(fields.len());
+        for field in fields {
+            let value = serde_json::from_slice(&stored.fields[field.value])
                 .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            let name = String::from_utf8_lossy(&stored.fields[field.name]).into_owned();
             data.insert(name, value);
         }
         Ok(Some(Record {
@@ -335,8 +350,9 @@ impl<C: Codec> TowerSessionStore<C> {
     }
 
     async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
-        let (key, digest) = self.key_and_digest(id).map_err(backend)?;
-        self.created.forget(&digest);
+        let (parts, _) = self.known_key(id);
+        self.known.forget(id);
+        let key = parts.key_ref(self.inner.keys())?;
         let removed: i64 = self
             .inner
             .redis()
@@ -347,10 +363,10 @@ impl<C: Codec> TowerSessionStore<C> {
     }
 }
 
-/// What a record's key is made of: the digest of its id, the hash tag (the digest's bucket) and
-/// the name (the digest's text).
+/// What a record's key is made of, from the digest of its id: the hash tag (the digest's bucket)
+/// and the name (the digest's text).
+#[derive(Debug, Clone, Copy)]
 struct RecordKey {
-    digest: [u8; 32],
     tag: Ascii<3>,
     name: DigestText,
 }
@@ -448,10 +464,6 @@ fn unix_ms(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
 
-fn backend(e: crate::Error) -> session_store::Error {
-    session_store::Error::Backend(e.to_string())
-}
-
 fn core_backend(e: redis_core::Error) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -478,16 +490,27 @@ mod tests {
     }
 
     #[test]
-    fn creation_times_are_found_by_digest() {
-        let times = CreationTimes::default();
-        let (a, mut b) = ([7u8; 32], [7u8; 32]);
-        b[31] = 8;
-        times.remember(a, 1);
-        times.remember(b, 2);
-        assert_eq!(times.get(&a), Some(1));
-        assert_eq!(times.get(&b), Some(2));
-        times.forget(&a);
-        assert_eq!(times.get(&a), None);
-        assert_eq!(times.get(&b), Some(2));
+    fn known_records_are_found_by_id() {
+        let known = KnownRecords::default();
+        let key = |c: u8| RecordKey {
+            tag: bucket_tag(u16::from(c)),
+            name: digest_text(&[c; 32]),
+        };
+        // Same low bits (one hash), other shards; then same shard, other hashes.
+        let ids = [Id(7), Id(7 | 1 << 125), Id(7 | 1 << 100)];
+        for (n, id) in ids.iter().enumerate() {
+            known.remember(id, key(n as u8), n as u64);
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let found = known.get(id).unwrap();
+            assert_eq!(
+                (found.key.name, found.created),
+                (key(n as u8).name, n as u64)
+            );
+        }
+        known.forget(&ids[0]);
+        assert!(known.get(&ids[0]).is_none());
+        assert_eq!(known.get(&ids[1]).map(|k| k.created), Some(1));
+        assert!(known.get(&Id(8)).is_none());
     }
 }
