@@ -45,8 +45,8 @@ const ATTEMPTS: usize = 4;
 ///   session cannot be brought back to life by a late request;
 /// - `load` is a plain `GET` (no script) while the record is live, `create` a plain `SET NX
 ///   PXAT` (on the server's clock as the store last read it), `save` a plain `SET XX PXAT` of a
-///   record this store created or loaded (it remembers their creation times, which the absolute
-///   timeout counts from) and a script otherwise.
+///   record this store created or loaded (it remembers them by id, with their key and their
+///   creation time, which the absolute timeout counts from) and a script otherwise.
 ///
 /// ```no_run
 /// use redis_core::{KeySpace, Redis};
