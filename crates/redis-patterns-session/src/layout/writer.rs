@@ -56,9 +56,8 @@ impl ValueWriter {
         if n < 32 {
             self.out[at] = 0xa0 | n as u8;
         } else {
-            let mut header = Vec::with_capacity(5);
-            push_str_len(&mut header, n);
-            self.out.splice(at..=at, header);
+            let (header, len) = str_header(n);
+            self.out.splice(at..=at, header[..len].iter().copied());
         }
         Ok(())
     }
@@ -98,16 +97,22 @@ fn push_str(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// A MessagePack string header for `n` bytes, in its shortest form.
 fn push_str_len(out: &mut Vec<u8>, n: usize) {
+    let (header, len) = str_header(n);
+    out.extend_from_slice(&header[..len]);
+}
+
+/// The shortest MessagePack string header for `n` bytes: its bytes and how many are used.
+fn str_header(n: usize) -> ([u8; 5], usize) {
     if n < 32 {
-        out.push(0xa0 | n as u8);
+        ([0xa0 | n as u8, 0, 0, 0, 0], 1)
     } else if n <= 0xff {
-        out.extend_from_slice(&[0xd9, n as u8]);
+        ([0xd9, n as u8, 0, 0, 0], 2)
     } else if n <= 0xffff {
-        out.push(0xda);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
+        let [a, b] = (n as u16).to_be_bytes();
+        ([0xda, a, b, 0, 0], 3)
     } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
+        let [a, b, c, d] = (n as u32).to_be_bytes();
+        ([0xdb, a, b, c, d], 5)
     }
 }
 
