@@ -169,6 +169,9 @@ pub struct Redis {
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    /// The backend's one shared connection, when it has one (one server, Sentinel): `query`
+    /// awaits its send in place instead of through the backend's boxed future.
+    shared: Option<Arc<reconnect::Reconnecting>>,
     /// The topology epoch: moved by the backend (built-in ones) or by
     /// [`Redis::notify_topology_change`].
     signal: Arc<TopologySignal>,
@@ -227,36 +230,44 @@ impl Redis {
             Topology::Sentinel { sentinels, .. } => sentinels.first().and_then(host_port),
         };
         let signal = TopologySignal::new();
-        let backend: Arc<dyn Backend> = match &config.topology {
+        let (backend, shared): (Arc<dyn Backend>, _) = match &config.topology {
             Topology::Standalone(info) => {
-                Arc::new(standalone::Standalone::connect(config, info, signal.clone()).await?)
+                let one = standalone::Standalone::connect(config, info, signal.clone()).await?;
+                let shared = one.shared();
+                (Arc::new(one), Some(shared))
             }
-            Topology::Cluster(nodes) => {
-                Arc::new(cluster::Cluster::connect(config, nodes, signal.clone()).await?)
-            }
+            Topology::Cluster(nodes) => (
+                Arc::new(cluster::Cluster::connect(config, nodes, signal.clone()).await?),
+                None,
+            ),
             Topology::Sentinel {
                 sentinels,
                 service,
                 master,
-            } => Arc::new(
-                sentinel::Sentinel::connect(config, sentinels, service, master, signal.clone())
-                    .await?,
-            ),
+            } => {
+                let sentinel =
+                    sentinel::Sentinel::connect(config, sentinels, service, master, signal.clone())
+                        .await?;
+                let shared = sentinel.shared();
+                (Arc::new(sentinel), Some(shared))
+            }
         };
         // Connecting does not authenticate when no password is configured, and a server that
         // requires one only says so on the first command: ask now so `connect` reports it.
         backend.send(&redis::cmd("PING")).await?.extract_error()?;
-        Ok(Self::with_parts(backend, server, signal))
+        Ok(Self::with_parts(backend, shared, server, signal))
     }
 
     fn with_parts(
         backend: Arc<dyn Backend>,
+        shared: Option<Arc<reconnect::Reconnecting>>,
         server: Option<(String, u16)>,
         signal: Arc<TopologySignal>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                shared,
                 signal,
                 server,
                 #[cfg(feature = "metrics")]
@@ -291,7 +302,7 @@ impl Redis {
     /// Wraps a backend of one's own. Its topology epoch moves only through
     /// [`notify_topology_change`](Self::notify_topology_change).
     pub fn from_backend(backend: impl Backend) -> Self {
-        Self::with_parts(Arc::new(backend), None, TopologySignal::new())
+        Self::with_parts(Arc::new(backend), None, None, TopologySignal::new())
     }
 
     /// Watches topology changes (a new master, moved slots, a connection re-established after
@@ -355,7 +366,10 @@ impl Redis {
         #[cfg(feature = "metrics")]
         {
             Box::pin(async move {
-                let reply = self.inner.backend.send(cmd).await;
+                let reply = match &self.inner.shared {
+                    Some(shared) => shared.send_unboxed(cmd).await,
+                    None => self.inner.backend.send(cmd).await,
+                };
                 self.record_command(cmd, &reply);
                 reply
             })
@@ -411,7 +425,10 @@ impl Redis {
     /// The command's failure, converted into [`crate::Error`].
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         // Awaited here, so counting needs no second boxed future (the hot path of most patterns).
-        let reply = self.inner.backend.send(cmd).await;
+        let reply = match &self.inner.shared {
+            Some(shared) => shared.send_unboxed(cmd).await,
+            None => self.inner.backend.send(cmd).await,
+        };
         #[cfg(feature = "metrics")]
         self.record_command(cmd, &reply);
         let value = reply?.extract_error()?;

@@ -168,17 +168,21 @@ impl Reconnecting {
     }
 
     pub(crate) fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let (generation, mut conn) = self.get().await?;
-            let result = conn.send_packed_command(cmd).await;
-            match &result {
-                Err(e) => self.observe(generation, e),
-                // Server errors arrive as values.
-                Ok(Value::ServerError(e)) => self.observe(generation, &RedisError::from(e.clone())),
-                Ok(_) => {}
-            }
-            result
-        })
+        Box::pin(self.send_unboxed(cmd))
+    }
+
+    /// [`send`](Self::send) without boxing the future: what `Redis::query` awaits on the
+    /// backends built on this connection, saving an allocation per command.
+    pub(crate) async fn send_unboxed(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let (generation, mut conn) = self.get().await?;
+        let result = conn.send_packed_command(cmd).await;
+        match &result {
+            Err(e) => self.observe(generation, e),
+            // Server errors arrive as values.
+            Ok(Value::ServerError(e)) => self.observe(generation, &RedisError::from(e.clone())),
+            Ok(_) => {}
+        }
+        result
     }
 
     pub(crate) fn send_pipeline<'a>(

@@ -227,6 +227,13 @@ impl fmt::Debug for Sentinel {
     }
 }
 
+impl Sentinel {
+    /// The shared connection, for `Redis::query`'s unboxed path.
+    pub(crate) fn shared(&self) -> Arc<Reconnecting> {
+        self.shared.clone()
+    }
+}
+
 impl Backend for Sentinel {
     fn send<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.shared.send(cmd)

@@ -18,7 +18,7 @@ use crate::{
 
 pub(crate) struct Standalone {
     client: Client,
-    shared: Reconnecting,
+    shared: Arc<Reconnecting>,
     pool: pool::Dedicated,
     db: i64,
 }
@@ -38,16 +38,18 @@ impl Standalone {
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.response_timeout);
         let shared_client = client.clone();
-        let shared = Reconnecting::connect(format!("{:?}", info.addr()), signal, move || {
-            let client = shared_client.clone();
-            let config = shared_config.clone();
-            async move {
-                client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-            }
-        })
-        .await?;
+        let shared = Arc::new(
+            Reconnecting::connect(format!("{:?}", info.addr()), signal, move || {
+                let client = shared_client.clone();
+                let config = shared_config.clone();
+                async move {
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                }
+            })
+            .await?,
+        );
         let dedicated_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(config.pool.response_timeout);
@@ -68,6 +70,13 @@ impl Standalone {
             shared,
             pool,
         })
+    }
+}
+
+impl Standalone {
+    /// The shared connection, for `Redis::query`'s unboxed path.
+    pub(crate) fn shared(&self) -> Arc<Reconnecting> {
+        self.shared.clone()
     }
 }
 
