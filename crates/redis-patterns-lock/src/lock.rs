@@ -48,6 +48,12 @@ use crate::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct Lock {
+    /// Everything behind one `Arc`: a clone is one reference count, not one per part.
+    parts: Arc<LockParts>,
+}
+
+#[derive(Debug)]
+struct LockParts {
     redis: Redis,
     keys: KeySpace,
     lease: LeaseConfig,
@@ -116,13 +122,15 @@ impl LockBuilder {
             metrics: Arc::clone(&metrics),
         });
         Ok(Lock {
-            keys,
-            metrics,
-            waiters: Waiters::new(self.redis.clone(), channel, handover),
-            redis: self.redis,
-            lease: self.lease,
-            fencing: self.fencing,
-            replica_ack: self.replica_ack,
+            parts: Arc::new(LockParts {
+                keys,
+                metrics,
+                waiters: Waiters::new(self.redis.clone(), channel, handover),
+                redis: self.redis,
+                lease: self.lease,
+                fencing: self.fencing,
+                replica_ack: self.replica_ack,
+            }),
         })
     }
 }
@@ -142,7 +150,7 @@ impl Lock {
 
     /// How this lock makes fencing tokens.
     pub fn fencing(&self) -> Fencing {
-        self.fencing
+        self.parts.fencing
     }
 
     /// The key holding `resource`'s owner token (its fencing counter is `<key>:fence`).
@@ -150,7 +158,7 @@ impl Lock {
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) for an empty or oversized resource name.
     pub fn key(&self, resource: &str) -> Result<Key> {
-        Ok(self.keys.key(resource)?)
+        Ok(self.parts.keys.key(resource)?)
     }
 
     acquire_verbs! {
@@ -187,13 +195,14 @@ impl Lock {
     /// [`Error::Core`](crate::Error::Core) for a bad name or a failed command.
     pub async fn last_fence(&self, resource: &str) -> Result<u64> {
         let span = lease_span!(
-            self.metrics,
+            self.parts.metrics,
             "lock.last_fence",
             fence = tracing::field::Empty
         );
         async {
             let key = self.key(resource)?;
             let value: Option<u64> = self
+                .parts
                 .redis
                 .query(redis_core::redis::cmd("GET").arg(key.companion(FENCE_SUFFIX)))
                 .await?;
@@ -208,15 +217,15 @@ impl Lock {
 
 impl Acquirer for Lock {
     fn settings(&self) -> &LeaseConfig {
-        &self.lease
+        &self.parts.lease
     }
 
     fn keys(&self) -> &KeySpace {
-        &self.keys
+        &self.parts.keys
     }
 
     fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.parts.metrics
     }
 
     async fn try_once(
@@ -226,19 +235,23 @@ impl Acquirer for Lock {
         config: &LeaseConfig,
         waiting: bool,
     ) -> Result<Attempt> {
-        LockLease::new(self.redis.clone(), key.clone(), Arc::clone(&self.waiters))
-            .try_once(
-                resource,
-                config,
-                self.fencing,
-                self.replica_ack,
-                waiting,
-                &self.metrics,
-            )
-            .await
+        LockLease::new(
+            self.parts.redis.clone(),
+            key.clone(),
+            Arc::clone(&self.parts.waiters),
+        )
+        .try_once(
+            resource,
+            config,
+            self.parts.fencing,
+            self.parts.replica_ack,
+            waiting,
+            &self.parts.metrics,
+        )
+        .await
     }
 
     fn waiter(&self, resource: &str, key: &Key) -> Option<Waiter> {
-        Some(self.waiters.enter(resource, key.as_str()))
+        Some(self.parts.waiters.enter(resource, key.as_str()))
     }
 }

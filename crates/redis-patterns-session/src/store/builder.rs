@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use redis_core::{Codec, KeySpace, Redis, codec::Json};
 
-use super::SessionStore;
+use super::{Parts, SessionStore};
 use crate::{
     config::{self, Timeouts},
     error::Result,
@@ -137,14 +137,16 @@ impl<C: Codec> SessionStoreBuilder<C> {
         let hasher = config::hasher(self.secret.as_deref())?;
         check_name(&self.name)?;
         Ok(SessionStore {
-            metrics: Arc::new(Metrics::new(&self.name)),
-            name: self.name.into(),
-            redis: self.redis,
-            keys: self.keys.pattern("session")?,
-            hasher,
-            codec: self.codec,
-            timeouts,
-            clock: Arc::new(ServerClock::new()),
+            parts: Arc::new(Parts {
+                metrics: Metrics::new(&self.name),
+                name: self.name.into(),
+                redis: self.redis,
+                keys: self.keys.pattern("session")?,
+                hasher,
+                codec: self.codec,
+                timeouts,
+                clock: ServerClock::new(),
+            }),
         })
     }
 }

@@ -32,25 +32,31 @@ const ATTEMPTS: usize = 4;
 /// security properties and the key layout.
 #[derive(Clone)]
 pub struct SessionStore<C: Codec = Json> {
+    /// Everything behind one `Arc`: a clone (per request, in a web framework's state) is one
+    /// reference count, not one per part.
+    parts: Arc<Parts<C>>,
+}
+
+struct Parts<C> {
     redis: Redis,
     keys: KeySpace,
     hasher: Hasher,
     codec: C,
     timeouts: Timeouts,
-    name: Arc<str>,
-    metrics: Arc<Metrics>,
+    name: Box<str>,
+    metrics: Metrics,
     /// The server's clock as the store's scripts last read it.
-    clock: Arc<ServerClock>,
+    clock: ServerClock,
 }
 
 impl<C: Codec> fmt::Debug for SessionStore<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
-            .field("name", &self.name)
-            .field("keys", &self.keys)
-            .field("hasher", &self.hasher)
-            .field("codec", &self.codec)
-            .field("timeouts", &self.timeouts)
+            .field("name", &self.parts.name)
+            .field("keys", &self.parts.keys)
+            .field("hasher", &self.parts.hasher)
+            .field("codec", &self.parts.codec)
+            .field("timeouts", &self.parts.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -65,22 +71,22 @@ impl SessionStore<Json> {
 impl<C: Codec> SessionStore<C> {
     /// The idle timeout.
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.timeouts.idle)
+        Duration::from_millis(self.parts.timeouts.idle)
     }
 
     /// The absolute timeout.
     pub fn absolute_timeout(&self) -> Duration {
-        Duration::from_millis(self.timeouts.absolute)
+        Duration::from_millis(self.parts.timeouts.absolute)
     }
 
     /// The store's name (the `name` label of its metrics and field of its spans).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.parts.name
     }
 
     /// The Redis handle the store uses.
     pub fn redis(&self) -> &Redis {
-        &self.redis
+        &self.parts.redis
     }
 
     /// The Redis key that holds the session `id` (a digest of the id, never the id), or `None`
@@ -102,12 +108,14 @@ impl<C: Codec> SessionStore<C> {
     /// [`Error::NotAMap`] when `data` is not a struct or map, [`Error::InvalidField`] for a
     /// reserved field name, [`Error::Core`] for Redis and codec failures.
     pub async fn create<T: Serialize + ?Sized>(&self, data: &T) -> Result<SessionId> {
-        let span = session_span!(self.redis, self.name, "session.create");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.create");
         let create = async {
-            let fields = encode_fields(&self.codec, data)?;
+            let fields = encode_fields(&self.parts.codec, data)?;
             self.create_fields(None, &fields).await
         };
-        observed!(self.metrics, Operation::Create, span, create, |_| created())
+        observed!(self.parts.metrics, Operation::Create, span, create, |_| {
+            created()
+        })
     }
 
     /// Creates a session owned by `user`: it is listed by [`list_user`](Self::list_user) and
@@ -121,12 +129,14 @@ impl<C: Codec> SessionStore<C> {
         user: &str,
         data: &T,
     ) -> Result<SessionId> {
-        let span = session_span!(self.redis, self.name, "session.create_for_user");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.create_for_user");
         let create = async {
-            let fields = encode_fields(&self.codec, data)?;
+            let fields = encode_fields(&self.parts.codec, data)?;
             self.create_fields(Some(user), &fields).await
         };
-        observed!(self.metrics, Operation::Create, span, create, |_| created())
+        observed!(self.parts.metrics, Operation::Create, span, create, |_| {
+            created()
+        })
     }
 
     /// Creates a session with `fields` (owned by `user`) under a
@@ -153,30 +163,31 @@ impl<C: Codec> SessionStore<C> {
         for _ in 0..ATTEMPTS {
             let id = SessionId::generate(bucket);
             let (tag, digest) = self.key_parts(&id);
-            let key = self.keys.tagged_ref(&tag, &digest)?;
+            let key = self.parts.keys.tagged_ref(&tag, &digest)?;
             let plain_now = match user {
-                None => self.clock.now(),
+                None => self.parts.clock.now(),
                 Some(_) => None,
             };
             let created = if let Some(now) = plain_now {
                 let value = layout::encode(SESSION, now, now, "", &encoded);
-                let deadline = self.timeouts.deadline(now, now);
-                layout::set_value(&self.redis, &key, value, Existing::Missing, deadline).await?
+                let deadline = self.parts.timeouts.deadline(now, now);
+                layout::set_value(&self.parts.redis, &key, value, Existing::Missing, deadline)
+                    .await?
             } else {
                 let mut call = CREATE.call().key(key.to_key());
                 if let Some(index) = &index {
                     call = call.key(index);
                 }
                 let call = call
-                    .arg(self.timeouts.idle)
-                    .arg(self.timeouts.absolute)
+                    .arg(self.parts.timeouts.idle)
+                    .arg(self.parts.timeouts.absolute)
                     .arg(user.unwrap_or(""))
                     .arg(&*digest)
                     .arg(encoded.as_slice());
                 // Boxed so the plain path's future stays small (see `load`).
-                let now: u64 = Box::pin(call.invoke(&self.redis)).await?;
+                let now: u64 = Box::pin(call.invoke(&self.parts.redis)).await?;
                 if now > 0 {
-                    self.clock.observe(now);
+                    self.parts.clock.observe(now);
                 }
                 now > 0
             };
@@ -202,10 +213,10 @@ impl<C: Codec> SessionStore<C> {
         name: &str,
         value: &T,
     ) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.set_field");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.set_field");
         let set = async {
             check_field(name)?;
-            let value = self.codec.encode(value)?;
+            let value = self.parts.codec.encode(value)?;
             self.write(id.as_ref(), &[(name.to_owned(), value)], &[])
                 .await
         };
@@ -222,9 +233,9 @@ impl<C: Codec> SessionStore<C> {
         id: impl AsRef<str>,
         data: &T,
     ) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.update");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.update");
         let update = async {
-            let fields = encode_fields(&self.codec, data)?;
+            let fields = encode_fields(&self.parts.codec, data)?;
             self.write(id.as_ref(), &fields, &[]).await
         };
         self.observe_write(span, update).await
@@ -235,7 +246,7 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::InvalidField`] for a reserved name, [`Error::Core`] when Redis fails.
     pub async fn remove_field(&self, id: impl AsRef<str>, name: &str) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.remove_field");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.remove_field");
         let remove = async {
             check_field(name)?;
             self.write(id.as_ref(), &[], &[name]).await
@@ -249,9 +260,13 @@ impl<C: Codec> SessionStore<C> {
         span: tracing::Span,
         write: impl Future<Output = Result<bool>>,
     ) -> Result<bool> {
-        observed!(self.metrics, Operation::Update, span, write, |&written| {
-            Outcome::plain(if written { "updated" } else { "missing" })
-        })
+        observed!(
+            self.parts.metrics,
+            Operation::Update,
+            span,
+            write,
+            |&written| { Outcome::plain(if written { "updated" } else { "missing" }) }
+        )
     }
 
     async fn write(&self, id: &str, set: &[(String, Vec<u8>)], remove: &[&str]) -> Result<bool> {
@@ -262,8 +277,8 @@ impl<C: Codec> SessionStore<C> {
         let mut call = UPDATE
             .call()
             .key(&key)
-            .arg(self.timeouts.idle)
-            .arg(self.timeouts.absolute)
+            .arg(self.parts.timeouts.idle)
+            .arg(self.parts.timeouts.absolute)
             .arg(set.len());
         for (name, value) in set {
             call = call.arg(name).arg(value.as_slice());
@@ -271,9 +286,9 @@ impl<C: Codec> SessionStore<C> {
         for name in remove {
             call = call.arg(*name);
         }
-        let now: u64 = call.invoke(&self.redis).await?;
+        let now: u64 = call.invoke(&self.parts.redis).await?;
         if now > 0 {
-            self.clock.observe(now);
+            self.parts.clock.observe(now);
         }
         Ok(now > 0)
     }
@@ -286,11 +301,11 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails.
     pub async fn rotate(&self, id: impl AsRef<str>) -> Result<Option<SessionId>> {
-        let span = session_span!(self.redis, self.name, "session.rotate");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.rotate");
         let rotate = self.rotate_id(id.as_ref());
-        observed!(self.metrics, Operation::Rotate, span, rotate, |s| rotated(
-            s.is_some()
-        ))
+        observed!(self.parts.metrics, Operation::Rotate, span, rotate, |s| {
+            rotated(s.is_some())
+        })
     }
 
     async fn rotate_id(&self, id: &str) -> Result<Option<SessionId>> {
@@ -310,12 +325,12 @@ impl<C: Codec> SessionStore<C> {
                 if let Some((_, index)) = &index {
                     call = call.key(index);
                 }
-                call.arg(self.timeouts.idle)
-                    .arg(self.timeouts.absolute)
+                call.arg(self.parts.timeouts.idle)
+                    .arg(self.parts.timeouts.absolute)
                     .arg(user.as_deref().unwrap_or(""))
                     .arg(&*digest)
                     .arg(&*new_digest)
-                    .invoke(&self.redis)
+                    .invoke(&self.parts.redis)
             }
             .await?;
             match outcome {
@@ -346,11 +361,11 @@ impl<C: Codec> SessionStore<C> {
         id: impl AsRef<str>,
         user: &str,
     ) -> Result<Option<SessionId>> {
-        let span = session_span!(self.redis, self.name, "session.rotate_for_user");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.rotate_for_user");
         let rotate = self.log_in(id.as_ref(), user);
-        observed!(self.metrics, Operation::Rotate, span, rotate, |s| rotated(
-            s.is_some()
-        ))
+        observed!(self.parts.metrics, Operation::Rotate, span, rotate, |s| {
+            rotated(s.is_some())
+        })
     }
 
     async fn log_in(&self, id: &str, user: &str) -> Result<Option<SessionId>> {
@@ -368,11 +383,11 @@ impl<C: Codec> SessionStore<C> {
                 if let Some((_, index)) = &index {
                     call = call.key(index);
                 }
-                call.arg(self.timeouts.idle)
-                    .arg(self.timeouts.absolute)
+                call.arg(self.parts.timeouts.idle)
+                    .arg(self.parts.timeouts.absolute)
                     .arg(owner.as_deref().unwrap_or(""))
                     .arg(&*digest)
-                    .invoke(&self.redis)
+                    .invoke(&self.parts.redis)
             }
             .await?;
             let Some(taken) = taken else {
@@ -398,15 +413,21 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails.
     pub async fn destroy(&self, id: impl AsRef<str>) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.destroy");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.destroy");
         let destroy = self.destroy_id(id.as_ref());
-        observed!(self.metrics, Operation::Destroy, span, destroy, |&ended| {
-            if ended {
-                Outcome::event("destroyed", Event::Destroyed)
-            } else {
-                Outcome::plain("missing")
+        observed!(
+            self.parts.metrics,
+            Operation::Destroy,
+            span,
+            destroy,
+            |&ended| {
+                if ended {
+                    Outcome::event("destroyed", Event::Destroyed)
+                } else {
+                    Outcome::plain("missing")
+                }
             }
-        })
+        )
     }
 
     async fn destroy_id(&self, id: &str) -> Result<bool> {
@@ -423,7 +444,7 @@ impl<C: Codec> SessionStore<C> {
                 Ok(revoked > 0)
             }
             None => {
-                let removed: i64 = self.redis.query(redis::cmd("DEL").arg(&key)).await?;
+                let removed: i64 = self.parts.redis.query(redis::cmd("DEL").arg(&key)).await?;
                 Ok(removed > 0)
             }
         }
@@ -432,19 +453,22 @@ impl<C: Codec> SessionStore<C> {
     /// The key and digest of a session id.
     fn session_key(&self, id: &SessionId) -> Result<(Key, DigestText)> {
         let (tag, digest) = self.key_parts(id);
-        let key = self.keys.tagged(&tag, &digest)?;
+        let key = self.parts.keys.tagged(&tag, &digest)?;
         Ok((key, digest))
     }
 
     /// What a session's key is made of: its hash tag (the id's bucket) and its name (the id's
     /// digest). With [`KeySpace::tagged_ref`] a read names the key without building it.
     fn key_parts(&self, id: &SessionId) -> (Ascii<3>, DigestText) {
-        (bucket_tag(id.bucket()), self.hasher.session_digest(id))
+        (
+            bucket_tag(id.bucket()),
+            self.parts.hasher.session_digest(id),
+        )
     }
 
     /// The owner of the session at `key`, as stored (`None` for anonymous or missing sessions).
     async fn owner(&self, key: &Key) -> Result<Option<String>> {
-        let reply = self.redis.query(redis::cmd("GET").arg(key)).await;
+        let reply = self.parts.redis.query(redis::cmd("GET").arg(key)).await;
         let value: Option<Vec<u8>> = read::plain_reply(reply)?;
         Ok(value
             .as_deref()
@@ -479,27 +503,27 @@ fn rotated(live: bool) -> Outcome {
 impl<C: Codec> SessionStore<C> {
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.parts.metrics
     }
 
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn hasher(&self) -> &Hasher {
-        &self.hasher
+        &self.parts.hasher
     }
 
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn keys(&self) -> &KeySpace {
-        &self.keys
+        &self.parts.keys
     }
 
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn clock(&self) -> &ServerClock {
-        &self.clock
+        &self.parts.clock
     }
 
     #[cfg(feature = "tower-sessions")]
     pub(crate) fn absolute_ms(&self) -> u64 {
-        self.timeouts.absolute
+        self.parts.timeouts.absolute
     }
 }
 
@@ -524,8 +548,8 @@ mod tests {
         let created: u64 = CREATE
             .call()
             .key(&key)
-            .arg(store.timeouts.idle)
-            .arg(store.timeouts.absolute)
+            .arg(store.parts.timeouts.idle)
+            .arg(store.parts.timeouts.absolute)
             .arg("")
             .arg(&*digest)
             .arg(layout::encode_fields(

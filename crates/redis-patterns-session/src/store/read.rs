@@ -37,29 +37,37 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) when Redis fails or the stored value is corrupt.
     pub async fn load(&self, id: impl AsRef<str>) -> Result<Option<Session<C>>> {
-        let span = session_span!(self.redis, self.name, "session.load");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.load");
         let id = id.as_ref();
         let load = async {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(None);
             };
             let (tag, digest) = self.key_parts(&id);
-            let key = self.keys.tagged_ref(&tag, &digest)?;
-            if self.timeouts.touch > 0 {
+            let key = self.parts.keys.tagged_ref(&tag, &digest)?;
+            if self.parts.timeouts.touch > 0 {
                 let mut get = redis_core::command("GET", 2, key.byte_len());
-                let reply = self.redis.query(get.arg(&key)).await;
+                let reply = self.parts.redis.query(get.arg(&key)).await;
                 let Some(value) = plain_reply(reply)? else {
                     return Ok(None);
                 };
                 // The header is parsed once: to decide, then to build the session.
                 if let Some(stored) = layout::parse(&value, SESSION) {
                     let (created, seen) = (stored.created, stored.seen);
-                    let now = self.clock.now();
-                    if layout::session_read(created, seen, now, &self.timeouts) == Read::Live {
+                    let now = self.parts.clock.now();
+                    if layout::session_read(created, seen, now, &self.parts.timeouts) == Read::Live
+                    {
                         let head = Head::of(&value, &stored);
-                        let codec = self.codec.clone();
-                        return Session::from_parts(id, value, head, seen, &self.timeouts, codec)
-                            .map(Some);
+                        let codec = self.parts.codec.clone();
+                        return Session::from_parts(
+                            id,
+                            value,
+                            head,
+                            seen,
+                            &self.parts.timeouts,
+                            codec,
+                        )
+                        .map(Some);
                     }
                 }
             }
@@ -68,9 +76,16 @@ impl<C: Codec> SessionStore<C> {
             let Some((seen, value)) = Box::pin(self.access(&key.to_key(), true)).await? else {
                 return Ok(None);
             };
-            Session::from_value(id, value, seen, &self.timeouts, self.codec.clone()).map(Some)
+            Session::from_value(
+                id,
+                value,
+                seen,
+                &self.parts.timeouts,
+                self.parts.codec.clone(),
+            )
+            .map(Some)
         };
-        observed!(self.metrics, Operation::Load, span, load, |s| found(
+        observed!(self.parts.metrics, Operation::Load, span, load, |s| found(
             s.is_some()
         ))
     }
@@ -84,16 +99,17 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`](crate::Error::Core) when Redis fails.
     pub async fn touch(&self, id: impl AsRef<str>) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.touch");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.touch");
         let id = id.as_ref();
         let touch = async {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(false);
             };
             let (tag, digest) = self.key_parts(&id);
-            let key = self.keys.tagged_ref(&tag, &digest)?;
-            if self.timeouts.touch > 0 {
+            let key = self.parts.keys.tagged_ref(&tag, &digest)?;
+            if self.parts.timeouts.touch > 0 {
                 let reply = self
+                    .parts
                     .redis
                     .query(
                         redis_core::command("GETRANGE", 4, key.byte_len() + 4)
@@ -108,17 +124,18 @@ impl<C: Codec> SessionStore<C> {
                     return Ok(false);
                 }
                 if let Some((created, seen)) = layout::times(&head, SESSION) {
-                    let now = self.clock.now();
-                    if layout::session_read(created, seen, now, &self.timeouts) == Read::Live {
+                    let now = self.parts.clock.now();
+                    if layout::session_read(created, seen, now, &self.parts.timeouts) == Read::Live
+                    {
                         return Ok(true);
                     }
                 }
             }
             Ok(Box::pin(self.access(&key.to_key(), false)).await?.is_some())
         };
-        observed!(self.metrics, Operation::Load, span, touch, |live| found(
-            *live
-        ))
+        observed!(self.parts.metrics, Operation::Load, span, touch, |live| {
+            found(*live)
+        })
     }
 
     /// Runs the `access` script: `None` when the session is not live, else the last recorded
@@ -127,14 +144,14 @@ impl<C: Codec> SessionStore<C> {
         let reply: Option<(u64, u64, u64, Vec<u8>)> = ACCESS
             .call()
             .key(key)
-            .arg(self.timeouts.idle)
-            .arg(self.timeouts.absolute)
-            .arg(self.timeouts.touch)
+            .arg(self.parts.timeouts.idle)
+            .arg(self.parts.timeouts.absolute)
+            .arg(self.parts.timeouts.touch)
             .arg(if with_data { "1" } else { "0" })
-            .invoke(&self.redis)
+            .invoke(&self.parts.redis)
             .await?;
         Ok(reply.map(|(now, _created, seen, value)| {
-            self.clock.observe(now);
+            self.parts.clock.observe(now);
             (seen, value)
         }))
     }

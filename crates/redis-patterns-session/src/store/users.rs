@@ -22,9 +22,14 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn list_user(&self, user: &str) -> Result<Vec<SessionInfo>> {
-        let span = session_span!(self.redis, self.name, "session.list_user", sessions);
+        let span = session_span!(
+            self.parts.redis,
+            self.parts.name,
+            "session.list_user",
+            sessions
+        );
         observed!(
-            self.metrics,
+            self.parts.metrics,
             Operation::List,
             span,
             self.list(user),
@@ -35,6 +40,7 @@ impl<C: Codec> SessionStore<C> {
     async fn list(&self, user: &str) -> Result<Vec<SessionInfo>> {
         let (bucket, index) = self.user_index(user)?;
         let members: Vec<String> = self
+            .parts
             .redis
             .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
             .await?;
@@ -42,22 +48,24 @@ impl<C: Codec> SessionStore<C> {
         for chunk in members.chunks(BATCH) {
             let keys = chunk
                 .iter()
-                .map(|digest| self.keys.tagged(&bucket_tag(bucket), digest))
+                .map(|digest| self.parts.keys.tagged(&bucket_tag(bucket), digest))
                 .collect::<redis_core::Result<Vec<_>>>()?;
             let reply: Vec<String> = {
                 let mut call = LIST.call().key(&index);
                 for key in &keys {
                     call = call.key(key);
                 }
-                call = call.arg(self.timeouts.idle).arg(self.timeouts.absolute);
+                call = call
+                    .arg(self.parts.timeouts.idle)
+                    .arg(self.parts.timeouts.absolute);
                 for digest in chunk {
                     call = call.arg(digest);
                 }
-                call.invoke(&self.redis)
+                call.invoke(&self.parts.redis)
             }
             .await?;
             for entry in reply.chunks(3) {
-                out.push(SessionInfo::from_list_entry(entry, &self.timeouts)?);
+                out.push(SessionInfo::from_list_entry(entry, &self.parts.timeouts)?);
             }
         }
         out.sort_by_key(|s| s.created_at);
@@ -70,9 +78,14 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke_user(&self, user: &str) -> Result<usize> {
-        let span = session_span!(self.redis, self.name, "session.revoke_user", sessions);
+        let span = session_span!(
+            self.parts.redis,
+            self.parts.name,
+            "session.revoke_user",
+            sessions
+        );
         observed!(
-            self.metrics,
+            self.parts.metrics,
             Operation::Revoke,
             span,
             self.revoke_all(user),
@@ -85,6 +98,7 @@ impl<C: Codec> SessionStore<C> {
         let mut total = 0;
         for _ in 0..64 {
             let members: Vec<String> = self
+                .parts
                 .redis
                 .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(BATCH - 1))
                 .await?;
@@ -109,9 +123,9 @@ impl<C: Codec> SessionStore<C> {
     /// # Errors
     /// [`Error::Core`] when Redis fails or the user id is empty.
     pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
-        let span = session_span!(self.redis, self.name, "session.revoke");
+        let span = session_span!(self.parts.redis, self.parts.name, "session.revoke");
         observed!(
-            self.metrics,
+            self.parts.metrics,
             Operation::Revoke,
             span,
             self.revoke_one(user, handle),
@@ -151,7 +165,7 @@ impl<C: Codec> SessionStore<C> {
         let tag = bucket_tag(bucket);
         let keys = digests
             .iter()
-            .map(|digest| self.keys.tagged(&tag, digest))
+            .map(|digest| self.parts.keys.tagged(&tag, digest))
             .collect::<redis_core::Result<Vec<_>>>()?;
         let (revoked, left): (usize, usize) = {
             let mut call = REVOKE.call().key(index);
@@ -162,7 +176,7 @@ impl<C: Codec> SessionStore<C> {
             for digest in digests {
                 call = call.arg(digest);
             }
-            call.invoke(&self.redis)
+            call.invoke(&self.parts.redis)
         }
         .await?;
         Ok((revoked, left))
@@ -173,8 +187,9 @@ impl<C: Codec> SessionStore<C> {
         if user.is_empty() {
             return Err(redis_core::Error::from(KeyError::Empty("user id")).into());
         }
-        let bucket = self.hasher.user_bucket(user);
+        let bucket = self.parts.hasher.user_bucket(user);
         let key = self
+            .parts
             .keys
             .tagged(&bucket_tag(bucket), &format!("user:{user}"))?;
         Ok((bucket, key))
