@@ -290,7 +290,7 @@ impl<C: Codec> TowerSessionStore<C> {
     /// store does not know the server's clock or finds a deadline passed (the script deletes
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let (parts, _) = self.known_key(id);
+        let (parts, known_created) = self.known_key(id);
         let key = parts.key_ref(self.inner.keys())?;
         let reply = self
             .inner
@@ -327,7 +327,10 @@ impl<C: Codec> TowerSessionStore<C> {
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
-        self.known.remember(id, parts, stored.created);
+        // Already known as it is: nothing to write (a look-up, not a second insert).
+        if known_created != Some(stored.created) {
+            self.known.remember(id, parts, stored.created);
+        }
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
