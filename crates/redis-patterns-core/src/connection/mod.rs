@@ -169,8 +169,7 @@ pub struct Redis {
 
 struct Inner {
     backend: Arc<dyn Backend>,
-    /// The backend's one shared connection, when it has one (one server, Sentinel): `query`
-    /// awaits its send in place instead of through the backend's boxed future.
+    /// The shared connection of one server or Sentinel, sent to without a boxed future.
     shared: Option<Arc<reconnect::Reconnecting>>,
     /// The topology epoch: moved by the backend (built-in ones) or by
     /// [`Redis::notify_topology_change`].
@@ -366,17 +365,14 @@ impl Redis {
         #[cfg(feature = "metrics")]
         {
             Box::pin(async move {
-                let reply = match &self.inner.shared {
-                    Some(shared) => shared.send_unboxed(cmd).await,
-                    None => self.inner.backend.send(cmd).await,
-                };
+                let reply = self.send_uncounted(cmd).await;
                 self.record_command(cmd, &reply);
                 reply
             })
         }
         #[cfg(not(feature = "metrics"))]
         {
-            self.inner.backend.send(cmd)
+            Box::pin(self.send_uncounted(cmd))
         }
     }
 
@@ -425,14 +421,19 @@ impl Redis {
     /// The command's failure, converted into [`crate::Error`].
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         // Awaited here, so counting needs no second boxed future (the hot path of most patterns).
-        let reply = match &self.inner.shared {
-            Some(shared) => shared.send_unboxed(cmd).await,
-            None => self.inner.backend.send(cmd).await,
-        };
+        let reply = self.send_uncounted(cmd).await;
         #[cfg(feature = "metrics")]
         self.record_command(cmd, &reply);
         let value = reply?.extract_error()?;
         Ok(T::from_redis_value(value).map_err(redis::RedisError::from)?)
+    }
+
+    /// Sends one command, uncounted: in place on a shared connection, else by the backend.
+    async fn send_uncounted(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match &self.inner.shared {
+            Some(shared) => shared.send_unboxed(cmd).await,
+            None => self.inner.backend.send(cmd).await,
+        }
     }
 
     /// Counts one command by name and result (`metrics` feature).
@@ -546,7 +547,7 @@ pub(crate) struct Uncounted<'r>(&'r Redis);
 
 impl ConnectionLike for Uncounted<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.inner.backend.send(cmd)
+        Box::pin(self.0.send_uncounted(cmd))
     }
 
     fn req_packed_commands<'a>(
