@@ -10,7 +10,8 @@
 //! - `package` — packages every publishable crate and checks each builds from its tarball.
 //! - `demo`  — a guided tour of every pattern crate against a Redis it starts for you.
 //! - `doctor` — `redis-patterns doctor` against that same kind of server (`doctor.rs`).
-//! - `lint`  — `fmt --check`, `clippy -D warnings`, docs with `-D warnings`.
+//! - `lint`  — `fmt --check`, `clippy -D warnings` (all features, then the published crates'
+//!   defaults), docs with `-D warnings`.
 //! - `tidy`  — the layout rules of docs/architecture.md (also run by `lint` and as a test).
 //! - `ci`    — `lint` then `test`: if it passes locally, CI passes.
 //!
@@ -53,7 +54,8 @@ commands:
           `redis-patterns doctor` against the same Redis as `test` (args after -- go to it,
           e.g. `-- --patterns lock,session --json`); fails when it cannot run, and with
           --strict also on a finding of error severity
-  lint    tidy, fmt --check, clippy -D warnings, rustdoc -D warnings
+  lint    tidy, fmt --check, clippy -D warnings (all features, then the published crates'
+          defaults), rustdoc -D warnings
   tidy    the layout rules of docs/architecture.md (scripts, error/config files, test
           helpers, file length, dependencies)
   ci      lint + test
@@ -388,6 +390,15 @@ fn lint() -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    // The published crates with their default features, as a dependent gets them: code that
+    // only a feature uses must not warn without it (the run above turns every feature on).
+    let mut defaults = cargo();
+    defaults.args(["clippy", "--lib", "--bins", "--locked"]);
+    for package in workspace::packages()?.iter().filter(|p| p.publishable) {
+        defaults.args(["-p", &package.name]);
+    }
+    defaults.args(["--", "-D", "warnings"]);
+    run(defaults)?;
     let mut doc = cargo();
     doc.args([
         "doc",

@@ -13,6 +13,7 @@ impl ValueWriter {
     /// A value marked `mark`: the header for `created`, `seen` and `owner`, then a map of `fields`
     /// entries, written with [`field`](Self::field). `capacity`: the bytes expected after the
     /// header.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
     pub(crate) fn value(
         mark: &[u8; 2],
         created: u64,
@@ -42,6 +43,7 @@ impl ValueWriter {
     ///
     /// # Errors
     /// What `write` returns; the writer is then dropped by the caller.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
     pub(crate) fn field<E>(
         &mut self,
         name: &[u8],
