@@ -136,8 +136,9 @@ impl KnownRecords {
         self.shard(id).get(&id.0).copied()
     }
 
-    fn forget(&self, id: &Id) {
-        self.shard(id).remove(&id.0);
+    /// Forgets the record `id`, returning what was known of it.
+    fn forget(&self, id: &Id) -> Option<Known> {
+        self.shard(id).remove(&id.0)
     }
 }
 
@@ -353,8 +354,11 @@ impl<C: Codec> TowerSessionStore<C> {
     }
 
     async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
-        let (parts, _) = self.known_key(id);
-        self.known.forget(id);
+        // Forgotten and read in one look-up.
+        let parts = match self.known.forget(id) {
+            Some(known) => known.key,
+            None => self.record_key(id),
+        };
         let key = parts.key_ref(self.inner.keys())?;
         let removed: i64 = self
             .inner
@@ -499,7 +503,8 @@ mod tests {
             tag: bucket_tag(u16::from(c)),
             name: digest_text(&[c; 32]),
         };
-        // Same low bits (one hash), other shards; then same shard, other hashes.
+        // The same low 64 bits (the one hash) in other shards (top bits), then in the same
+        // shard: a colliding hash the map must still tell apart by the whole id.
         let ids = [Id(7), Id(7 | 1 << 125), Id(7 | 1 << 100)];
         for (n, id) in ids.iter().enumerate() {
             known.remember(id, key(n as u8), n as u64);

@@ -150,6 +150,11 @@ impl Sentinel {
             _watchers: watchers,
         })
     }
+
+    /// The shared connection, for `Redis::query`'s unboxed path.
+    pub(crate) fn shared(&self) -> Arc<Reconnecting> {
+        self.shared.clone()
+    }
 }
 
 /// A client for one sentinel, with the deployment's TLS roots.
@@ -224,13 +229,6 @@ impl fmt::Debug for Sentinel {
             .field("service", &self.service)
             .field("db", &self.db)
             .finish_non_exhaustive()
-    }
-}
-
-impl Sentinel {
-    /// The shared connection, for `Redis::query`'s unboxed path.
-    pub(crate) fn shared(&self) -> Arc<Reconnecting> {
-        self.shared.clone()
     }
 }
 

@@ -71,9 +71,7 @@ impl Standalone {
             pool,
         })
     }
-}
 
-impl Standalone {
     /// The shared connection, for `Redis::query`'s unboxed path.
     pub(crate) fn shared(&self) -> Arc<Reconnecting> {
         self.shared.clone()
