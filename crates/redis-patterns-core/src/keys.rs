@@ -28,6 +28,7 @@ use crate::error::{KeyError, Result};
 
 mod slot;
 
+pub(crate) use slot::hash_tag;
 pub use slot::{CLUSTER_SLOTS, slot};
 
 /// Default maximum key length in bytes. Redis allows far longer keys, but long keys cost memory

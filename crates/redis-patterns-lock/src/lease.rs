@@ -90,7 +90,7 @@ impl ScriptLease {
             .acquire
             .call()
             .key(&this.key)
-            .key(this.key.companion(FENCE_SUFFIX))
+            .companion(&this.key, FENCE_SUFFIX)
             .arg(pending.token())
             .arg(duration_millis(config.ttl));
         if let Some(extra) = extra {

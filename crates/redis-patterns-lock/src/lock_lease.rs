@@ -68,8 +68,8 @@ impl LockLease {
             LOCK_ACQUIRE
                 .call()
                 .key(&this.key)
-                .key(this.key.companion(FENCE_SUFFIX))
-                .key(this.key.companion(WAITERS_SUFFIX))
+                .companion(&this.key, FENCE_SUFFIX)
+                .companion(&this.key, WAITERS_SUFFIX)
                 .arg(pending.token())
                 .arg(ttl)
                 .arg(fencing.horizon_arg())
@@ -136,7 +136,7 @@ impl LockLease {
         let pttl: i64 = LOCK_WAIT
             .call()
             .key(&self.key)
-            .key(self.key.companion(WAITERS_SUFFIX))
+            .companion(&self.key, WAITERS_SUFFIX)
             .invoke(&self.redis)
             .await?;
         Ok((0, if pttl == -2 { 0 } else { pttl }))
@@ -163,7 +163,7 @@ impl LockLease {
         let (handed, value): (i64, i64) = LOCK_HANDOVER
             .call()
             .key(&self.key)
-            .key(self.key.companion(FENCE_SUFFIX))
+            .companion(&self.key, FENCE_SUFFIX)
             .arg(token)
             .arg(pending.token())
             .arg(duration_millis(offer.config.ttl))
@@ -216,7 +216,7 @@ impl Lease for LockLease {
             let n: i64 = LOCK_RELEASE
                 .call()
                 .key(&self.key)
-                .key(self.key.companion(WAITERS_SUFFIX))
+                .companion(&self.key, WAITERS_SUFFIX)
                 .arg(token)
                 .arg(self.waiters.channel())
                 .invoke(&self.redis)

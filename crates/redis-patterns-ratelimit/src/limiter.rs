@@ -236,7 +236,7 @@ impl RateLimiter {
                 {
                     let mut call = script(limit.algorithm()).call().key(&key);
                     if limit.algorithm() == Algorithm::SlidingLog {
-                        call = call.key(key.companion("seq"));
+                        call = call.companion(&key, "seq");
                     }
                     call.arg(limit.capacity())
                         .arg(limit.period_us())

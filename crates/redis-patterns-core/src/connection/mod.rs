@@ -429,7 +429,7 @@ impl Redis {
     }
 
     /// Sends one command, uncounted: in place on a shared connection, else by the backend.
-    async fn send_uncounted(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
+    pub(crate) async fn send_uncounted(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
         match &self.inner.shared {
             Some(shared) => shared.send_unboxed(cmd).await,
             None => self.inner.backend.send(cmd).await,
@@ -442,12 +442,6 @@ impl Redis {
     pub(crate) fn record_command(&self, cmd: &Cmd, reply: &redis::RedisResult<Value>) {
         let ok = matches!(reply, Ok(value) if !matches!(value, Value::ServerError(_)));
         self.inner.commands.record(cmd, ok);
-    }
-
-    /// This handle as a connection that sends straight to the backend, uncounted: script calls,
-    /// which `redis_patterns_core_scripts_total` counts.
-    pub(crate) fn uncounted(&self) -> Uncounted<'_> {
-        Uncounted(self)
     }
 
     /// Runs a pipeline (or a `MULTI`/`EXEC` transaction built with [`redis::pipe`]`().atomic()`) on
@@ -539,28 +533,6 @@ impl Redis {
     /// As [`crate::server_time`].
     pub async fn server_time(&self) -> Result<std::time::Duration> {
         crate::time::server_time(&mut self.clone()).await
-    }
-}
-
-/// A [`Redis`] whose commands go to the backend uncounted (see [`Redis::uncounted`]).
-pub(crate) struct Uncounted<'r>(&'r Redis);
-
-impl ConnectionLike for Uncounted<'_> {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.0.send_uncounted(cmd))
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.inner.backend.send_pipeline(pipeline, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.inner.backend.db()
     }
 }
 

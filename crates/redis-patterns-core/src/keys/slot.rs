@@ -14,7 +14,8 @@ pub fn slot(key: &[u8]) -> u16 {
     crc16_xmodem(hash_tag(key)) % CLUSTER_SLOTS
 }
 
-fn hash_tag(key: &[u8]) -> &[u8] {
+/// The part of `key` that is hashed: its non-empty hash tag, else the whole key.
+pub(crate) fn hash_tag(key: &[u8]) -> &[u8] {
     if let Some(open) = key.iter().position(|&b| b == b'{')
         && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
         && len > 0
