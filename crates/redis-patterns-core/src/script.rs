@@ -286,7 +286,7 @@ impl<'a> ScriptCall<'a> {
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         let at = self.items();
         self.cmd.arg(key.as_ref());
-        self.placed_key(at);
+        self.placed_key(at, true);
         self
     }
 
@@ -302,7 +302,11 @@ impl<'a> ScriptCall<'a> {
             let _ = out.write_all(b":");
             let _ = out.write_all(suffix.as_bytes());
         }
-        self.placed_key(at);
+        // The companion of the first key is on its slot: no hashing.
+        let of_first = self
+            .first_key
+            .is_some_and(|first| self.item(first) == key.as_str().as_bytes());
+        self.placed_key(at, !of_first);
         self
     }
 
@@ -356,12 +360,12 @@ impl<'a> ScriptCall<'a> {
         })
     }
 
-    /// Records that the item at `at` is a key: checks its slot against the first key's and
-    /// notes where it stands.
-    fn placed_key(&mut self, at: usize) {
+    /// Records that the item at `at` is a key: checks its slot against the first key's (when
+    /// `check`) and notes where it stands.
+    fn placed_key(&mut self, at: usize, check: bool) {
         match self.first_key {
             None => self.first_key = Some(at),
-            Some(first) if self.cross.is_none() => self.check_slot(first, at),
+            Some(first) if check && self.cross.is_none() => self.check_slot(first, at),
             Some(_) => {}
         }
         if self.args_seen {
