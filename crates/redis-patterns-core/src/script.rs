@@ -3,8 +3,8 @@
 //! A call sends `EVALSHA` with the SHA1 of [`redis::Script`] and, when the server answers
 //! `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`), loads the script and retries, as
 //! redis-rs does; the command is written as the call is built, laid out ahead from the script's
-//! previous call, so a call costs no more than a plain command. On a cluster the call is routed
-//! by its first key. Before anything is sent, [`ScriptCall::invoke`] checks that all
+//! previous call, so a call costs the client no more than redis-rs's own `Script` does. On a
+//! cluster the call is routed by its first key. Before anything is sent, [`ScriptCall::invoke`] checks that all
 //! keys hash to one slot, so a script that would fail on a cluster fails the same way on a laptop.
 //!
 //! ```no_run
@@ -20,7 +20,7 @@
 //! let total: i64 = INCR_BOTH
 //!     .call()
 //!     .key(&key)
-//!     .key(&key.companion("total"))
+//!     .companion(&key, "total") // the key `<key>:total`, on the same slot
 //!     .arg(5)
 //!     .invoke(&redis)
 //!     .await?;
