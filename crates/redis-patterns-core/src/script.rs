@@ -4,8 +4,9 @@
 //! `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`), loads the script and retries, as
 //! redis-rs does; the command is written as the call is built, laid out ahead from the script's
 //! previous call, so a call costs the client no more than redis-rs's own `Script` does. On a
-//! cluster the call is routed by its first key. Before anything is sent, [`ScriptCall::invoke`] checks that all
-//! keys hash to one slot, so a script that would fail on a cluster fails the same way on a laptop.
+//! cluster the call is routed by its first key. Before anything is sent, [`ScriptCall::invoke`]
+//! checks that all keys hash to one slot, so a script that would fail on a cluster fails the same
+//! way on a laptop.
 //!
 //! ```no_run
 //! use redis_core::{KeySpace, Redis, Script};
@@ -156,6 +157,8 @@ impl Script {
     /// more room (the store is skipped otherwise: calls on many threads share this word).
     fn learn(&self, shape: Shape) {
         let known = Shape::unpack(self.shape.load(Ordering::Relaxed));
+        // Compared as stored (capped): a call past the caps would otherwise store every time.
+        let shape = Shape::unpack(shape.pack());
         if shape.keys != known.keys || shape.items != known.items || shape.bytes > known.bytes {
             self.shape.store(shape.pack(), Ordering::Relaxed);
         }

@@ -92,7 +92,8 @@ impl<'a> ScriptCall<'a> {
         }
     }
 
-    /// Adds a key (`KEYS[n]`).
+    /// Adds a key (`KEYS[n]`). Use [`Key`]s of one [`KeySpace`](crate::KeySpace) name and its
+    /// companions: keys of several slots are refused by `invoke`.
     #[must_use]
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         let at = self.items();
@@ -132,13 +133,14 @@ impl<'a> ScriptCall<'a> {
     /// Runs the script on the shared connection of `redis`.
     ///
     /// # Errors
-    /// [`Error::CrossSlot`] before sending when keys span slots; otherwise the command's failure.
+    /// [`Error::CrossSlot`] before sending when keys span slots; otherwise whatever the server or
+    /// the connection reports, converted into [`Error`].
     pub async fn invoke<T: FromRedisValue>(self, redis: &Redis) -> Result<T> {
         // Counted once, in `redis_patterns_core_scripts_total`, not again as an `EVALSHA` command.
         self.run(&mut Shared(redis)).await
     }
 
-    /// Runs the script on `conn` (a dedicated connection, a pipeline's connection, ...).
+    /// Runs the script on any redis-rs async connection (a dedicated one, a raw multiplexed one).
     ///
     /// # Errors
     /// As [`invoke`](Self::invoke).
