@@ -19,13 +19,35 @@ use tower_sessions_redis_store::RedisStore;
 const SLICE: usize = 40;
 
 fn setting(name: &str, default: usize) -> usize {
-    env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The session data of `benches/benches/session.rs`.
 fn data() -> HashMap<String, serde_json::Value> {
     let data = json!({"user_name": "alice", "theme": "dark", "cart": [1, 2, 3]});
     data.as_object().unwrap().clone().into_iter().collect()
+}
+
+/// One cycle through `store`: a clone of `template` with a new id, created, loaded and saved.
+/// A macro: the two stores take the `Record` of two tower-sessions-core versions.
+macro_rules! cycle {
+    ($store:expr, $template:expr, $record:ident) => {
+        move || {
+            let (store, template) = ($store.clone(), Arc::clone(&$template));
+            async move {
+                let mut record = $record {
+                    id: Default::default(),
+                    ..(*template).clone()
+                };
+                store.create(&mut record).await.unwrap();
+                let loaded = store.load(&record.id).await.unwrap().unwrap();
+                store.save(&loaded).await.unwrap();
+            }
+        }
+    };
 }
 
 /// Runs `cycle` `SLICE` times on each of `tasks` tasks; the time it took.
@@ -82,30 +104,8 @@ async fn main() {
         data: data(),
         expiry_date: expiry,
     });
-    let ours_cycle = move || {
-        let (store, template) = (ours.clone(), Arc::clone(&ours_template));
-        async move {
-            let mut record = Record {
-                id: Default::default(),
-                ..(*template).clone()
-            };
-            store.create(&mut record).await.unwrap();
-            let loaded = store.load(&record.id).await.unwrap().unwrap();
-            store.save(&loaded).await.unwrap();
-        }
-    };
-    let theirs_cycle = move || {
-        let (store, template) = (theirs.clone(), Arc::clone(&theirs_template));
-        async move {
-            let mut record = Record014 {
-                id: Default::default(),
-                ..(*template).clone()
-            };
-            store.create(&mut record).await.unwrap();
-            let loaded = store.load(&record.id).await.unwrap().unwrap();
-            store.save(&loaded).await.unwrap();
-        }
-    };
+    let ours_cycle = cycle!(ours, ours_template, Record);
+    let theirs_cycle = cycle!(theirs, theirs_template, Record014);
 
     // Warm up both (connections, script caches, allocator).
     slice(tasks, ours_cycle.clone()).await;
