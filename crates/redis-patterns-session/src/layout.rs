@@ -83,24 +83,39 @@ pub(crate) fn encode(
     fields: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEAD + owner.len() + fields.len());
-    out.extend_from_slice(mark);
-    push_digits(&mut out, created, 16);
-    push_digits(&mut out, seen, 16);
-    push_digits(&mut out, owner.len() as u64, 8);
-    out.extend_from_slice(owner.as_bytes());
+    push_header(&mut out, mark, created, seen, owner);
     out.extend_from_slice(fields);
     out
 }
 
-/// `n` as `width` zero-padded decimal digits (its last `width` digits if longer: the header's
-/// numbers, ms timestamps and an owner's length, never are).
+/// The header of a value marked `mark`: both times, the owner's length and the owner.
+fn push_header(out: &mut Vec<u8>, mark: &[u8; 2], created: u64, seen: u64, owner: &str) {
+    out.extend_from_slice(mark);
+    push_digits(out, created, 16);
+    push_digits(out, seen, 16);
+    push_digits(out, owner.len() as u64, 8);
+    out.extend_from_slice(owner.as_bytes());
+}
+
+/// `n` as `width` (at most 20) zero-padded decimal digits: its last `width` digits if longer
+/// (the header's numbers, ms timestamps and an owner's length, never are). Two digits at a time.
 fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
+    debug_assert!(width <= 20);
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut digits = [b'0'; 20];
+    let first = digits.len() - width;
+    let mut at = digits.len();
+    while at > first {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        digits[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        at -= 2;
     }
+    out.extend_from_slice(&digits[first..]);
 }
 
 /// Whether a whole-value write applies to a missing key (`SET NX`) or an existing one (`SET XX`).
@@ -201,27 +216,16 @@ pub(crate) struct FieldRange {
 /// # Errors
 /// [`Error::Core`] (an unexpected reply) when the bytes are not such a map or a name is not UTF-8.
 pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>, Error> {
-    let corrupt = || Error::unexpected_reply("corrupt session fields");
-    let mut reader = Reader { bytes, pos: start };
-    let n = reader.map_len().ok_or_else(corrupt)?;
-    let mut out: Vec<FieldRange> = Vec::with_capacity(n.min(1024));
+    let fields = fields(bytes, start)?;
+    let mut out: Vec<FieldRange> = Vec::with_capacity(fields.left().min(1024));
     // Whether the names came strictly ascending, as the store writes them.
     let mut ascending = true;
-    for _ in 0..n {
-        let name = reader.str().ok_or_else(corrupt)?;
-        let value = reader.str().ok_or_else(corrupt)?;
-        // ASCII, the usual case, is checked more cheaply than UTF-8 in general.
-        let name_bytes = &bytes[name.clone()];
-        if !name_bytes.is_ascii() && std::str::from_utf8(name_bytes).is_err() {
-            return Err(Error::unexpected_reply("non-UTF-8 field name"));
-        }
+    for field in fields {
+        let field = field?;
         if let Some(last) = out.last() {
-            ascending &= bytes[last.name.clone()] < bytes[name.clone()];
+            ascending &= bytes[last.name.clone()] < bytes[field.name.clone()];
         }
-        out.push(FieldRange { name, value });
-    }
-    if reader.pos != bytes.len() {
-        return Err(corrupt());
+        out.push(field);
     }
     if ascending {
         return Ok(out);
@@ -236,6 +240,68 @@ pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>
         same
     });
     Ok(out)
+}
+
+/// The fields of the map that starts at `start` in `bytes` (and runs to its end), in stored
+/// order: a name given twice comes twice. For a reader that keeps the last of a name anyway (a
+/// map), with no list of ranges built. Names are checked to be UTF-8; a fault ends the fields
+/// with an error.
+///
+/// # Errors
+/// [`Error::Core`] (an unexpected reply) when the bytes do not start with a map.
+pub(crate) fn fields(bytes: &[u8], start: usize) -> Result<Fields<'_>, Error> {
+    let mut reader = Reader { bytes, pos: start };
+    let left = reader.map_len().ok_or_else(corrupt_fields)?;
+    Ok(Fields { reader, left })
+}
+
+/// See [`fields`].
+pub(crate) struct Fields<'a> {
+    reader: Reader<'a>,
+    /// Fields still to read; past the last, whether the map ends the bytes is checked once.
+    left: usize,
+}
+
+impl Iterator for Fields<'_> {
+    type Item = Result<FieldRange, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Some(left) = self.left.checked_sub(1) else {
+            // Once: bytes after the map make the value corrupt.
+            let trailing = self.reader.pos != self.reader.bytes.len();
+            self.reader.pos = self.reader.bytes.len();
+            return trailing.then(|| Err(corrupt_fields()));
+        };
+        self.left = left;
+        let field = self.field();
+        if field.is_err() {
+            // Nothing more is read after a fault.
+            (self.left, self.reader.pos) = (0, self.reader.bytes.len());
+        }
+        Some(field)
+    }
+}
+
+impl Fields<'_> {
+    /// The fields not read yet.
+    pub(crate) fn left(&self) -> usize {
+        self.left
+    }
+
+    fn field(&mut self) -> Result<FieldRange, Error> {
+        let name = self.reader.str().ok_or_else(corrupt_fields)?;
+        let value = self.reader.str().ok_or_else(corrupt_fields)?;
+        // ASCII, the usual case, is checked more cheaply than UTF-8 in general.
+        let name_bytes = &self.reader.bytes[name.clone()];
+        if !name_bytes.is_ascii() && std::str::from_utf8(name_bytes).is_err() {
+            return Err(Error::unexpected_reply("non-UTF-8 field name"));
+        }
+        Ok(FieldRange { name, value })
+    }
+}
+
+fn corrupt_fields() -> Error {
+    Error::unexpected_reply("corrupt session fields")
 }
 
 struct Reader<'a> {
@@ -436,6 +502,70 @@ mod tests {
         assert_eq!(digits::<8>(b"000000042"), None, "too long");
         assert_eq!(digits::<8>(b"0000004\xff"), None, "not a digit");
         assert_eq!(digits::<8>(b"00000/42"), None, "below '0'");
+    }
+
+    #[test]
+    fn fields_come_in_stored_order_and_a_fault_ends_them() {
+        let bytes = [
+            b'x', 0x83, 0xa1, b'b', 0xa1, b'1', 0xa1, b'a', 0xa1, b'2', 0xa1, b'b', 0xa1, b'3',
+        ];
+        // Each field read as (name, value), or the error's text.
+        type Read = Vec<Result<(Vec<u8>, Vec<u8>), String>>;
+        let read = |bytes: &[u8]| -> Read {
+            let fields = fields(bytes, 1).unwrap();
+            fields
+                .map(|f| {
+                    f.map(|f| (bytes[f.name].to_vec(), bytes[f.value].to_vec()))
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Read {
+            list.iter()
+                .map(|(n, v)| Ok((n.as_bytes().to_vec(), v.as_bytes().to_vec())))
+                .collect()
+        };
+        assert_eq!(fields(&bytes, 1).unwrap().left(), 3);
+        assert_eq!(read(&bytes), pairs(&[("b", "1"), ("a", "2"), ("b", "3")]));
+        // Bytes after the map: every field, then one error.
+        let mut trailing = bytes.to_vec();
+        trailing.push(0);
+        let got = read(&trailing);
+        assert_eq!(got[..3], pairs(&[("b", "1"), ("a", "2"), ("b", "3")]));
+        assert!(got[3].as_ref().unwrap_err().contains("corrupt"), "{got:?}");
+        assert_eq!(got.len(), 4);
+        // Cut inside the second field: the first, then one error, then nothing.
+        let got = read(&bytes[..8]);
+        assert_eq!(got[..1], pairs(&[("b", "1")]));
+        assert!(got[1].is_err());
+        assert_eq!(got.len(), 2);
+        // A name that is not UTF-8.
+        let got = read(&[b'x', 0x81, 0xa1, 0xff, 0xa0]);
+        assert!(got[0].as_ref().unwrap_err().contains("UTF-8"), "{got:?}");
+        assert_eq!(got.len(), 1);
+        // Not a map at all.
+        assert!(fields(&[b'x', 0xa1], 1).is_err());
+    }
+
+    #[test]
+    fn fixed_width_digits_are_the_last_digits_zero_padded() {
+        for n in [
+            0,
+            7,
+            42,
+            99,
+            100,
+            1_764_490_000_123,
+            9_999_999_999_999_999,
+            u64::MAX,
+        ] {
+            for width in [1, 2, 3, 8, 15, 16, 19, 20] {
+                let mut out = b"x".to_vec();
+                push_digits(&mut out, n, width);
+                let text = format!("{n:020}");
+                assert_eq!(&out[1..], &text.as_bytes()[20 - width..], "{n} in {width}");
+            }
+        }
     }
 
     #[test]

@@ -53,7 +53,13 @@ macro_rules! observed {
     ($metrics:expr, $kind:expr, $span:expr, $operation:expr, $outcome:expr $(,)?) => {{
         let span: tracing::Span = $span;
         let started = $crate::metrics::Metrics::start();
-        let result = tracing::Instrument::instrument($operation, span.clone()).await;
+        // Unseen (no subscriber or logger would read it): no span to enter on each poll, and
+        // the operation's future is awaited where it is built.
+        let result = if span.is_none() {
+            $operation.await
+        } else {
+            tracing::Instrument::instrument($operation, span.clone()).await
+        };
         $metrics.finish($kind, started, &span, &result, $outcome);
         result
     }};

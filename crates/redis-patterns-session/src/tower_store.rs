@@ -180,22 +180,22 @@ impl<C: Codec> TowerSessionStore<C> {
     /// The record's data as stored fields (a map of names to JSON, in name order), behind the
     /// header of a record value for `(created, expires)`, or bare (the scripts' argument).
     fn encoded(record: &Record, header: Option<(u64, u64)>) -> session_store::Result<Vec<u8>> {
-        let mut data: Vec<_> = record.data.iter().collect();
-        data.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        // A guess at the size: short names and values, the usual case, fit.
-        let capacity = data.iter().map(|(name, _)| name.len() + 32).sum();
-        let mut writer = match header {
-            Some((created, expires)) => {
-                ValueWriter::value(RECORD, created, expires, "", data.len(), capacity)
+        in_name_order(&record.data, |data| {
+            // A guess at the size: short names and values, the usual case, fit.
+            let capacity = data.iter().map(|(name, _)| name.len() + 32).sum();
+            let mut writer = match header {
+                Some((created, expires)) => {
+                    ValueWriter::value(RECORD, created, expires, "", data.len(), capacity)
+                }
+                None => ValueWriter::fields(data.len(), capacity),
+            };
+            for (name, value) in data {
+                writer
+                    .field(name.as_bytes(), |out| serde_json::to_writer(out, value))
+                    .map_err(|e| session_store::Error::Encode(e.to_string()))?;
             }
-            None => ValueWriter::fields(data.len(), capacity),
-        };
-        for (name, value) in data {
-            writer
-                .field(name.as_bytes(), |out| serde_json::to_writer(out, value))
-                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        }
-        Ok(writer.finish())
+            Ok(writer.finish())
+        })
     }
 
     /// Runs `script` (create or save) for `record`: whether it was written.
@@ -336,13 +336,15 @@ impl<C: Codec> TowerSessionStore<C> {
             .checked_mul(1_000_000)
             .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
             .ok_or_else(|| session_store::Error::Decode("expiry out of range".into()))?;
-        // Each value is read from where it lies in the stored bytes.
-        let fields = layout::field_ranges(stored.fields, 0)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let mut data = HashMap::with_capacity(fields.len());
+        // Each value is read from where it lies in the stored bytes. In stored order: of a name
+        // given twice the map keeps the last, as everywhere else.
+        let decode = |e: &dyn std::fmt::Display| session_store::Error::Decode(e.to_string());
+        let fields = layout::fields(stored.fields, 0).map_err(|e| decode(&e))?;
+        let mut data = HashMap::with_capacity(fields.left().min(1024));
         for field in fields {
-            let value = serde_json::from_slice(&stored.fields[field.value])
-                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            let field = field.map_err(|e| decode(&e))?;
+            let value =
+                serde_json::from_slice(&stored.fields[field.value]).map_err(|e| decode(&e))?;
             let name = String::from_utf8_lossy(&stored.fields[field.name]).into_owned();
             data.insert(name, value);
         }
@@ -395,24 +397,22 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             self.inner.name(),
             "session.tower.create"
         );
-        let create = self.create_record(record);
         observed!(
             self.inner.metrics(),
             Operation::Create,
             span,
-            create,
+            self.create_record(record),
             |_| { Outcome::event("created", Event::Created) }
         )
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.save");
-        let save = self.save_record(record);
         observed!(
             self.inner.metrics(),
             Operation::Update,
             span,
-            save,
+            self.save_record(record),
             |&saved| { Outcome::plain(if saved { "updated" } else { "missing" }) }
         )
         .map(|_| ())
@@ -455,6 +455,30 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
             }
         )
         .map(|_| ())
+    }
+}
+
+/// Runs `f` on the entries of `data` sorted by name: on the stack for the usual few, in a `Vec`
+/// past them.
+fn in_name_order<R>(
+    data: &HashMap<String, serde_json::Value>,
+    f: impl FnOnce(&[(&str, &serde_json::Value)]) -> R,
+) -> R {
+    const FEW: usize = 8;
+    static NULL: serde_json::Value = serde_json::Value::Null;
+    let by_name = |a: &(&str, _), b: &(&str, _)| a.0.cmp(b.0);
+    if data.len() <= FEW {
+        let mut few = [("", &NULL); FEW];
+        for (slot, (name, value)) in few.iter_mut().zip(data) {
+            *slot = (name.as_str(), value);
+        }
+        let few = &mut few[..data.len()];
+        few.sort_unstable_by(by_name);
+        f(few)
+    } else {
+        let mut all: Vec<_> = data.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        all.sort_unstable_by(by_name);
+        f(&all)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Writing a stored value in one buffer: the header, then the map of fields, each value encoded
 //! straight into place (no buffer per value, no second copy of the map behind the header).
 
-use super::{HEAD, push_digits};
+use super::{HEAD, push_header};
 
 /// Builds a stored value (or, from [`ValueWriter::fields`], a bare map of fields).
 #[derive(Debug)]
@@ -23,11 +23,7 @@ impl ValueWriter {
         capacity: usize,
     ) -> Self {
         let mut out = Vec::with_capacity(HEAD + owner.len() + capacity + 5);
-        out.extend_from_slice(mark);
-        push_digits(&mut out, created, 16);
-        push_digits(&mut out, seen, 16);
-        push_digits(&mut out, owner.len() as u64, 8);
-        out.extend_from_slice(owner.as_bytes());
+        push_header(&mut out, mark, created, seen, owner);
         push_map_len(&mut out, fields);
         Self { out }
     }
