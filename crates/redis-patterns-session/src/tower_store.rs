@@ -62,8 +62,15 @@ const ATTEMPTS: usize = 4;
 /// ```
 #[derive(Debug, Clone)]
 pub struct TowerSessionStore<C: Codec = redis_core::codec::Json> {
-    inner: SessionStore<C>,
-    known: Arc<KnownRecords>,
+    /// Behind one `Arc`: a clone touches one shared count.
+    shared: Arc<Shared<C>>,
+}
+
+/// What every clone of a [`TowerSessionStore`] shares.
+#[derive(Debug)]
+struct Shared<C: Codec> {
+    store: SessionStore<C>,
+    known: KnownRecords,
 }
 
 /// The records this store created or loaded, by id: their key, so that later calls on the same
@@ -146,8 +153,10 @@ impl<C: Codec> TowerSessionStore<C> {
     /// Wraps `store`.
     pub fn new(store: SessionStore<C>) -> Self {
         Self {
-            inner: store,
-            known: Arc::default(),
+            shared: Arc::new(Shared {
+                store,
+                known: KnownRecords::default(),
+            }),
         }
     }
 
@@ -157,12 +166,16 @@ impl<C: Codec> TowerSessionStore<C> {
     /// [`crate::Error::Core`] when the key would exceed the key space's length limit.
     pub fn key_of(&self, id: &Id) -> crate::Result<Key> {
         let parts = self.record_key(id);
-        Ok(self.inner.keys().tagged(&parts.tag, &parts.name)?)
+        Ok(self.shared.store.keys().tagged(&parts.tag, &parts.name)?)
     }
 
     /// What the key of the record `id` is made of, derived from its digest.
     fn record_key(&self, id: &Id) -> RecordKey {
-        let digest = self.inner.hasher().digest("tower-session", &id_text(id));
+        let digest = self
+            .shared
+            .store
+            .hasher()
+            .digest("tower-session", &id_text(id));
         RecordKey {
             tag: bucket_tag(digest_bucket(&digest)),
             name: digest_text(&digest),
@@ -171,7 +184,7 @@ impl<C: Codec> TowerSessionStore<C> {
 
     /// The key of the record `id` and, when this store knows the record, its creation time.
     fn known_key(&self, id: &Id) -> (RecordKey, Option<u64>) {
-        match self.known.get(id) {
+        match self.shared.known.get(id) {
             Some(known) => (known.key, Some(known.created)),
             None => (self.record_key(id), None),
         }
@@ -208,13 +221,13 @@ impl<C: Codec> TowerSessionStore<C> {
         let (written, now): (i64, u64) = script
             .call()
             .key(key)
-            .arg(self.inner.absolute_ms())
+            .arg(self.shared.store.absolute_ms())
             .arg(unix_ms(record.expiry_date))
             .arg(Self::encoded(record, None)?)
-            .invoke(self.inner.redis())
+            .invoke(self.shared.store.redis())
             .await
             .map_err(core_backend)?;
-        self.inner.clock().observe(now);
+        self.shared.store.clock().observe(now);
         Ok(written == 1)
     }
 
@@ -222,24 +235,30 @@ impl<C: Codec> TowerSessionStore<C> {
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
         let parts = self.record_key(&record.id);
-        let key = parts.key_ref(self.inner.keys())?;
-        let Some(now) = self.inner.clock().now() else {
+        let key = parts.key_ref(self.shared.store.keys())?;
+        let Some(now) = self.shared.store.clock().now() else {
             // Boxed, here and on the other script paths: the rare path would otherwise make
             // every call's future larger (each a larger allocation and copy).
             return Box::pin(self.write(&TOWER_CREATE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
-        let deadline = expires.min(now.saturating_add(self.inner.absolute_ms()));
+        let deadline = expires.min(now.saturating_add(self.shared.store.absolute_ms()));
         if deadline <= now {
             // Already expired: nothing to keep (as the script does).
             return Ok(true);
         }
         let value = Self::encoded(record, Some((now, expires)))?;
-        let created = set_value(self.inner.redis(), &key, value, Existing::Missing, deadline)
-            .await
-            .map_err(core_backend)?;
+        let created = set_value(
+            self.shared.store.redis(),
+            &key,
+            value,
+            Existing::Missing,
+            deadline,
+        )
+        .await
+        .map_err(core_backend)?;
         if created {
-            self.known.remember(&record.id, parts, now);
+            self.shared.known.remember(&record.id, parts, now);
         }
         Ok(created)
     }
@@ -261,16 +280,16 @@ impl<C: Codec> TowerSessionStore<C> {
     /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
         let (parts, created) = self.known_key(&record.id);
-        let key = parts.key_ref(self.inner.keys())?;
-        let (Some(created), Some(now)) = (created, self.inner.clock().now()) else {
+        let key = parts.key_ref(self.shared.store.keys())?;
+        let (Some(created), Some(now)) = (created, self.shared.store.clock().now()) else {
             return Box::pin(self.write(&TOWER_SAVE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
-        let deadline = expires.min(created.saturating_add(self.inner.absolute_ms()));
-        let redis = self.inner.redis();
+        let deadline = expires.min(created.saturating_add(self.shared.store.absolute_ms()));
+        let redis = self.shared.store.redis();
         if deadline <= now {
             // Past a deadline: as the script, end it rather than write it.
-            self.known.forget(&record.id);
+            self.shared.known.forget(&record.id);
             let _: i64 = Box::pin(redis.query(redis_core::redis::cmd("DEL").arg(&key)))
                 .await
                 .map_err(core_backend)?;
@@ -281,7 +300,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .await
             .map_err(core_backend)?;
         if !saved {
-            self.known.forget(&record.id);
+            self.shared.known.forget(&record.id);
         }
         Ok(saved)
     }
@@ -292,9 +311,10 @@ impl<C: Codec> TowerSessionStore<C> {
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let (parts, known_created) = self.known_key(id);
-        let key = parts.key_ref(self.inner.keys())?;
+        let key = parts.key_ref(self.shared.store.keys())?;
         let reply = self
-            .inner
+            .shared
+            .store
             .redis()
             .query(redis_core::command("GET", 2, key.byte_len()).arg(&key))
             .await;
@@ -310,27 +330,28 @@ impl<C: Codec> TowerSessionStore<C> {
         let live = |value: &[u8], now: Option<u64>| {
             let (created, expires) = layout::times(value, RECORD)?;
             let now = now?;
-            (now < expires.min(created.saturating_add(self.inner.absolute_ms()))).then_some(())
+            (now < expires.min(created.saturating_add(self.shared.store.absolute_ms())))
+                .then_some(())
         };
-        if live(&value, self.inner.clock().now()).is_none() {
+        if live(&value, self.shared.store.clock().now()).is_none() {
             let call = TOWER_LOAD
                 .call()
                 .key(key.to_key())
-                .arg(self.inner.absolute_ms());
-            let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.inner.redis()))
+                .arg(self.shared.store.absolute_ms());
+            let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.shared.store.redis()))
                 .await
                 .map_err(core_backend)?;
             let Some((now, fresh)) = reply else {
                 return Ok(None);
             };
-            self.inner.clock().observe(now);
+            self.shared.store.clock().observe(now);
             value = fresh;
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
         // Already known as it is: nothing to write (a look-up, not a second insert).
         if known_created != Some(stored.created) {
-            self.known.remember(id, parts, stored.created);
+            self.shared.known.remember(id, parts, stored.created);
         }
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
@@ -345,7 +366,12 @@ impl<C: Codec> TowerSessionStore<C> {
             let field = field.map_err(|e| decode(&e))?;
             let value =
                 serde_json::from_slice(&stored.fields[field.value]).map_err(|e| decode(&e))?;
-            let name = String::from_utf8_lossy(&stored.fields[field.name]).into_owned();
+            // Checked to be UTF-8 already (read again, as nothing here may assume it).
+            let name = &stored.fields[field.name];
+            let name = std::str::from_utf8(name).map_or_else(
+                |_| String::from_utf8_lossy(name).into_owned(),
+                str::to_owned,
+            );
             data.insert(name, value);
         }
         Ok(Some(Record {
@@ -357,13 +383,14 @@ impl<C: Codec> TowerSessionStore<C> {
 
     async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
         // Forgotten and read in one look-up.
-        let parts = match self.known.forget(id) {
+        let parts = match self.shared.known.forget(id) {
             Some(known) => known.key,
             None => self.record_key(id),
         };
-        let key = parts.key_ref(self.inner.keys())?;
+        let key = parts.key_ref(self.shared.store.keys())?;
         let removed: i64 = self
-            .inner
+            .shared
+            .store
             .redis()
             .query(redis_core::redis::cmd("DEL").arg(&key))
             .await
@@ -393,12 +420,12 @@ impl RecordKey {
 impl<C: Codec> TowerStore for TowerSessionStore<C> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let span = session_span!(
-            self.inner.redis(),
-            self.inner.name(),
+            self.shared.store.redis(),
+            self.shared.store.name(),
             "session.tower.create"
         );
         observed!(
-            self.inner.metrics(),
+            self.shared.store.metrics(),
             Operation::Create,
             span,
             self.create_record(record),
@@ -407,9 +434,13 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.save");
+        let span = session_span!(
+            self.shared.store.redis(),
+            self.shared.store.name(),
+            "session.tower.save"
+        );
         observed!(
-            self.inner.metrics(),
+            self.shared.store.metrics(),
             Operation::Update,
             span,
             self.save_record(record),
@@ -419,9 +450,13 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let span = session_span!(self.inner.redis(), self.inner.name(), "session.tower.load");
+        let span = session_span!(
+            self.shared.store.redis(),
+            self.shared.store.name(),
+            "session.tower.load"
+        );
         observed!(
-            self.inner.metrics(),
+            self.shared.store.metrics(),
             Operation::Load,
             span,
             self.load_record(id),
@@ -437,12 +472,12 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let span = session_span!(
-            self.inner.redis(),
-            self.inner.name(),
+            self.shared.store.redis(),
+            self.shared.store.name(),
             "session.tower.delete"
         );
         observed!(
-            self.inner.metrics(),
+            self.shared.store.metrics(),
             Operation::Destroy,
             span,
             self.delete_record(id),
