@@ -48,7 +48,9 @@ pub(crate) use session_span;
 
 /// Runs `operation` inside `span` and records it with [`Metrics::finish`]. A macro rather than an
 /// `async fn`, so that the operation's future is awaited where it is instead of being moved into
-/// another future first (a copy of its whole state on every call of a hot path).
+/// another future first (a copy of its whole state on every call of a hot path). Passed as the
+/// call itself (`self.load_record(id)`), the future is built where it is awaited; a variable
+/// holding it is moved once more.
 macro_rules! observed {
     ($metrics:expr, $kind:expr, $span:expr, $operation:expr, $outcome:expr $(,)?) => {{
         let span: tracing::Span = $span;
