@@ -46,11 +46,25 @@ pub mod __private {
     /// makes `Span::none()`: nothing to build, enter or record into, where a disabled span would
     /// still carry its fields and look each recorded one up by name.
     pub fn spans_seen() -> bool {
+        seen_at(
+            tracing::level_filters::LevelFilter::INFO,
+            log::LevelFilter::Info,
+        )
+    }
+
+    /// As [`spans_seen`], for a `TRACE` span (a script call's).
+    pub fn trace_spans_seen() -> bool {
+        seen_at(
+            tracing::level_filters::LevelFilter::TRACE,
+            log::LevelFilter::Trace,
+        )
+    }
+
+    fn seen_at(level: tracing::level_filters::LevelFilter, log_level: log::LevelFilter) -> bool {
         use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
-        STATIC_MAX_LEVEL >= LevelFilter::INFO
-            && (LevelFilter::current() >= LevelFilter::INFO
-                || (!tracing::dispatcher::has_been_set()
-                    && log::max_level() >= log::LevelFilter::Info))
+        STATIC_MAX_LEVEL >= level
+            && (LevelFilter::current() >= level
+                || (!tracing::dispatcher::has_been_set() && log::max_level() >= log_level))
     }
 }
 
@@ -97,6 +111,32 @@ macro_rules! operation_span {
         }
     }};
 }
+/// Awaits `future` inside `span`, entered on each poll, or as it is when the span is
+/// `Span::none()` (as [`operation_span!`] makes it when nobody could see it): then nothing wraps
+/// the future, so it is built where it is awaited instead of being moved into tracing's
+/// `Instrumented` first (a copy of its whole state, a kibibyte or more for a command's future,
+/// on every call). Pass the call or block itself, not a variable holding it; `span` is borrowed.
+///
+/// ```
+/// # async fn demo(redis: redis_core::Redis) -> redis_core::Result<()> {
+/// let span = redis_core::operation_span!(redis, "cache.get", outcome = tracing::field::Empty);
+/// let value: Option<String> =
+///     redis_core::in_span!(span, redis.query(redis_core::redis::cmd("GET").arg("k")))?;
+/// span.record("outcome", if value.is_some() { "hit" } else { "miss" });
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! in_span {
+    ($span:expr, $future:expr $(,)?) => {{
+        let span: &$crate::__private::tracing::Span = &$span;
+        if span.is_none() {
+            $future.await
+        } else {
+            $crate::__private::tracing::Instrument::instrument($future, span.clone()).await
+        }
+    }};
+}
+
 pub use time::{duration_millis, server_time};
 pub use token::random_token;
 pub use version::{Feature, ServerVersion};

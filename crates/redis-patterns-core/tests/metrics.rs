@@ -137,17 +137,18 @@ async fn every_documented_core_metric_is_recorded_by_its_operation() {
 
 #[tokio::test]
 async fn operation_spans_carry_the_database_fields_and_a_recorded_outcome() {
-    use tracing::Instrument;
-
     let observed = observe().await;
     let server = TestServer::spawn();
     let redis = Redis::open(&server.url()).await.unwrap();
     let span = redis_core::operation_span!(redis, "core.demo", outcome = tracing::field::Empty);
-    async {
+    assert!(!span.is_none(), "a subscriber listens");
+    // `in_span!` enters a span someone can see on every poll, as `Instrument` does.
+    let n: i64 = redis_core::in_span!(span, async {
         tracing::Span::current().record("outcome", "hit");
-    }
-    .instrument(span)
-    .await;
+        redis.query(redis::cmd("INCR").arg("in-span")).await
+    })
+    .unwrap();
+    assert_eq!(n, 1);
     let spans = observed.take_spans();
     let demo = spans
         .iter()
@@ -172,5 +173,30 @@ async fn operation_spans_carry_the_database_fields_and_a_recorded_outcome() {
     assert!(
         recorded,
         "the outcome recorded through Span::current is kept: {spans:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_script_call_runs_in_its_span_when_someone_listens() {
+    let observed = observe().await;
+    let server = TestServer::spawn();
+    let redis = Redis::open(&server.url()).await.unwrap();
+    let key = redis_core::KeySpace::new("spans")
+        .unwrap()
+        .key("echo")
+        .unwrap();
+    let value: Option<String> = ECHO.call().key(&key).invoke(&redis).await.unwrap();
+    assert_eq!(value, None);
+    let spans = observed.take_spans();
+    let script = spans
+        .iter()
+        .find(|s| s.name == "redis.script")
+        .unwrap_or_else(|| panic!("no redis.script span in {spans:#?}"));
+    assert!(
+        script
+            .fields
+            .iter()
+            .any(|(k, v)| k == "name" && v == "metrics_echo"),
+        "{script:?}"
     );
 }

@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use redis_core::{Backoff, ErrorPredicates, Key, KeySpace, random_token, release_in_background};
 use tokio::{sync::oneshot, time::Instant};
-use tracing::{Instrument, field::Empty};
+use tracing::field::Empty;
 
 use crate::{
     config::{AcquireOptions, LeaseConfig},
@@ -61,7 +61,7 @@ pub(crate) trait Acquirer: Sync {
     ) -> Result<Option<LockGuard>> {
         let metrics = self.metrics();
         let span = lease_span!(metrics, "lock.try_acquire", outcome = Empty, fence = Empty);
-        async {
+        let operation = async || {
             // No clock read when nothing records the wait.
             let started = redis_core::metrics::ENABLED.then(Instant::now);
             let mut attempts = 0u32;
@@ -86,9 +86,8 @@ pub(crate) trait Acquirer: Sync {
                 span.record("fence", guard.fence());
             }
             result
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 
     /// Attempts until one succeeds or the wait runs out; see [`acquire_loop`]. Recorded as an
@@ -102,7 +101,7 @@ pub(crate) trait Acquirer: Sync {
             fence = Empty,
             attempts = Empty
         );
-        async {
+        let operation = async || {
             // No clock read when nothing records the wait.
             let started = redis_core::metrics::ENABLED.then(Instant::now);
             let mut attempts = 0u32;
@@ -129,9 +128,8 @@ pub(crate) trait Acquirer: Sync {
                 span.record("fence", guard.fence());
             }
             result
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 
     /// Waits for a lease with the watchdog on and runs `work` under it; see [`run_guarded`].
@@ -146,7 +144,7 @@ pub(crate) trait Acquirer: Sync {
         } else {
             lease_span!(metrics, "lock.with_lock", outcome = Empty)
         };
-        async {
+        let operation = async || {
             let options = AcquireOptions::new().auto_extend(true);
             let result = match self.lease(resource, &options).await {
                 Ok(guard) => run_guarded(guard, work).await,
@@ -159,9 +157,8 @@ pub(crate) trait Acquirer: Sync {
             };
             span.record("outcome", outcome);
             result
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 }
 

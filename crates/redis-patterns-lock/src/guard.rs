@@ -5,7 +5,6 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use redis_core::release_in_background;
 use tokio::{task::AbortHandle, time::Instant};
-use tracing::Instrument;
 
 use crate::{
     config::{LeaseConfig, validate_ttl},
@@ -126,7 +125,7 @@ impl LockGuard {
             "lock.extend",
             outcome = tracing::field::Empty
         );
-        async {
+        let operation = async || {
             let result = self.try_extend(ttl).await;
             let outcome = match &result {
                 Ok(()) => "extended",
@@ -135,9 +134,8 @@ impl LockGuard {
             };
             span.record("outcome", outcome);
             result
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 
     async fn try_extend(&self, ttl: Duration) -> Result<()> {
@@ -167,11 +165,7 @@ impl LockGuard {
         );
         self.stop_watchdog();
         let shared = Arc::clone(&self.shared);
-        let result = shared
-            .lease
-            .release(&shared.token)
-            .instrument(span.clone())
-            .await;
+        let result = redis_core::in_span!(span, shared.lease.release(&shared.token));
         // Only now: a `release` future dropped before its answer leaves `done` unset, so the
         // guard's drop sends the (idempotent) release again in the background.
         self.done = true;

@@ -3,7 +3,6 @@
 use std::{sync::Arc, time::Duration};
 
 use redis_core::{Key, KeySpace, Redis};
-use tracing::Instrument;
 
 use crate::{
     acquire::{Acquirer, Attempt, acquire_verbs},
@@ -199,7 +198,7 @@ impl Lock {
             "lock.last_fence",
             fence = tracing::field::Empty
         );
-        async {
+        let operation = async || {
             let key = self.key(resource)?;
             let value: Option<u64> = self
                 .parts
@@ -209,9 +208,8 @@ impl Lock {
             let fence = value.unwrap_or(0);
             span.record("fence", fence);
             Ok(fence)
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use redis_core::{Key, KeySpace, Redis};
-use tracing::Instrument;
 
 use crate::{
     acquire::{Acquirer, Attempt, acquire_verbs},
@@ -136,14 +135,13 @@ impl Semaphore {
             "lock.holders",
             holders = tracing::field::Empty
         );
-        async {
+        let operation = async || {
             let key = self.key(name)?;
             let count: u64 = SEM_HOLDERS.call().key(&key).invoke(&self.redis).await?;
             span.record("holders", count);
             Ok(count)
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, operation())
     }
 }
 

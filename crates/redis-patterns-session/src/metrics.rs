@@ -55,13 +55,7 @@ macro_rules! observed {
     ($metrics:expr, $kind:expr, $span:expr, $operation:expr, $outcome:expr $(,)?) => {{
         let span: tracing::Span = $span;
         let started = $crate::metrics::Metrics::start();
-        // Unseen (no subscriber or logger would read it): no span to enter on each poll, and
-        // the operation's future is awaited where it is built.
-        let result = if span.is_none() {
-            $operation.await
-        } else {
-            tracing::Instrument::instrument($operation, span.clone()).await
-        };
+        let result = redis_core::in_span!(span, $operation);
         $metrics.finish($kind, started, &span, &result, $outcome);
         result
     }};

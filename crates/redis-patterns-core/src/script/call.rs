@@ -155,10 +155,15 @@ impl<'a> ScriptCall<'a> {
     async fn run<T: FromRedisValue>(self, conn: &mut impl Conn) -> Result<T> {
         let script = self.script;
         let cmd = self.finish()?;
-        let span = tracing::trace_span!("redis.script", name = script.name);
+        // `Span::none()` when nothing could see it, so that `in_span!` adds nothing.
+        let span = if crate::__private::trace_spans_seen() {
+            tracing::trace_span!("redis.script", name = script.name)
+        } else {
+            tracing::Span::none()
+        };
         #[cfg(feature = "metrics")]
         let started = crate::metrics::sample_latency().then(std::time::Instant::now);
-        let result = tracing::Instrument::instrument(script.send(&cmd, conn), span).await;
+        let result = crate::in_span!(span, script.send(&cmd, conn));
         #[cfg(feature = "metrics")]
         {
             let metrics = script.metrics();
