@@ -160,22 +160,28 @@ impl<C: Codec> TowerSessionStore<C> {
         }
     }
 
+    /// The session store this one is built from.
+    fn store(&self) -> &SessionStore<C> {
+        &self.shared.store
+    }
+
+    /// The records this store created or loaded.
+    fn known(&self) -> &KnownRecords {
+        &self.shared.known
+    }
+
     /// The Redis key of a tower-sessions id: a digest of the id, never the id. For inspection.
     ///
     /// # Errors
     /// [`crate::Error::Core`] when the key would exceed the key space's length limit.
     pub fn key_of(&self, id: &Id) -> crate::Result<Key> {
         let parts = self.record_key(id);
-        Ok(self.shared.store.keys().tagged(&parts.tag, &parts.name)?)
+        Ok(self.store().keys().tagged(&parts.tag, &parts.name)?)
     }
 
     /// What the key of the record `id` is made of, derived from its digest.
     fn record_key(&self, id: &Id) -> RecordKey {
-        let digest = self
-            .shared
-            .store
-            .hasher()
-            .digest("tower-session", &id_text(id));
+        let digest = self.store().hasher().digest("tower-session", &id_text(id));
         RecordKey {
             tag: bucket_tag(digest_bucket(&digest)),
             name: digest_text(&digest),
@@ -184,7 +190,7 @@ impl<C: Codec> TowerSessionStore<C> {
 
     /// The key of the record `id` and, when this store knows the record, its creation time.
     fn known_key(&self, id: &Id) -> (RecordKey, Option<u64>) {
-        match self.shared.known.get(id) {
+        match self.known().get(id) {
             Some(known) => (known.key, Some(known.created)),
             None => (self.record_key(id), None),
         }
@@ -221,13 +227,13 @@ impl<C: Codec> TowerSessionStore<C> {
         let (written, now): (i64, u64) = script
             .call()
             .key(key)
-            .arg(self.shared.store.absolute_ms())
+            .arg(self.store().absolute_ms())
             .arg(unix_ms(record.expiry_date))
             .arg(Self::encoded(record, None)?)
-            .invoke(self.shared.store.redis())
+            .invoke(self.store().redis())
             .await
             .map_err(core_backend)?;
-        self.shared.store.clock().observe(now);
+        self.store().clock().observe(now);
         Ok(written == 1)
     }
 
@@ -235,21 +241,21 @@ impl<C: Codec> TowerSessionStore<C> {
     /// `tower_create` script otherwise. `false` when the id is taken.
     async fn create_once(&self, record: &Record) -> session_store::Result<bool> {
         let parts = self.record_key(&record.id);
-        let key = parts.key_ref(self.shared.store.keys())?;
-        let Some(now) = self.shared.store.clock().now() else {
+        let key = parts.key_ref(self.store().keys())?;
+        let Some(now) = self.store().clock().now() else {
             // Boxed, here and on the other script paths: the rare path would otherwise make
             // every call's future larger (each a larger allocation and copy).
             return Box::pin(self.write(&TOWER_CREATE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
-        let deadline = expires.min(now.saturating_add(self.shared.store.absolute_ms()));
+        let deadline = expires.min(now.saturating_add(self.store().absolute_ms()));
         if deadline <= now {
             // Already expired: nothing to keep (as the script does).
             return Ok(true);
         }
         let value = Self::encoded(record, Some((now, expires)))?;
         let created = set_value(
-            self.shared.store.redis(),
+            self.store().redis(),
             &key,
             value,
             Existing::Missing,
@@ -258,7 +264,7 @@ impl<C: Codec> TowerSessionStore<C> {
         .await
         .map_err(core_backend)?;
         if created {
-            self.shared.known.remember(&record.id, parts, now);
+            self.known().remember(&record.id, parts, now);
         }
         Ok(created)
     }
@@ -280,16 +286,16 @@ impl<C: Codec> TowerSessionStore<C> {
     /// the `tower_save` script otherwise.
     async fn save_record(&self, record: &Record) -> session_store::Result<bool> {
         let (parts, created) = self.known_key(&record.id);
-        let key = parts.key_ref(self.shared.store.keys())?;
-        let (Some(created), Some(now)) = (created, self.shared.store.clock().now()) else {
+        let key = parts.key_ref(self.store().keys())?;
+        let (Some(created), Some(now)) = (created, self.store().clock().now()) else {
             return Box::pin(self.write(&TOWER_SAVE, &key.to_key(), record)).await;
         };
         let expires = u64::try_from(unix_ms(record.expiry_date)).unwrap_or(0);
-        let deadline = expires.min(created.saturating_add(self.shared.store.absolute_ms()));
-        let redis = self.shared.store.redis();
+        let deadline = expires.min(created.saturating_add(self.store().absolute_ms()));
+        let redis = self.store().redis();
         if deadline <= now {
             // Past a deadline: as the script, end it rather than write it.
-            self.shared.known.forget(&record.id);
+            self.known().forget(&record.id);
             let _: i64 = Box::pin(redis.query(redis_core::redis::cmd("DEL").arg(&key)))
                 .await
                 .map_err(core_backend)?;
@@ -300,7 +306,7 @@ impl<C: Codec> TowerSessionStore<C> {
             .await
             .map_err(core_backend)?;
         if !saved {
-            self.shared.known.forget(&record.id);
+            self.known().forget(&record.id);
         }
         Ok(saved)
     }
@@ -311,10 +317,9 @@ impl<C: Codec> TowerSessionStore<C> {
     /// the record).
     async fn load_record(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let (parts, known_created) = self.known_key(id);
-        let key = parts.key_ref(self.shared.store.keys())?;
+        let key = parts.key_ref(self.store().keys())?;
         let reply = self
-            .shared
-            .store
+            .store()
             .redis()
             .query(redis_core::command("GET", 2, key.byte_len()).arg(&key))
             .await;
@@ -330,28 +335,27 @@ impl<C: Codec> TowerSessionStore<C> {
         let live = |value: &[u8], now: Option<u64>| {
             let (created, expires) = layout::times(value, RECORD)?;
             let now = now?;
-            (now < expires.min(created.saturating_add(self.shared.store.absolute_ms())))
-                .then_some(())
+            (now < expires.min(created.saturating_add(self.store().absolute_ms()))).then_some(())
         };
-        if live(&value, self.shared.store.clock().now()).is_none() {
+        if live(&value, self.store().clock().now()).is_none() {
             let call = TOWER_LOAD
                 .call()
                 .key(key.to_key())
-                .arg(self.shared.store.absolute_ms());
-            let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.shared.store.redis()))
+                .arg(self.store().absolute_ms());
+            let reply: Option<(u64, Vec<u8>)> = Box::pin(call.invoke(self.store().redis()))
                 .await
                 .map_err(core_backend)?;
             let Some((now, fresh)) = reply else {
                 return Ok(None);
             };
-            self.shared.store.clock().observe(now);
+            self.store().clock().observe(now);
             value = fresh;
         }
         let stored = layout::parse(&value, RECORD)
             .ok_or_else(|| session_store::Error::Decode("corrupt session record".into()))?;
         // Already known as it is: nothing to write (a look-up, not a second insert).
         if known_created != Some(stored.created) {
-            self.shared.known.remember(id, parts, stored.created);
+            self.known().remember(id, parts, stored.created);
         }
         let expiry_date = i128::from(stored.seen)
             .checked_mul(1_000_000)
@@ -383,14 +387,13 @@ impl<C: Codec> TowerSessionStore<C> {
 
     async fn delete_record(&self, id: &Id) -> session_store::Result<bool> {
         // Forgotten and read in one look-up.
-        let parts = match self.shared.known.forget(id) {
+        let parts = match self.known().forget(id) {
             Some(known) => known.key,
             None => self.record_key(id),
         };
-        let key = parts.key_ref(self.shared.store.keys())?;
+        let key = parts.key_ref(self.store().keys())?;
         let removed: i64 = self
-            .shared
-            .store
+            .store()
             .redis()
             .query(redis_core::redis::cmd("DEL").arg(&key))
             .await
@@ -420,12 +423,12 @@ impl RecordKey {
 impl<C: Codec> TowerStore for TowerSessionStore<C> {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let span = session_span!(
-            self.shared.store.redis(),
-            self.shared.store.name(),
+            self.store().redis(),
+            self.store().name(),
             "session.tower.create"
         );
         observed!(
-            self.shared.store.metrics(),
+            self.store().metrics(),
             Operation::Create,
             span,
             self.create_record(record),
@@ -435,12 +438,12 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let span = session_span!(
-            self.shared.store.redis(),
-            self.shared.store.name(),
+            self.store().redis(),
+            self.store().name(),
             "session.tower.save"
         );
         observed!(
-            self.shared.store.metrics(),
+            self.store().metrics(),
             Operation::Update,
             span,
             self.save_record(record),
@@ -451,12 +454,12 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let span = session_span!(
-            self.shared.store.redis(),
-            self.shared.store.name(),
+            self.store().redis(),
+            self.store().name(),
             "session.tower.load"
         );
         observed!(
-            self.shared.store.metrics(),
+            self.store().metrics(),
             Operation::Load,
             span,
             self.load_record(id),
@@ -472,12 +475,12 @@ impl<C: Codec> TowerStore for TowerSessionStore<C> {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let span = session_span!(
-            self.shared.store.redis(),
-            self.shared.store.name(),
+            self.store().redis(),
+            self.store().name(),
             "session.tower.delete"
         );
         observed!(
-            self.shared.store.metrics(),
+            self.store().metrics(),
             Operation::Destroy,
             span,
             self.delete_record(id),
@@ -553,6 +556,24 @@ mod tests {
         }
         let random = Id::default();
         assert_eq!(id_text(&random), random.to_string().as_bytes());
+    }
+
+    #[test]
+    fn entries_come_sorted_by_name_few_or_many() {
+        for n in [0usize, 1, 3, 8, 9, 40] {
+            let data: HashMap<String, serde_json::Value> =
+                (0..n).map(|i| (format!("f{i:03}"), i.into())).collect();
+            let names = in_name_order(&data, |entries| {
+                assert!(entries.iter().all(|(name, value)| data[*name] == **value));
+                entries
+                    .iter()
+                    .map(|(name, _)| name.to_string())
+                    .collect::<Vec<_>>()
+            });
+            let mut expected: Vec<String> = data.keys().cloned().collect();
+            expected.sort();
+            assert_eq!(names, expected, "{n} entries");
+        }
     }
 
     #[test]
