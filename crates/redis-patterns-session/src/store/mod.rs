@@ -109,13 +109,17 @@ impl<C: Codec> SessionStore<C> {
     /// reserved field name, [`Error::Core`] for Redis and codec failures.
     pub async fn create<T: Serialize + ?Sized>(&self, data: &T) -> Result<SessionId> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.create");
-        let create = async {
+        let create = async || {
             let fields = encode_fields(&self.parts.codec, data)?;
             self.create_fields(None, &fields).await
         };
-        observed!(self.parts.metrics, Operation::Create, span, create, |_| {
-            created()
-        })
+        observed!(
+            self.parts.metrics,
+            Operation::Create,
+            span,
+            create(),
+            |_| { created() }
+        )
     }
 
     /// Creates a session owned by `user`: it is listed by [`list_user`](Self::list_user) and
@@ -130,13 +134,17 @@ impl<C: Codec> SessionStore<C> {
         data: &T,
     ) -> Result<SessionId> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.create_for_user");
-        let create = async {
+        let create = async || {
             let fields = encode_fields(&self.parts.codec, data)?;
             self.create_fields(Some(user), &fields).await
         };
-        observed!(self.parts.metrics, Operation::Create, span, create, |_| {
-            created()
-        })
+        observed!(
+            self.parts.metrics,
+            Operation::Create,
+            span,
+            create(),
+            |_| { created() }
+        )
     }
 
     /// Creates a session with `fields` (owned by `user`) under a

@@ -39,7 +39,7 @@ impl<C: Codec> SessionStore<C> {
     pub async fn load(&self, id: impl AsRef<str>) -> Result<Option<Session<C>>> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.load");
         let id = id.as_ref();
-        let load = async {
+        let load = async || {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(None);
             };
@@ -85,9 +85,13 @@ impl<C: Codec> SessionStore<C> {
             )
             .map(Some)
         };
-        observed!(self.parts.metrics, Operation::Load, span, load, |s| found(
-            s.is_some()
-        ))
+        observed!(
+            self.parts.metrics,
+            Operation::Load,
+            span,
+            load(),
+            |s| found(s.is_some())
+        )
     }
 
     /// Records an access without reading the data (at most one write per touch interval).
@@ -101,7 +105,7 @@ impl<C: Codec> SessionStore<C> {
     pub async fn touch(&self, id: impl AsRef<str>) -> Result<bool> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.touch");
         let id = id.as_ref();
-        let touch = async {
+        let touch = async || {
             let Some(id) = SessionId::parse(id) else {
                 return Ok(false);
             };
@@ -133,7 +137,7 @@ impl<C: Codec> SessionStore<C> {
             }
             Ok(Box::pin(self.access(&key.to_key(), false)).await?.is_some())
         };
-        observed!(self.parts.metrics, Operation::Load, span, touch, |live| {
+        observed!(self.parts.metrics, Operation::Load, span, touch(), |live| {
             found(*live)
         })
     }
