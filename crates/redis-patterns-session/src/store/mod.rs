@@ -109,17 +109,7 @@ impl<C: Codec> SessionStore<C> {
     /// reserved field name, [`Error::Core`] for Redis and codec failures.
     pub async fn create<T: Serialize + ?Sized>(&self, data: &T) -> Result<SessionId> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.create");
-        let create = async || {
-            let fields = encode_fields(&self.parts.codec, data)?;
-            self.create_fields(None, &fields).await
-        };
-        observed!(
-            self.parts.metrics,
-            Operation::Create,
-            span,
-            create(),
-            |_| { created() }
-        )
+        self.create_observed(span, None, data).await
     }
 
     /// Creates a session owned by `user`: it is listed by [`list_user`](Self::list_user) and
@@ -134,9 +124,20 @@ impl<C: Codec> SessionStore<C> {
         data: &T,
     ) -> Result<SessionId> {
         let span = session_span!(self.parts.redis, self.parts.name, "session.create_for_user");
+        self.create_observed(span, Some(user), data).await
+    }
+
+    /// Encodes `data` and creates a session with it (owned by `user`), observed in `span` as a
+    /// `create`.
+    async fn create_observed<T: Serialize + ?Sized>(
+        &self,
+        span: tracing::Span,
+        user: Option<&str>,
+        data: &T,
+    ) -> Result<SessionId> {
         let create = async || {
             let fields = encode_fields(&self.parts.codec, data)?;
-            self.create_fields(Some(user), &fields).await
+            self.create_fields(user, &fields).await
         };
         observed!(
             self.parts.metrics,
