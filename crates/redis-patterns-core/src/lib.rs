@@ -115,7 +115,9 @@ macro_rules! operation_span {
 /// `Span::none()` (as [`operation_span!`] makes it when nobody could see it): then nothing wraps
 /// the future, so it is built where it is awaited instead of being moved into tracing's
 /// `Instrumented` first (a copy of its whole state, a kibibyte or more for a command's future,
-/// on every call). Pass the call or block itself, not a variable holding it; `span` is borrowed.
+/// on every call). Pass the call itself, not a variable holding its future; for a block, pass an
+/// async closure's call (`let op = async || { .. }; in_span!(span, op())`), so that the block's
+/// code is generated once rather than once per branch. `span` is borrowed.
 ///
 /// ```
 /// # async fn demo(redis: redis_core::Redis) -> redis_core::Result<()> {

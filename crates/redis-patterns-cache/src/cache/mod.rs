@@ -7,7 +7,7 @@ use std::{fmt, sync::Arc};
 
 use redis_core::{Codec, Key, KeySpace, Redis, codec::Json, operation_span};
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::{Instrument, field::Empty};
+use tracing::field::Empty;
 
 pub use builder::CacheBuilder;
 
@@ -115,11 +115,7 @@ impl<C: Codec> Cache<C> {
             name = %self.engine.settings.name,
             result = Empty,
         );
-        // Nobody listens: skip entering and leaving the span on every poll (the hit path).
-        if span.is_disabled() {
-            return self.engine.get(name, &span).await;
-        }
-        self.engine.get(name, &span).instrument(span.clone()).await
+        redis_core::in_span!(span, self.engine.get(name, &span))
     }
 
     /// Stores `value` with the default TTL (jittered), fencing off fills of older loads.
@@ -143,15 +139,12 @@ impl<C: Codec> Cache<C> {
     ) -> Result<()> {
         let span =
             operation_span!(self.engine.redis, "cache.set", name = %self.engine.settings.name);
-        let put = async {
+        let put = async || {
             let key = self.key(name)?;
             self.engine.check(opts)?;
             self.engine.put(&key, value, opts).await
         };
-        if span.is_disabled() {
-            return put.await;
-        }
-        put.instrument(span).await
+        redis_core::in_span!(span, put())
     }
 
     /// Deletes an entry and fences off fills of loads that started before. True if it existed.
@@ -165,13 +158,12 @@ impl<C: Codec> Cache<C> {
             name = %self.engine.settings.name,
             existed = Empty,
         );
-        async {
+        let delete = async || {
             let existed = self.engine.write(&self.key(name)?, None).await?;
             span.record("existed", existed);
             Ok(existed)
-        }
-        .instrument(span.clone())
-        .await
+        };
+        redis_core::in_span!(span, delete())
     }
 
     /// Returns the cached value or loads it, with stampede protection (see the crate docs).
@@ -215,15 +207,12 @@ impl<C: Codec> Cache<C> {
             name = %self.engine.settings.name,
             result = Empty,
         );
-        let serve = async {
+        let serve = async || {
             let key = self.key(name)?;
             self.engine.check(opts)?;
             self.engine.get_or_load(&key, opts, loader, &span).await
         };
-        if span.is_disabled() {
-            return serve.await;
-        }
-        serve.instrument(span.clone()).await
+        redis_core::in_span!(span, serve())
     }
 
     // ----- write-through -----------------------------------------------------------------------
@@ -276,7 +265,7 @@ impl<C: Codec> Cache<C> {
             name = %self.engine.settings.name,
             mode = ?mode,
         );
-        async {
+        let write = async || {
             let key = self.key(name)?;
             // Bad options must fail before the source is written, not after.
             self.engine.check(opts)?;
@@ -288,9 +277,8 @@ impl<C: Codec> Cache<C> {
                 }
             }
             Ok(value)
-        }
-        .instrument(span)
-        .await
+        };
+        redis_core::in_span!(span, write())
     }
 
     // ----- tags --------------------------------------------------------------------------------
@@ -306,8 +294,8 @@ impl<C: Codec> Cache<C> {
             "cache.invalidate_tag",
             name = %self.engine.settings.name,
         );
-        async { self.engine.invalidate_tag(&self.tag_key(tag)?).await }
-            .instrument(span)
-            .await
+        redis_core::in_span!(span, async {
+            self.engine.invalidate_tag(&self.tag_key(tag)?).await
+        })
     }
 }
