@@ -292,15 +292,9 @@ impl<C: Codec> TowerSessionStore<C> {
         let mut data = HashMap::with_capacity(fields.left().min(1024));
         for field in fields {
             let field = field.map_err(|e| decode(&e))?;
-            let value =
-                serde_json::from_slice(&stored.fields[field.value]).map_err(|e| decode(&e))?;
-            // Checked to be UTF-8 already (read again, as nothing here may assume it).
-            let name = &stored.fields[field.name];
-            let name = std::str::from_utf8(name).map_or_else(
-                |_| String::from_utf8_lossy(name).into_owned(),
-                str::to_owned,
-            );
-            data.insert(name, value);
+            let value = serde_json::from_slice(&stored.fields[field.range.value])
+                .map_err(|e| decode(&e))?;
+            data.insert(field.name.to_owned(), value);
         }
         Ok(Some(Record {
             id: *id,

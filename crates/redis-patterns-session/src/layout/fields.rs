@@ -57,7 +57,7 @@ pub(crate) fn field_ranges(bytes: &[u8], start: usize) -> Result<Vec<FieldRange>
     // Whether the names came strictly ascending, as the store writes them.
     let mut ascending = true;
     for field in fields {
-        let field = field?;
+        let field = field?.range;
         if let Some(last) = out.last() {
             ascending &= bytes[last.name.clone()] < bytes[field.name.clone()];
         }
@@ -98,8 +98,16 @@ pub(crate) struct Fields<'a> {
     left: usize,
 }
 
-impl Iterator for Fields<'_> {
-    type Item = Result<FieldRange, Error>;
+/// One field as [`Fields`] reads it: its name, checked to be UTF-8, and where it lies.
+#[derive(Debug)]
+pub(crate) struct Field<'a> {
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) name: &'a str,
+    pub(crate) range: FieldRange,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let Some(left) = self.left.checked_sub(1) else {
@@ -118,21 +126,22 @@ impl Iterator for Fields<'_> {
     }
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
     /// The fields not read yet.
     pub(crate) fn left(&self) -> usize {
         self.left
     }
 
-    fn field(&mut self) -> Result<FieldRange, Error> {
+    fn field(&mut self) -> Result<Field<'a>, Error> {
         let name = self.reader.str().ok_or_else(corrupt_fields)?;
         let value = self.reader.str().ok_or_else(corrupt_fields)?;
-        // ASCII, the usual case, is checked more cheaply than UTF-8 in general.
-        let name_bytes = &self.reader.bytes[name.clone()];
-        if !name_bytes.is_ascii() && std::str::from_utf8(name_bytes).is_err() {
-            return Err(Error::unexpected_reply("non-UTF-8 field name"));
-        }
-        Ok(FieldRange { name, value })
+        let bytes: &'a [u8] = self.reader.bytes;
+        let text = std::str::from_utf8(&bytes[name.clone()])
+            .map_err(|_| Error::unexpected_reply("non-UTF-8 field name"))?;
+        Ok(Field {
+            name: text,
+            range: FieldRange { name, value },
+        })
     }
 }
 
@@ -208,8 +217,11 @@ mod tests {
             let fields = fields(bytes, 1).unwrap();
             fields
                 .map(|f| {
-                    f.map(|f| (bytes[f.name].to_vec(), bytes[f.value].to_vec()))
-                        .map_err(|e| e.to_string())
+                    f.map(|f| {
+                        assert_eq!(f.name.as_bytes(), &bytes[f.range.name.clone()]);
+                        (bytes[f.range.name].to_vec(), bytes[f.range.value].to_vec())
+                    })
+                    .map_err(|e| e.to_string())
                 })
                 .collect()
         };
