@@ -5,7 +5,10 @@
 //! - `session/load`: `load` (a plain `GET` while no touch is due) vs `GET` of a same-size value;
 //!   also the store that records every access (the `access` script each time);
 //! - `session/tower-cycle`: the tower-sessions store's `create`, `load` and `save` vs
-//!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each.
+//!   `SET NX PX`, `GET`, `SET XX PX` of a same-size value, three round trips each; also the least
+//!   a tower-sessions store on those commands must add (`least-json-store`: the id as the key,
+//!   the record's data encoded for `create` and `save` and decoded into a record on `load`, with
+//!   `serde_json`), the floor of any store that keeps tower-sessions' data as JSON.
 //!
 //! Before the groups it prints the server commands per operation (`INFO commandstats`, script
 //! calls and the commands they run both counted). With `BENCH_INTERLEAVED=<rounds>` it also
@@ -223,7 +226,7 @@ fn session(c: &mut Criterion) {
         )
     };
     let raw_cycle = (
-        (raw, prefix.clone(), tower_value),
+        (raw.clone(), prefix.clone(), tower_value),
         |(mut raw, prefix, value): (Conn, String, Arc<Vec<u8>>), _| async move {
             let key = format!("{prefix}:raw-tower:{}", redis_core::random_token());
             let set: bool = redis::cmd("SET")
@@ -268,6 +271,52 @@ fn session(c: &mut Criterion) {
         },
     );
 
+    // The least any tower-sessions store on these commands does on top of them, with none of
+    // this store's guarantees: the id itself as the key, the record's data encoded for create
+    // and save and decoded into a record on load, as JSON. The application's record is built
+    // as in the row above.
+    let json_cycle = (
+        (raw, prefix.clone(), Arc::new(tower_record())),
+        |(mut raw, prefix, template): (Conn, String, Arc<Record>), _| async move {
+            let record = Record {
+                id: Id::default(),
+                ..(*template).clone()
+            };
+            let key = format!("{prefix}:json-tower:{}", record.id);
+            let value = serde_json::to_vec(&record.data).unwrap();
+            let set: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(IDLE_MS)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(set);
+            let loaded: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            let loaded = Record {
+                id: record.id,
+                data: serde_json::from_slice(&loaded).unwrap(),
+                expiry_date: record.expiry_date,
+            };
+            let saved: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(serde_json::to_vec(&loaded.data).unwrap())
+                .arg("XX")
+                .arg("PX")
+                .arg(IDLE_MS)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            assert!(saved);
+        },
+    );
+
     for tasks in CONCURRENCY {
         let mut group = concurrent_group(c, "session/create", tasks);
         let (state, op) = raw_create.clone();
@@ -295,6 +344,8 @@ fn session(c: &mut Criterion) {
         let mut group = concurrent_group(c, "session/tower-cycle", tasks);
         let (state, op) = raw_cycle.clone();
         bench_concurrent(&mut group, &rt, "raw-set-nx-get-set-xx", tasks, state, op);
+        let (state, op) = json_cycle.clone();
+        bench_concurrent(&mut group, &rt, "least-json-store", tasks, state, op);
         let (state, op) = cycle.clone();
         bench_concurrent(&mut group, &rt, "redis-patterns-session", tasks, state, op);
         group.finish();
@@ -328,6 +379,28 @@ fn session(c: &mut Criterion) {
                     iters / 3,
                     rounds,
                     raw_cycle.clone(),
+                    cycle.clone(),
+                ),
+            ),
+            (
+                "tower cycle, least JSON store / SET NX + GET + SET XX".into(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters / 3,
+                    rounds,
+                    raw_cycle.clone(),
+                    json_cycle.clone(),
+                ),
+            ),
+            (
+                "tower cycle / least JSON store".into(),
+                interleaved(
+                    &rt,
+                    tasks,
+                    iters / 3,
+                    rounds,
+                    json_cycle.clone(),
                     cycle.clone(),
                 ),
             ),
