@@ -2,7 +2,9 @@
 //! publish → receive, XADD at batch sizes 1/10/100 (trimmed by length, and by age through the
 //! crate's own `xadd_minid.lua`), consume + acknowledge at batch sizes 1/10/100
 //! (`XREADGROUP` + `XACK`), one consumer at concurrency 1 with heartbeats on and off, and
-//! delayed entries (`send_after` + delivery) at 50 tasks.
+//! delayed entries (`send_after` + delivery) at 50 tasks. With `BENCH_INTERLEAVED=<rounds>` the
+//! concurrency-1 consumer and its raw loop also take turns on fresh streams, and the ratio of
+//! their times is printed.
 //!
 //! Run: `cargo xtask bench -- messaging` (or `cargo bench -p redis-patterns-benches --bench messaging`).
 
@@ -23,7 +25,9 @@ use redis_messaging::{
     CancellationToken, Consumer, Delivery, Event, Producer, Publisher, Retention, Subscriber,
     stream_key,
 };
-use redis_patterns_benches::{BenchServer, bench_concurrent, run_concurrent, runtime};
+use redis_patterns_benches::{
+    BenchServer, bench_concurrent, interleaved_rounds, run_concurrent, runtime,
+};
 use tokio::runtime::Runtime;
 
 /// The crate's `MaxAge` script, from its own file, for the raw baseline.
@@ -338,23 +342,29 @@ fn bench_consume<F, Fut>(
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let total = per_iter * iters;
-            let (stream, key) = fresh(keys, "consume");
-            let producer = Producer::builder(redis.clone(), keys, &stream)
-                .retention(Retention::Unbounded)
-                .build()
-                .unwrap();
-            let payloads: Vec<u64> = (0..1000).collect();
-            rt.block_on(async {
-                let mut left = total;
-                while left > 0 {
-                    let take = left.min(1000) as usize;
-                    producer.send_batch(&payloads[..take]).await.unwrap();
-                    left -= take as u64;
-                }
-            });
+            let (stream, key) = filled(rt, redis, keys, total);
             rt.block_on(consume(stream, key, total))
         })
     });
+}
+
+/// A fresh stream holding `total` entries (its name and key).
+fn filled(rt: &Runtime, redis: &Redis, keys: &KeySpace, total: u64) -> (String, Key) {
+    let (stream, key) = fresh(keys, "consume");
+    let producer = Producer::builder(redis.clone(), keys, &stream)
+        .retention(Retention::Unbounded)
+        .build()
+        .unwrap();
+    let payloads: Vec<u64> = (0..1000).collect();
+    rt.block_on(async {
+        let mut left = total;
+        while left > 0 {
+            let take = left.min(1000) as usize;
+            producer.send_batch(&payloads[..take]).await.unwrap();
+            left -= take as u64;
+        }
+    });
+    (stream, key)
 }
 
 /// Fills a fresh stream with `BATCHES_PER_ITER × batch × iters` entries (not timed), then times
@@ -531,6 +541,15 @@ fn consume_concurrency_1(
             Duration::from_millis(300),
         ),
     ];
+    let consumer = |stream: String, heartbeats: bool, min_idle: Duration| {
+        Consumer::builder(redis.clone(), keys, stream, "g", "c")
+            .batch_size(batch)
+            .block(Duration::from_millis(100))
+            .min_idle(min_idle)
+            .heartbeats(heartbeats)
+            .build()
+            .unwrap()
+    };
     for (name, heartbeats, min_idle) in rows {
         bench_consume(
             &mut group,
@@ -539,19 +558,29 @@ fn consume_concurrency_1(
             keys,
             name,
             per_iter,
-            |stream, _, total| {
-                let consumer = Consumer::builder(redis.clone(), keys, stream, "g", "c")
-                    .batch_size(batch)
-                    .block(Duration::from_millis(100))
-                    .min_idle(min_idle)
-                    .heartbeats(heartbeats)
-                    .build()
-                    .unwrap();
-                run_until_acked(consumer, total)
-            },
+            |stream, _, total| run_until_acked(consumer(stream, heartbeats, min_idle), total),
         );
     }
     group.finish();
+
+    // Criterion measures one row after the other; with BENCH_INTERLEAVED=<rounds> the default
+    // consumer and the raw loop also take turns, each on a fresh stream of `per_iter` entries,
+    // and the ratio of their total times is printed.
+    let rounds = interleaved_rounds();
+    if rounds > 0 {
+        let (mut raw_time, mut time) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            let (_, key) = filled(rt, redis, keys, per_iter);
+            raw_time += rt.block_on(raw_consume(conn.clone(), key, batch, per_iter));
+            let (stream, _) = filled(rt, redis, keys, per_iter);
+            let defaults = consumer(stream, true, Duration::from_secs(30));
+            time += rt.block_on(run_until_acked(defaults, per_iter));
+        }
+        let ratio = raw_time.as_secs_f64() / time.as_secs_f64();
+        eprintln!(
+            "interleaved, 1 consumer: consume + ack, batch 100, concurrency 1 / raw XREADGROUP + XACK loop: {ratio:.2}"
+        );
+    }
 }
 
 /// Delayed entries at 50 tasks: `send_after` (due at once) and delivery by one consumer (batch

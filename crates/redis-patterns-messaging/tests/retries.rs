@@ -1,11 +1,15 @@
 //! Retries: a failing handler's attempts follow the configured schedule (measured intervals)
 //! and reach the dead-letter stream after exactly N; a jittered backoff stays within its bounds;
-//! attempts add up across consumers when the one retrying dies.
+//! attempts add up across consumers when the one retrying dies; at concurrency 1 an entry
+//! waiting for its retry does not hold up the rest of its batch, and never runs beside it.
 
 mod support;
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -175,4 +179,65 @@ async fn attempts_add_up_across_consumers_when_the_one_retrying_dies() {
         .await
         .unwrap();
     assert_eq!((dead.len(), dead[0].attempts), (1, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_concurrency_one_a_retry_waits_aside_while_the_rest_of_its_batch_runs() {
+    let ctx = TestContext::new().await;
+    let keys = ctx.keyspace();
+    let producer = Producer::builder(ctx.redis().clone(), &keys, "aside")
+        .build()
+        .unwrap();
+    // Written before the consumer starts: its first read returns all four.
+    let orders: Vec<Order> = (1..=4).map(|n| Order { n }).collect();
+    producer.send_batch(&orders).await.unwrap();
+    let wait = Duration::from_secs(1);
+    let consumer = Consumer::builder(ctx.redis().clone(), &keys, "aside", "g", "c")
+        .block(ms(100))
+        .batch_size(10)
+        .retry(RetryPolicy::Schedule(vec![wait]))
+        .max_deliveries(2)
+        .build()
+        .unwrap();
+    // (order, attempt, when it started); handlers running now, and the most ever at once.
+    let seen = Arc::new(Mutex::new(Vec::<(u64, u64, Instant)>::new()));
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let run = Running::start(&consumer, {
+        let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+        move |d: Delivery<Order>| {
+            let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+            async move {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                seen.lock()
+                    .unwrap()
+                    .push((d.payload.n, d.attempt, Instant::now()));
+                // Some work, so that overlapping handlers would be caught at it.
+                tokio::time::sleep(ms(5)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                if d.payload.n == 2 && d.attempt == 1 {
+                    Err("order 2 refused once")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    });
+    wait_until("every order acknowledged", DEADLINE, || async {
+        consumer.stats().acked == 4
+    })
+    .await;
+    let stats = run.stop().await;
+
+    let seen = seen.lock().unwrap().clone();
+    let order: Vec<(u64, u64)> = seen.iter().map(|s| (s.0, s.1)).collect();
+    // Orders 3 and 4 ran while order 2 waited for its retry (a second away), not after it.
+    assert_eq!(order, [(1, 1), (2, 1), (3, 1), (4, 1), (2, 2)]);
+    let waited = seen[4].2 - seen[1].2;
+    assert!(
+        waited >= wait && waited <= wait + TOLERANCE,
+        "retried after {waited:?}"
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1, "one handler at a time");
+    assert_eq!((stats.failed, stats.acked), (1, 4));
+    assert_eq!(pending(ctx.redis(), producer.stream(), "g").await, 0);
 }

@@ -79,7 +79,9 @@ impl<C: Codec> ConsumerBuilder<C> {
         self
     }
 
-    /// Handlers running at once in this consumer. Defaults to 1 (in order).
+    /// Handlers running at once in this consumer. Defaults to 1 (in order: then the entries of a
+    /// batch but its last have their first attempt in the reading task, with no task of their
+    /// own; an entry that waits for a retry waits aside, in a task, while the rest go on).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.settings.concurrency = n;
         self

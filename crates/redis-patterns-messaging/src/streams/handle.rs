@@ -1,4 +1,5 @@
-//! Handling fetched entries: a handler task per entry (bounded by `concurrency`), retries after
+//! Handling fetched entries: a handler task per entry (bounded by `concurrency`; at concurrency
+//! 1 the first attempts run in the reading task, all but a batch's last), retries after
 //! the retry policy's wait, decode failures and exhausted entries to the dead-letter stream,
 //! successes to one acknowledging task (one message per batch).
 
@@ -21,7 +22,6 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
 };
-use tracing::Instrument as _;
 
 use super::{
     PAYLOAD_FIELD,
@@ -39,6 +39,8 @@ pub(super) struct Workers<C: Codec, T, F> {
     tasks: JoinSet<()>,
     acks: mpsc::UnboundedSender<Vec<String>>,
     state: Arc<RunState>,
+    /// Concurrency 1: first attempts run in [`dispatch`](Self::dispatch)'s caller.
+    one_at_a_time: bool,
     _payload: PhantomData<fn(T)>,
 }
 
@@ -56,14 +58,15 @@ where
         acks: mpsc::UnboundedSender<Vec<String>>,
         state: Arc<RunState>,
     ) -> Self {
-        let permits = Arc::new(Semaphore::new(consumer.inner.settings.concurrency));
+        let concurrency = consumer.inner.settings.concurrency;
         Self {
             consumer,
             handler: Arc::new(handler),
-            permits,
+            permits: Arc::new(Semaphore::new(concurrency)),
             tasks: JoinSet::new(),
             acks,
             state,
+            one_at_a_time: concurrency == 1,
             _payload: PhantomData,
         }
     }
@@ -77,6 +80,7 @@ where
             tasks: JoinSet::new(),
             acks: self.acks.clone(),
             state: self.state.clone(),
+            one_at_a_time: self.one_at_a_time,
             _payload: PhantomData,
         }
     }
@@ -94,6 +98,12 @@ where
     /// Hands each entry to a handler task, waiting for a free permit first. Once the run is
     /// shutting down, the entries not started yet are handed back instead. The successes of one
     /// call are acknowledged together, in one `XACK`.
+    ///
+    /// At concurrency 1 the entries run one at a time whatever runs them, so every entry but
+    /// the last has its first attempt right here, in the caller's task: a task per entry would
+    /// add a spawn and two task switches to each. The last one still gets a task of its own,
+    /// so that the next read overlaps it, and a failed attempt waits for its retry in a task,
+    /// as at any concurrency.
     pub(super) async fn dispatch(&mut self, entries: Vec<Fetched>) {
         if entries.is_empty() {
             return;
@@ -114,14 +124,22 @@ where
                 }
                 return;
             };
-            let consumer = self.consumer.clone();
-            let handler = self.handler.clone();
-            let task = Task {
+            let mut task = Task {
                 acks: self.acks.clone(),
                 batch: Some(batch.clone()),
                 state: self.state.clone(),
                 permits: self.permits.clone(),
             };
+            let (consumer, handler) = (self.consumer.clone(), self.handler.clone());
+            if self.one_at_a_time && entries.len() > 0 {
+                let first = entry.attempt;
+                if attempt(&consumer, &entry, first, &*handler, &mut task).await == "failed" {
+                    self.tasks.spawn(async move {
+                        retry(&consumer, entry, &*handler, task, permit).await;
+                    });
+                }
+                continue;
+            }
             self.tasks.spawn(async move {
                 process(&consumer, entry, &*handler, task, permit).await;
             });
@@ -186,9 +204,29 @@ impl Task {
 }
 
 /// Runs the handler on one entry until it succeeds, runs out of attempts, or the run shuts
-/// down while it waits for a retry. A failure waits for the retry policy's delay (without a
-/// permit; heartbeats keep the entry this consumer's) and runs again as the next attempt.
+/// down while it waits for a retry (see [`retry`]).
 async fn process<C, T, F, Fut, E>(
+    consumer: &Consumer<C>,
+    entry: Fetched,
+    handler: &F,
+    mut task: Task,
+    permit: OwnedSemaphorePermit,
+) where
+    C: Codec,
+    T: DeserializeOwned,
+    F: Fn(Delivery<T>) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+    E: fmt::Display,
+{
+    if attempt(consumer, &entry, entry.attempt, handler, &mut task).await == "failed" {
+        retry(consumer, entry, handler, task, permit).await;
+    }
+}
+
+/// After a failed attempt: waits for the retry policy's delay (without a permit; heartbeats keep
+/// the entry this consumer's) and runs the entry again as the next attempt, until it succeeds,
+/// runs out of attempts, or the run shuts down while it waits (then it is handed back).
+async fn retry<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: Fetched,
     handler: &F,
@@ -203,27 +241,10 @@ async fn process<C, T, F, Fut, E>(
 {
     let inner = &consumer.inner;
     let mut permit = Some(permit);
-    let mut attempt = entry.attempt;
+    let mut failed = entry.attempt;
     loop {
-        // One `messaging.handle` span per attempt. Stream entry ids are server timestamps,
-        // neither a key nor a payload.
-        let span = redis_core::operation_span!(
-            inner.redis,
-            "messaging.handle",
-            name = %inner.label,
-            messaging.message.id = %entry.id,
-            delivery_count = attempt,
-            outcome = tracing::field::Empty,
-        );
-        let outcome = handle(consumer, &entry, attempt, handler, &mut task)
-            .instrument(span.clone())
-            .await;
-        span.record("outcome", outcome);
-        if outcome != "failed" {
-            return;
-        }
         drop(permit.take());
-        let delay = inner.settings.retry.delay(attempt);
+        let delay = inner.settings.retry.delay(failed);
         let shutdown = &task.state.shutdown;
         let next = tokio::select! {
             biased;
@@ -239,12 +260,46 @@ async fn process<C, T, F, Fut, E>(
             return;
         };
         permit = Some(next);
-        attempt += 1;
-        if !consumer.retry(&entry.id, attempt).await {
+        let this = failed + 1;
+        if !consumer.retry(&entry.id, this).await {
             task.state.release([entry.id.as_str()]);
             return;
         }
+        if attempt(consumer, &entry, this, handler, &mut task).await != "failed" {
+            return;
+        }
+        failed = this;
     }
+}
+
+/// One attempt in its own `messaging.handle` span (see [`handle`]): the outcome. Stream entry
+/// ids are server timestamps, neither a key nor a payload.
+async fn attempt<C, T, F, Fut, E>(
+    consumer: &Consumer<C>,
+    entry: &Fetched,
+    attempt: u64,
+    handler: &F,
+    task: &mut Task,
+) -> &'static str
+where
+    C: Codec,
+    T: DeserializeOwned,
+    F: Fn(Delivery<T>) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+    E: fmt::Display,
+{
+    let inner = &consumer.inner;
+    let span = redis_core::operation_span!(
+        inner.redis,
+        "messaging.handle",
+        name = %inner.label,
+        messaging.message.id = %entry.id,
+        delivery_count = attempt,
+        outcome = tracing::field::Empty,
+    );
+    let outcome = redis_core::in_span!(span, handle(consumer, entry, attempt, handler, task));
+    span.record("outcome", outcome);
+    outcome
 }
 
 /// One attempt: decodes the entry and runs the handler. A success goes to the acknowledger, a
