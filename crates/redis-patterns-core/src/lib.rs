@@ -78,6 +78,10 @@ pub mod __private {
 /// When no subscriber (and no `log` logger) could see an `INFO` span, it is `Span::none()`: free
 /// to enter and to record into.
 ///
+/// Its parent is the current span, or, given first as `parent: <span or None>`, that one (`None`:
+/// a root span, as for work that each message starts on its own, whichever task runs it):
+/// `operation_span!(redis, parent: None, "messaging.handle")`.
+///
 /// ```
 /// # async fn demo(redis: redis_core::Redis) {
 /// use tracing::Instrument;
@@ -93,6 +97,24 @@ pub mod __private {
 /// ```
 #[macro_export]
 macro_rules! operation_span {
+    ($redis:expr, parent: $parent:expr, $operation:literal $(, $($fields:tt)*)?) => {{
+        if $crate::__private::spans_seen() {
+            let (address, port) = $crate::Redis::server_address(&$redis);
+            $crate::__private::tracing::info_span!(
+                parent: $parent,
+                $operation,
+                otel.name = $operation,
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = $operation,
+                server.address = address,
+                server.port = port
+                $(, $($fields)*)?
+            )
+        } else {
+            $crate::__private::tracing::Span::none()
+        }
+    }};
     ($redis:expr, $operation:literal $(, $($fields:tt)*)?) => {{
         if $crate::__private::spans_seen() {
             let (address, port) = $crate::Redis::server_address(&$redis);

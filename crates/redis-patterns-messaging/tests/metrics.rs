@@ -330,3 +330,60 @@ async fn every_documented_messaging_metric_is_recorded_by_its_operation() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_span_is_a_root_whichever_task_runs_it() {
+    use tracing::Instrument as _;
+
+    let observed = observe().await;
+    let ctx = TestContext::new().await;
+    let keys = ctx.keyspace();
+    let producer = Producer::builder(ctx.redis().clone(), &keys, "roots")
+        .build()
+        .unwrap();
+    // One read returns all three: at concurrency 1 the first two run in the reading task (inside
+    // the caller's span), the last in a task of its own.
+    producer
+        .send_batch(&[job(false, false), job(false, false), job(false, false)])
+        .await
+        .unwrap();
+    let consumer = Consumer::builder(ctx.redis().clone(), &keys, "roots", "g", "c")
+        .block(ms(100))
+        .batch_size(10)
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn({
+        let (consumer, shutdown) = (consumer.clone(), shutdown.clone());
+        async move {
+            let handler = |_: Delivery<Job>| async { Ok::<_, std::convert::Infallible>(()) };
+            consumer.run(shutdown, handler).await
+        }
+        .instrument(tracing::info_span!("app.consumer"))
+    });
+    wait_until("all three acknowledged", DEADLINE, || async {
+        consumer.stats().acked == 3
+    })
+    .await;
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+
+    let spans = observed.take_spans();
+    let handled: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "messaging.handle")
+        .collect();
+    assert_eq!(handled.len(), 3, "one span per attempt");
+    assert!(
+        handled.iter().all(|s| s.parent.is_none()),
+        "handler spans are roots: {handled:?}"
+    );
+    // The caller's span did reach the reading task: the group's creation is inside it.
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "messaging.ensure_group"
+                && s.parent.as_deref() == Some("app.consumer")),
+        "the reading task runs in the caller's span"
+    );
+}

@@ -42,6 +42,9 @@ pub struct SpanRecord {
     pub name: String,
     /// Field names and values (`Debug` text).
     pub fields: Vec<(String, String)>,
+    /// The name of the span it was created in (explicitly, or the current one), `None` for a
+    /// root span.
+    pub parent: Option<String>,
 }
 
 /// Access to what was recorded; holding it keeps other tests of this process from recording.
@@ -271,14 +274,20 @@ impl Subscriber for SpanCollector {
         let mut fields = Vec::new();
         attrs.record(&mut FieldText(&mut fields));
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.metadata
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, attrs.metadata());
+        let parent = if attrs.is_contextual() {
+            ENTERED.with(|entered| entered.borrow().last().copied())
+        } else {
+            attrs.parent().map(Id::into_u64)
+        };
+        let mut metadata = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        let parent = parent.and_then(|p| metadata.get(&p).map(|m| m.name().to_owned()));
+        metadata.insert(id, attrs.metadata());
+        drop(metadata);
         self.with_spans(|spans| {
             spans.push(SpanRecord {
                 name: attrs.metadata().name().to_owned(),
                 fields,
+                parent,
             });
         });
         Id::from_u64(id)
@@ -293,6 +302,7 @@ impl Subscriber for SpanCollector {
             spans.push(SpanRecord {
                 name: "(recorded)".to_owned(),
                 fields,
+                parent: None,
             });
         });
     }

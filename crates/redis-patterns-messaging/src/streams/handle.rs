@@ -272,8 +272,10 @@ async fn retry<C, T, F, Fut, E>(
     }
 }
 
-/// One attempt in its own `messaging.handle` span (see [`handle`]): the outcome. Stream entry
-/// ids are server timestamps, neither a key nor a payload.
+/// One attempt in its own `messaging.handle` span (see [`handle`]): the outcome. The span is a
+/// root, whether the attempt runs in a task of its own or in the reading task (whose caller's
+/// span is no parent of an entry's work). Stream entry ids are server timestamps, neither a key
+/// nor a payload.
 async fn attempt<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: &Fetched,
@@ -291,6 +293,7 @@ where
     let inner = &consumer.inner;
     let span = redis_core::operation_span!(
         inner.redis,
+        parent: None,
         "messaging.handle",
         name = %inner.label,
         messaging.message.id = %entry.id,
