@@ -66,6 +66,26 @@ fn tower_record() -> Record {
     }
 }
 
+/// `SET key value <NX|XX> PX idle`, as tower-sessions-redis-store sends it: whether it was set.
+async fn set_px(raw: &mut Conn, key: &str, value: &[u8], condition: &str) -> bool {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg(condition)
+        .arg("PX")
+        .arg(IDLE_MS)
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
+/// `GET key` of a value that is there.
+async fn get(raw: &mut Conn, key: &str) -> Vec<u8> {
+    let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(raw).await.unwrap();
+    assert!(!value.is_empty());
+    value
+}
+
 /// The bytes a stored value holds.
 async fn value_size(redis: &Redis, key: &redis_core::Key) -> usize {
     redis.query(redis::cmd("STRLEN").arg(key)).await.unwrap()
@@ -229,32 +249,9 @@ fn session(c: &mut Criterion) {
         (raw.clone(), prefix.clone(), tower_value),
         |(mut raw, prefix, value): (Conn, String, Arc<Vec<u8>>), _| async move {
             let key = format!("{prefix}:raw-tower:{}", redis_core::random_token());
-            let set: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(value.as_slice())
-                .arg("NX")
-                .arg("PX")
-                .arg(IDLE_MS)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(set);
-            let loaded: Vec<u8> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(!loaded.is_empty());
-            let saved: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(loaded)
-                .arg("XX")
-                .arg("PX")
-                .arg(IDLE_MS)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(saved);
+            assert!(set_px(&mut raw, &key, &value, "NX").await);
+            let loaded = get(&mut raw, &key).await;
+            assert!(set_px(&mut raw, &key, &loaded, "XX").await);
         },
     );
     // tower-sessions hands the store a record it built: the same one each time, with a new id.
@@ -284,36 +281,14 @@ fn session(c: &mut Criterion) {
             };
             let key = format!("{prefix}:json-tower:{}", record.id);
             let value = serde_json::to_vec(&record.data).unwrap();
-            let set: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(IDLE_MS)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(set);
-            let loaded: Vec<u8> = redis::cmd("GET")
-                .arg(&key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
+            assert!(set_px(&mut raw, &key, &value, "NX").await);
             let loaded = Record {
                 id: record.id,
-                data: serde_json::from_slice(&loaded).unwrap(),
+                data: serde_json::from_slice(&get(&mut raw, &key).await).unwrap(),
                 expiry_date: record.expiry_date,
             };
-            let saved: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(serde_json::to_vec(&loaded.data).unwrap())
-                .arg("XX")
-                .arg("PX")
-                .arg(IDLE_MS)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            assert!(saved);
+            let value = serde_json::to_vec(&loaded.data).unwrap();
+            assert!(set_px(&mut raw, &key, &value, "XX").await);
         },
     );
 

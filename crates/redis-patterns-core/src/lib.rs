@@ -115,24 +115,16 @@ macro_rules! operation_span {
             $crate::__private::tracing::Span::none()
         }
     }};
-    ($redis:expr, $operation:literal $(, $($fields:tt)*)?) => {{
-        if $crate::__private::spans_seen() {
-            let (address, port) = $crate::Redis::server_address(&$redis);
-            $crate::__private::tracing::info_span!(
-                $operation,
-                otel.name = $operation,
-                otel.kind = "client",
-                db.system.name = "redis",
-                db.operation.name = $operation,
-                server.address = address,
-                server.port = port
-                $(, $($fields)*)?
-            )
-        } else {
-            $crate::__private::tracing::Span::none()
-        }
-    }};
+    ($redis:expr, $operation:literal $(, $($fields:tt)*)?) => {
+        $crate::operation_span!(
+            $redis,
+            parent: &$crate::__private::tracing::Span::current(),
+            $operation
+            $(, $($fields)*)?
+        )
+    };
 }
+
 /// Awaits `future` inside `span`, entered on each poll, or as it is when the span is
 /// `Span::none()` (as [`operation_span!`] makes it when nobody could see it): then nothing wraps
 /// the future, so it is built where it is awaited instead of being moved into tracing's

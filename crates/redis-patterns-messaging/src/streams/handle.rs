@@ -141,7 +141,10 @@ where
                 continue;
             }
             self.tasks.spawn(async move {
-                process(&consumer, entry, &*handler, task, permit).await;
+                let first = entry.attempt;
+                if attempt(&consumer, &entry, first, &*handler, &mut task).await == "failed" {
+                    retry(&consumer, entry, &*handler, task, permit).await;
+                }
             });
         }
     }
@@ -203,26 +206,6 @@ impl Task {
     }
 }
 
-/// Runs the handler on one entry until it succeeds, runs out of attempts, or the run shuts
-/// down while it waits for a retry (see [`retry`]).
-async fn process<C, T, F, Fut, E>(
-    consumer: &Consumer<C>,
-    entry: Fetched,
-    handler: &F,
-    mut task: Task,
-    permit: OwnedSemaphorePermit,
-) where
-    C: Codec,
-    T: DeserializeOwned,
-    F: Fn(Delivery<T>) -> Fut,
-    Fut: Future<Output = std::result::Result<(), E>>,
-    E: fmt::Display,
-{
-    if attempt(consumer, &entry, entry.attempt, handler, &mut task).await == "failed" {
-        retry(consumer, entry, handler, task, permit).await;
-    }
-}
-
 /// After a failed attempt: waits for the retry policy's delay (without a permit; heartbeats keep
 /// the entry this consumer's) and runs the entry again as the next attempt, until it succeeds,
 /// runs out of attempts, or the run shuts down while it waits (then it is handed back).
@@ -272,10 +255,12 @@ async fn retry<C, T, F, Fut, E>(
     }
 }
 
-/// One attempt in its own `messaging.handle` span (see [`handle`]): the outcome. The span is a
-/// root, whether the attempt runs in a task of its own or in the reading task (whose caller's
-/// span is no parent of an entry's work). Stream entry ids are server timestamps, neither a key
-/// nor a payload.
+/// One attempt, in its own `messaging.handle` span: decodes the entry and runs the handler. A
+/// success goes to the acknowledger, a failure on the last attempt is dead-lettered (an earlier
+/// one is `failed`: to be retried), a payload that does not decode is dead-lettered at once.
+/// Returns the outcome, which the span records too. The span is a root, whether the attempt runs
+/// in a task of its own or in the reading task (whose caller's span is no parent of an entry's
+/// work). Stream entry ids are server timestamps, neither a key nor a payload.
 async fn attempt<C, T, F, Fut, E>(
     consumer: &Consumer<C>,
     entry: &Fetched,
@@ -300,85 +285,67 @@ where
         delivery_count = attempt,
         outcome = tracing::field::Empty,
     );
-    let outcome = redis_core::in_span!(span, handle(consumer, entry, attempt, handler, task));
+    let mut run = async || -> &'static str {
+        let payload = match &entry.payload {
+            Some(bytes) => inner.codec.decode::<T>(bytes),
+            None => Err(redis_core::Error::Decode(
+                format!("entry has no `{PAYLOAD_FIELD}` field").into(),
+            )),
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("payload does not decode: {}", error_chain(&e));
+                consumer.dead_letter(&entry.id, &reason, attempt).await;
+                task.state.release([entry.id.as_str()]);
+                task.settle(None);
+                return "undecodable";
+            }
+        };
+        // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
+        inner.metrics.delivered.increment(1);
+        inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        let delivery = Delivery {
+            id: entry.id.clone(),
+            payload,
+            attempt,
+            first_delivered: entry.first,
+            job_id: entry.job.clone(),
+            consumer: inner.name.clone(),
+        };
+        // No clock read when nothing records it.
+        let started = metrics::ENABLED.then(Instant::now);
+        let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
+        if let Some(started) = started {
+            inner
+                .metrics
+                .handler_duration
+                .record_duration(started.elapsed());
+        }
+        let reason = match outcome {
+            Ok(Ok(())) => {
+                task.settle(Some(entry.id.clone()));
+                return "ok";
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "handler panicked".to_owned(),
+        };
+        inner.metrics.failed.increment(1);
+        inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = %entry.id, attempt, %reason, "handler failed");
+        task.settle(None);
+        if attempt < inner.settings.max_deliveries {
+            return "failed";
+        }
+        let moved = consumer.dead_letter(&entry.id, &reason, attempt).await;
+        task.state.release([entry.id.as_str()]);
+        // Not moved: another consumer claimed it meanwhile (or the move failed and it stays
+        // pending); either way this consumer is done with it.
+        if moved { "dead_lettered" } else { "lost" }
+    };
+    let outcome = redis_core::in_span!(span, run());
     span.record("outcome", outcome);
     outcome
-}
-
-/// One attempt: decodes the entry and runs the handler. A success goes to the acknowledger, a
-/// failure on the last attempt is dead-lettered (an earlier one is `failed`: to be retried), a
-/// payload that does not decode is dead-lettered at once. Returns the outcome for the span.
-async fn handle<C, T, F, Fut, E>(
-    consumer: &Consumer<C>,
-    entry: &Fetched,
-    attempt: u64,
-    handler: &F,
-    task: &mut Task,
-) -> &'static str
-where
-    C: Codec,
-    T: DeserializeOwned,
-    F: Fn(Delivery<T>) -> Fut,
-    Fut: Future<Output = std::result::Result<(), E>>,
-    E: fmt::Display,
-{
-    let inner = &consumer.inner;
-    let payload = match &entry.payload {
-        Some(bytes) => inner.codec.decode::<T>(bytes),
-        None => Err(redis_core::Error::Decode(
-            format!("entry has no `{PAYLOAD_FIELD}` field").into(),
-        )),
-    };
-    let payload = match payload {
-        Ok(p) => p,
-        Err(e) => {
-            let reason = format!("payload does not decode: {}", error_chain(&e));
-            consumer.dead_letter(&entry.id, &reason, attempt).await;
-            task.state.release([entry.id.as_str()]);
-            task.settle(None);
-            return "undecodable";
-        }
-    };
-    // Metrics first, the stats after: whoever sees the stats finds the metrics recorded.
-    inner.metrics.delivered.increment(1);
-    inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
-    let delivery = Delivery {
-        id: entry.id.clone(),
-        payload,
-        attempt,
-        first_delivered: entry.first,
-        job_id: entry.job.clone(),
-        consumer: inner.name.clone(),
-    };
-    // No clock read when nothing records it.
-    let started = metrics::ENABLED.then(Instant::now);
-    let outcome = AssertUnwindSafe(handler(delivery)).catch_unwind().await;
-    if let Some(started) = started {
-        inner
-            .metrics
-            .handler_duration
-            .record_duration(started.elapsed());
-    }
-    let reason = match outcome {
-        Ok(Ok(())) => {
-            task.settle(Some(entry.id.clone()));
-            return "ok";
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "handler panicked".to_owned(),
-    };
-    inner.metrics.failed.increment(1);
-    inner.counters.failed.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(id = %entry.id, attempt, %reason, "handler failed");
-    task.settle(None);
-    if attempt < inner.settings.max_deliveries {
-        return "failed";
-    }
-    let moved = consumer.dead_letter(&entry.id, &reason, attempt).await;
-    task.state.release([entry.id.as_str()]);
-    // Not moved: another consumer claimed it meanwhile (or the move failed and it stays
-    // pending); either way this consumer is done with it.
-    if moved { "dead_lettered" } else { "lost" }
 }
 
 impl<C: Codec> Consumer<C> {
