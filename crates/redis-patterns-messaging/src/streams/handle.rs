@@ -130,16 +130,17 @@ where
                 state: self.state.clone(),
                 permits: self.permits.clone(),
             };
-            let (consumer, handler) = (self.consumer.clone(), self.handler.clone());
             if self.one_at_a_time && entries.len() > 0 {
-                let first = entry.attempt;
-                if attempt(&consumer, &entry, first, &*handler, &mut task).await == "failed" {
+                let (consumer, handler, first) = (&self.consumer, &*self.handler, entry.attempt);
+                if attempt(consumer, &entry, first, handler, &mut task).await == "failed" {
+                    let (consumer, handler) = (consumer.clone(), self.handler.clone());
                     self.tasks.spawn(async move {
                         retry(&consumer, entry, &*handler, task, permit).await;
                     });
                 }
                 continue;
             }
+            let (consumer, handler) = (self.consumer.clone(), self.handler.clone());
             self.tasks.spawn(async move {
                 let first = entry.attempt;
                 if attempt(&consumer, &entry, first, &*handler, &mut task).await == "failed" {
