@@ -294,8 +294,7 @@ impl<C: Codec> Cache<C> {
             "cache.invalidate_tag",
             name = %self.engine.settings.name,
         );
-        redis_core::in_span!(span, async {
-            self.engine.invalidate_tag(&self.tag_key(tag)?).await
-        })
+        let invalidate = async || self.engine.invalidate_tag(&self.tag_key(tag)?).await;
+        redis_core::in_span!(span, invalidate())
     }
 }
